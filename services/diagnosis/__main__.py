@@ -1,0 +1,3 @@
+from services.diagnosis.app import main
+
+main()

@@ -1,0 +1,48 @@
+"""Diagnosis's tables: the cancellations it diagnoses, each diagnosis version, its outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base
+from shared.outbox import handled_table, outbox_table
+
+PrimaryKey = BigInteger().with_variant(Integer, "sqlite")
+
+outbox = outbox_table("diagnosis")
+handled = handled_table("diagnosis")
+
+
+class Cancellation(Base):
+    """A cancellation as intake reported it; the input of every diagnosis version."""
+
+    __tablename__ = "diagnosis_cancellations"
+
+    id: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
+    cancellation_id: Mapped[str] = mapped_column(String(255), unique=True)
+    account_id: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(32), doc="open, withdrawn or closed")
+    state_version: Mapped[int] = mapped_column(BigInteger)
+    details: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+
+
+class Diagnosis(Base):
+    """One version of the diagnosis of one cancellation, with its whole explanation."""
+
+    __tablename__ = "diagnosis_diagnoses"
+    __table_args__ = (UniqueConstraint("cancellation_id", "version"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cancellation_id: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[str] = mapped_column(String(255), index=True)
+    version: Mapped[int]
+    symptom: Mapped[str] = mapped_column(String(64))
+    root_cause: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))
+    explanation: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]

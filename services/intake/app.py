@@ -1,0 +1,43 @@
+"""Intake: takes cancellation signals in from billing systems and tools, never losing one."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.intake import api
+from services.intake.models import outbox
+from services.intake.settings import IntakeSettings
+from shared.logs import configure_logging
+from shared.runtime import Runtime, serve
+from shared.settings import load_settings
+from shared.web import create_app
+
+SERVICE = "intake"
+
+
+def build_app(settings: IntakeSettings) -> FastAPI:
+    """The intake app; its runtime (database, broker, outbox relay) starts with the lifespan."""
+    runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox)
+    app = create_app(
+        service=SERVICE,
+        title="Brink intake",
+        description="Receives Stripe and Chargebee webhooks and internal cancellation reports.",
+        lifespan=runtime.lifespan,
+        public_routers=[api.router],
+        api_tokens=settings.api_tokens,
+        readiness=runtime.readiness(),
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.state.runtime = runtime
+    app.state.settings = settings
+    return app
+
+
+def main() -> None:
+    settings = load_settings(IntakeSettings)
+    configure_logging(service=SERVICE, level=settings.log_level, fmt=settings.log_format)
+    serve(lambda: build_app(settings), settings=settings, port=settings.intake_port)
+
+
+if __name__ == "__main__":
+    main()

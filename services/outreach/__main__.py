@@ -1,0 +1,3 @@
+from services.outreach.app import main
+
+main()

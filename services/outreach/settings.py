@@ -1,0 +1,16 @@
+"""Outreach's settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import BrinkSettings, CommaList, split_commas
+from pydantic import field_validator
+
+
+class OutreachSettings(BrinkSettings):
+    outreach_port: int = Field(default=8002, ge=1, le=65535)
+    # Who gets a task when the diagnosis names no account owner, per role, in turn.
+    csm_rotation: CommaList = Field(default_factory=lambda: ["csm-team"])
+
+    _split = field_validator("csm_rotation", mode="before")(split_commas)

@@ -1,0 +1,137 @@
+"""The ``brink`` command: run everything, migrate, send a signed test webhook."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ENV_FILE = Path(".env")
+
+
+def cmd_init_env(_args: argparse.Namespace) -> int:
+    """Write a ``.env`` with fresh random development secrets, unless one exists."""
+    if ENV_FILE.exists():
+        print(f"brink: {ENV_FILE} exists; leaving it as it is")
+        return 0
+    ENV_FILE.write_text(
+        "# Development settings written by 'brink init-env'. Never commit this file.\n"
+        f"BRINK_API_TOKENS=dev-{secrets.token_urlsafe(24)}\n"
+        f"BRINK_STRIPE_WEBHOOK_SECRETS=whsec_{secrets.token_urlsafe(24)}\n"
+        "BRINK_CHARGEBEE_WEBHOOK_USERNAME=chargebee\n"
+        f"BRINK_CHARGEBEE_WEBHOOK_PASSWORD={secrets.token_urlsafe(18)}\n"
+        "BRINK_LOG_FORMAT=console\n"
+    )
+    ENV_FILE.chmod(0o600)
+    print(f"brink: wrote {ENV_FILE} with new development secrets")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the database to the newest schema (every service's branch)."""
+    from shared.migrate import upgrade
+
+    upgrade(args.database_url or _setting("BRINK_DATABASE_URL", "sqlite+aiosqlite:///./brink.db"))
+    return 0
+
+
+def cmd_run(_args: argparse.Namespace) -> int:
+    """Migrate, then run the three services with one combined log until Ctrl-C."""
+    from shared.supervisor import run_all
+
+    return run_all()
+
+
+def _setting(name: str, default: str | None = None) -> str | None:
+    if name in os.environ:
+        return os.environ[name]
+    if ENV_FILE.exists():
+        for line in ENV_FILE.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == name:
+                return value.strip()
+    return default
+
+
+def sample_cancellation(*, customer_id: str, subscription_id: str, feedback: str, comment: str) -> dict:
+    """A ``customer.subscription.deleted`` event shaped like the ones Stripe sends today."""
+    now = int(time.time())
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": now,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": f"req_{uuid.uuid4().hex[:14]}", "idempotency_key": None},
+        "type": "customer.subscription.deleted",
+        "data": {"object": {
+            "id": subscription_id, "object": "subscription", "customer": customer_id, "status": "canceled",
+            "cancel_at": None, "cancel_at_period_end": False, "canceled_at": now, "ended_at": now,
+            "cancellation_details": {"reason": "cancellation_requested", "feedback": feedback, "comment": comment},
+            "livemode": False, "metadata": {},
+            "items": {"object": "list", "data": [{
+                "id": f"si_{uuid.uuid4().hex[:14]}", "object": "subscription_item", "quantity": 12,
+                "price": {"id": "price_team_monthly", "object": "price", "currency": "usd", "unit_amount": 4900,
+                          "nickname": "Team", "recurring": {"interval": "month", "interval_count": 1}},
+            }]},
+        }},
+    }
+
+
+def cmd_send_test_webhook(args: argparse.Namespace) -> int:
+    """Sign a sample cancellation with the configured secret and POST it to a running intake."""
+    import httpx
+
+    from shared.signing import stripe_signature_header
+
+    secret_list = [s.strip() for s in (args.secret or _setting("BRINK_STRIPE_WEBHOOK_SECRETS") or "").split(",") if s.strip()]
+    if not secret_list:
+        print("brink: no Stripe secret; set BRINK_STRIPE_WEBHOOK_SECRETS or pass --secret", file=sys.stderr)
+        return 2
+    port = _setting("BRINK_INTAKE_PORT", "8000")
+    url = args.url or f"http://127.0.0.1:{port}/webhooks/stripe"
+    event = sample_cancellation(
+        customer_id=args.customer or f"cus_{uuid.uuid4().hex[:14]}",
+        subscription_id=f"sub_{uuid.uuid4().hex[:14]}",
+        feedback=args.feedback,
+        comment=args.comment,
+    )
+    body = json.dumps(event).encode()
+    headers = {"Stripe-Signature": stripe_signature_header(secret_list[:1], body), "Content-Type": "application/json"}
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=10)
+    except httpx.HTTPError as error:
+        print(f"brink: could not reach intake at {url}: {error}", file=sys.stderr)
+        return 1
+    print(f"{response.status_code} {response.text}")
+    print(f"sent {event['type']} {event['id']} for customer {event['data']['object']['customer']}")
+    return 0 if response.is_success else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="brink", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="migrate and run all three services").set_defaults(func=cmd_run)
+    migrate = commands.add_parser("migrate", help="upgrade the database schema")
+    migrate.add_argument("--database-url")
+    migrate.set_defaults(func=cmd_migrate)
+    commands.add_parser("init-env", help="write a .env with development secrets").set_defaults(func=cmd_init_env)
+    send = commands.add_parser("send-test-webhook", help="send a signed sample Stripe cancellation")
+    send.add_argument("--url", help="intake's Stripe webhook URL (default: local intake)")
+    send.add_argument("--secret", help="whsec_ secret (default: BRINK_STRIPE_WEBHOOK_SECRETS)")
+    send.add_argument("--customer", help="Stripe customer id (default: a new one)")
+    send.add_argument("--feedback", default="too_expensive", help="Stripe cancellation feedback code")
+    send.add_argument("--comment", default="Nobody on the team really used it after the first month.")
+    send.set_defaults(func=cmd_send_test_webhook)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args))

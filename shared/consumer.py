@@ -1,0 +1,178 @@
+"""Consuming with an idempotency guard: handled-row, effects and commit, then ack; failures retry, then dead-letter."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+from sqlalchemy import Table
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import metrics
+from shared.db import insert_if_new, transaction, utcnow
+from shared.events import Envelope, Payload, UnknownEventType
+from shared.logs import bound_contextvars, get_logger
+from shared.messaging import DEAD_EXCHANGE, RETRY_EXCHANGE, Broker, QueueSpec, build_message
+
+log = get_logger("shared.consumer")
+
+ATTEMPT_HEADER = "x-brink-attempt"
+ERROR_HEADER = "x-brink-error"
+QUEUE_HEADER = "x-brink-queue"
+ROUTING_KEY_HEADER = "x-brink-routing-key"
+FAILED_AT_HEADER = "x-brink-failed-at"
+DATABASE_OUTAGE_PATIENCE_SECONDS = 60.0
+
+
+class Handler(Protocol):
+    def __call__(self, payload: Any, *, envelope: Envelope, session: AsyncSession) -> Awaitable[None]: ...
+
+
+class PoisonMessage(Exception):
+    """A message no retry can fix (unparsable, unknown type): it goes straight to the dead queue."""
+
+
+def is_database_outage(error: BaseException) -> bool:
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (ConnectionError, OSError))
+
+
+class Consumer:
+    """Runs one handler on one queue. Effects and the handled-row commit together; ack comes after."""
+
+    def __init__(self, *, spec: QueueSpec, handlers: dict[str, Handler], broker: Broker,
+                 sessions: async_sessionmaker[AsyncSession], handled: Table, prefetch: int = 32,
+                 after_commit: Callable[[], None] | None = None) -> None:
+        self.spec = spec
+        self._handlers = handlers
+        self._broker = broker
+        self._sessions = sessions
+        self._handled = handled
+        self._prefetch = prefetch
+        self._after_commit = after_commit
+        self._queue: aio_pika.abc.AbstractQueue | None = None
+        self._tag: str | None = None
+
+    async def start(self) -> None:
+        await self._broker.declare_queue(self.spec)
+        channel = await self._broker.consumer_channel(self._prefetch)
+        self._queue = await channel.get_queue(self.spec.name, ensure=False)
+        self._tag = await self._queue.consume(self.on_message)
+
+    async def stop(self) -> None:
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception:  # the channel may already be gone at shutdown
+                pass
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        if message.redelivered:
+            metrics.REDELIVERIES.labels(self.spec.name).inc()
+        try:
+            envelope, payload = self._decode(message)
+        except PoisonMessage as poison:
+            await self._dead_letter(message, str(poison))
+            return
+        with bound_contextvars(correlation_id=envelope.correlation_id, event_id=str(envelope.id),
+                               event_type=envelope.type, queue=self.spec.name):
+            try:
+                outcome = await self.handle(envelope, payload)
+            except Exception as error:
+                log.warning("consumer.handler.failed", error=str(error) or repr(error), exc_info=True)
+                await self._retry_or_dead_letter(message, error)
+                return
+            await message.ack()
+            metrics.MESSAGES_CONSUMED.labels(self.spec.name, outcome).inc()
+            metrics.HANDLER_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
+
+    def _decode(self, message: AbstractIncomingMessage) -> tuple[Envelope, Payload]:
+        try:
+            envelope = Envelope.from_bytes(message.body)
+            payload = envelope.payload()
+        except (ValidationError, UnknownEventType, ValueError) as error:
+            raise PoisonMessage(f"undecodable message: {str(error).splitlines()[0]}") from None
+        if envelope.type not in self._handlers:
+            raise PoisonMessage(f"no handler for {envelope.type} on {self.spec.name}")
+        return envelope, payload
+
+    async def handle(self, envelope: Envelope, payload: Payload) -> str:
+        """Handle once: returns ``handled`` or ``duplicate``. Waits out a database outage rather than failing."""
+        deadline = time.monotonic() + DATABASE_OUTAGE_PATIENCE_SECONDS
+        delay = 0.5
+        while True:
+            try:
+                return await self._handle_in_transaction(envelope, payload)
+            except Exception as error:
+                if not is_database_outage(error) or time.monotonic() > deadline:
+                    raise
+                log.warning("consumer.database.unavailable", error=str(error).splitlines()[0], retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _handle_in_transaction(self, envelope: Envelope, payload: Payload) -> str:
+        async with transaction(self._sessions) as session:
+            first_time = await insert_if_new(
+                session, self._handled, returning=self._handled.c.event_id,
+                consumer=self.spec.name, event_id=str(envelope.id), handled_at=utcnow(),
+            )
+            if first_time is None:
+                log.info("consumer.message.duplicate")
+                return "duplicate"
+            await self._handlers[envelope.type](payload, envelope=envelope, session=session)
+        if self._after_commit is not None:
+            self._after_commit()
+        return "handled"
+
+    async def _retry_or_dead_letter(self, message: AbstractIncomingMessage, error: Exception) -> None:
+        attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 0) or 0)
+        reason = f"{error.__class__.__name__}: {error}"[:1000]
+        if attempt >= len(self.spec.retry_delays):
+            await self._dead_letter(message, reason)
+            return
+        headers = {**(message.headers or {}), ATTEMPT_HEADER: attempt + 1, ERROR_HEADER: reason}
+        try:
+            await self._broker.publish_raw(RETRY_EXCHANGE, self.spec.retry_queue(attempt), self._copy(message, headers))
+        except Exception:
+            # Could not park it for later: let the broker redeliver (bounded by x-delivery-limit).
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        metrics.MESSAGES_CONSUMED.labels(self.spec.name, "retried").inc()
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        log.error("consumer.message.dead_lettered", queue=self.spec.name, reason=reason)
+        headers = {
+            **(message.headers or {}),
+            ERROR_HEADER: reason,
+            QUEUE_HEADER: self.spec.name,
+            ROUTING_KEY_HEADER: (message.headers or {}).get(ROUTING_KEY_HEADER) or message.routing_key or "",
+            FAILED_AT_HEADER: utcnow().isoformat(),
+        }
+        try:
+            await self._broker.publish_raw(DEAD_EXCHANGE, self.spec.name, self._copy(message, headers))
+        except Exception:
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        metrics.DEAD_LETTERED.labels(self.spec.name).inc()
+        metrics.MESSAGES_CONSUMED.labels(self.spec.name, "dead_lettered").inc()
+
+    @staticmethod
+    def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+        if ROUTING_KEY_HEADER not in headers and message.routing_key:
+            headers[ROUTING_KEY_HEADER] = message.routing_key
+        return build_message(
+            message.body, message_id=message.message_id or "", event_type=message.type or "",
+            correlation_id=message.correlation_id or "", headers=headers,
+        )

@@ -1,0 +1,33 @@
+"""FastAPI dependencies every service uses, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import transaction
+from shared.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed after the handler returns (the edge owns the commit)."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        async with transaction(runtime.sessions) as session:
+            yield session
+    except (OperationalError, DBAPIError, OSError) as error:
+        if isinstance(error, DBAPIError) and not isinstance(error, OperationalError) and not error.connection_invalidated:
+            raise
+        raise HTTPException(503, "the database is unavailable; retry later") from None
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -1,0 +1,226 @@
+"""The event contracts: one versioned envelope, one typed payload per event type."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Source = Literal["stripe", "chargebee", "api"]
+Initiator = Literal["customer", "billing_system", "staff", "unknown"]
+
+
+class Payload(BaseModel):
+    """Base of every event payload; ``TYPE`` and ``VERSION`` name it on the wire."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+
+class Money(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    amount_minor: int = Field(description="amount in the currency's minor unit (cents)")
+    currency: str = Field(min_length=3, max_length=3, description="ISO 4217, lower case")
+
+
+class PlanLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    plan_id: str
+    name: str | None = None
+    quantity: int = 1
+    unit_amount_minor: int | None = None
+    currency: str | None = None
+    interval: str | None = None
+    interval_count: int = 1
+    mrr_minor: int = 0
+
+
+class CancellationReceived(Payload):
+    """A customer cancelled, or scheduled a cancellation, according to a billing system or a tool."""
+
+    TYPE: ClassVar[str] = "cancellation.received"
+    cancellation_id: str = Field(description="stable id of this cancellation: <source>:<subscription id>")
+    account_id: str
+    source: Source
+    source_event_id: str
+    source_event_type: str
+    customer_id: str
+    subscription_id: str | None = None
+    customer_email: str | None = None
+    customer_name: str | None = None
+    account_owner: str | None = None
+    plans: list[PlanLine] = Field(default_factory=list)
+    mrr: Money | None = None
+    billing_reason: str | None = Field(default=None, description="the billing system's own reason")
+    feedback: str | None = Field(default=None, description="the customer's stated reason, as the source coded it")
+    comment: str | None = Field(default=None, description="the customer's own words")
+    initiated_by: Initiator = "unknown"
+    involuntary: bool = False
+    scheduled: bool = Field(default=False, description="takes effect later (at period end or cancel_at)")
+    effective_at: datetime | None = None
+    livemode: bool = True
+    state_version: int = Field(default=0, description="orders events of one subscription")
+
+
+class CancellationWithdrawn(Payload):
+    """The customer is staying: a scheduled cancellation was removed, or the subscription resumed."""
+
+    TYPE: ClassVar[str] = "cancellation.withdrawn"
+    cancellation_id: str
+    account_id: str
+    source: Source
+    source_event_id: str
+    source_event_type: str
+    customer_id: str
+    subscription_id: str | None = None
+    reason: str = "scheduled_cancellation_removed"
+    state_version: int = 0
+
+
+class AccountSignalsUpdated(Payload):
+    TYPE: ClassVar[str] = "account.signals_updated"
+    account_id: str
+    signal_version: int
+    kinds: list[str] = Field(default_factory=list)
+
+
+class Evidence(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    signal: str
+    detail: str
+    weight: float
+
+
+class Hypothesis(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    root_cause: str
+    confidence: float = Field(ge=0, le=1)
+    evidence: list[Evidence] = Field(default_factory=list)
+
+
+class Unknown(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    root_cause: str
+    signals_to_check: list[str] = Field(default_factory=list)
+    questions: list[str] = Field(default_factory=list)
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    decision: Literal["pursue", "move_on", "discover"]
+    reason: str | None = None
+    priority: int = Field(default=0, ge=0, le=100)
+
+
+class DiagnosisCompleted(Payload):
+    """Diagnosis of one cancellation: symptom, ranked root causes, unknowns, verdict."""
+
+    TYPE: ClassVar[str] = "diagnosis.completed"
+    diagnosis_id: str
+    diagnosis_version: int
+    cancellation_id: str
+    account_id: str
+    customer_id: str
+    customer_name: str | None = None
+    account_owner: str | None = None
+    source: Source
+    mrr: Money | None = None
+    effective_at: datetime | None = None
+    billing_reason: str | None = None
+    stated_reason: str | None = None
+    comment: str | None = None
+    symptom: str
+    root_cause: str
+    hypotheses: list[Hypothesis] = Field(default_factory=list)
+    unknowns: list[Unknown] = Field(default_factory=list)
+    tried: list[str] = Field(default_factory=list)
+    verdict: Verdict
+    recommended_playbook: str
+    incomplete: bool = False
+
+
+class InterventionLogged(Payload):
+    TYPE: ClassVar[str] = "intervention.logged"
+    intervention_id: str
+    case_id: str
+    cancellation_id: str
+    account_id: str
+    action: str
+    result: str
+    note: str | None = None
+    performed_by: str | None = None
+    performed_at: datetime
+
+
+class CaseClosed(Payload):
+    TYPE: ClassVar[str] = "case.closed"
+    case_id: str
+    cancellation_id: str
+    account_id: str
+    outcome: Literal["saved", "lost", "moved_on"]
+    root_cause: str | None = None
+    revenue_saved: Money | None = None
+    revenue_lost: Money | None = None
+    closed_at: datetime
+    reason: str | None = None
+
+
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    cls.TYPE: cls
+    for cls in (
+        CancellationReceived,
+        CancellationWithdrawn,
+        AccountSignalsUpdated,
+        DiagnosisCompleted,
+        InterventionLogged,
+        CaseClosed,
+    )
+}
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+class Envelope(BaseModel):
+    """What travels on the wire. ``id`` is the de-duplication key for every consumer."""
+
+    model_config = ConfigDict(frozen=True)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: str
+    version: int = 1
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    correlation_id: str
+    source: str
+    data: dict[str, Any]
+
+    @classmethod
+    def wrap(cls, payload: Payload, *, correlation_id: str, source: str, occurred_at: datetime | None = None) -> Envelope:
+        """Put a typed payload in an envelope."""
+        return cls(
+            type=payload.TYPE,
+            version=payload.VERSION,
+            occurred_at=occurred_at or datetime.now(UTC),
+            correlation_id=correlation_id,
+            source=source,
+            data=payload.model_dump(mode="json"),
+        )
+
+    def payload(self) -> Payload:
+        """The typed payload; raises UnknownEventType or a ValidationError for bad data."""
+        cls = PAYLOAD_TYPES.get(self.type)
+        if cls is None:
+            raise UnknownEventType(f"unknown event type {self.type!r}")
+        if self.version != cls.VERSION:
+            raise UnknownEventType(f"{self.type} version {self.version} is not understood (expected {cls.VERSION})")
+        return cls.model_validate(self.data)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> Envelope:
+        return cls.model_validate_json(body)

@@ -1,0 +1,206 @@
+"""RabbitMQ on aio-pika: topology, confirmed persistent publishing, and a connection that reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
+
+from shared.events import Envelope
+from shared.logs import get_logger
+
+EVENTS_EXCHANGE = "brink.events"
+DEAD_EXCHANGE = "brink.dead"
+RETRY_EXCHANGE = "brink.retry"
+UNROUTED_EXCHANGE = "brink.unrouted"
+UNROUTED_QUEUE = "brink.unrouted"
+PUBLISH_TIMEOUT_SECONDS = 10.0
+
+log = get_logger("shared.messaging")
+
+
+class BrokerUnavailable(RuntimeError):
+    pass
+
+
+def describe_broker(url: str) -> str:
+    """Host and port of an AMQP URL, without the credentials."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5672}{parts.path or '/'}"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """One consumer's queue: what it listens to, and how hard it retries before dead-lettering."""
+
+    name: str
+    routing_keys: tuple[str, ...]
+    retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0)
+    delivery_limit: int = 10
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.name}.dead"
+
+    def retry_queue(self, attempt: int) -> str:
+        return f"{self.name}.retry.{attempt}"
+
+    def main_arguments(self) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            # RabbitMQ 3.10 quorum queues have no default limit; a crash loop must end in the dead queue.
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": DEAD_EXCHANGE,
+            "x-dead-letter-routing-key": self.name,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+
+    def retry_arguments(self, delay: float) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-message-ttl": int(delay * 1000),
+            # Expired messages go back to the main queue through the default exchange.
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.name,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+
+
+@dataclass
+class Topology:
+    """Declared objects, kept referenced: robust connections restore them through weak references."""
+
+    events: AbstractExchange | None = None
+    dead: AbstractExchange | None = None
+    retry: AbstractExchange | None = None
+    queues: dict[str, AbstractQueue] = field(default_factory=dict)
+
+
+async def declare_exchanges(channel: AbstractChannel, topology: Topology) -> None:
+    """Declare the exchanges idempotently; unroutable events land in ``brink.unrouted`` to be seen."""
+    unrouted = await channel.declare_exchange(UNROUTED_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
+    unrouted_queue = await channel.declare_queue(
+        UNROUTED_QUEUE, durable=True, arguments={"x-queue-type": "quorum", "x-max-length": 100_000}
+    )
+    await unrouted_queue.bind(unrouted)
+    topology.queues[UNROUTED_QUEUE] = unrouted_queue
+    topology.events = await channel.declare_exchange(
+        EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True, arguments={"alternate-exchange": UNROUTED_EXCHANGE}
+    )
+    topology.dead = await channel.declare_exchange(DEAD_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+    topology.retry = await channel.declare_exchange(RETRY_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+
+
+async def declare_consumer_queue(channel: AbstractChannel, topology: Topology, spec: QueueSpec) -> AbstractQueue:
+    """The main quorum queue, its delayed-retry queues and its dead-letter queue."""
+    assert topology.events and topology.dead and topology.retry, "declare_exchanges first"
+    queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.main_arguments())
+    for key in spec.routing_keys:
+        await queue.bind(topology.events, routing_key=key)
+    for attempt, delay in enumerate(spec.retry_delays):
+        retry_queue = await channel.declare_queue(
+            spec.retry_queue(attempt), durable=True, arguments=spec.retry_arguments(delay)
+        )
+        await retry_queue.bind(topology.retry, routing_key=spec.retry_queue(attempt))
+        topology.queues[spec.retry_queue(attempt)] = retry_queue
+    dead_queue = await channel.declare_queue(spec.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
+    await dead_queue.bind(topology.dead, routing_key=spec.name)
+    topology.queues[spec.dead_queue] = dead_queue
+    topology.queues[spec.name] = queue
+    return queue
+
+
+def build_message(envelope_body: bytes, *, message_id: str, event_type: str, correlation_id: str,
+                  headers: dict[str, Any] | None = None) -> aio_pika.Message:
+    return aio_pika.Message(
+        envelope_body,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        content_type="application/json",
+        message_id=message_id,
+        correlation_id=correlation_id,
+        type=event_type,
+        headers=headers or {},
+    )
+
+
+class Broker:
+    """One robust connection, a confirming publisher channel, and a channel per consumer."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
+        self._url = url
+        self._connect_timeout = connect_timeout
+        self.connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self.topology = Topology()
+        self._consumer_channels: list[AbstractChannel] = []
+
+    @property
+    def where(self) -> str:
+        return describe_broker(self._url)
+
+    async def connect(self) -> None:
+        """Connect and declare the exchanges; BrokerUnavailable names where it looked."""
+        try:
+            self.connection = await aio_pika.connect_robust(self._url, timeout=self._connect_timeout)
+        except (OSError, asyncio.TimeoutError, aio_pika.exceptions.AMQPError) as error:
+            raise BrokerUnavailable(f"RabbitMQ is not reachable at {self.where} ({error.__class__.__name__})") from None
+        self._publish_channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        await declare_exchanges(self._publish_channel, self.topology)
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+            self.connection = None
+
+    @property
+    def is_connected(self) -> bool:
+        return self.connection is not None and not self.connection.is_closed and self.connection.connected.is_set()
+
+    async def declare_queue(self, spec: QueueSpec) -> AbstractQueue:
+        assert self._publish_channel is not None
+        return await declare_consumer_queue(self._publish_channel, self.topology, spec)
+
+    async def consumer_channel(self, prefetch: int) -> AbstractChannel:
+        assert self.connection is not None
+        channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        await channel.set_qos(prefetch_count=prefetch)
+        self._consumer_channels.append(channel)
+        return channel
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Publish an event persistently and wait for the broker's confirm."""
+        await self.publish_raw(
+            EVENTS_EXCHANGE,
+            envelope.type,
+            build_message(envelope.to_bytes(), message_id=str(envelope.id), event_type=envelope.type,
+                          correlation_id=envelope.correlation_id),
+        )
+
+    async def publish_raw(self, exchange_name: str, routing_key: str, message: aio_pika.Message) -> None:
+        if not self.is_connected or self._publish_channel is None:
+            raise BrokerUnavailable(f"not connected to RabbitMQ at {self.where}")
+        exchange = {
+            EVENTS_EXCHANGE: self.topology.events,
+            DEAD_EXCHANGE: self.topology.dead,
+            RETRY_EXCHANGE: self.topology.retry,
+        }.get(exchange_name)
+        if exchange is None:
+            exchange = await self._publish_channel.get_exchange(exchange_name, ensure=False)
+        await exchange.publish(message, routing_key=routing_key, mandatory=True, timeout=PUBLISH_TIMEOUT_SECONDS)
+
+    async def queue_depths(self, names: list[str]) -> dict[str, tuple[int, int]]:
+        """Messages ready and consumers for each queue, read by passive declaration."""
+        assert self.connection is not None
+        depths: dict[str, tuple[int, int]] = {}
+        async with self.connection.channel() as channel:
+            for name in names:
+                declared = await channel.declare_queue(name, passive=True)
+                result = declared.declaration_result
+                depths[name] = (result.message_count or 0, result.consumer_count or 0)
+        return depths

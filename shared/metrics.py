@@ -1,0 +1,68 @@
+"""Prometheus metrics shared by every service, and the ``/metrics`` endpoint."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HTTP_REQUESTS = Counter("brink_http_requests_total", "HTTP requests handled", ["service", "route", "method", "status"])
+HTTP_LATENCY = Histogram(
+    "brink_http_request_duration_seconds", "Time to answer an HTTP request", ["service", "route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+OUTBOX_PUBLISHED = Counter("brink_outbox_published_total", "Outbox rows published and confirmed", ["table"])
+OUTBOX_BACKLOG = Gauge("brink_outbox_backlog", "Outbox rows not yet published", ["table"])
+OUTBOX_OLDEST_AGE = Gauge("brink_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["table"])
+PUBLISH_CONFIRM_SECONDS = Histogram(
+    "brink_publish_confirm_duration_seconds", "Time from publishing a batch to the broker's confirms",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+MESSAGES_CONSUMED = Counter(
+    "brink_messages_consumed_total", "Messages taken from a queue, by outcome", ["queue", "outcome"]
+)
+HANDLER_SECONDS = Histogram(
+    "brink_message_handler_duration_seconds", "Time to handle one message and commit", ["queue"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+REDELIVERIES = Counter("brink_message_redeliveries_total", "Messages the broker delivered again", ["queue"])
+DEAD_LETTERED = Counter("brink_messages_dead_lettered_total", "Messages sent to a dead-letter queue", ["queue"])
+
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics_endpoint() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+class HTTPMetricsMiddleware:
+    """Counts requests by route template (not raw path, which would explode the label set)."""
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            HTTP_REQUESTS.labels(self.service, template, method, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, template, method).observe(time.perf_counter() - started)

@@ -1,0 +1,177 @@
+"""Transactional outbox: events are written with the effects that caused them, then relayed with confirms."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import metrics
+from shared.db import UTCDateTime, is_postgres, metadata, transaction, utcnow
+from shared.events import Envelope
+from shared.logs import get_logger
+from shared.messaging import EVENTS_EXCHANGE, Broker, build_message
+
+log = get_logger("shared.outbox")
+
+PrimaryKey = BigInteger().with_variant(Integer, "sqlite")
+
+
+def outbox_table(service: str) -> Table:
+    """A service's own outbox table, ``<service>_outbox``."""
+    name = f"{service}_outbox"
+    return Table(
+        name,
+        metadata,
+        Column("id", PrimaryKey, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("event_type", String(64), nullable=False),
+        Column("correlation_id", String(128), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("published_at", UTCDateTime(), nullable=True),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("last_error", Text, nullable=True),
+        Index(f"ix_{name}_pending", "id", postgresql_where=text("published_at IS NULL"),
+              sqlite_where=text("published_at IS NULL")),
+    )
+
+
+def handled_table(service: str) -> Table:
+    """Envelope ids a service's consumers have handled, committed with the handler's effects."""
+    return Table(
+        f"{service}_handled_messages",
+        metadata,
+        Column("consumer", String(128), primary_key=True),
+        Column("event_id", String(36), primary_key=True),
+        Column("handled_at", UTCDateTime(), nullable=False),
+    )
+
+
+async def add_to_outbox(session: AsyncSession, table: Table, envelope: Envelope) -> None:
+    """Stage an event in the caller's transaction; it is published only if that transaction commits."""
+    await session.execute(
+        table.insert().values(
+            event_id=str(envelope.id),
+            event_type=envelope.type,
+            correlation_id=envelope.correlation_id,
+            body=envelope.model_dump_json(),
+            created_at=utcnow(),
+        )
+    )
+
+
+async def outbox_backlog(session: AsyncSession, table: Table) -> tuple[int, datetime | None]:
+    """Unpublished rows and the creation time of the oldest."""
+    row = (
+        await session.execute(
+            select(func.count(), func.min(table.c.created_at)).where(table.c.published_at.is_(None))
+        )
+    ).one()
+    oldest = row[1]
+    if isinstance(oldest, str):  # SQLite aggregates lose the column type
+        oldest = datetime.fromisoformat(oldest)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return int(row[0]), oldest
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows in order, marking each sent only after the broker confirms it."""
+
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], table: Table, broker: Broker,
+                 batch_size: int = 200, poll_seconds: float = 0.5, max_backoff_seconds: float = 10.0) -> None:
+        self._sessions = sessions
+        self._table = table
+        self._broker = broker
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._max_backoff = max_backoff_seconds
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Called after a commit that staged events, so they go out without waiting for the next poll."""
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        backoff = self._poll_seconds
+        while not self._stopping:
+            try:
+                published = await self.publish_pending()
+                backoff = self._poll_seconds
+            except Exception as error:  # broker or database down: keep the rows, try again later
+                log.warning("outbox.relay.failed", table=self._table.name, error=str(error) or repr(error),
+                            retry_in=round(backoff, 2))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            if published >= self._batch_size:
+                continue
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+            self._wakeup.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows were confirmed and marked sent."""
+        async with transaction(self._sessions) as session:
+            query = (
+                select(self._table.c.id, self._table.c.event_id, self._table.c.event_type,
+                       self._table.c.correlation_id, self._table.c.body)
+                .where(self._table.c.published_at.is_(None))
+                .order_by(self._table.c.id)
+                .limit(self._batch_size)
+            )
+            if is_postgres(session):
+                # Several relays (several instances of a service) never publish the same row at once.
+                query = query.with_for_update(skip_locked=True)
+            rows = (await session.execute(query)).all()
+            if not rows:
+                return 0
+            started = time.perf_counter()
+            results = await asyncio.gather(
+                *(
+                    self._broker.publish_raw(
+                        EVENTS_EXCHANGE,
+                        row.event_type,
+                        build_message(row.body.encode(), message_id=row.event_id, event_type=row.event_type,
+                                      correlation_id=row.correlation_id),
+                    )
+                    for row in rows
+                ),
+                return_exceptions=True,
+            )
+            metrics.PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
+            confirmed = [row.id for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)]
+            failed = [(row.id, result) for row, result in zip(rows, results, strict=True) if isinstance(result, BaseException)]
+            if confirmed:
+                await session.execute(
+                    update(self._table).where(self._table.c.id.in_(confirmed)).values(published_at=utcnow())
+                )
+            for row_id, error in failed:
+                await session.execute(
+                    update(self._table)
+                    .where(self._table.c.id == row_id)
+                    .values(attempts=self._table.c.attempts + 1, last_error=str(error)[:500] or repr(error))
+                )
+        metrics.OUTBOX_PUBLISHED.labels(table=self._table.name).inc(len(confirmed))
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(rows)} outbox rows were not confirmed: {failed[0][1]!r}")
+        return len(confirmed)
+
+
+async def purge_published(session: AsyncSession, table: Table, *, older_than: timedelta) -> int:
+    """Delete rows published long ago, keeping the table small."""
+    result = await session.execute(
+        table.delete().where(table.c.published_at.is_not(None), table.c.published_at < utcnow() - older_than)
+    )
+    return result.rowcount or 0

@@ -1,0 +1,161 @@
+"""A service process's moving parts: database, broker, outbox relay, consumers, background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared import metrics
+from shared.consumer import Consumer, Handler
+from shared.db import make_engine, make_sessionmaker, ping, transaction, utcnow
+from shared.logs import get_logger
+from shared.messaging import Broker, BrokerUnavailable, QueueSpec
+from shared.outbox import OutboxRelay, outbox_backlog
+from shared.settings import BrinkSettings
+
+log = get_logger("shared.runtime")
+
+BROKER_HINT = "start it with 'rabbitmq-server -detached' (or 'systemctl start rabbitmq-server'), or set BRINK_AMQP_URL"
+
+
+class StuckWork(RuntimeError):
+    pass
+
+
+class Runtime:
+    """Owns the connections of one service process; started and stopped by the app's lifespan."""
+
+    def __init__(self, *, service: str, settings: BrinkSettings, outbox: Table | None = None,
+                 handled: Table | None = None, engine: AsyncEngine | None = None) -> None:
+        self.service = service
+        self.settings = settings
+        self.engine = engine or make_engine(settings.database_url)
+        self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
+        self.broker = Broker(settings.amqp_url.get_secret_value())
+        self.outbox = outbox
+        self.handled = handled
+        self.relay = (
+            OutboxRelay(sessions=self.sessions, table=outbox, broker=self.broker,
+                        poll_seconds=settings.outbox_poll_seconds)
+            if outbox is not None else None
+        )
+        self.consumers: list[Consumer] = []
+        self._loops: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def consume(self, name: str, handlers: dict[str, Handler]) -> Consumer:
+        """Register a consumer queue named ``<service>.<name>`` for the given event types."""
+        assert self.handled is not None, "a consuming service needs a handled-messages table"
+        spec = QueueSpec(
+            name=f"{self.service}.{name}",
+            routing_keys=tuple(handlers),
+            retry_delays=tuple(self.settings.retry_delays),
+            delivery_limit=self.settings.delivery_limit,
+        )
+        consumer = Consumer(spec=spec, handlers=handlers, broker=self.broker, sessions=self.sessions,
+                            handled=self.handled, prefetch=self.settings.prefetch, after_commit=self.wake_relay)
+        self.consumers.append(consumer)
+        return consumer
+
+    def run_in_background(self, loop: Callable[[], Awaitable[None]]) -> None:
+        self._loops.append(loop)
+
+    def wake_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        if not self.settings.run_workers:
+            return
+        for consumer in self.consumers:
+            await consumer.start()
+        if self.relay is not None:
+            self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.service}-outbox-relay"))
+        for loop in self._loops:
+            self._tasks.append(asyncio.create_task(loop(), name=f"{self.service}-{loop.__name__}"))
+        log.info("service.started", service=self.service, consumers=[c.spec.name for c in self.consumers])
+
+    @asynccontextmanager
+    async def lifespan(self, _app: object) -> AsyncIterator[None]:
+        """The app's lifespan: workers run while the app serves."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        for consumer in self.consumers:
+            await consumer.stop()
+        if self.relay is not None:
+            self.relay.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.broker.close()
+        await self.engine.dispose()
+
+    async def check_database(self) -> None:
+        await ping(self.engine)
+
+    async def check_broker(self) -> None:
+        if not self.broker.is_connected:
+            raise BrokerUnavailable(f"not connected to RabbitMQ at {self.broker.where}")
+
+    async def check_outbox(self) -> None:
+        """Fails when events wait in the outbox longer than ``BRINK_OUTBOX_MAX_AGE_SECONDS``."""
+        if self.outbox is None:
+            return
+        async with transaction(self.sessions) as session:
+            count, oldest = await outbox_backlog(session, self.outbox)
+        age = (utcnow() - oldest).total_seconds() if oldest else 0.0
+        metrics.OUTBOX_BACKLOG.labels(self.outbox.name).set(count)
+        metrics.OUTBOX_OLDEST_AGE.labels(self.outbox.name).set(age)
+        if age > self.settings.outbox_max_age_seconds:
+            raise StuckWork(f"{count} outbox events unpublished, oldest {timedelta(seconds=int(age))} old")
+
+    def readiness(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        return {"database": self.check_database, "broker": self.check_broker, "outbox": self.check_outbox}
+
+
+def preflight(settings: BrinkSettings) -> None:
+    """Refuse to start, with one clear line, when the broker or the database is out of reach."""
+
+    async def check() -> None:
+        broker = Broker(settings.amqp_url.get_secret_value(), connect_timeout=5)
+        try:
+            await broker.connect()
+        finally:
+            await broker.close()
+        engine = make_engine(settings.database_url)
+        try:
+            await ping(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(check())
+    except BrokerUnavailable as error:
+        print(f"brink: {error}; {BROKER_HINT}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception as error:
+        print(f"brink: the database at {settings.database_url.split('@')[-1]} is not reachable: "
+              f"{str(error).splitlines()[0] if str(error) else error.__class__.__name__}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def serve(app_factory: Callable[[], object], *, settings: BrinkSettings, port: int) -> None:
+    """Run one service with uvicorn after the preflight checks."""
+    import uvicorn
+
+    preflight(settings)
+    uvicorn.run(app_factory(), host=settings.host, port=port, log_config=None, access_log=False,
+                lifespan="on", timeout_graceful_shutdown=10)

@@ -1,0 +1,96 @@
+"""Settings read from the environment (prefix ``BRINK_``), one class per service on a shared base."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "token", "xxx", "whsec_...", "whsec_xxx", "..."}
+
+CommaList = Annotated[list[str], NoDecode]
+SecretList = Annotated[list[SecretStr], NoDecode]
+
+
+def split_commas(value: object) -> object:
+    """Accept ``a,b,c`` from the environment as well as a real list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def refuse_placeholders(values: list[SecretStr], name: str) -> list[SecretStr]:
+    for value in values:
+        if value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(f"{name} holds a placeholder, not a real secret")
+    return values
+
+
+class BrinkSettings(BaseSettings):
+    """What every service needs: database, broker, API tokens, logging."""
+
+    model_config = SettingsConfigDict(env_prefix="BRINK_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./brink.db"
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@localhost:5672/")
+    api_tokens: SecretList = Field(min_length=1)
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+    # Consumers and relays run inside the service process unless an operator splits them out.
+    run_workers: bool = True
+    prefetch: int = Field(default=32, ge=1, le=1000)
+    delivery_limit: int = Field(default=10, ge=1)
+    retry_delays_seconds: CommaList = Field(default_factory=lambda: ["1", "5", "30"])
+    outbox_poll_seconds: float = Field(default=0.5, gt=0)
+    outbox_max_age_seconds: float = Field(default=120, gt=0)
+    host: str = "0.0.0.0"
+
+    _split = field_validator("api_tokens", "retry_delays_seconds", mode="before")(split_commas)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _real_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        return refuse_placeholders(value, "BRINK_API_TOKENS")
+
+    @field_validator("retry_delays_seconds")
+    @classmethod
+    def _positive_delays(cls, value: list[str]) -> list[str]:
+        for delay in value:
+            if not delay.replace(".", "", 1).isdigit() or float(delay) <= 0:
+                raise ValueError(f"retry delay {delay!r} is not a positive number of seconds")
+        return value
+
+    @property
+    def retry_delays(self) -> list[float]:
+        return [float(delay) for delay in self.retry_delays_seconds]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def describe_error(error: ValidationError, settings_cls: type[BaseSettings]) -> str:
+    """One line naming the first bad setting and what is wrong with it."""
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        return f"settings are invalid: {message}"
+    name = f"{prefix}{first['loc'][0]}".upper()
+    if first["type"] == "missing":
+        return f"setting {name} is missing"
+    return f"setting {name} is invalid: {message}"
+
+
+def load_settings(settings_cls: type[S]) -> S:
+    """Build settings at start-up, or stop the process with one clear line."""
+    try:
+        return settings_cls()
+    except ValidationError as error:
+        print(f"brink: {describe_error(error, settings_cls)}", file=sys.stderr)
+        raise SystemExit(2) from None
