@@ -15,6 +15,7 @@ SECRET_KEYS = ("authorization", "password", "secret", "token", "signature", "amq
 
 def _redact(_logger: object, _name: str, event: dict) -> dict:
     """Never let a secret reach a log line, even when someone logs a whole mapping."""
+    event.pop("color_message", None)  # uvicorn's duplicate of the message, with terminal colours
     for key in list(event):
         if any(word in key.lower() for word in SECRET_KEYS):
             event[key] = "[redacted]"

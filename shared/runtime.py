@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -141,6 +142,10 @@ def preflight(settings: BrinkSettings) -> None:
         finally:
             await engine.dispose()
 
+    # aio-pika logs its own connection errors; the one line below says it better.
+    quieted = {name: logging.getLogger(name).level for name in ("aiormq", "aio_pika")}
+    for name in quieted:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         asyncio.run(check())
     except BrokerUnavailable as error:
@@ -150,6 +155,9 @@ def preflight(settings: BrinkSettings) -> None:
         print(f"brink: the database at {settings.database_url.split('@')[-1]} is not reachable: "
               f"{str(error).splitlines()[0] if str(error) else error.__class__.__name__}", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        for name, level in quieted.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def serve(app_factory: Callable[[], object], *, settings: BrinkSettings, port: int) -> None:

@@ -47,7 +47,7 @@ class BrinkSettings(BaseSettings):
     outbox_max_age_seconds: float = Field(default=120, gt=0)
     host: str = "0.0.0.0"
 
-    _split = field_validator("api_tokens", "retry_delays_seconds", mode="before")(split_commas)
+    _split_lists = field_validator("api_tokens", "retry_delays_seconds", mode="before")(split_commas)
 
     @field_validator("api_tokens")
     @classmethod
@@ -82,7 +82,7 @@ def describe_error(error: ValidationError, settings_cls: type[BaseSettings]) -> 
     if not first["loc"]:
         return f"settings are invalid: {message}"
     name = f"{prefix}{first['loc'][0]}".upper()
-    if first["type"] == "missing":
+    if first["type"] in ("missing", "too_short"):
         return f"setting {name} is missing"
     return f"setting {name} is invalid: {message}"
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.settings import BrinkSettings, CommaList, split_commas
-from pydantic import field_validator
 
 
 class OutreachSettings(BrinkSettings):
@@ -13,4 +12,4 @@ class OutreachSettings(BrinkSettings):
     # Who gets a task when the diagnosis names no account owner, per role, in turn.
     csm_rotation: CommaList = Field(default_factory=lambda: ["csm-team"])
 
-    _split = field_validator("csm_rotation", mode="before")(split_commas)
+    _split_rotation = field_validator("csm_rotation", mode="before")(split_commas)
