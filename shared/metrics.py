@@ -66,3 +66,17 @@ class HTTPMetricsMiddleware:
             method = scope.get("method", "GET")
             HTTP_REQUESTS.labels(self.service, template, method, str(status)).inc()
             HTTP_LATENCY.labels(self.service, template, method).observe(time.perf_counter() - started)
+
+# Defined here once so every service and the dashboards agree on names; each service updates its own.
+WEBHOOKS = Counter(
+    "brink_webhooks_total", "Webhook deliveries by source, event type and outcome", ["source", "event_type", "outcome"]
+)
+QUEUE_MESSAGES = Gauge("brink_queue_messages", "Messages ready in a RabbitMQ queue", ["queue"])
+QUEUE_CONSUMERS = Gauge("brink_queue_consumers", "Consumers attached to a RabbitMQ queue", ["queue"])
+CASES = Gauge("brink_cases", "Cases by status", ["status"])
+TASKS_OVERDUE = Gauge("brink_tasks_overdue", "Open tasks past their due time")
+ESCALATIONS_FIRED = Counter("brink_escalations_fired_total", "Escalation steps fired", ["rung"])
+NOTIFICATIONS_FAILED = Counter(
+    "brink_notifications_failed_total", "Notifications that failed after every retry", ["channel"]
+)
+NOTIFICATIONS_SENT = Counter("brink_notifications_sent_total", "Notifications delivered", ["channel"])
