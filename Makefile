@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit lint migrate clean
+.PHONY: install run test unit lint migrate clean chaos
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ migrate: $(STAMP) .env
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Fault injection on a private RabbitMQ node and PostgreSQL cluster (never the shared ones).
+CHAOS_SCALE ?= full
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.run --scale $(CHAOS_SCALE)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -65,7 +65,9 @@ class Consumer:
     async def start(self) -> None:
         await self._broker.declare_queue(self.spec)
         channel = await self._broker.consumer_channel(self._prefetch)
-        self._queue = await channel.get_queue(self.spec.name, ensure=False)
+        # Declared (not fetched with get_queue) so the robust channel knows the queue: after a reconnect it
+        # re-declares it and restores this consumer; a fetched queue is silently never consumed again.
+        self._queue = await channel.declare_queue(self.spec.name, durable=True, arguments=self.spec.main_arguments())
         self._tag = await self._queue.consume(self.on_message)
 
     async def stop(self) -> None:
