@@ -63,11 +63,10 @@ async def accept(request: Request, runtime: Runtime, *, source: str, event: dict
     delivery = Delivery(source=source, external_id=event_id, event_type=event_type, payload=event,
                         correlation_id=request.scope["state"]["correlation_id"])
     outcome = await store(runtime, delivery, mapped, reason)
-    return WebhookAck(outcome=outcome, event_id=event_id, published_type=mapped.TYPE if outcome == "accepted" and mapped else None,
-                      reason=reason)
+    return WebhookAck(outcome=outcome, event_id=event_id, reason=reason if outcome == "ignored" else None)
 
 
-@router.post("/webhooks/stripe", response_model=WebhookAck, responses=STRIPE_ERRORS,
+@router.post("/webhooks/stripe", response_model=WebhookAck, response_model_exclude_none=True, responses=STRIPE_ERRORS,
              summary="Receive a Stripe webhook (verified by Stripe-Signature)",
              description="Answers 200 for every genuine event: accepted, duplicate, ignored (not about a "
                          "cancellation) or superseded (older than what is known for the subscription).")
@@ -88,7 +87,8 @@ async def stripe_webhook(request: Request, runtime: RuntimeDep, settings: Settin
                         event_type=event["type"], mapper=map_stripe_event)
 
 
-@router.post("/webhooks/chargebee", response_model=WebhookAck, status_code=200, responses=CHARGEBEE_ERRORS,
+@router.post("/webhooks/chargebee", response_model=WebhookAck, response_model_exclude_none=True, status_code=200,
+             responses=CHARGEBEE_ERRORS,
              summary="Receive a Chargebee webhook (HTTP basic auth)",
              description="Chargebee counts only HTTP 200 as delivered, so every genuine event is answered 200. "
                          "Events of one subscription are ordered by its resource_version.")

@@ -13,8 +13,7 @@ from shared.events import Initiator, Money, PlanLine
 class WebhookAck(BaseModel):
     outcome: Literal["accepted", "duplicate", "ignored", "superseded"]
     event_id: str
-    published_type: str | None = Field(default=None, description="the Brink event staged for publishing, if any")
-    reason: str | None = Field(default=None, description="why the event was ignored")
+    reason: str | None = Field(default=None, description="why the event was ignored (only then)")
 
 
 class CancellationReport(BaseModel):
