@@ -32,6 +32,18 @@ def webhooks_counted(source: str, event_type: str, outcome: str) -> float:
         "brink_webhooks_total", {"source": source, "event_type": event_type, "outcome": outcome}) or 0.0
 
 
+def scheduled_then_removed() -> tuple[dict, dict, dict]:
+    """A subscription, the update that scheduled its cancellation, and the later one that removed it."""
+    now = int(time.time())
+    scheduled = stripe_subscription(status="active", cancel_at_period_end=True, ended_at=None)
+    removed = dict(scheduled, cancel_at_period_end=False, canceled_at=None)
+    first = stripe_event("customer.subscription.updated", scheduled, created=now - 60,
+                         previous_attributes={"cancel_at_period_end": False})
+    second = stripe_event("customer.subscription.updated", removed, created=now,
+                          previous_attributes={"cancel_at_period_end": True})
+    return scheduled, first, second
+
+
 # --- Stripe -------------------------------------------------------------------------------------------------
 
 async def test_stripe_deleted_is_accepted_staged_and_counted(intake: Intake) -> None:
@@ -51,13 +63,7 @@ async def test_stripe_deleted_is_accepted_staged_and_counted(intake: Intake) -> 
 
 async def test_stripe_scheduled_then_removed_stages_received_then_withdrawn(intake: Intake) -> None:
     app, client = intake
-    now = int(time.time())
-    scheduled = stripe_subscription(status="active", cancel_at_period_end=True, ended_at=None)
-    removed = dict(scheduled, cancel_at_period_end=False, canceled_at=None)
-    first = stripe_event("customer.subscription.updated", scheduled, created=now - 10,
-                         previous_attributes={"cancel_at_period_end": False})
-    second = stripe_event("customer.subscription.updated", removed, created=now,
-                          previous_attributes={"cancel_at_period_end": True})
+    scheduled, first, second = scheduled_then_removed()
 
     assert (await post_stripe(client, first)).json()["outcome"] == "accepted"
     assert (await post_stripe(client, second)).json()["outcome"] == "accepted"
@@ -195,13 +201,7 @@ async def test_a_duplicate_is_200_and_stages_nothing_more(intake: Intake) -> Non
 
 async def test_stripe_late_older_cancellation_never_undoes_the_newer_withdrawal(intake: Intake) -> None:
     app, client = intake
-    now = int(time.time())
-    scheduled = stripe_subscription(status="active", cancel_at_period_end=True, ended_at=None)
-    removed = dict(scheduled, cancel_at_period_end=False, canceled_at=None)
-    older = stripe_event("customer.subscription.updated", scheduled, created=now - 60,
-                         previous_attributes={"cancel_at_period_end": False})
-    newer = stripe_event("customer.subscription.updated", removed, created=now,
-                         previous_attributes={"cancel_at_period_end": True})
+    scheduled, older, newer = scheduled_then_removed()
 
     assert (await post_stripe(client, newer)).json()["outcome"] == "accepted"
     late = await post_stripe(client, older)
