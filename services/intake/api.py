@@ -12,7 +12,7 @@ from services.intake.basic_auth import CredentialsError, check_basic_auth
 from services.intake.chargebee_mapping import map_chargebee_event
 from services.intake.mapping_common import Ignored
 from services.intake.schemas import WebhookAck
-from services.intake.service import Delivery
+from services.intake.service import SUPERSEDED_REASON, Delivery
 from services.intake.stripe_mapping import map_stripe_event
 from shared.deps import RuntimeDep
 from shared.events import Payload
@@ -63,7 +63,8 @@ async def accept(request: Request, runtime: Runtime, *, source: str, event: dict
     delivery = Delivery(source=source, external_id=event_id, event_type=event_type, payload=event,
                         correlation_id=request.scope["state"]["correlation_id"])
     outcome = await store(runtime, delivery, mapped, reason)
-    return WebhookAck(outcome=outcome, event_id=event_id, reason=reason if outcome == "ignored" else None)
+    explained = {"ignored": reason, "superseded": SUPERSEDED_REASON}
+    return WebhookAck(outcome=outcome, event_id=event_id, reason=explained.get(outcome))
 
 
 @router.post("/webhooks/stripe", response_model=WebhookAck, response_model_exclude_none=True, responses=STRIPE_ERRORS,

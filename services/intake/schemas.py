@@ -13,7 +13,7 @@ from shared.events import Initiator, Money, PlanLine
 class WebhookAck(BaseModel):
     outcome: Literal["accepted", "duplicate", "ignored", "superseded"]
     event_id: str
-    reason: str | None = Field(default=None, description="why the event was ignored (only then)")
+    reason: str | None = Field(default=None, description="why the event was ignored or superseded")
 
 
 class CancellationReport(BaseModel):

@@ -14,6 +14,7 @@ from shared.events import CancellationReceived, Envelope, Payload
 from shared.outbox import add_to_outbox
 
 Outcome = Literal["accepted", "duplicate", "ignored", "superseded"]
+SUPERSEDED_REASON = "a newer event for this subscription was already received"
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Delivery:
 def state_after(event: Payload) -> str:
     """The subscription state an event leaves behind."""
     if isinstance(event, CancellationReceived):
+        if event.billing_reason == "payment_failed" and not event.scheduled:
+            return "payment_failed"
         return "scheduled" if event.scheduled else "cancelled"
     return "active"
 
@@ -79,7 +82,7 @@ async def record_delivery(session: AsyncSession, *, delivery: Delivery, event: P
         await session.execute(
             update(WebhookEvent)
             .where(WebhookEvent.id == row_id)
-            .values(outcome="superseded", outcome_reason="a newer event for this subscription was already received")
+            .values(outcome="superseded", outcome_reason=SUPERSEDED_REASON)
         )
         return "superseded"
     await add_to_outbox_for(session, delivery=delivery, event=event)

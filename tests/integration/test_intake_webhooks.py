@@ -76,8 +76,10 @@ async def test_stripe_scheduled_then_removed_stages_received_then_withdrawn(inta
 async def test_stripe_event_about_something_else_is_200_and_recorded_as_ignored(intake: Intake) -> None:
     app, client = intake
     event = stripe_event("customer.created", {"id": "cus_x", "object": "customer"})
+    before = webhooks_counted("stripe", "customer.created", "ignored")
     response = await post_stripe(client, event)
     assert response.status_code == 200
+    assert webhooks_counted("stripe", "customer.created", "ignored") == before + 1
     assert response.json()["outcome"] == "ignored" and "not about a cancellation" in response.json()["reason"]
     row = await delivery_row(app, "stripe", event["id"])
     assert row is not None and row.outcome == "ignored" and row.payload == event
@@ -203,10 +205,13 @@ async def test_stripe_late_older_cancellation_never_undoes_the_newer_withdrawal(
     app, client = intake
     scheduled, older, newer = scheduled_then_removed()
 
+    before = webhooks_counted("stripe", "customer.subscription.updated", "superseded")
     assert (await post_stripe(client, newer)).json()["outcome"] == "accepted"
     late = await post_stripe(client, older)
 
     assert late.status_code == 200 and late.json()["outcome"] == "superseded"
+    assert "newer event" in late.json()["reason"]
+    assert webhooks_counted("stripe", "customer.subscription.updated", "superseded") == before + 1
     assert [e["type"] for e in await staged_events(app, f"stripe:{scheduled['id']}")] == ["cancellation.withdrawn"]
     row = await delivery_row(app, "stripe", older["id"])
     assert row is not None and row.outcome == "superseded"
