@@ -120,6 +120,7 @@ def _received(event: dict[str, Any], *, scheduled: bool, billing_reason: str | N
         billing_reason=reason,
         feedback=subscription.get("cancel_reason_code"),
         initiated_by=initiator(event, reason),
+        initiated_by_detail=str(event["user"]) if event.get("user") else None,
         involuntary=reason in INVOLUNTARY_REASONS or reason == "payment_failed",
         scheduled=scheduled,
         effective_at=timestamp(effective if effective is not None else event.get("occurred_at")),

@@ -32,6 +32,7 @@ class CancellationReport(BaseModel):
     feedback: str | None = Field(default=None, max_length=64, description="the customer's stated reason code")
     comment: str | None = Field(default=None, max_length=5000, description="the customer's own words")
     initiated_by: Initiator = "customer"
+    initiated_by_detail: str | None = Field(default=None, max_length=255, description="who exactly, e.g. the CSM")
     involuntary: bool = False
     scheduled: bool = False
     effective_at: datetime | None = None

@@ -59,6 +59,14 @@ def initiator(event: dict[str, Any]) -> Initiator:
     return "unknown"
 
 
+def request_id(event: dict[str, Any]) -> str | None:
+    """The API request that made the change, when a person (or their integration) made it."""
+    request = event.get("request")
+    if isinstance(request, dict):
+        return request.get("id") or None
+    return request if isinstance(request, str) and request else None
+
+
 def _customer(obj: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     customer = obj.get("customer")
     if isinstance(customer, dict):
@@ -104,6 +112,7 @@ def _received(event: dict[str, Any], subscription: dict[str, Any], *, scheduled:
         feedback=details.get("feedback"),
         comment=details.get("comment"),
         initiated_by=initiator(event),
+        initiated_by_detail=request_id(event),
         involuntary=billing_reason in INVOLUNTARY_REASONS,
         scheduled=scheduled,
         effective_at=timestamp(effective),

@@ -24,7 +24,7 @@ async def intake(database_url: str, amqp_url: str) -> AsyncIterator[Intake]:
 def report(**fields) -> dict:
     body = {"customer_id": f"cust-{uuid.uuid4().hex[:8]}", "subscription_id": f"s-{uuid.uuid4().hex[:8]}",
             "feedback": "switched_service", "comment": "Moving to a competitor, told us on a call",
-            "initiated_by": "staff", "mrr": {"amount_minor": 12000, "currency": "eur"}}
+            "initiated_by": "staff", "initiated_by_detail": "jane@vendor.example", "mrr": {"amount_minor": 12000, "currency": "eur"}}
     body.update(fields)
     return body
 
@@ -41,6 +41,7 @@ async def test_a_report_is_staged_with_its_fields(intake: Intake) -> None:
     assert (data["account_id"], data["feedback"], data["initiated_by"], data["scheduled"]) == (
         "acct-99", "switched_service", "staff", True)
     assert data["mrr"] == {"amount_minor": 12000, "currency": "eur"} and data["source"] == "api"
+    assert data["initiated_by_detail"] == "jane@vendor.example"
 
 
 async def test_a_bearer_token_is_required(intake: Intake) -> None:

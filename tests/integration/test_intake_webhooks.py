@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
+from shared.signing import stripe_signature_header
 from tests.conftest import STRIPE_SECRET
 from tests.helpers import signed, stripe_event, stripe_subscription
 from tests.intake_helpers import (
@@ -113,6 +114,11 @@ async def test_two_secrets_configured_while_rotating_both_verify(database_url: s
             response = await post_stripe(client, stripe_event("customer.created", {"id": "c"}), secret=secret)
             assert response.status_code == 200, response.text
         assert (await post_stripe(client, stripe_event("customer.created", {"id": "c"}), "whsec_x")).status_code == 401
+        # Stripe's own header while it rotates: one v1 per active secret, plus a fake v0 to be ignored.
+        body = json.dumps(stripe_event("customer.created", {"id": "c"})).encode()
+        header = stripe_signature_header(["whsec_unknown", "whsec_new_one"], body) + ",v0=" + "0" * 64
+        response = await client.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": header})
+        assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("body, problem", [

@@ -37,6 +37,11 @@ def test_the_event_source_says_who_initiated_it(source: str, initiator: str) -> 
     assert map_chargebee_event(chargebee_event("subscription_cancelled", subscription, source=source)).initiated_by == initiator
 
 
+def test_the_chargebee_user_who_made_the_change_is_carried() -> None:
+    raw = chargebee_event("subscription_cancelled", chargebee_subscription(), user="csm@vendor.example")
+    assert map_chargebee_event(raw).initiated_by_detail == "csm@vendor.example"
+
+
 def test_cancellation_scheduled_takes_effect_at_cancelled_at() -> None:
     subscription = chargebee_subscription(status="non_renewing", cancelled_at=T + 86400, current_term_end=T + 86400)
     event = map_chargebee_event(chargebee_event("subscription_cancellation_scheduled", subscription))

@@ -41,7 +41,7 @@ def test_deleted_by_stripe_itself_after_failed_payments_is_involuntary() -> None
 
 def test_a_request_id_means_a_person_asked() -> None:
     event = map_stripe_event(stripe_event("customer.subscription.deleted", stripe_subscription(), request_id="req_1"))
-    assert event.initiated_by == "customer"
+    assert (event.initiated_by, event.initiated_by_detail) == ("customer", "req_1")
 
 
 def test_cancel_at_period_end_turned_true_is_a_scheduled_cancellation_at_period_end() -> None:
