@@ -39,8 +39,6 @@ def fingerprint(report: CancellationReport) -> str:
 def to_event(report: CancellationReport, *, event_id: str) -> CancellationReceived:
     """The Brink event for a reported cancellation."""
     occurred = report.occurred_at or datetime.now(UTC)
-    if occurred.tzinfo is None:
-        occurred = occurred.replace(tzinfo=UTC)
     return CancellationReceived(
         cancellation_id=f"{SOURCE}:{report.subscription_id or report.customer_id}",
         account_id=report.account_id or f"{SOURCE}:{report.customer_id}",

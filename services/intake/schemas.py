@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.events import Initiator, Money, PlanLine
 
@@ -35,8 +34,8 @@ class CancellationReport(BaseModel):
     initiated_by_detail: str | None = Field(default=None, max_length=255, description="who exactly, e.g. the CSM")
     involuntary: bool = False
     scheduled: bool = False
-    effective_at: datetime | None = None
-    occurred_at: datetime | None = Field(default=None, description="when it happened; orders reports of one subscription")
+    effective_at: AwareDatetime | None = None
+    occurred_at: AwareDatetime | None = Field(default=None, description="when it happened; orders reports of one subscription")
     livemode: bool = True
 
 

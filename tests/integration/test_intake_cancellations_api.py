@@ -94,6 +94,7 @@ async def test_without_a_key_each_report_is_new(intake: Intake) -> None:
     ({"customer_id": "c", "initiated_by": "martians"}, "initiated_by"),
     ({"customer_id": "c", "mrr": {"amount_minor": 10, "currency": "euros"}}, "mrr.currency"),
     ({"customer_id": "c", "colour": "red"}, "colour"),
+    ({"customer_id": "c", "effective_at": "2026-12-31T00:00:00"}, "effective_at"),  # no time zone
 ])
 async def test_invalid_fields_are_422_naming_them(intake: Intake, body: dict, field: str) -> None:
     _, client = intake
