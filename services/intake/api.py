@@ -34,6 +34,10 @@ CHARGEBEE_ERRORS: dict[int | str, dict[str, Any]] = {
     503: UNAVAILABLE,
 }
 
+# The delivery table's column sizes.
+MAX_ID_LENGTH = 255
+MAX_TYPE_LENGTH = 128
+
 router = APIRouter(tags=["webhooks"])
 
 
@@ -57,8 +61,19 @@ def parse(source: str, body: bytes) -> dict[str, Any]:
         raise reject(source, 400, str(problem.detail)) from None
 
 
+def identify(source: str, event: dict[str, Any], *, type_key: str) -> tuple[str, str]:
+    """The event's id and type, which must be strings that fit the delivery table."""
+    event_id, event_type = event.get("id"), event.get(type_key)
+    if not isinstance(event_id, str) or not isinstance(event_type, str) or not event_id or not event_type:
+        raise reject(source, 400, f"a {source.capitalize()} event needs a string id and {type_key}")
+    if len(event_id) > MAX_ID_LENGTH or len(event_type) > MAX_TYPE_LENGTH:
+        raise reject(source, 400, f"the event id or {type_key} is too long")
+    return event_id, event_type
+
+
 async def accept(request: Request, runtime: Runtime, *, source: str, event: dict[str, Any], event_id: str,
                  event_type: str, mapper: Callable[[dict[str, Any]], Payload]) -> WebhookAck:
+    """Map the verified event, record it once, and say what became of it."""
     mapped, reason = map_or_ignore(source, event_type, mapper, event)
     delivery = Delivery(source=source, external_id=event_id, event_type=event_type, payload=event,
                         correlation_id=request.scope["state"]["correlation_id"])
@@ -82,10 +97,9 @@ async def stripe_webhook(request: Request, runtime: RuntimeDep, settings: Settin
     except SignatureError as problem:
         raise reject("stripe", 401, str(problem)) from None
     event = parse("stripe", body)
-    if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
-        raise reject("stripe", 400, "a Stripe event needs a string id and type")
-    return await accept(request, runtime, source="stripe", event=event, event_id=event["id"],
-                        event_type=event["type"], mapper=map_stripe_event)
+    event_id, event_type = identify("stripe", event, type_key="type")
+    return await accept(request, runtime, source="stripe", event=event, event_id=event_id,
+                        event_type=event_type, mapper=map_stripe_event)
 
 
 @router.post("/webhooks/chargebee", response_model=WebhookAck, response_model_exclude_none=True, status_code=200,
@@ -103,7 +117,6 @@ async def chargebee_webhook(request: Request, runtime: RuntimeDep, settings: Set
     except CredentialsError as problem:
         raise reject("chargebee", 401, str(problem), headers={"WWW-Authenticate": 'Basic realm="brink"'}) from None
     event = parse("chargebee", await request.body())
-    if not isinstance(event.get("id"), str) or not isinstance(event.get("event_type"), str):
-        raise reject("chargebee", 400, "a Chargebee event needs a string id and event_type")
-    return await accept(request, runtime, source="chargebee", event=event, event_id=event["id"],
-                        event_type=event["event_type"], mapper=map_chargebee_event)
+    event_id, event_type = identify("chargebee", event, type_key="event_type")
+    return await accept(request, runtime, source="chargebee", event=event, event_id=event_id,
+                        event_type=event_type, mapper=map_chargebee_event)

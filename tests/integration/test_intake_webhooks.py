@@ -125,6 +125,7 @@ async def test_two_secrets_configured_while_rotating_both_verify(database_url: s
     (b"{not json", "not valid JSON"),
     (b"[1, 2]", "JSON object"),
     (b'{"type": "customer.subscription.deleted"}', "string id and type"),
+    (json.dumps({"id": "evt_" + "x" * 300, "type": "customer.created"}).encode(), "too long"),
     (json.dumps(stripe_event("customer.subscription.deleted", {"id": "sub_1"})).encode(), "missing or has a bad field"),
 ])
 async def test_a_validly_signed_bad_body_is_400_with_the_reason(intake: Intake, body: bytes, problem: str) -> None:
