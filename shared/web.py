@@ -47,18 +47,27 @@ class BodySizeLimitMiddleware:
             return
         received = 0
         response_started = False
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, response_started, rejected
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    # Answer 413 here: FastAPI turns any error while it parses a JSON body into a 400,
+                    # so the exception below may never reach this middleware.
+                    if not response_started:
+                        response_started = True
+                        await self._too_large(send)
+                    rejected = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
+            if rejected:
+                return  # the 413 is already sent; whatever the app answers after it is dropped
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
@@ -66,8 +75,7 @@ class BodySizeLimitMiddleware:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
-            if not response_started:
-                await self._too_large(send)
+            pass
 
     async def _too_large(self, send: Send) -> None:
         response = JSONResponse(
