@@ -141,6 +141,50 @@ def health_router(checks: dict[str, ReadinessCheck], *, timeout: float = 3.0) ->
     return router
 
 
+VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "required": ["detail", "errors"],
+    "properties": {
+        "detail": {"type": "string", "title": "Detail"},
+        "errors": {"type": "array", "title": "Errors", "items": {
+            "type": "object", "required": ["field", "problem"],
+            "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
+        }},
+    },
+}
+
+
+UNPARSABLE_BODY: dict[str, Any] = {
+    "description": "The body is not valid JSON",
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}},
+    }}},
+}
+
+
+def document_validation_errors(app: FastAPI) -> None:
+    """Make the OpenAPI 422 schema describe the body the handler below really sends, not FastAPI's default."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+                schemas.pop("ValidationError", None)
+            # FastAPI answers 400 itself when a JSON request body does not parse; say so where it can happen.
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if isinstance(operation, dict) and "requestBody" in operation:
+                        operation.setdefault("responses", {}).setdefault("400", UNPARSABLE_BODY)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(*, service: str, title: str, description: str, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
                readiness: dict[str, ReadinessCheck], api_tokens: list[SecretStr],
                api_routers: list[APIRouter] = (), public_routers: list[APIRouter] = (),
@@ -157,6 +201,8 @@ def create_app(*, service: str, title: str, description: str, lifespan: Callable
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(metrics.HTTPMetricsMiddleware, service=service)
     app.add_middleware(CorrelationMiddleware)
+
+    document_validation_errors(app)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:

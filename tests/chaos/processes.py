@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,3 +80,27 @@ class ServiceProcess:
 
     def log_text(self) -> str:
         return "".join(path.read_text(errors="replace") for path in self.logs if path.exists())
+
+
+@contextmanager
+def running_services(env: dict[str, str], workdir: Path,
+                     names: tuple[str, ...] = ("intake", "diagnosis", "outreach")) -> Iterator[dict[str, ServiceProcess]]:
+    """One process per service, started in order and always stopped, for tests that need real processes."""
+    from tests.chaos.infra import free_port
+
+    processes = {name: ServiceProcess(service=name, instance=1, port=free_port(), env=env, workdir=workdir)
+                 for name in names}
+    try:
+        for process in processes.values():
+            process.start()
+        yield processes
+    finally:
+        for process in processes.values():
+            process.stop()
+
+
+def brink_env(**settings: str) -> dict[str, str]:
+    """This process's environment without any BRINK_ variable, plus the given settings (``database_url=...``)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("BRINK_")}
+    env.update({f"BRINK_{name.upper()}": value for name, value in settings.items()})
+    return env
