@@ -51,10 +51,10 @@ class Report:
     confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
-def load_scenarios(directory: Path = HERE) -> list[dict[str, Any]]:
-    """Every scenario in ``scenarios_*.yaml``, in file order."""
+def load_scenarios(directory: Path = HERE, pattern: str = "scenarios_*.yaml") -> list[dict[str, Any]]:
+    """Every scenario in the files matching ``pattern``, in file order."""
     scenarios: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("scenarios_*.yaml")):
+    for path in sorted(directory.glob(pattern)):
         scenarios.extend(yaml.safe_load(path.read_text(encoding="utf-8")) or [])
     return scenarios
 
@@ -132,8 +132,12 @@ def render(report: Report) -> str:
 
 
 def main() -> None:
-    report = evaluate(load_scenarios())
-    print(render(report))
+    print("== labelled scenarios (the rules were tuned on these) ==")
+    print(render(evaluate(load_scenarios())))
+    held_out = load_scenarios(pattern="holdout_*.yaml")
+    if held_out:
+        print("\n== held-out scenarios (never used for tuning) ==")
+        print(render(evaluate(held_out)))
     sys.exit(0)
 
 
