@@ -36,8 +36,9 @@ async def on_cancellation_withdrawn(payload: CancellationWithdrawn, *, envelope:
 
 async def on_signals_updated(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession,
                              context: ContextSource | None = None) -> None:
+    """Diagnose again, unless a diagnosis has already seen these signals (several PUTs in a row)."""
     await service.rediagnose_account(session, payload.account_id, correlation_id=envelope.correlation_id,
-                                     context=context)
+                                     context=context, unless_seen=payload.signal_version)
 
 
 async def on_intervention_logged(payload: InterventionLogged, *, envelope: Envelope, session: AsyncSession,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -27,8 +28,11 @@ class ContextSource:
     """Reads ``GET <base_url>/accounts/{account_id}``: signal groups shaped as ``PUT /signals`` takes them."""
 
     def __init__(self, *, base_url: str, timeout_seconds: float = 2.0, attempts: int = 3,
-                 transport: httpx.AsyncBaseTransport | None = None, backoff_seconds: float = 0.2) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, backoff_seconds: float = 0.2,
+                 cooldown_seconds: float = 30.0) -> None:
         self._base_url = base_url.rstrip("/")
+        self._cooldown = cooldown_seconds
+        self._down_until = 0.0
         self._timeout = httpx.Timeout(timeout_seconds)
         self._attempts = attempts
         self._transport = transport
@@ -36,6 +40,9 @@ class ContextSource:
 
     async def fetch(self, account_id: str) -> dict[str, dict[str, Any]]:
         """Signal groups the source knows (empty when it knows the account not); raises ContextUnavailable."""
+        # A source that just failed is not waited on again at once: diagnoses hold a transaction meanwhile.
+        if time.monotonic() < self._down_until:
+            raise ContextUnavailable("context source failed recently; not asked again yet")
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._attempts),
@@ -47,6 +54,7 @@ class ContextSource:
                     return await self._fetch_once(account_id)
         except (_Retryable, httpx.HTTPError) as error:
             log.warning("diagnosis.context.unavailable", account_id=account_id, error=str(error) or repr(error))
+            self._down_until = time.monotonic() + self._cooldown
             raise ContextUnavailable(str(error) or error.__class__.__name__) from None
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -60,3 +60,14 @@ async def latest_diagnosis(session: AsyncSession, account_id: str) -> Diagnosis 
             .order_by(Diagnosis.created_at.desc(), Diagnosis.version.desc()).limit(1)
         )
     ).scalar_one_or_none()
+
+
+async def seen_signal_version(session: AsyncSession, cancellation: Cancellation) -> int:
+    """The signal version the latest diagnosis of a cancellation was made with (0 when none)."""
+    explanation = (
+        await session.execute(
+            select(Diagnosis.explanation).where(Diagnosis.cancellation_id == cancellation.cancellation_id)
+            .order_by(Diagnosis.version.desc()).limit(1)
+        )
+    ).scalar_one_or_none()
+    return int((explanation or {}).get("signal_version") or 0)

@@ -101,7 +101,9 @@ class AccountSignals(Strict):
 class SignalsAccepted(BaseModel):
     account_id: str
     signal_version: int
-    groups: list[str]
+    groups: list[str] = Field(description="the groups stored")
+    stale: list[str] = Field(default_factory=list,
+                             description="groups not stored: what we hold was observed later than what was sent")
     rediagnosing: bool = Field(description="an open cancellation will be diagnosed again")
 
 

@@ -81,12 +81,16 @@ async def close_cancellation(session: AsyncSession, cancellation_id: str) -> Non
 
 
 async def rediagnose_account(session: AsyncSession, account_id: str, *, correlation_id: str,
-                             context: ContextSource | None = None) -> list[DiagnosisCompleted]:
-    """A new diagnosis version for each open cancellation of the account."""
-    return [
-        await diagnose(session, cancellation, correlation_id=correlation_id, context=context)
-        for cancellation in await repository.open_cancellations(session, account_id)
-    ]
+                             context: ContextSource | None = None,
+                             unless_seen: int | None = None) -> list[DiagnosisCompleted]:
+    """A new diagnosis version for each open cancellation of the account (skipping ones that saw ``unless_seen``)."""
+    done = []
+    for cancellation in await repository.open_cancellations(session, account_id):
+        if unless_seen is not None and await repository.seen_signal_version(session, cancellation) >= unless_seen:
+            log.info("diagnosis.rediagnosis.already_current", cancellation_id=cancellation.cancellation_id)
+            continue
+        done.append(await diagnose(session, cancellation, correlation_id=correlation_id, context=context))
+    return done
 
 
 async def _gather_signals(account_id: str, stored: dict[str, dict[str, Any]],

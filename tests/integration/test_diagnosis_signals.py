@@ -56,7 +56,7 @@ async def test_a_put_replaces_the_groups_it_names_and_keeps_the_others(database_
     assert first.status_code == 200 and first.json()["signal_version"] == 1
     assert first.json()["rediagnosing"] is False  # no open cancellation for this account
     assert second.json() == {"account_id": "chargebee:cb_9", "signal_version": 2, "groups": ["usage"],
-                             "rediagnosing": False}
+                             "stale": [], "rediagnosing": False}
     assert rows["usage"].values == {"observed_at": rows["usage"].values["observed_at"], "source": "crm",
                                     "active_users": 9}
     assert rows["company"].values["icp_fit"] == 80 and rows["company"].signal_version == 1
@@ -95,3 +95,20 @@ async def test_signals_for_an_unknown_account_answer_with_the_version(database_u
         missing = await diagnosis.client.get("/v1/accounts/stripe:cus_nobody/diagnosis", headers=AUTH)
     assert response.status_code == 200 and response.json()["groups"] == ["relationship"]
     assert missing.status_code == 404 and "no diagnosis" in missing.json()["detail"]
+
+
+async def test_an_older_report_never_undoes_a_newer_one(database_url: str, amqp_url: str) -> None:
+    account = "stripe:cus_late"
+    async with running_diagnosis(database_url=database_url, amqp_url=amqp_url) as diagnosis:
+        await diagnosis.put_signals(account, {"company": {"observed_at": "2026-11-20T10:00:00Z", "source": "crm",
+                                                          "icp_fit": 80}})
+        late = await diagnosis.put_signals(account, {
+            "company": {"observed_at": "2026-11-01T10:00:00Z", "source": "crm", "icp_fit": 10},
+            "usage": group(active_users=5),
+        })
+        async with diagnosis.app.state.runtime.sessions() as session:
+            fit = await session.scalar(select(AccountSignal.values).where(
+                AccountSignal.account_id == account, AccountSignal.kind == "company"))
+    assert late.status_code == 200
+    assert late.json()["groups"] == ["usage"] and late.json()["stale"] == ["company"]
+    assert fit["icp_fit"] == 80

@@ -54,3 +54,15 @@ async def test_a_body_that_is_not_signals_is_unavailable_with_the_reason() -> No
     with pytest.raises(ContextUnavailable, match="unusable body"):
         await context.fetch(ACCOUNT)
     assert len(seen) == 1  # a wrong body does not get better by asking again
+
+
+async def test_a_source_that_just_failed_is_not_waited_on_again_at_once() -> None:
+    def down(request: httpx.Request, n: int) -> httpx.Response:
+        return httpx.Response(502)
+
+    context, seen = source(down, attempts=2)
+    with pytest.raises(ContextUnavailable):
+        await context.fetch(ACCOUNT)
+    with pytest.raises(ContextUnavailable, match="failed recently"):
+        await context.fetch("stripe:cus_43")
+    assert len(seen) == 2  # the second diagnosis did not wait for the broken source
