@@ -7,17 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.diagnosis.rules import Rules
+from services.diagnosis.taxonomy import ROOT_CAUSES, SYMPTOMS
 
-SYMPTOMS = (
-    "too_expensive", "missing_features", "unused", "switched_service", "too_complex", "low_quality",
-    "customer_service", "didnt_meet_needs", "budget_cut", "business_closed", "payment_failed", "other", "unknown",
-)
-
-ROOT_CAUSES = (
-    "poor_implementation", "stakeholders_not_bought_in", "rocky_onboarding", "executive_mandate", "known_issue",
-    "champion_left", "payment_failure", "wrong_fit", "company_distress", "not_icp",
-)
-
+__all__ = ["ROOT_CAUSES", "SYMPTOMS", "Clue", "Scored", "StatedReason", "normalise_symptom", "score_root_causes"]
 
 @dataclass(frozen=True)
 class Clue:
@@ -89,7 +81,8 @@ def score_root_causes(*, symptom: str, texts: list[tuple[str, str]], facts: dict
                 clues.append(Clue(condition.signal, f"{condition.says} ({_show(facts[condition.signal])})",
                                   condition.weight))
         raw.append((name, round(sum(clue.weight for clue in clues), 3), clues))
-    positive = sum(max(score, 0.0) for _, score, _ in raw) or 1.0
+    # What is not yet known counts as one more, unnamed cause: thin evidence never looks certain.
+    positive = sum(max(score, 0.0) for _, score, _ in raw) + rules.discover_below
     ranked = [
         Scored(root_cause=name, score=score, confidence=round(max(score, 0.0) / positive, 3),
                evidence=tuple(sorted(clues, key=lambda clue: -abs(clue.weight))))

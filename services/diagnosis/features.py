@@ -6,6 +6,15 @@ from datetime import datetime
 from typing import Any
 
 
+FEATURE_NAMES = (
+    "usage.seat_utilisation", "usage.key_feature_adoption", "usage.trend", "usage.days_since_last_activity",
+    "onboarding.completed", "onboarding.trained_share", "stakeholders.champion_left",
+    "stakeholders.users_in_evaluation", "stakeholders.has_champion", "stakeholders.has_executive_sponsor",
+    "support.open_tickets", "support.known_issues", "billing.failed_payments", "billing.downgrades",
+    "billing.discounts_given", "company.distress", "company.budget_freeze", "company.icp_fit",
+)
+
+
 def _ratio(part: Any, whole: Any) -> float | None:
     if isinstance(part, (int, float)) and isinstance(whole, (int, float)) and whole > 0:
         return round(min(part / whole, 1.0), 3)
@@ -49,6 +58,7 @@ def extract_features(signals: dict[str, dict[str, Any]], *, now: datetime) -> di
         "company.budget_freeze": company.get("budget_freeze"),
         "company.icp_fit": company.get("icp_fit"),
     }
+    assert set(facts) == set(FEATURE_NAMES), "FEATURE_NAMES lists what the rules may name"
     return {name: value for name, value in facts.items() if value is not None}
 
 

@@ -10,6 +10,9 @@ from typing import Any
 
 import yaml
 
+from services.diagnosis.features import FEATURE_NAMES
+from services.diagnosis.taxonomy import ROOT_CAUSES, SYMPTOMS
+
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 CONDITION_KINDS = ("is", "below", "above", "equals")
 
@@ -88,7 +91,16 @@ def _compile(pattern: str, where: str) -> re.Pattern[str]:
         raise RulesError(f"{where}: the pattern {pattern!r} is not a valid regular expression ({error})") from None
 
 
+def _known_keys(raw: dict[str, Any], allowed: set[str], where: str) -> None:
+    if unknown := set(raw) - allowed:
+        # Usually an unquoted comma in a YAML flow mapping: `says: a, b` splits into two keys.
+        raise RulesError(f"{where}: unknown key(s) {sorted(map(str, unknown))} in {raw!r}; quote text with commas")
+
+
 def _condition(raw: dict[str, Any], where: str) -> Condition:
+    _known_keys(raw, {"signal", "weight", "says", *CONDITION_KINDS}, where)
+    if raw.get("signal") not in FEATURE_NAMES:
+        raise RulesError(f"{where}: unknown signal {raw.get('signal')!r}; known: {', '.join(FEATURE_NAMES)}")
     kinds = [kind for kind in CONDITION_KINDS if kind in raw]
     if len(kinds) != 1 or "signal" not in raw or "weight" not in raw:
         raise RulesError(f"{where}: a signal rule needs `signal`, `weight` and one of {', '.join(CONDITION_KINDS)}")
@@ -96,14 +108,26 @@ def _condition(raw: dict[str, Any], where: str) -> Condition:
                      says=str(raw.get("says") or raw["signal"]))
 
 
+def _phrase(raw: dict[str, Any], where: str) -> Phrase:
+    _known_keys(raw, {"match", "weight"}, where)
+    return Phrase(_compile(raw["match"], where), float(raw["weight"]))
+
+
 def _root_cause(name: str, raw: dict[str, Any]) -> RootCauseRules:
     where = f"root_causes.{name}"
+    _known_keys(raw, {"label", "playbook_moves", "symptoms", "phrases", "signals", "confirm", "questions"}, where)
+    if name not in ROOT_CAUSES:
+        raise RulesError(f"{where}: {name!r} is not a root cause ({', '.join(ROOT_CAUSES)})")
+    if unknown := set(raw.get("symptoms") or {}) - set(SYMPTOMS):
+        raise RulesError(f"{where}.symptoms: unknown symptom(s) {sorted(unknown)}")
+    for signal in raw.get("confirm") or ():
+        if signal not in FEATURE_NAMES:
+            raise RulesError(f"{where}.confirm: unknown signal {signal!r}")
     return RootCauseRules(
         name=name,
         label=raw.get("label", name),
         symptoms={str(k): float(v) for k, v in (raw.get("symptoms") or {}).items()},
-        phrases=tuple(Phrase(_compile(p["match"], f"{where}.phrases"), float(p["weight"]))
-                      for p in raw.get("phrases") or []),
+        phrases=tuple(_phrase(p, f"{where}.phrases") for p in raw.get("phrases") or []),
         signals=tuple(_condition(c, f"{where}.signals") for c in raw.get("signals") or []),
         confirm=tuple(raw.get("confirm") or ()),
         questions=tuple(raw.get("questions") or ()),
