@@ -134,6 +134,10 @@ def render(report: Report) -> str:
 def main() -> None:
     print("== labelled scenarios (the rules were tuned on these) ==")
     print(render(evaluate(load_scenarios())))
+    scenarios = load_scenarios()
+    blind = evaluate([{**s, "signals": {}} for s in scenarios])
+    print(f"\nfor comparison, the stated reason alone (signals withheld): top-1 {blind.top1:.1%}, "
+          f"top-2 {blind.top2:.1%}, verdict {blind.verdict:.1%}")
     held_out = load_scenarios(pattern="holdout_*.yaml")
     if held_out:
         print("\n== held-out scenarios (never used for tuning) ==")
