@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit lint migrate clean chaos
+.PHONY: install run test unit lint migrate clean eval chaos
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ chaos: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+# Diagnosis: how often the rules agree with the labelled scenarios (services/diagnosis/evaluation/).
+eval: $(STAMP)
+	$(BIN)/python -m services.diagnosis.evaluation.run
 
 clean:
 	rm -rf $(VENV) brink.db brink.db-wal brink.db-shm .pytest_cache
