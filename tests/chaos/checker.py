@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -69,7 +70,7 @@ async def snapshot(database_url: str, queue_depths: dict[str, int]) -> Snapshot:
     return Snapshot(pending, queue_depths, cases, diagnoses, first, repeated_tasks, accepted, handled)
 
 
-async def wait_for_quiescence(database_url: str, read_queues, *, timeout: float, settle_polls: int = 3) -> Snapshot:
+async def wait_for_quiescence(database_url: str, read_queues: Callable[[], dict[str, int]], *, timeout: float, settle_polls: int = 3) -> Snapshot:
     """Poll until nothing is in flight and the case count has not moved for ``settle_polls`` polls."""
     deadline = time.monotonic() + timeout
     steady = 0

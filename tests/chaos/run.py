@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +155,19 @@ def count_in_logs(cluster: Cluster, event_name: str) -> int:
     return sum(p.log_text().count(f'"event": "{event_name}"') for p in cluster.services.values())
 
 
+def unexpected_errors(cluster: Cluster) -> Counter[str]:
+    """What the services logged as ``http.unexpected_error`` (the cause of any 500), by error."""
+    errors: Counter[str] = Counter()
+    for process in cluster.services.values():
+        for line in process.log_text().splitlines():
+            if '"http.unexpected_error"' in line:
+                try:
+                    errors[str(json.loads(line).get("error", "?"))[:200]] += 1
+                except ValueError:
+                    errors[line[:200]] += 1
+    return errors
+
+
 async def run(scale: Scale, cluster: Cluster) -> int:
     started = time.monotonic()
     say(f"{scale.events} signed Stripe webhooks at {scale.rate:.0f}/s against intake-1; "
@@ -170,8 +185,10 @@ async def run(scale: Scale, cluster: Cluster) -> int:
     say("quiescent" if state.in_flight == 0 else f"not quiescent after {scale.quiescence_timeout:.0f}s", started)
     verdict = classify(deliveries, state)
     retried = sum(1 for d in deliveries if d.attempts > 1)
-    print(f"chaos: {retried} events needed more than one attempt; statuses seen: "
-          f"{sorted({str(s) for d in deliveries for s in d.statuses})}")
+    statuses = Counter(str(status) for d in deliveries for status in d.statuses)
+    print(f"chaos: {retried} events needed more than one attempt; answers: {dict(sorted(statuses.items()))}")
+    for error, times in unexpected_errors(cluster).most_common(5):
+        print(f"chaos: 500 from intake {times}x: {error}")
     print(f"chaos: messages handled per consumer: {dict(state.handled)}; "
           f"redeliveries absorbed by the idempotency guard: {count_in_logs(cluster, 'consumer.message.duplicate')}")
     print(f"chaos: outbox pending {state.pending_outbox}; main/retry queues "

@@ -78,7 +78,6 @@ async def test_expired_timestamp_is_refused_even_with_a_valid_hmac(intake: Intak
 
 async def test_replayed_capture_after_the_tolerance_is_refused(intake: Intake) -> None:
     """A genuine delivery captured by an attacker and replayed later: the old timestamp gives it away."""
-    app, client = intake
     event, body = cancellation()
     captured_at = int(time.time()) - 600
     captured = f"t={captured_at},v1={stripe_signature(STRIPE_SECRET, body, captured_at)}"
