@@ -105,8 +105,14 @@ class Desk:
             await close_case(session, case, outcome=outcome, reason="by hand", clock=self.clock, policy=self.policy)
 
     async def tick(self) -> list[Fired]:
-        async with transaction(self.sessions) as session:
-            fired = await fire_due_timers(session, clock=self.clock, policy=self.policy)
+        """One scheduler pass: fire every due timer, one transaction each."""
+        fired: list[Fired] = []
+        while True:
+            async with transaction(self.sessions) as session:
+                one = await fire_due_timers(session, clock=self.clock, policy=self.policy)
+            if not one:
+                break
+            fired += one
         self.fired.extend(fired)
         return fired
 

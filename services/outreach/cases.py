@@ -13,7 +13,7 @@ from services.outreach.endings import close_case
 from services.outreach.history import record
 from services.outreach.ladder import intervention_key
 from services.outreach.models import Case, EarlyWithdrawal, Task
-from services.outreach.owners import owner_for
+from services.outreach.owners import lock_rotations, owner_for
 from services.outreach.playbooks import choose
 from services.outreach.policy import Policy
 from services.outreach.steps import add_playbook_steps, add_timer, cancel_open_work, recently_tried
@@ -71,6 +71,7 @@ async def _open(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy:
         await close_case(session, case, outcome="saved", reason=f"cancellation withdrawn before diagnosis: {early.reason}",
                          clock=clock, policy=policy, correlation_id=correlation_id)
         return case
+    await lock_rotations(session, roles={"csm"} | {step.owner_role for step in playbook.steps})
     case.owner = diagnosis.account_owner or await owner_for(session, role="csm", case_owner=None,
                                                             rotations=policy.rotations)
     tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
@@ -108,6 +109,7 @@ async def _update(session: AsyncSession, case: Case, diagnosis: DiagnosisComplet
     )).all()
     tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
                                  extra=list(diagnosis.tried))
+    await lock_rotations(session, roles={step.owner_role for step in playbook.steps})
     record(session, case, "playbook_switched", at=now, before=case.playbook, after=playbook.name,
            tasks_cancelled=cancelled)
     case.playbook = playbook.name

@@ -29,8 +29,12 @@ class Fired:
     rung: str | None = None
 
 
-async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy, batch: int = 100) -> list[Fired]:
-    """Fire every due timer once. Rows are locked (skip-locked on PostgreSQL; SQLite has one writer)."""
+async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy, batch: int = 1) -> list[Fired]:
+    """Fire up to ``batch`` due timers, each exactly once (skip-locked rows on PostgreSQL; SQLite has one writer).
+
+    Call it with one timer per transaction: a transaction then locks one timer, its case and at most one
+    rotation cursor, so two instances can never wait on each other in a cycle.
+    """
     now = clock.now()
     query = (
         select(Timer).where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now)
@@ -40,6 +44,8 @@ async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy
         query = query.with_for_update(skip_locked=True)
     fired = []
     for timer in (await session.execute(query)).scalars().all():
+        if is_postgres(session) and not await _lock_case(session, timer.case_id):
+            continue  # another instance works on this case right now; the timer stays due for the next pass
         # Belt and braces: only the instance whose update flips fired_at does the work.
         claimed = await session.execute(
             update(Timer).where(Timer.id == timer.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
@@ -52,6 +58,11 @@ async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy
                               .execution_options(synchronize_session=False))
         fired.append(Fired(timer_id=timer.id, case_id=timer.case_id, outcome=outcome, rung=rung))
     return fired
+
+
+async def _lock_case(session: AsyncSession, case_id: str) -> bool:
+    locked = await session.execute(select(Case.id).where(Case.id == case_id).with_for_update(skip_locked=True))
+    return locked.scalar_one_or_none() is not None
 
 
 async def _fire(session: AsyncSession, timer: Timer, *, clock: Clock, policy: Policy) -> tuple[str, str | None]:

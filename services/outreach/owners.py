@@ -10,6 +10,15 @@ from services.outreach.rotation import take_turn
 from shared.db import insert_ignoring_conflicts, is_postgres
 
 
+async def lock_rotations(session: AsyncSession, *, roles: set[str]) -> None:
+    """Take the cursors a use case will need up front and in one order, so concurrent writers never deadlock."""
+    for role in sorted(roles):
+        await session.execute(insert_ignoring_conflicts(session, RotationCursor.__table__, role=role, position=0))
+    if is_postgres(session) and roles:
+        await session.execute(select(RotationCursor.role).where(RotationCursor.role.in_(sorted(roles)))
+                              .order_by(RotationCursor.role).with_for_update())
+
+
 async def next_in_rotation(session: AsyncSession, *, role: str, people: list[str]) -> str:
     """Round-robin over ``people``; the cursor is a locked row, so turns survive restarts and instances."""
     await session.execute(insert_ignoring_conflicts(session, RotationCursor.__table__, role=role, position=0))

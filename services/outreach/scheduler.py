@@ -38,13 +38,18 @@ class Scheduler:
         self.notify_backoff = notify_backoff
         self.after_commit = after_commit
 
-    async def fire_timers(self) -> list[Fired]:
-        """One pass over due timers, committed as one unit; counts escalations only once committed."""
-        async with transaction(self.sessions) as session:
-            fired = await fire_due_timers(session, clock=self.clock, policy=self.policy)
-        for item in fired:
-            if item.rung:
-                metrics.ESCALATIONS_FIRED.labels(item.rung).inc()
+    async def fire_timers(self, *, limit: int = 500) -> list[Fired]:
+        """Fire due timers, one transaction each; escalations are counted only once committed."""
+        fired: list[Fired] = []
+        while len(fired) < limit:
+            async with transaction(self.sessions) as session:
+                one = await fire_due_timers(session, clock=self.clock, policy=self.policy)
+            if not one:
+                break
+            fired += one
+            for item in one:
+                if item.rung:
+                    metrics.ESCALATIONS_FIRED.labels(item.rung).inc()
         if fired and self.after_commit is not None:
             self.after_commit()
         return fired
