@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit lint migrate clean
+.PHONY: install run test unit lint migrate clean eval
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+# Diagnosis: how often the rules agree with the labelled scenarios (services/diagnosis/evaluation/).
+eval: $(STAMP)
+	$(BIN)/python -m services.diagnosis.evaluation.run
 
 clean:
 	rm -rf $(VENV) brink.db brink.db-wal brink.db-shm .pytest_cache
