@@ -100,7 +100,7 @@ async def test_interventions_tried_recently_are_skipped_not_repeated(desk: Desk)
     desk.clock.advance(days=30)
 
     later = await desk.receive(diagnosis(root_cause="rocky_onboarding", account_id=account, mrr_minor=HIGH_MRR,
-                                         tried=["executive_outreach"]))
+                                         avoid=["executive_outreach"]))  # failed before, says diagnosis
     assert [t.action for t in await desk.tasks(later)] == ["call", "offer"]  # no second training within 90 days
     await desk.run(hours=10 * 24, every_hours=2)
     history = await desk.history(later)
