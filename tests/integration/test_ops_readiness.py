@@ -90,16 +90,13 @@ async def test_outbox_backlog_and_age_reach_metrics_without_anyone_calling_ready
     async with outbox_runtime(database_url, amqp_url) as runtime:
         assert runtime.outbox is not None
         table = runtime.outbox.name
-        loop = asyncio.create_task(runtime.metrics_loop())
-        try:
-            await stage_events(runtime, count=3, age_seconds=40)
-            await eventually(lambda: asyncio.sleep(0, sample("brink_outbox_backlog", table=table) == 3))
-            assert 40 <= sample("brink_outbox_oldest_age_seconds", table=table) < 60
+        runtime.start_metrics()  # stopped by runtime.stop() when the block ends
+        await stage_events(runtime, count=3, age_seconds=40)
+        await eventually(lambda: asyncio.sleep(0, sample("brink_outbox_backlog", table=table) == 3))
+        assert 40 <= sample("brink_outbox_oldest_age_seconds", table=table) < 60
 
-            assert runtime.relay is not None
-            await runtime.relay.publish_pending()
-            await eventually(lambda: asyncio.sleep(0, sample("brink_outbox_backlog", table=table) == 0))
-            assert sample("brink_outbox_oldest_age_seconds", table=table) == 0
-            assert sample("brink_outbox_published_total", table=table) == 3
-        finally:
-            loop.cancel()
+        assert runtime.relay is not None
+        await runtime.relay.publish_pending()
+        await eventually(lambda: asyncio.sleep(0, sample("brink_outbox_backlog", table=table) == 0))
+        assert sample("brink_outbox_oldest_age_seconds", table=table) == 0
+        assert sample("brink_outbox_published_total", table=table) == 3
