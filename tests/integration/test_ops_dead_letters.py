@@ -67,10 +67,10 @@ async def test_poison_message_is_dead_lettered_with_its_reason_then_replayed_and
 
 
 async def test_listing_keeps_every_message_in_order_and_replay_resets_the_retry_count(
-    database_url: str, amqp_url: str
+    postgres_url: str, amqp_url: str
 ) -> None:
     handler = PlaybookHandler()
-    async with running_consumer(database_url=database_url, amqp_url=amqp_url, handler=handler,
+    async with running_consumer(database_url=postgres_url, amqp_url=amqp_url, handler=handler,
                                 retry_delays=(0.1,)) as consumer:
         queue = consumer.spec.name
         envelopes = [diagnosis_completed(playbook=f"missing-{n}") for n in range(3)]
@@ -78,9 +78,9 @@ async def test_listing_keeps_every_message_in_order_and_replay_resets_the_retry_
             await send_to_queue(amqp_url, queue, envelope)
         await eventually(lambda: _at_least(dead_count(amqp_url, queue), 3), timeout=15)
         first = [letter.message_id for letter in await dlq.list_dead_letters(amqp_url, queue)]
-        second = [letter.message_id for letter in await dlq.list_dead_letters(amqp_url, queue)]
         assert sorted(first) == sorted(str(e.id) for e in envelopes)
-        assert second == first
+        # A quorum queue applies returned messages through its log, so a new reader may lag a moment behind.
+        await eventually(lambda: _listed_as(amqp_url, queue, first))
         shown = await dlq.show_dead_letter(amqp_url, queue, first[1])
         assert shown.headers[ATTEMPT_HEADER] == 1
         assert '"recommended_playbook": "missing-' in shown.pretty_body()
@@ -91,11 +91,15 @@ async def test_listing_keeps_every_message_in_order_and_replay_resets_the_retry_
 
         with pytest.raises(dlq.DeadLetterError, match="not in"):
             await dlq.replay_dead_letters(amqp_url, queue, ids={"no-such-id"})
-        assert await dead_count(amqp_url, queue) == 3
+        await eventually(lambda: _listed_as(amqp_url, queue, first))
 
         dropped = await dlq.purge_dead_letters(amqp_url, queue, ids={first[0]})
         assert [d.message_id for d in dropped] == [first[0]]
-        assert [letter.message_id for letter in await dlq.list_dead_letters(amqp_url, queue)] == first[1:]
+        await eventually(lambda: _listed_as(amqp_url, queue, first[1:]))
+
+
+async def _listed_as(amqp_url: str, queue: str, expected: list[str]) -> bool:
+    return [letter.message_id for letter in await dlq.list_dead_letters(amqp_url, queue)] == expected
 
 
 async def _at_least(count: Awaitable[int], minimum: int) -> bool:
@@ -109,9 +113,22 @@ def brink_cli(*args: str, amqp_url: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
 
 
-async def test_cli_lists_replays_and_purges_only_with_confirmation(database_url: str, amqp_url: str) -> None:
+def purge_at_terminal(queue: str, *, answer: str, amqp_url: str) -> subprocess.CompletedProcess[str]:
+    """``brink dlq purge --all`` with a real terminal on stdin, answering its confirmation question."""
+    leader, follower = os.openpty()
+    try:
+        os.write(leader, answer.encode() + b"\n")
+        env = {**os.environ, "BRINK_AMQP_URL": amqp_url}
+        return subprocess.run([sys.executable, "-c", "from shared.cli import main; main()", "dlq", "purge", queue,
+                               "--all"], stdin=follower, capture_output=True, text=True, env=env, timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+async def test_cli_lists_replays_and_purges_only_with_confirmation(postgres_url: str, amqp_url: str) -> None:
     handler = PlaybookHandler()
-    async with running_consumer(database_url=database_url, amqp_url=amqp_url, handler=handler,
+    async with running_consumer(database_url=postgres_url, amqp_url=amqp_url, handler=handler,
                                 retry_delays=(0.1,)) as consumer:
         queue = consumer.spec.name
         keep, drop = diagnosis_completed(playbook="annual"), diagnosis_completed(playbook="nope")
@@ -133,6 +150,11 @@ async def test_cli_lists_replays_and_purges_only_with_confirmation(database_url:
         assert replay.returncode == 0, replay.stderr
         assert f"replayed {keep.id} to {queue}" in replay.stdout
         await eventually(lambda: asyncio.sleep(0, handler.processed == [str(keep.id)]))
+
+        declined = await asyncio.to_thread(purge_at_terminal, queue, answer="no", amqp_url=amqp_url)
+        assert declined.returncode == 1 and "nothing deleted" in declined.stdout
+        assert "Type the queue name to confirm" in declined.stdout
+        assert await dead_count(amqp_url, queue) == 1
 
         purge = await asyncio.to_thread(brink_cli, "dlq", "purge", queue, "--all", "--yes", amqp_url=amqp_url)
         assert purge.returncode == 0 and "1 message deleted" in purge.stdout
