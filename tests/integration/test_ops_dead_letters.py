@@ -6,12 +6,14 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Awaitable
 
 import pytest
 
 from shared import dlq
 from shared.consumer import ATTEMPT_HEADER, ERROR_HEADER
+from shared.messaging import Broker, QueueSpec
 from tests.conftest import eventually
 from tests.ops_helpers import (
     PlaybookHandler,
@@ -162,3 +164,34 @@ async def test_cli_lists_replays_and_purges_only_with_confirmation(postgres_url:
 
         missing = await asyncio.to_thread(brink_cli, "dlq", "show", "nothing.here", "x", amqp_url=amqp_url)
         assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+async def test_a_message_the_broker_dead_lettered_shows_the_x_death_reason_and_replays_clean(amqp_url: str) -> None:
+    """A crash loop: the quorum queue's delivery limit, not our consumer, moved the message to the dead queue."""
+    broker = Broker(amqp_url)
+    await broker.connect()
+    try:
+        spec = QueueSpec(name=f"opstest.{uuid.uuid4().hex[:8]}", routing_keys=(), retry_delays=(), delivery_limit=1)
+        await broker.declare_queue(spec)
+        envelope = diagnosis_completed()
+        await send_to_queue(amqp_url, spec.name, envelope)
+        channel = await broker.consumer_channel(prefetch=1)
+        queue = await channel.get_queue(spec.name, ensure=False)
+        for _ in range(2):  # delivered, returned, delivered again, returned: over the limit of 1
+            message = await eventually(lambda: queue.get(no_ack=False, fail=False))
+            await message.nack(requeue=True)
+        await eventually(lambda: dead_count(amqp_url, spec.name))
+
+        [letter] = await dlq.list_dead_letters(amqp_url, spec.name)
+        assert letter.original_queue == spec.name
+        assert letter.reason.startswith("broker dead-lettered it: delivery_limit")
+        assert letter.failed_at
+
+        await dlq.replay_dead_letters(amqp_url, spec.name)
+        replayed = await eventually(lambda: queue.get(no_ack=False, fail=False))
+        assert replayed.message_id == str(envelope.id) and replayed.body == envelope.to_bytes()
+        assert "x-death" not in (replayed.headers or {})
+        assert replayed.headers[dlq.REPLAYED_HEADER] == 1
+        await replayed.ack()
+    finally:
+        await broker.close()
