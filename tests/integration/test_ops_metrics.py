@@ -8,11 +8,14 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import aio_pika
+from sqlalchemy import func, select
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.outreach.models import Case, Task
 from shared import dlq
+from shared.db import utcnow
 from tests.conftest import STRIPE_SECRET, Brink, eventually, start_brink
 from tests.helpers import signed, stripe_event, stripe_subscription
 
@@ -49,9 +52,11 @@ class Expected:
 # One row per figure the traffic below must move; each service's own figures are added here as they arrive.
 EXPECTED_DELTAS = [
     Expected("intake", "brink_http_requests_total",
-             labels(service="intake", route="/webhooks/stripe", method="POST", status="200"), CANCELLATIONS),
+             labels(service="intake", route="/webhooks/stripe", method="POST", status="200"), CANCELLATIONS + 1),
+    Expected("intake", "brink_http_requests_total",
+             labels(service="intake", route="/webhooks/stripe", method="POST", status="401"), 1),
     Expected("intake", "brink_http_request_duration_seconds_count",
-             labels(service="intake", route="/webhooks/stripe", method="POST"), CANCELLATIONS),
+             labels(service="intake", route="/webhooks/stripe", method="POST"), CANCELLATIONS + 2),
     Expected("intake", "brink_outbox_published_total", labels(table="intake_outbox"), CANCELLATIONS),
     Expected("diagnosis", "brink_messages_consumed_total",
              labels(queue="diagnosis.cancellations", outcome="handled"), CANCELLATIONS),
@@ -63,6 +68,11 @@ EXPECTED_DELTAS = [
              labels(queue="diagnosis.cancellations", outcome="dead_lettered"), 1),
     Expected("outreach", "brink_messages_consumed_total",
              labels(queue="outreach.diagnoses", outcome="handled"), CANCELLATIONS),
+    Expected("intake", "brink_webhooks_total",
+             labels(source="stripe", event_type="customer.subscription.deleted", outcome="accepted"), CANCELLATIONS),
+    Expected("intake", "brink_webhooks_total",
+             labels(source="stripe", event_type="customer.subscription.deleted", outcome="duplicate"), 1),
+    Expected("intake", "brink_webhooks_total", labels(source="stripe", event_type="unknown", outcome="rejected"), 1),
 ]
 
 # Gauges read from RabbitMQ and the outbox: (service, sample name, labels, value once the traffic settled).
@@ -72,7 +82,7 @@ EXPECTED_GAUGES = [
     ("diagnosis", "brink_outbox_backlog", labels(table="diagnosis_outbox"), 0),
     ("diagnosis", "brink_queue_messages", labels(queue="diagnosis.cancellations"), 0),
     ("diagnosis", "brink_queue_consumers", labels(queue="diagnosis.cancellations"), 1),
-    ("diagnosis", "brink_queue_messages", labels(queue="diagnosis.cancellations.retry.0"), 0),
+    ("diagnosis", "brink_queue_messages", labels(queue="diagnosis.cancellations.retry.0.2s"), 0),
     ("diagnosis", "brink_queue_messages", labels(queue="diagnosis.cancellations.dead"), 1),
     ("diagnosis", "brink_queue_consumers", labels(queue="diagnosis.cancellations.dead"), 0),
     ("outreach", "brink_queue_messages", labels(queue="outreach.diagnoses"), 0),
@@ -84,7 +94,8 @@ EXPECTED_GAUGES = [
 @pytest.fixture
 async def brink_with_fresh_gauges(postgres_url: str, amqp_url: str) -> AsyncIterator[Brink]:
     async with AsyncExitStack() as stack:
-        running = await start_brink(stack, database_url=postgres_url, amqp_url=amqp_url, metrics_refresh_seconds=0.1)
+        running = await start_brink(stack, database_url=postgres_url, amqp_url=amqp_url, metrics_refresh_seconds=0.1,
+                                      scheduler_poll_seconds=0.1)
         # Earlier tests in this run may have left dead letters; this test counts from an empty dead queue.
         for queue in ("diagnosis.cancellations", "outreach.diagnoses"):
             await dlq.purge_dead_letters(amqp_url, queue)
@@ -99,6 +110,10 @@ async def send_cancellations(brink: Brink) -> list[str]:
         response = await brink.intake.post("/webhooks/stripe", content=body, headers=headers)
         assert response.status_code == 200, response.text
         accounts.append(f"stripe:{subscription['customer']}")
+    # Stripe retrying the last one (a duplicate), and a forgery (rejected).
+    assert (await brink.intake.post("/webhooks/stripe", content=body, headers=headers)).json()["outcome"] == "duplicate"
+    forged, forged_headers = signed(stripe_event("customer.subscription.deleted", stripe_subscription()), "whsec_forged")
+    assert (await brink.intake.post("/webhooks/stripe", content=forged, headers=forged_headers)).status_code == 401
     return accounts
 
 
@@ -169,6 +184,18 @@ async def test_each_service_exposes_its_figures_after_real_traffic(
     assert after["outreach"][cases_route] - before["outreach"].get(cases_route, 0) == poller.requests
     assert after["intake"][("brink_publish_confirm_duration_seconds_count", ())] > \
         before["intake"].get(("brink_publish_confirm_duration_seconds_count", ()), 0)
+
+    async with brink.apps["outreach"].state.runtime.sessions() as session:
+        open_cases = await session.scalar(select(func.count()).select_from(Case).where(Case.status == "open"))
+        overdue = await session.scalar(select(func.count()).select_from(Task).where(
+            Task.status == "open", Task.due_at < utcnow()))
+
+    async def case_gauges_match() -> bool:
+        figures = await scrape(brink.outreach)
+        return (figures.get(("brink_cases", labels(status="open"))) == open_cases
+                and figures.get(("brink_tasks_overdue", ())) == overdue)
+
+    await eventually(case_gauges_match, timeout=5)
 
 
 async def dead_letter_seen(amqp_url: str) -> bool:
