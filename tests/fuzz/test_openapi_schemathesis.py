@@ -19,12 +19,6 @@ TOKEN = "fuzz-token-" + uuid.uuid4().hex
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 MAX_EXAMPLES = 40
 SEED = 20261124
-OUTREACH_OFFSET_BUG = (
-    "outreach GET /v1/cases accepts any offset >= 0; one past 2**63-1 overflows the database integer and answers "
-    "500 (schemathesis found it as offset=32589158477190044730): the Query needs an upper bound"
-)
-# Held out of the schemathesis run until the bug above is fixed; test_outreach_offset_beyond_int64 covers it.
-KNOWN_BAD = {"outreach": ["--exclude-path", "/v1/cases"]}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +44,7 @@ def test_every_operation_answers_as_documented(services: dict[str, ServiceProces
     command = [
         sys.executable, "-m", "schemathesis.cli", "run", f"{services[service].base_url}/openapi.json",
         "-H", f"Authorization: Bearer {TOKEN}", "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES),
-        "--seed", str(SEED), "--request-timeout", "20", *KNOWN_BAD.get(service, []),
+        "--seed", str(SEED), "--request-timeout", "20",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     print(f"schemathesis {service}: {figures(result.stdout)}")
@@ -58,8 +52,8 @@ def test_every_operation_answers_as_documented(services: dict[str, ServiceProces
     assert "generated" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=OUTREACH_OFFSET_BUG)
 def test_outreach_offset_beyond_int64_is_a_client_error(services: dict[str, ServiceProcess]) -> None:
+    """Schemathesis found offset=32589158477190044730 answering 500 (a database integer overflow)."""
     response = httpx.get(f"{services['outreach'].base_url}/v1/cases", params={"offset": 2**63},
                          headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     assert response.status_code == 422, response.text
