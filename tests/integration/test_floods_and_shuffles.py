@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import subprocess
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -23,7 +26,8 @@ from sqlalchemy import func, select
 from services.diagnosis.models import Diagnosis
 from services.intake.models import outbox as intake_outbox
 from services.outreach.models import Case, Task
-from tests.conftest import STRIPE_SECRET, Brink, eventually, start_brink
+from shared.migrate import upgrade
+from tests.conftest import POSTGRES_ADMIN_URL, STRIPE_SECRET, Brink, eventually, start_brink, unavailable
 from tests.helpers import signed, stripe_event, stripe_subscription
 
 COPIES = 5
@@ -32,10 +36,50 @@ COPIES = 5
 IN_FLIGHT = 10
 
 
+@pytest.fixture(scope="module")
+async def own_postgres_url() -> AsyncIterator[str]:
+    """A database of this module's own: its hundreds of cases must not become other tests' traffic."""
+    import asyncpg
+
+    name = f"brink_floods_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
+        unavailable("PostgreSQL", error)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    try:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="module")
+async def own_amqp_url(amqp_url: str) -> AsyncIterator[str]:
+    """A virtual host of this module's own, for the same reason as its database."""
+    parts = urlsplit(amqp_url)
+    if not parts.path.strip("/"):
+        yield amqp_url  # a fixed broker URL was given (BRINK_TEST_AMQP_URL): share it
+        return
+    vhost = f"brink-floods-{uuid.uuid4().hex[:10]}"
+    await asyncio.to_thread(rabbitmqctl, "add_vhost", vhost)
+    try:
+        await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+        yield amqp_url.rsplit("/", 1)[0] + "/" + vhost
+    finally:
+        await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
 @pytest.fixture
-async def brink_pg(postgres_url: str, amqp_url: str) -> AsyncIterator[Brink]:
+async def brink_pg(own_postgres_url: str, own_amqp_url: str) -> AsyncIterator[Brink]:
     async with AsyncExitStack() as stack:
-        yield await start_brink(stack, database_url=postgres_url, amqp_url=amqp_url)
+        yield await start_brink(stack, database_url=own_postgres_url, amqp_url=own_amqp_url)
 
 
 async def post(brink: Brink, event: dict[str, Any]) -> dict[str, Any]:
@@ -59,8 +103,19 @@ async def published_by_intake(brink: Brink) -> dict[str, list[dict[str, Any]]]:
     return staged
 
 
-async def settled(brink: Brink) -> None:
-    """Nothing left in any outbox and a fresh marker event has gone all the way to a case."""
+def queued_messages(amqp_url: str) -> int:
+    """Messages ready or unacknowledged in this run's virtual host, dead-letter queues aside."""
+    vhost = urlsplit(amqp_url).path.lstrip("/") or "/"
+    listing = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "--no-table-headers", "name", "messages"],
+                             check=True, capture_output=True, text=True, timeout=60).stdout
+    depths = [line.split() for line in listing.splitlines()]
+    return sum(int(depth) for name, depth in (row for row in depths if len(row) == 2)
+               if not name.endswith(".dead") and name != "brink.unrouted")
+
+
+async def settled(brink: Brink, amqp_url: str) -> None:
+    """A fresh marker event has gone all the way to a case, every outbox is empty, and no queue holds a
+    message (so nothing from this test reaches the next one's consumers)."""
     marker = stripe_subscription()
     await post(brink, stripe_event("customer.subscription.deleted", marker))
 
@@ -69,9 +124,11 @@ async def settled(brink: Brink) -> None:
         return bool(found)
 
     await eventually(marker_case, timeout=30)
-    for service in ("intake", "diagnosis", "outreach"):
-        runtime = brink.apps[service].state.runtime
-        await eventually(lambda r=runtime: _outbox_empty(r), timeout=15)
+    for _ in range(3):  # empty three times in a row: a message between two hops is not missed
+        for service in ("intake", "diagnosis", "outreach"):
+            runtime = brink.apps[service].state.runtime
+            await eventually(lambda r=runtime: _outbox_empty(r), timeout=15)
+        await eventually(lambda: asyncio.to_thread(lambda: queued_messages(amqp_url) == 0), timeout=30, interval=0.3)
 
 
 async def _outbox_empty(runtime: Any) -> bool:
@@ -81,7 +138,7 @@ async def _outbox_empty(runtime: Any) -> bool:
     return pending == 0
 
 
-async def test_a_flood_of_concurrent_duplicates_is_applied_once(brink_pg: Brink) -> None:
+async def test_a_flood_of_concurrent_duplicates_is_applied_once(brink_pg: Brink, own_amqp_url: str) -> None:
     brink = brink_pg
     events = [stripe_event("customer.subscription.deleted", stripe_subscription(feedback="unused")) for _ in range(15)]
     deliveries = [event for event in events for _ in range(COPIES)]
@@ -99,7 +156,7 @@ async def test_a_flood_of_concurrent_duplicates_is_applied_once(brink_pg: Brink)
     for event in events:
         assert outcomes[(event["id"], "accepted")] == 1, outcomes
         assert outcomes[(event["id"], "duplicate")] == COPIES - 1, outcomes
-    await settled(brink)
+    await settled(brink, own_amqp_url)
     ids = [f"stripe:{event['data']['object']['id']}" for event in events]
     staged = await published_by_intake(brink)
     assert all(len(staged[cancellation]) == 1 for cancellation in ids)
@@ -132,7 +189,7 @@ def history(now: int) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
     return f"stripe:{scheduled['id']}", steps
 
 
-async def test_shuffled_histories_are_published_in_their_own_order(brink_pg: Brink) -> None:
+async def test_shuffled_histories_are_published_in_their_own_order(brink_pg: Brink, own_amqp_url: str) -> None:
     brink = brink_pg
     rng = random.Random(20261124)
     now = int(time.time())
@@ -149,7 +206,7 @@ async def test_shuffled_histories_are_published_in_their_own_order(brink_pg: Bri
             await post(brink, histories[cancellation][index][1])
 
     await asyncio.gather(*(deliver(cancellation) for cancellation in histories))
-    await settled(brink)
+    await settled(brink, own_amqp_url)
 
     staged = await published_by_intake(brink)
     for cancellation, order in orders.items():
@@ -162,7 +219,7 @@ async def test_shuffled_histories_are_published_in_their_own_order(brink_pg: Bri
         assert staged[cancellation][-1]["type"] == expected_type, (cancellation, order, staged[cancellation])
 
 
-async def test_withdrawn_before_received_never_opens_a_case(brink_pg: Brink) -> None:
+async def test_withdrawn_before_received_never_opens_a_case(brink_pg: Brink, own_amqp_url: str) -> None:
     brink = brink_pg
     now = int(time.time())
     cancellation, steps = history(now)
@@ -172,13 +229,13 @@ async def test_withdrawn_before_received_never_opens_a_case(brink_pg: Brink) -> 
     late = await post(brink, received)
 
     assert late["outcome"] == "superseded"
-    await settled(brink)
+    await settled(brink, own_amqp_url)
     assert [envelope["type"] for envelope in (await published_by_intake(brink))[cancellation]] == ["cancellation.withdrawn"]
     assert await rows(brink, "outreach", select(Case.id).where(Case.cancellation_id == cancellation)) == []
     assert await rows(brink, "diagnosis", select(Diagnosis.id).where(Diagnosis.cancellation_id == cancellation)) == []
 
 
-async def test_an_old_update_after_the_cancellation_changes_nothing(brink_pg: Brink) -> None:
+async def test_an_old_update_after_the_cancellation_changes_nothing(brink_pg: Brink, own_amqp_url: str) -> None:
     brink = brink_pg
     now = int(time.time())
     cancellation, steps = history(now)
@@ -187,7 +244,7 @@ async def test_an_old_update_after_the_cancellation_changes_nothing(brink_pg: Br
     assert (await post(brink, deleted))["outcome"] == "accepted"
     assert (await post(brink, early_removal))["outcome"] == "superseded"
 
-    await settled(brink)
+    await settled(brink, own_amqp_url)
     assert [envelope["type"] for envelope in (await published_by_intake(brink))[cancellation]] == ["cancellation.received"]
     [(status,)] = await rows(brink, "outreach", select(Case.status).where(Case.cancellation_id == cancellation))
     assert status == "open"
