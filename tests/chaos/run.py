@@ -136,19 +136,17 @@ async def inject_faults(cluster: Cluster, stream: Stream, scale: Scale, started:
             lambda: restart_database(cluster, started),
         ]
     for index, fault in enumerate(faults):
-        # Spread the faults over the first 80% of the stream, so each hits it in full flow.
-        threshold = int(len(stream.deliveries) * 0.8 * (index + 1) / (len(faults) + 1))
-        while len(stream.deliveries) == 0 or stream.finished < threshold:
+        # Spread over the planned stream; the stream goes on until the last fault is over, and a while after.
+        threshold = int(scale.events * 0.8 * (index + 1) / (len(faults) + 1))
+        while stream.finished < threshold:
             await asyncio.sleep(0.2)
         await fault()
 
 
-def build_events(count: int) -> list[dict]:
-    return [
-        stripe_event("customer.subscription.deleted",
-                     stripe_subscription(feedback=FEEDBACK[index % len(FEEDBACK)], quantity=1 + index % 7))
-        for index in range(count)
-    ]
+def build_event(index: int) -> dict:
+    """The index-th cancellation of the stream: a new subscription each time, so each should become one case."""
+    return stripe_event("customer.subscription.deleted",
+                        stripe_subscription(feedback=FEEDBACK[index % len(FEEDBACK)], quantity=1 + index % 7))
 
 
 def count_in_logs(cluster: Cluster, event_name: str) -> int:
@@ -170,15 +168,14 @@ def unexpected_errors(cluster: Cluster) -> Counter[str]:
 
 async def run(scale: Scale, cluster: Cluster) -> int:
     started = time.monotonic()
-    say(f"{scale.events} signed Stripe webhooks at {scale.rate:.0f}/s against intake-1; "
+    say(f"at least {scale.events} signed Stripe webhooks at {scale.rate:.0f}/s against intake-1; "
         f"{len(cluster.services)} service processes", started)
     stream = Stream(url=f"{cluster.services['intake-1'].base_url}/webhooks/stripe", secret=cluster.secret,
                     rate_per_second=scale.rate)
-    events = build_events(scale.events)
     faults = asyncio.create_task(inject_faults(cluster, stream, scale, started))
-    deliveries = await stream.run(events)
+    deliveries = await stream.run(build_event, at_least=scale.events, until=faults)
     await faults
-    say(f"stream finished: {sum(d.attempts for d in deliveries)} attempts, "
+    say(f"stream finished: {len(deliveries)} events, {sum(d.attempts for d in deliveries)} attempts, "
         f"{sum(d.extra_copies for d in deliveries)} deliberate duplicate deliveries", started)
     state = await wait_for_quiescence(cluster.postgres.url, cluster.rabbit.queue_depths,
                                       timeout=scale.quiescence_timeout)

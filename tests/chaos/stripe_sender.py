@@ -7,6 +7,7 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,8 +86,11 @@ class Stream:
         self.deliveries: list[Delivery] = []
         self.finished = 0
 
-    async def run(self, events: list[dict[str, Any]]) -> list[Delivery]:
-        self.deliveries = [delivery_for(event) for event in events]
+    async def run(self, make_event: Callable[[int], dict[str, Any]], *, at_least: int,
+                  until: asyncio.Future[Any] | None = None, tail_seconds: float = 5.0) -> list[Delivery]:
+        """Send ``at_least`` events, and keep sending while ``until`` is pending and ``tail_seconds`` after,
+        so every fault lands in the middle of the stream however long the machine takes to inject it."""
+        self.deliveries = []
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         gate = asyncio.Semaphore(self.concurrency)
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=limits) as client:
@@ -102,9 +106,21 @@ class Stream:
 
             tasks = []
             started = time.monotonic()
-            for index, delivery in enumerate(self.deliveries):
-                # Pace the stream so the faults land in its middle, not after it.
+            tail_ends: float | None = None
+            index = 0
+            while True:
+                if index >= at_least:
+                    if until is not None and not until.done():
+                        tail_ends = None
+                    elif tail_ends is None:
+                        tail_ends = time.monotonic() + (tail_seconds if until is not None else 0.0)
+                    if tail_ends is not None and time.monotonic() >= tail_ends:
+                        break
+                # Paced, so the stream lasts long enough for the faults to land in it.
                 await asyncio.sleep(max(0.0, started + index / self.rate - time.monotonic()))
+                delivery = delivery_for(make_event(index))
+                self.deliveries.append(delivery)
                 tasks.append(asyncio.create_task(one(delivery)))
+                index += 1
             await asyncio.gather(*tasks)
         return self.deliveries
