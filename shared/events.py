@@ -58,6 +58,8 @@ class CancellationReceived(Payload):
     feedback: str | None = Field(default=None, description="the customer's stated reason, as the source coded it")
     comment: str | None = Field(default=None, description="the customer's own words")
     initiated_by: Initiator = "unknown"
+    initiated_by_detail: str | None = Field(
+        default=None, description="who exactly, as the source names them (Chargebee user, Stripe request id)")
     involuntary: bool = False
     scheduled: bool = Field(default=False, description="takes effect later (at period end or cancel_at)")
     effective_at: datetime | None = None

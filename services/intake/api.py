@@ -1,69 +1,91 @@
-"""Intake's HTTP layer: verify, parse, hand to the service, answer."""
+"""Intake's webhook routes: verify the sender, parse, map, hand to the service, answer."""
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from fastapi import APIRouter, HTTPException, Request
 
+from services.intake.api_support import BAD_BODY, TOO_LARGE, UNAVAILABLE, SettingsDep, error, parse_json_object, reject, store
+from services.intake.basic_auth import CredentialsError, check_basic_auth
+from services.intake.chargebee_mapping import map_chargebee_event
+from services.intake.mapping_common import Ignored
 from services.intake.schemas import WebhookAck
-from services.intake.service import Delivery, record_delivery
-from services.intake.settings import IntakeSettings
-from services.intake.stripe_mapping import Ignored, map_stripe_event
-from shared.db import transaction
+from services.intake.service import SUPERSEDED_REASON, Delivery
+from services.intake.stripe_mapping import map_stripe_event
 from shared.deps import RuntimeDep
-from shared.logs import get_logger
+from shared.events import Payload
 from shared.runtime import Runtime
 from shared.signing import SignatureError, verify_stripe_signature
 
-log = get_logger("services.intake.api")
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The body is not a JSON event"},
-    401: {"description": "The signature or credentials are wrong"},
-    413: {"description": "The body is larger than 1 MiB"},
-    503: {"description": "The database is unreachable; the sender should retry"},
+STRIPE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: BAD_BODY,
+    401: error("The Stripe-Signature header is missing, expired or matches no configured secret",
+               "Stripe-Signature matches no configured secret"),
+    413: TOO_LARGE,
+    503: UNAVAILABLE,
 }
+CHARGEBEE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: BAD_BODY,
+    401: error("Basic credentials are missing or wrong, or none are configured",
+               "Chargebee webhook credentials are wrong"),
+    413: TOO_LARGE,
+    503: UNAVAILABLE,
+}
+
+# The delivery table's column sizes.
+MAX_ID_LENGTH = 255
+MAX_TYPE_LENGTH = 128
 
 router = APIRouter(tags=["webhooks"])
 
 
-def get_settings(request: Request) -> IntakeSettings:
-    return request.app.state.settings
-
-
-SettingsDep = Annotated[IntakeSettings, Depends(get_settings)]
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
+def map_or_ignore(source: str, event_type: str, mapper: Callable[[dict[str, Any]], Payload],
+                  event: dict[str, Any]) -> tuple[Payload | None, str | None]:
+    """The mapped event, or None with the reason it is ignored; 400 when a needed field is bad."""
     try:
-        parsed = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise HTTPException(400, f"body is not valid JSON: {error}") from None
-    if not isinstance(parsed, dict):
-        raise HTTPException(400, "body must be a JSON object")
-    return parsed
+        return mapper(event), None
+    except Ignored as ignored:
+        return None, str(ignored)
+    except (KeyError, TypeError, ValueError) as problem:
+        raise reject(source, 400, f"the {event_type} event is missing or has a bad field: {problem}",
+                     event_type=event_type) from None
 
 
-async def store(runtime: Runtime, delivery: Delivery, event: Any, ignored_reason: str | None) -> str:
-    """Commit the delivery and its outbox row together; 503 when the database cannot take it."""
+def parse(source: str, body: bytes) -> dict[str, Any]:
+    """The authenticated body as a JSON object; 400 (counted as rejected) when it is not one."""
     try:
-        async with transaction(runtime.sessions) as session:
-            outcome = await record_delivery(session, delivery=delivery, event=event, ignored_reason=ignored_reason)
-    except (OperationalError, DBAPIError, OSError) as error:
-        log.error("intake.database.unavailable", error=str(error).splitlines()[0])
-        raise HTTPException(503, "the database is unavailable; retry later") from None
-    if outcome == "accepted":
-        runtime.wake_relay()
-    log.info(f"intake.webhook.{outcome}", source=delivery.source, external_id=delivery.external_id,
-             event_type=delivery.event_type)
-    return outcome
+        return parse_json_object(body)
+    except HTTPException as problem:
+        raise reject(source, 400, str(problem.detail)) from None
 
 
-@router.post("/webhooks/stripe", response_model=WebhookAck, responses=ERRORS,
-             summary="Receive a Stripe webhook (verified by Stripe-Signature)")
+def identify(source: str, event: dict[str, Any], *, type_key: str) -> tuple[str, str]:
+    """The event's id and type, which must be strings that fit the delivery table."""
+    event_id, event_type = event.get("id"), event.get(type_key)
+    if not isinstance(event_id, str) or not isinstance(event_type, str) or not event_id or not event_type:
+        raise reject(source, 400, f"a {source.capitalize()} event needs a string id and {type_key}")
+    if len(event_id) > MAX_ID_LENGTH or len(event_type) > MAX_TYPE_LENGTH:
+        raise reject(source, 400, f"the event id or {type_key} is too long")
+    return event_id, event_type
+
+
+async def accept(request: Request, runtime: Runtime, *, source: str, event: dict[str, Any], event_id: str,
+                 event_type: str, mapper: Callable[[dict[str, Any]], Payload]) -> WebhookAck:
+    """Map the verified event, record it once, and say what became of it."""
+    mapped, reason = map_or_ignore(source, event_type, mapper, event)
+    delivery = Delivery(source=source, external_id=event_id, event_type=event_type, payload=event,
+                        correlation_id=request.scope["state"]["correlation_id"])
+    outcome = await store(runtime, delivery, mapped, reason)
+    explained = {"ignored": reason, "superseded": SUPERSEDED_REASON}
+    return WebhookAck(outcome=outcome, event_id=event_id, reason=explained.get(outcome))
+
+
+@router.post("/webhooks/stripe", response_model=WebhookAck, response_model_exclude_none=True, responses=STRIPE_ERRORS,
+             summary="Receive a Stripe webhook (verified by Stripe-Signature)",
+             description="Answers 200 for every genuine event: accepted, duplicate, ignored (not about a "
+                         "cancellation) or superseded (older than what is known for the subscription).")
 async def stripe_webhook(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> WebhookAck:
     body = await request.body()
     try:
@@ -72,21 +94,29 @@ async def stripe_webhook(request: Request, runtime: RuntimeDep, settings: Settin
             [secret.get_secret_value() for secret in settings.stripe_webhook_secrets],
             tolerance=settings.stripe_tolerance_seconds,
         )
-    except SignatureError as error:
-        log.warning("intake.webhook.rejected", source="stripe", reason=str(error))
-        raise HTTPException(401, str(error)) from None
-    event = parse_json_object(body)
-    if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
-        raise HTTPException(400, "a Stripe event needs a string id and type")
+    except SignatureError as problem:
+        raise reject("stripe", 401, str(problem)) from None
+    event = parse("stripe", body)
+    event_id, event_type = identify("stripe", event, type_key="type")
+    return await accept(request, runtime, source="stripe", event=event, event_id=event_id,
+                        event_type=event_type, mapper=map_stripe_event)
+
+
+@router.post("/webhooks/chargebee", response_model=WebhookAck, response_model_exclude_none=True, status_code=200,
+             responses=CHARGEBEE_ERRORS,
+             summary="Receive a Chargebee webhook (HTTP basic auth)",
+             description="Chargebee counts only HTTP 200 as delivered, so every genuine event is answered 200. "
+                         "Events of one subscription are ordered by its resource_version.")
+async def chargebee_webhook(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> WebhookAck:
+    username = settings.chargebee_webhook_username
+    password = settings.chargebee_webhook_password
     try:
-        mapped, reason = map_stripe_event(event), None
-    except Ignored as ignored:
-        mapped, reason = None, str(ignored)
-    except (KeyError, TypeError, ValueError) as error:
-        raise HTTPException(400, f"the {event['type']} event is missing or has a bad field: {error}") from None
-    delivery = Delivery(source="stripe", external_id=event["id"], event_type=event["type"], payload=event,
-                        correlation_id=request.scope["state"]["correlation_id"])
-    outcome = await store(runtime, delivery, mapped, reason)
-    return WebhookAck(outcome=outcome, event_id=event["id"])
-
-
+        check_basic_auth(request.headers.get("authorization"),
+                         username=username.get_secret_value() if username else None,
+                         password=password.get_secret_value() if password else None)
+    except CredentialsError as problem:
+        raise reject("chargebee", 401, str(problem), headers={"WWW-Authenticate": 'Basic realm="brink"'}) from None
+    event = parse("chargebee", await request.body())
+    event_id, event_type = identify("chargebee", event, type_key="event_type")
+    return await accept(request, runtime, source="chargebee", event=event, event_id=event_id,
+                        event_type=event_type, mapper=map_chargebee_event)

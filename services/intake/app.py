@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.intake import api
+from services.intake import api, cancellations_api
 from services.intake.models import outbox
 from services.intake.settings import IntakeSettings
 from shared.logs import configure_logging
@@ -24,6 +24,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         description="Receives Stripe and Chargebee webhooks and internal cancellation reports.",
         lifespan=runtime.lifespan,
         public_routers=[api.router],
+        api_routers=[cancellations_api.router],
         api_tokens=settings.api_tokens,
         readiness=runtime.readiness(),
         max_body_bytes=settings.max_body_bytes,

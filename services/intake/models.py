@@ -43,6 +43,6 @@ class SubscriptionState(Base):
     id: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(32))
     subscription_id: Mapped[str] = mapped_column(String(255))
-    state: Mapped[str] = mapped_column(String(32), doc="cancelling or active")
+    state: Mapped[str] = mapped_column(String(32), doc="scheduled, cancelled, payment_failed or active")
     state_version: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]

@@ -1,0 +1,95 @@
+"""What intake's routes share: settings, JSON parsing, storing a delivery with a 503 when the database is down."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.service import Delivery, Outcome, record_delivery
+from services.intake.settings import IntakeSettings
+from shared import metrics
+from shared.db import transaction
+from shared.events import Payload
+from shared.logs import get_logger
+from shared.runtime import Runtime
+
+log = get_logger("services.intake.api")
+
+
+def error(description: str, example: str) -> dict[str, Any]:
+    """An OpenAPI response entry with a JSON error example."""
+    return {"description": description, "content": {"application/json": {"example": {"detail": example}}}}
+
+
+BAD_BODY = error("The body is not a JSON event", "body is not valid JSON: Expecting value")
+TOO_LARGE = error("The body is larger than 1 MiB", "request body is larger than the limit of 1048576 bytes")
+UNAVAILABLE = error("The database is unreachable; the sender should retry", "the database is unavailable; retry later")
+
+
+def get_settings(request: Request) -> IntakeSettings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[IntakeSettings, Depends(get_settings)]
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or 400 saying why not."""
+    try:
+        parsed = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as problem:
+        raise HTTPException(400, f"body is not valid JSON: {problem}") from None
+    if not isinstance(parsed, dict):
+        raise HTTPException(400, "body must be a JSON object")
+    return parsed
+
+
+def count(source: str, event_type: str, outcome: str) -> None:
+    """One webhook (or report) handled, by outcome."""
+    metrics.WEBHOOKS.labels(source=source, event_type=event_type, outcome=outcome).inc()
+
+
+def reject(source: str, status: int, reason: str, *, event_type: str = "unknown",
+           headers: dict[str, str] | None = None) -> HTTPException:
+    """Log and count a refused request; the caller raises the returned error."""
+    log.warning("intake.webhook.rejected", source=source, status=status, reason=reason)
+    count(source, event_type, "rejected")
+    return HTTPException(status, reason, headers=headers)
+
+
+def database_unavailable(problem: Exception) -> bool:
+    """Connection trouble (retry later), as opposed to a bug in our own SQL."""
+    if isinstance(problem, (OperationalError, OSError)):
+        return True
+    return isinstance(problem, DBAPIError) and problem.connection_invalidated
+
+
+async def in_transaction(runtime: Runtime, work: Any) -> Any:
+    """Run ``work(session)`` in one committed transaction; 503 when the database cannot take it."""
+    try:
+        async with transaction(runtime.sessions) as session:
+            return await work(session)
+    except (DBAPIError, OSError) as problem:
+        if not database_unavailable(problem):
+            raise
+        log.error("intake.database.unavailable", error=str(problem).splitlines()[0] if str(problem) else repr(problem))
+        raise HTTPException(503, "the database is unavailable; retry later") from None
+
+
+async def store(runtime: Runtime, delivery: Delivery, event: Payload | None, ignored_reason: str | None) -> Outcome:
+    """Commit the delivery, the subscription's newest state and the outbox row together."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        return await record_delivery(session, delivery=delivery, event=event, ignored_reason=ignored_reason)
+
+    outcome: Outcome = await in_transaction(runtime, work)
+    if outcome == "accepted":
+        runtime.wake_relay()
+    count(delivery.source, delivery.event_type, outcome)
+    log.info(f"intake.webhook.{outcome}", source=delivery.source, external_id=delivery.external_id,
+             event_type=delivery.event_type, reason=ignored_reason)
+    return outcome

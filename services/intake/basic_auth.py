@@ -1,0 +1,34 @@
+"""HTTP basic authentication as Chargebee sends it, compared in constant time. Plain Python."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+
+class CredentialsError(ValueError):
+    """The Authorization header is missing, malformed or carries the wrong credentials."""
+
+
+def check_basic_auth(header: str | None, *, username: str | None, password: str | None) -> None:
+    """Accept only ``Basic base64(username:password)`` matching the configured pair; refuse all when unset."""
+    if not username or password is None:
+        raise CredentialsError("no Chargebee webhook credentials are configured; every request is refused")
+    if not header:
+        raise CredentialsError("Authorization header is missing (Chargebee sends HTTP basic auth)")
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise CredentialsError("Authorization must use the Basic scheme")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise CredentialsError("Authorization Basic value is not base64") from None
+    given_user, separator, given_password = decoded.partition(b":")  # the password may itself hold ':'
+    if not separator:
+        raise CredentialsError("Authorization Basic value has no username:password pair")
+    # Both halves are always compared, so the time taken says nothing about which one was wrong.
+    user_ok = hmac.compare_digest(given_user, username.encode())
+    password_ok = hmac.compare_digest(given_password, password.encode())
+    if not (user_ok and password_ok):
+        raise CredentialsError("Chargebee webhook credentials are wrong")

@@ -1,0 +1,91 @@
+"""``POST /v1/cancellations``: internal tools report a cancellation; ``Idempotency-Key`` makes retries safe."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.api_support import TOO_LARGE, UNAVAILABLE, count, error, in_transaction, log
+from services.intake.schemas import CancellationAck, CancellationReport
+from services.intake.service import Delivery, find_delivery, record_delivery
+from shared.auth import UNAUTHORIZED
+from shared.deps import RuntimeDep
+from shared.events import CancellationReceived
+
+SOURCE = "api"
+EVENT_TYPE = "cancellation.reported"
+
+router = APIRouter(tags=["cancellations"])
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    **UNAUTHORIZED,
+    413: TOO_LARGE,
+    422: error("A field is invalid, or the Idempotency-Key was already used with a different body",
+               "Idempotency-Key 'k1' was already used with a different body"),
+    503: UNAVAILABLE,
+}
+
+
+def fingerprint(report: CancellationReport) -> str:
+    """The report's canonical content, so a retry with the same fields matches whatever its whitespace."""
+    return hashlib.sha256(report.model_dump_json().encode()).hexdigest()
+
+
+def to_event(report: CancellationReport, *, event_id: str) -> CancellationReceived:
+    """The Brink event for a reported cancellation."""
+    occurred = report.occurred_at or datetime.now(UTC)
+    return CancellationReceived(
+        cancellation_id=f"{SOURCE}:{report.subscription_id or report.customer_id}",
+        account_id=report.account_id or f"{SOURCE}:{report.customer_id}",
+        source=SOURCE,
+        source_event_id=event_id,
+        source_event_type=EVENT_TYPE,
+        state_version=int(occurred.timestamp() * 1000),
+        **report.model_dump(exclude={"account_id", "occurred_at"}),
+    )
+
+
+@router.post("/v1/cancellations", status_code=202, response_model=CancellationAck, responses=RESPONSES,
+             summary="Report a cancellation from an internal tool",
+             description="Send the same Idempotency-Key when retrying: the same key with the same body gets the "
+                         "same answer and publishes nothing new; the same key with a different body is refused (422).")
+async def report_cancellation(
+    report: CancellationReport, request: Request, response: Response, runtime: RuntimeDep,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+) -> CancellationAck:
+    event_id = idempotency_key or str(uuid.uuid4())
+    event = to_event(report, event_id=event_id)
+    digest = fingerprint(report)
+    delivery = Delivery(source=SOURCE, external_id=event_id, event_type=EVENT_TYPE,
+                        payload={"fingerprint": digest, "cancellation_id": event.cancellation_id,
+                                 "report": report.model_dump(mode="json")},
+                        correlation_id=request.scope["state"]["correlation_id"])
+
+    async def work(session: AsyncSession) -> tuple[str, str, bool]:
+        outcome = await record_delivery(session, delivery=delivery, event=event)
+        if outcome != "duplicate":
+            return outcome, event.cancellation_id, False
+        earlier = await find_delivery(session, source=SOURCE, external_id=event_id)
+        assert earlier is not None  # the unique key just said it exists
+        if earlier.payload.get("fingerprint") != digest:
+            raise HTTPException(422, f"Idempotency-Key {event_id!r} was already used with a different body")
+        return earlier.outcome, earlier.payload["cancellation_id"], True
+
+    try:
+        outcome, cancellation_id, replayed = await in_transaction(runtime, work)
+    except HTTPException as problem:
+        if problem.status_code == 422:
+            count(SOURCE, EVENT_TYPE, "rejected")
+        raise
+    count(SOURCE, EVENT_TYPE, "duplicate" if replayed else outcome)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    elif outcome == "accepted":
+        runtime.wake_relay()
+    log.info("intake.cancellation.reported", outcome=outcome, replayed=replayed, cancellation_id=cancellation_id)
+    return CancellationAck(outcome=outcome, cancellation_id=cancellation_id, event_id=event_id)

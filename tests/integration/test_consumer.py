@@ -1,0 +1,125 @@
+"""The consumer contract on the real broker and database: once only, retried with delay, then dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.diagnosis.models import handled
+from shared.consumer import ERROR_HEADER, QUEUE_HEADER, Consumer
+from shared.db import make_engine, make_sessionmaker
+from shared.events import AccountSignalsUpdated, Envelope
+from shared.messaging import Broker, QueueSpec
+from tests.conftest import eventually
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[Broker]:
+    broker = Broker(amqp_url)
+    await broker.connect()
+    yield broker
+    await broker.close()
+
+
+@pytest.fixture
+async def sessions(database_url: str):  # noqa: ANN201
+    engine = make_engine(database_url)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+def signals_event(account: str) -> Envelope:
+    return Envelope.wrap(AccountSignalsUpdated(account_id=account, signal_version=1), correlation_id="c-1",
+                         source="test")
+
+
+async def dead_messages(broker: Broker, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    assert broker.connection is not None
+    found = []
+    async with broker.connection.channel() as channel:
+        dead = await channel.get_queue(queue, ensure=False)
+        while (message := await dead.get(no_ack=False, fail=False)) is not None:
+            found.append(message)
+        for message in found:
+            await message.nack(requeue=True)
+    return found
+
+
+async def start_consumer(broker: Broker, sessions, handler, *, retry_delays=(0.1, 0.2)) -> Consumer:  # noqa: ANN001
+    spec = QueueSpec(name=f"test.{uuid.uuid4().hex[:8]}", routing_keys=(AccountSignalsUpdated.TYPE,),
+                     retry_delays=retry_delays, delivery_limit=5)
+    consumer = Consumer(spec=spec, handlers={AccountSignalsUpdated.TYPE: handler}, broker=broker,
+                        sessions=sessions, handled=handled, prefetch=4)
+    await consumer.start()
+    return consumer
+
+
+async def test_a_redelivered_envelope_is_handled_once(broker: Broker, sessions) -> None:  # noqa: ANN001
+    seen: list[str] = []
+
+    async def handler(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
+        seen.append(payload.account_id)
+
+    consumer = await start_consumer(broker, sessions, handler)
+    envelope = signals_event(f"acct-{uuid.uuid4().hex[:6]}")
+    for _ in range(3):
+        await broker.publish(envelope)
+    await eventually(lambda: asyncio.sleep(0, result=len(seen) == 1))
+    await asyncio.sleep(0.3)
+    await consumer.stop()
+    assert seen == [envelope.data["account_id"]]
+
+
+async def test_a_failing_handler_is_retried_then_succeeds(broker: Broker, sessions) -> None:  # noqa: ANN001
+    attempts = 0
+
+    async def flaky(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise RuntimeError("CRM is briefly down")
+
+    consumer = await start_consumer(broker, sessions, flaky)
+    await broker.publish(signals_event("acct-flaky"))
+    await eventually(lambda: asyncio.sleep(0, result=attempts == 3), timeout=10)
+    await asyncio.sleep(0.3)
+    await consumer.stop()
+    assert attempts == 3
+    assert await dead_messages(broker, consumer.spec.dead_queue) == []
+
+
+async def test_a_handler_that_keeps_failing_is_dead_lettered_with_its_reason(broker: Broker, sessions) -> None:  # noqa: ANN001
+    attempts = 0
+
+    async def broken(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ValueError(f"no playbook for account {payload.account_id}")
+
+    consumer = await start_consumer(broker, sessions, broken)
+    envelope = signals_event("acct-broken")
+    await broker.publish(envelope)
+    dead = await eventually(lambda: dead_messages(broker, consumer.spec.dead_queue), timeout=10)
+    await consumer.stop()
+    assert attempts == 3  # the first try and two delayed retries
+    assert len(dead) == 1
+    assert dead[0].message_id == str(envelope.id)
+    assert dead[0].headers[ERROR_HEADER] == "ValueError: no playbook for account acct-broken"
+    assert dead[0].headers[QUEUE_HEADER] == consumer.spec.name
+
+
+async def test_an_undecodable_message_goes_straight_to_the_dead_queue(broker: Broker, sessions) -> None:  # noqa: ANN001
+    async def never(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
+        raise AssertionError("a poison message must not reach the handler")
+
+    consumer = await start_consumer(broker, sessions, never)
+    await broker.publish_raw("brink.events", AccountSignalsUpdated.TYPE, aio_pika.Message(b"{not json", message_id="poison-1"))
+    dead = await eventually(lambda: dead_messages(broker, consumer.spec.dead_queue), timeout=10)
+    await consumer.stop()
+    assert dead[0].message_id == "poison-1"
+    assert dead[0].headers[ERROR_HEADER].startswith("undecodable message")

@@ -1,0 +1,44 @@
+"""A bad setting stops a service at start with one clear line naming it, and no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_intake(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BRINK_")}
+    return subprocess.run(
+        [sys.executable, "-m", "services.intake"], cwd=tmp_path, env={**clean, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.mark.parametrize("env, line", [
+    ({}, "brink: setting BRINK_API_TOKENS is missing"),
+    ({"BRINK_API_TOKENS": "changeme"}, "brink: setting BRINK_API_TOKENS is invalid: BRINK_API_TOKENS holds a placeholder"),
+    ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_INTAKE_PORT": "eighty"}, "brink: setting BRINK_INTAKE_PORT is invalid"),
+    ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_STRIPE_WEBHOOK_SECRETS": "sk_live_oops"},
+     "brink: setting BRINK_STRIPE_WEBHOOK_SECRETS is invalid: each Stripe webhook secret starts with whsec_"),
+])
+def test_bad_setting_is_one_clear_line(tmp_path: Path, env: dict[str, str], line: str) -> None:
+    result = start_intake(tmp_path, **env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_broker_is_one_line_saying_where_and_how(tmp_path: Path) -> None:
+    result = start_intake(tmp_path, BRINK_API_TOKENS="t0k3n-abc", BRINK_AMQP_URL="amqp://guest:guest@127.0.0.1:1/")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "brink: RabbitMQ is not reachable at 127.0.0.1:1/ (AMQPConnectionError); start it with "
+        "'rabbitmq-server -detached' (or 'systemctl start rabbitmq-server'), or set BRINK_AMQP_URL"
+    ]
