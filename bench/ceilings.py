@@ -3,7 +3,7 @@
 ``python -m bench.ceilings http PORT`` serves a FastAPI app whose webhook route reads the body and answers
 200, on the same uvicorn settings as the services (``shared.runtime.serve``). ``python -m bench.ceilings
 storage DSN CONNECTIONS SECONDS OUT`` commits what intake commits per accepted webhook (one inbox row and
-one outbox row, one transaction) from CONNECTIONS connections at once, with no framework and no ORM.
+one subscription-state row, one outbox row; one transaction) from CONNECTIONS connections at once, with no framework and no ORM.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from fastapi import FastAPI, Request
 
 CEILING_TABLES = """
 CREATE TABLE IF NOT EXISTS bench_ceiling_webhooks (LIKE intake_webhook_events INCLUDING ALL);
+CREATE TABLE IF NOT EXISTS bench_ceiling_states (LIKE intake_subscription_states INCLUDING ALL);
 CREATE TABLE IF NOT EXISTS bench_ceiling_outbox (LIKE intake_outbox INCLUDING ALL);
+"""
+
+INSERT_STATE = """
+INSERT INTO bench_ceiling_states (source, subscription_id, state, state_version, updated_at)
+VALUES ('stripe', $1, 'cancelled', 1, now())
+ON CONFLICT DO NOTHING RETURNING id
 """
 
 INSERT_WEBHOOK = """
@@ -72,6 +79,7 @@ async def storage_loop(dsn: str, connections: int, seconds: float, payload: str)
                 started = time.perf_counter()
                 async with connection.transaction():
                     await connection.fetchval(INSERT_WEBHOOK, f"evt_{key}", key, payload)
+                    await connection.fetchval(INSERT_STATE, f"sub_{key}")
                     await connection.execute(INSERT_OUTBOX, str(uuid.uuid4()), key, payload)
                 latencies.append(time.perf_counter() - started)
 

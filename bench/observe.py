@@ -48,8 +48,9 @@ class CpuMeter:
         for name, seconds in (extra or {}).items():
             used[name] = round(seconds / wall, 3)
         used["machine"] = round((machine_busy_seconds() - self._machine) / wall, 3)
-        used["others"] = round(max(used["machine"] - sum(v for k, v in used.items() if k != "machine"), 0.0), 3)
+        used["others"] = round(max(used["machine"] - sum(v for k, v in used.items() if k not in ("machine", "wall_s")), 0.0), 3)
         used["cores"] = os.cpu_count() or 1
+        used["wall_s"] = round(wall, 2)
         return used
 
     @staticmethod

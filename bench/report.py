@@ -177,7 +177,8 @@ def plot(figures: dict[str, Any], raw: dict[str, list[float]], target: Path) -> 
     left.set_xticklabels(["p0", "p50", "p90", "p99", "p99.9", "p99.99"])
     left.set_ylabel("latency (ms)")
     left.set_title("Latency by percentile")
-    left.legend(fontsize=7)
+    if left.get_lines():
+        left.legend(fontsize=7)
     left.grid(True, which="both", alpha=0.3)
     samples = figures.get("samples") or []
     if samples:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -19,8 +20,8 @@ from bench.loadgen import Requests
 from bench.stats import latency_ms, summarise_load
 
 RESULTS = ROOT / "bench" / "results"
-SERVICE_PHASES = {"intake", "e2e", "burst", "profile"}
-PHASES = ("ceilings", *sorted(SERVICE_PHASES))
+SERVICE_PHASES = {"intake", "isolated", "e2e", "burst", "profile"}
+PHASES = ("ceilings", "intake", "isolated", "e2e", "burst", "profile")
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,9 @@ class Scale:
 
 
 SCALES = {
-    "short": Scale("short", connections=16, ceiling_seconds=5, fixed_rate=300, fixed_seconds=8,
-                   saturation_seconds=6, isolated_seconds=5, e2e_rate=200, e2e_seconds=10, burst=1000,
-                   profile_seconds=5),
+    "short": Scale("short", connections=16, ceiling_seconds=4, fixed_rate=300, fixed_seconds=5,
+                   saturation_seconds=4, isolated_seconds=4, e2e_rate=200, e2e_seconds=8, burst=500,
+                   profile_seconds=4),
     "full": Scale("full", connections=16, ceiling_seconds=20, fixed_rate=300, fixed_seconds=30,
                   saturation_seconds=30, isolated_seconds=20, e2e_rate=200, e2e_seconds=60, burst=10_000,
                   profile_seconds=15),
@@ -85,6 +86,10 @@ class Bench:
         result = await self.load(port, tag, **spec)
         summary = summarise_load(result)
         summary["cpu_cores"] = meter.stop(extra={"loadgen": result["cpu_seconds"]})
+        for name in ("intake", "diagnosis", "outreach", "bare_http"):
+            if summary["accepted_2xx"] and name in summary["cpu_cores"]:
+                summary.setdefault("cpu_ms_per_2xx", {})[name] = round(
+                    1000 * summary["cpu_cores"][name] * summary["cpu_cores"]["wall_s"] / summary["accepted_2xx"], 2)
         # Minus the one this measurement opens itself.
         summary["db_sessions_opened"] = await observe.sessions_established(self.stage.dsn) - sessions - 1
         self.figures["phases"][key] = summary
@@ -170,6 +175,11 @@ class Bench:
         self.expected_cases += self.figures["phases"]["intake_saturation"]["accepted_2xx"]
         await self.drain("intake_saturation", 300)
 
+    async def isolated(self) -> None:
+        """Intake's saturation throughput measured the way the ceilings were: with the machine to itself."""
+        port = self.stage.ports["intake"]
+        warm = await self.load(port, "j", **self.closed_spec(count=200))
+        self.expected_cases += sum(1 for status in warm["status"] if 200 <= status < 300)
         # Intake alone, as the ceilings were measured: the consumers are paused and their queue fills.
         downstream = [self.services["diagnosis"], self.services["outreach"]]
         for process in downstream:
@@ -247,7 +257,8 @@ class Bench:
         stop = asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))
         try:
-            for name, phase in (("intake", self.intake_phases), ("e2e", self.end_to_end), ("burst", self.burst),
+            for name, phase in (("intake", self.intake_phases), ("isolated", self.isolated), ("e2e", self.end_to_end),
+                                ("burst", self.burst),
                                 ("profile", self.profile_intake)):
                 if name in self.phases:
                     await phase()
@@ -278,6 +289,22 @@ async def wrk_ceiling(port: int, scale: Scale, payload: Path) -> dict[str, Any] 
     return {"error": output[-300:]}
 
 
+def warnings_in(logs: Path) -> dict[str, dict[str, int]]:
+    """How many log lines of each event each service wrote at WARNING or above (logging is set to WARNING)."""
+    counts: dict[str, dict[str, int]] = {}
+    for log in sorted(logs.glob("*.log")):
+        events: dict[str, int] = {}
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line).get("event", "?")
+            except (ValueError, AttributeError):
+                event = line[:80]
+            events[event] = events.get(event, 0) + 1
+        if events:
+            counts[log.stem] = events
+    return counts
+
+
 async def main_async(scale: Scale, phases: set[str], name: str) -> dict[str, Any]:
     logs = Path(tempfile.mkdtemp(prefix="brink-bench-"))
     started = time.time()
@@ -290,8 +317,12 @@ async def main_async(scale: Scale, phases: set[str], name: str) -> dict[str, Any
             raise
     bench.figures["wall_seconds"] = round(time.time() - started, 1)
     bench.figures["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    bench.figures["service_log_warnings"] = warnings_in(logs)
     report.write(bench.figures, bench.raw, RESULTS, name)
-    shutil.rmtree(logs, ignore_errors=True)
+    if os.environ.get("BENCH_KEEP_LOGS"):
+        print(f"bench: process logs kept in {logs}")
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
     return bench.figures
 
 
