@@ -9,6 +9,7 @@ from typing import Any
 from bench.stats import ratio
 
 FULL_BURST = 10_000
+NOISY_CORES = 0.2
 
 
 def get(figures: dict[str, Any], *path: str) -> Any:
@@ -87,25 +88,34 @@ def why(figures: dict[str, Any], row: dict[str, Any]) -> str:
         return ""
     if row["figure"].startswith("intake saturation"):
         cores = phase("intake_isolated_saturation", "cpu_cores") or {}
-        return (f"intake used {cores.get('intake')} cores (one Python process is bound to one core); "
-                f"the ceilings skip what intake must do per request (signature, JSON, mapping, ORM, outbox, "
-                f"relay publish); see the profile")
+        per = phase("intake_isolated_saturation", "cpu_ms_per_2xx", "intake")
+        return (f"intake spent {per} ms of CPU per webhook and used {cores.get('intake')} cores (one Python "
+                f"process runs on one core at a time); the ceilings skip what intake must do per request "
+                f"(signature, JSON, mapping, ORM, three inserts, relay publish): see the profile. {cpu_line(cores)}")
     if "to 2xx at" in row["figure"]:
-        cores = phase("intake_fixed_rate", "cpu_cores") or {}
-        return (f"machine busy {cores.get('machine')} of {cores.get('cores')} cores, of which "
-                f"{cores.get('others')} outside Brink and the load generator (PostgreSQL, RabbitMQ, other work); "
-                f"intake itself {cores.get('intake')} cores")
+        return (f"intake kept up with {phase('intake_fixed_rate', 'throughput_per_s')}/s of the offered rate; "
+                f"{cpu_line(phase('intake_fixed_rate', 'cpu_cores') or {})}")
     if row["figure"].startswith("end to end"):
         peaks = figures.get("queue_peaks") or {}
-        cores = phase("end_to_end", "cpu_cores") or {}
-        return (f"peak queue depths {peaks}; machine busy {cores.get('machine')} of {cores.get('cores')} cores "
-                f"({cores.get('others')} outside Brink)")
+        return (f"work waited in queues and outboxes (peaks: {', '.join(f'{k[4:]} {v}' for k, v in peaks.items())}); "
+                f"{cpu_line(phase('end_to_end', 'cpu_cores') or {})}")
     if row["figure"].startswith("burst"):
-        return (f"intake took the burst at {phase('burst', 'throughput_per_s')}/s; the cases lag behind "
-                f"diagnosis and outreach consuming on the same two cores")
+        return (f"intake took the burst at {phase('burst', 'throughput_per_s')}/s; the cases follow at the pace of "
+                f"diagnosis and outreach on the same cores; {cpu_line(phase('burst', 'cpu_cores') or {})}")
     if "memory" in row["figure"]:
         return "see the RSS samples in the JSON"
     return ""
+
+
+def cpu_line(cores: dict[str, Any]) -> str:
+    """Where the machine's CPU went during a phase, in cores."""
+    if not cores:
+        return ""
+    parts = ", ".join(f"{name} {cores[name]}" for name in ("intake", "diagnosis", "outreach", "postgres", "rabbitmq",
+                                                           "loadgen") if name in cores)
+    noisy = " (the figure is noisy)" if (cores.get("others") or 0) > NOISY_CORES else ""
+    return (f"machine busy {cores.get('machine')} of {cores.get('cores')} cores: {parts}, "
+            f"other work {cores.get('others')}{noisy}")
 
 
 def fmt(value: Any) -> str:
@@ -139,13 +149,20 @@ def markdown(figures: dict[str, Any], derived: dict[str, Any], name: str) -> str
         lines += ["", "## Where a target is missed, and why (from this run's measurements)", ""]
         lines += [f"- **{row['figure']}**: {reason}" for row, reason in missed]
     lines += ["", "## CPU by phase (cores, average over the phase)", "",
-              "| phase | intake | diagnosis | outreach | load generator | machine | outside Brink+loadgen |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "PostgreSQL counts only the backends of this run's database (all of PostgreSQL during the storage "
+              "ceiling); RabbitMQ is the whole broker. *Other work* is what the machine did besides: on a shared "
+              f"machine it makes a phase's figures noisy (phases above {NOISY_CORES} cores are marked).", "",
+              "| phase | intake | diagnosis | outreach | bare HTTP | load generator | PostgreSQL | RabbitMQ | machine "
+              "| other work |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key, phase in figures["phases"].items():
         cpu = phase.get("cpu_cores") if isinstance(phase, dict) else None
         if cpu:
+            loadgen = cpu.get("loadgen", cpu.get("asyncpg_loop"))
+            noisy = " (noisy)" if (cpu.get("others") or 0) > NOISY_CORES else ""
             lines.append(f"| {key} | {fmt(cpu.get('intake'))} | {fmt(cpu.get('diagnosis'))} | {fmt(cpu.get('outreach'))} "
-                         f"| {fmt(cpu.get('loadgen'))} | {fmt(cpu.get('machine'))} | {fmt(cpu.get('others'))} |")
+                         f"| {fmt(cpu.get('bare_http'))} | {fmt(loadgen)} | {fmt(cpu.get('postgres'))} "
+                         f"| {fmt(cpu.get('rabbitmq'))} | {fmt(cpu.get('machine'))} | {fmt(cpu.get('others'))}{noisy} |")
     peaks = figures.get("queue_peaks") or {}
     lines += ["", "## Backlogs (sampled every second)", "",
               *(f"- {name}: {value}" for name, value in peaks.items()), "",

@@ -46,7 +46,7 @@ SCALES = {
                    saturation_seconds=4, isolated_seconds=4, e2e_rate=200, e2e_seconds=8, burst=500,
                    profile_seconds=4),
     "full": Scale("full", connections=16, ceiling_seconds=20, fixed_rate=300, fixed_seconds=30,
-                  saturation_seconds=30, isolated_seconds=20, e2e_rate=200, e2e_seconds=60, burst=10_000,
+                  saturation_seconds=20, isolated_seconds=15, e2e_rate=200, e2e_seconds=60, burst=10_000,
                   profile_seconds=15),
 }
 
@@ -80,8 +80,8 @@ class Bench:
 
     async def measured(self, key: str, processes: list[Process], port: int, tag: str, **spec: Any) -> dict[str, Any]:
         """One load phase with CPU accounting; its 2xx count towards the cases expected downstream."""
-        meter = observe.CpuMeter(processes)
         sessions = await observe.sessions_established(self.stage.dsn)
+        meter = observe.CpuMeter(processes, await self.server_groups())
         meter.start()
         result = await self.load(port, tag, **spec)
         summary = summarise_load(result)
@@ -98,6 +98,11 @@ class Bench:
               f"non-2xx {summary['non_2xx']}, loadgen {summary['cpu_cores']['loadgen']} cores", flush=True)
         return result
 
+    async def server_groups(self) -> dict[str, list[int]]:
+        """PostgreSQL backends of this run's database, and RabbitMQ (shared by every vhost on the machine)."""
+        return {"postgres": await observe.database_backends(self.stage.dsn),
+                "rabbitmq": observe.pids_named("beam.smp")}
+
     def open_spec(self, rate: float, seconds: float, lead: float = 0.5) -> dict[str, Any]:
         return {"model": "open", "rate": rate, "count": int(rate * seconds), "start_wall": time.time() + lead}
 
@@ -110,7 +115,8 @@ class Bench:
         payload = self.logs / "payload.json"
         payload.write_bytes(self.requests.build(0).split(b"\r\n\r\n", 1)[1])
         out = self.logs / "storage.json"
-        meter = observe.CpuMeter([])
+        meter = observe.CpuMeter([], {"rabbitmq": observe.pids_named("beam.smp"),
+                                      "postgres": observe.pids_named("postgres")})
         meter.start()
         child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.ceilings", "storage", self.stage.dsn, str(self.scale.connections),
@@ -173,7 +179,7 @@ class Bench:
 
         await self.measured("intake_saturation", procs, port, "s", **self.closed_spec(seconds=self.scale.saturation_seconds))
         self.expected_cases += self.figures["phases"]["intake_saturation"]["accepted_2xx"]
-        await self.drain("intake_saturation", 300)
+        await self.drain("intake_saturation", 180)
 
     async def isolated(self) -> None:
         """Intake's saturation throughput measured the way the ceilings were: with the machine to itself."""
@@ -191,7 +197,7 @@ class Bench:
             for process in downstream:
                 process.resume()
         self.expected_cases += self.figures["phases"]["intake_isolated_saturation"]["accepted_2xx"]
-        await self.drain("intake_isolated_saturation", 300)
+        await self.drain("intake_isolated_saturation", 180)
 
     async def end_to_end(self) -> None:
         """Steady rate; each case's visibility (DB poll every 25 ms) minus its webhook's 2xx."""
