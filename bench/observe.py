@@ -29,6 +29,18 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / TICKS
 
 
+async def connect(dsn: str, *, patience: float = 60.0) -> asyncpg.Connection:
+    """A connection for the harness's own queries; waits while a shared server is at max_connections."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return await asyncpg.connect(dsn, timeout=10)
+        except (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 def pids_named(command: str) -> list[int]:
     """Processes whose command name is ``command`` (e.g. RabbitMQ's ``beam.smp``)."""
     pids = []
@@ -80,7 +92,7 @@ class CpuMeter:
 
 async def database_backends(dsn: str) -> list[int]:
     """PostgreSQL backend processes connected to this run's database (ours alone)."""
-    connection = await asyncpg.connect(dsn)
+    connection = await connect(dsn)
     try:
         rows = await connection.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                                       " AND pid <> pg_backend_pid()")
@@ -102,7 +114,7 @@ class Sampler:
         import aio_pika
 
         connection = await aio_pika.connect(self.amqp_url)
-        database = await asyncpg.connect(self.dsn)
+        database = await connect(self.dsn)
         started = time.time()
         try:
             while not stop.is_set():
@@ -145,7 +157,7 @@ def rss_mb(pid: int) -> float | None:
 
 async def sessions_established(dsn: str) -> int:
     """Connections ever opened to this database (pg_stat_database.sessions): pool churn shows here."""
-    connection = await asyncpg.connect(dsn)
+    connection = await connect(dsn)
     try:
         await connection.execute("SELECT pg_stat_clear_snapshot()")
         return await connection.fetchval("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
@@ -154,7 +166,7 @@ async def sessions_established(dsn: str) -> int:
 
 
 async def count_cases(dsn: str) -> int:
-    connection = await asyncpg.connect(dsn)
+    connection = await connect(dsn)
     try:
         return await connection.fetchval("SELECT count(*) FROM outreach_cases")
     finally:
@@ -163,7 +175,7 @@ async def count_cases(dsn: str) -> int:
 
 async def wait_for_cases(dsn: str, expected: int, *, timeout: float, interval: float = 0.1) -> float | None:
     """Wall time when ``expected`` cases exist, polling; None after ``timeout``."""
-    connection = await asyncpg.connect(dsn)
+    connection = await connect(dsn)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -177,7 +189,7 @@ async def wait_for_cases(dsn: str, expected: int, *, timeout: float, interval: f
 
 async def watch_cases(dsn: str, ids_due: Any, total: int, stop_after: float, interval: float = 0.025) -> dict[str, float]:
     """First wall time each cancellation's case was seen; ``ids_due()`` names ids sent by now."""
-    connection = await asyncpg.connect(dsn)
+    connection = await connect(dsn)
     seen: dict[str, float] = {}
     deadline = time.monotonic() + stop_after
     try:
@@ -197,7 +209,7 @@ async def watch_cases(dsn: str, ids_due: Any, total: int, stop_after: float, int
 
 async def opened_at(dsn: str, ids: list[str]) -> dict[str, float]:
     """Each case's own ``opened_at`` (set in outreach's transaction, just before its commit)."""
-    connection = await asyncpg.connect(dsn)
+    connection = await connect(dsn)
     try:
         rows = await connection.fetch(
             "SELECT cancellation_id, opened_at FROM outreach_cases WHERE cancellation_id = ANY($1::text[])", ids)

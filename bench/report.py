@@ -144,6 +144,8 @@ def markdown(figures: dict[str, Any], derived: dict[str, Any], name: str) -> str
         met = {True: "yes", False: "**no**", None: "–"}[row["met"]]
         lines.append(f"| {row['figure']} | {fmt(row['value'])} | {row['unit']} | {baseline} | {fmt(row['ratio'])} "
                      f"| {row['target'] or ''} | {met} |")
+    if figures.get("failed_phases"):
+        lines += ["", "## Phases that failed", "", *(f"- {name}: {error}" for name, error in figures["failed_phases"].items())]
     missed = [(row, why(figures, row)) for row in derived["rows"] if row["met"] is False]
     if missed:
         lines += ["", "## Where a target is missed, and why (from this run's measurements)", ""]
@@ -192,6 +194,7 @@ def plot(figures: dict[str, Any], raw: dict[str, list[float]], target: Path) -> 
     left.set_yscale("log")
     left.set_xticks([1, 2, 10, 100, 1000, 10000])
     left.set_xticklabels(["p0", "p50", "p90", "p99", "p99.9", "p99.99"])
+    left.set_ylim(bottom=0.1)
     left.set_ylabel("latency (ms)")
     left.set_title("Latency by percentile")
     if left.get_lines():

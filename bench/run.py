@@ -231,7 +231,7 @@ class Bench:
         """``burst`` cancellations as fast as intake takes them; time from the first send to the last case."""
         before = await observe.count_cases(self.stage.dsn)
         started = time.time()
-        waiter = asyncio.create_task(observe.wait_for_cases(self.stage.dsn, before + self.scale.burst, timeout=600))
+        waiter = asyncio.create_task(observe.wait_for_cases(self.stage.dsn, before + self.scale.burst, timeout=300))
         await self.measured("burst", list(self.services.values()), self.stage.ports["intake"], "b",
                             **self.closed_spec(count=self.scale.burst))
         finished = await waiter
@@ -252,10 +252,18 @@ class Bench:
         await recorder.wait()
         self.figures["profile"] = profile.summarise(self.logs / "intake.pyspy", target)
 
+    async def guarded(self, name: str, phase: Any) -> None:
+        """Run a phase; a failure is recorded with the figures and the run goes on to the next phase."""
+        try:
+            await phase()
+        except Exception as error:  # one broken phase must not cost the whole run's figures
+            self.figures.setdefault("failed_phases", {})[name] = f"{error.__class__.__name__}: {error}"[:500]
+            print(f"bench: phase {name} failed: {error!r}", file=sys.stderr, flush=True)
+
     async def run(self) -> None:
         if "ceilings" in self.phases:
-            await self.ceilings()
-            await self.broker_hop()
+            await self.guarded("ceilings", self.ceilings)
+            await self.guarded("broker_hop", self.broker_hop)
         if not self.phases & SERVICE_PHASES:
             return
         await self.start_services()
@@ -267,7 +275,7 @@ class Bench:
                                 ("burst", self.burst),
                                 ("profile", self.profile_intake)):
                 if name in self.phases:
-                    await phase()
+                    await self.guarded(name, phase)
             self.figures["peak_rss_mb"] = {name: p.peak_rss_mb() for name, p in self.services.items()}
         finally:
             stop.set()
