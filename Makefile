@@ -40,7 +40,8 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 
 bench: $(STAMP) $(BENCH_STAMP)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
-		apt-get install -y -qq wrk >/dev/null 2>&1; } || echo "bench: wrk not installed; skipping the wrk ceiling"
+		{ apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; } >/dev/null 2>&1; } || \
+		echo "bench: wrk not installed; skipping the wrk ceiling"
 	$(BIN)/python -m bench --scale $(BENCH_SCALE)
 
 clean:

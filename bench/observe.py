@@ -65,10 +65,14 @@ class CpuMeter:
         self._machine = machine_busy_seconds()
         self._start = {name: self._cpu(pids) for name, pids in self.groups.items()}
 
-    def stop(self, *, extra: dict[str, float] | None = None) -> dict[str, float]:
-        """Cores used on average; ``extra`` adds CPU seconds measured elsewhere (the load generator)."""
+    def stop(self, *, extra: dict[str, float] | None = None, joined: dict[str, list[int]] | None = None) -> dict[str, float]:
+        """Cores used on average; ``extra`` adds CPU seconds measured elsewhere (the load generator),
+        ``joined`` names processes of a group that started during the phase (all their CPU counts)."""
         wall = max(time.monotonic() - self._wall, 1e-9)
         used = {name: round((self._cpu(pids) - self._start[name]) / wall, 3) for name, pids in self.groups.items()}
+        for name, pids in (joined or {}).items():
+            new = [pid for pid in pids if pid not in self.groups.get(name, [])]
+            used[name] = round(used.get(name, 0.0) + self._cpu(new) / wall, 3)
         for name, seconds in (extra or {}).items():
             used[name] = round(seconds / wall, 3)
         accounted = sum(used.values())

@@ -85,7 +85,7 @@ class Bench:
         meter.start()
         result = await self.load(port, tag, **spec)
         summary = summarise_load(result)
-        summary["cpu_cores"] = meter.stop(extra={"loadgen": result["cpu_seconds"]})
+        summary["cpu_cores"] = meter.stop(extra={"loadgen": result["cpu_seconds"]}, joined=await self.server_groups())
         for name in ("intake", "diagnosis", "outreach", "bare_http"):
             if summary["accepted_2xx"] and name in summary["cpu_cores"]:
                 summary.setdefault("cpu_ms_per_2xx", {})[name] = round(
