@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit lint migrate clean bench
+.PHONY: install run test unit lint migrate clean eval deploy-check bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,17 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# promtool (Debian package 'prometheus'), check-jsonschema, kubernetes-validate and hadolint on deploy/.
+# Also part of 'make test', which runs every test under tests/ including tests/deploy.
+deploy-check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/deploy
+
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+# Diagnosis: how often the rules agree with the labelled scenarios (services/diagnosis/evaluation/).
+eval: $(STAMP)
+	$(BIN)/python -m services.diagnosis.evaluation.run
 
 # The benchmark needs PostgreSQL and RabbitMQ running; BENCH_SCALE=short for a quick check of the harness.
 BENCH_SCALE  ?= full

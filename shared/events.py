@@ -142,6 +142,8 @@ class DiagnosisCompleted(Payload):
     verdict: Verdict
     recommended_playbook: str
     incomplete: bool = False
+    avoid: list[str] = Field(default_factory=list, description="actions that already failed: do not repeat them")
+    signal_version: int = Field(default=0, description="the account signals this diagnosis saw")
 
 
 class InterventionLogged(Payload):
@@ -155,6 +157,7 @@ class InterventionLogged(Payload):
     note: str | None = None
     performed_by: str | None = None
     performed_at: datetime
+    playbook: str | None = Field(default=None, description="the playbook the step belongs to (its root cause)")
 
 
 class CaseClosed(Payload):

@@ -50,7 +50,9 @@ class QueueSpec:
         return f"{self.name}.dead"
 
     def retry_queue(self, attempt: int) -> str:
-        return f"{self.name}.retry.{attempt}"
+        """``<queue>.retry.<delay>s``: named by its delay, so changing the delays never meets a queue
+        declared with another TTL (which RabbitMQ refuses)."""
+        return f"{self.name}.retry.{self.retry_delays[attempt]:g}s"
 
     def main_arguments(self) -> dict[str, Any]:
         return {

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 
 from services.diagnosis import api, consumers
+from services.diagnosis.context import ContextSource
 from services.diagnosis.models import handled, outbox
 from services.diagnosis.settings import DiagnosisSettings
-from shared.events import CancellationReceived
+from shared.events import (
+    AccountSignalsUpdated,
+    CancellationReceived,
+    CancellationWithdrawn,
+    CaseClosed,
+    InterventionLogged,
+)
 from shared.logs import configure_logging
 from shared.runtime import Runtime, serve
 from shared.settings import load_settings
@@ -18,7 +27,20 @@ SERVICE = "diagnosis"
 
 def build_app(settings: DiagnosisSettings) -> FastAPI:
     runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox, handled=handled)
-    runtime.consume("cancellations", {CancellationReceived.TYPE: consumers.on_cancellation_received})
+    context = (
+        ContextSource(base_url=settings.context_url, timeout_seconds=settings.context_timeout_seconds,
+                      attempts=settings.context_attempts)
+        if settings.context_url else None
+    )
+    runtime.consume("cancellations", {
+        CancellationReceived.TYPE: partial(consumers.on_cancellation_received, context=context),
+        CancellationWithdrawn.TYPE: consumers.on_cancellation_withdrawn,
+    })
+    runtime.consume("signals", {AccountSignalsUpdated.TYPE: partial(consumers.on_signals_updated, context=context)})
+    runtime.consume("history", {
+        InterventionLogged.TYPE: partial(consumers.on_intervention_logged, context=context),
+        CaseClosed.TYPE: consumers.on_case_closed,
+    })
 
     app = create_app(
         service=SERVICE,

@@ -1,64 +1,98 @@
-"""Symptom and root cause from what the customer said. Plain Python: no broker, no database."""
+"""Symptom and ranked root causes from what the customer said and what the account shows. Plain Python."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
-SYMPTOMS = (
-    "too_expensive", "missing_features", "unused", "switched_service", "too_complex", "low_quality",
-    "customer_service", "didnt_meet_needs", "budget_cut", "business_closed", "payment_failed", "other", "unknown",
-)
+from services.diagnosis.rules import Rules
+from services.diagnosis.taxonomy import ROOT_CAUSES, SYMPTOMS
 
-ROOT_CAUSES = (
-    "poor_implementation", "stakeholders_not_bought_in", "rocky_onboarding", "executive_mandate", "known_issue",
-    "champion_left", "payment_failure", "wrong_fit", "company_distress", "not_icp",
-)
+__all__ = ["ROOT_CAUSES", "SYMPTOMS", "Clue", "Scored", "StatedReason", "normalise_symptom", "score_root_causes"]
 
-# The root cause most often behind each symptom when nothing else is known.
-LIKELY_CAUSE = {
-    "too_expensive": "poor_implementation",
-    "missing_features": "wrong_fit",
-    "unused": "poor_implementation",
-    "switched_service": "stakeholders_not_bought_in",
-    "too_complex": "rocky_onboarding",
-    "low_quality": "known_issue",
-    "customer_service": "known_issue",
-    "didnt_meet_needs": "stakeholders_not_bought_in",
-    "budget_cut": "executive_mandate",
-    "business_closed": "company_distress",
-    "payment_failed": "payment_failure",
-}
+@dataclass(frozen=True)
+class Clue:
+    """One piece of evidence: which signal or phrase, what it says, how much it weighed."""
 
-MOVE_ON_CAUSES = {"company_distress": "company distress", "not_icp": "not the ideal customer profile"}
+    signal: str
+    detail: str
+    weight: float
 
 
 @dataclass(frozen=True)
-class Classification:
-    symptom: str
+class Scored:
     root_cause: str
+    score: float
     confidence: float
-    evidence: list[tuple[str, str, float]] = field(default_factory=list)
-    decision: str = "discover"
-    reason: str | None = None
+    evidence: tuple[Clue, ...] = field(default_factory=tuple)
 
 
-def symptom_from(*, feedback: str | None, billing_reason: str | None, involuntary: bool) -> str:
-    """Normalise the stated reason: the billing system's own failure wins over an empty feedback."""
-    if feedback in SYMPTOMS:
-        return feedback
-    if involuntary or billing_reason in ("payment_failed", "payment_disputed", "not_paid", "no_card"):
+@dataclass(frozen=True)
+class StatedReason:
+    source: str | None = None
+    billing_reason: str | None = None
+    feedback: str | None = None
+    comment: str | None = None
+    involuntary: bool = False
+
+
+def _words(code: str) -> str:
+    return re.sub(r"[_\-]+", " ", code).strip().lower()
+
+
+def _first_symptom_in(text: str, rules: Rules) -> str | None:
+    for symptom, patterns in rules.symptom_phrases:
+        if any(pattern.search(text) for pattern in patterns):
+            return symptom
+    return None
+
+
+def normalise_symptom(stated: StatedReason, rules: Rules) -> str:
+    """The symptom: the billing system's failure first, then a Stripe code, then the reason code or comment."""
+    if stated.involuntary or rules.billing_reasons.get(stated.billing_reason or "") == "payment_failed":
         return "payment_failed"
-    return "other" if feedback else "unknown"
+    feedback = (stated.feedback or "").strip()
+    if feedback in rules.stripe_feedback and feedback != "other":
+        return feedback
+    if feedback in SYMPTOMS and feedback not in ("other", "unknown"):
+        return feedback
+    for text in (_words(feedback), stated.comment or ""):
+        if text and (found := _first_symptom_in(text, rules)):
+            return found
+    return "other" if (feedback or stated.comment) else "unknown"
 
 
-def classify(*, feedback: str | None, billing_reason: str | None, involuntary: bool) -> Classification:
-    """A first diagnosis from the stated reason alone."""
-    symptom = symptom_from(feedback=feedback, billing_reason=billing_reason, involuntary=involuntary)
-    cause = LIKELY_CAUSE.get(symptom)
-    if cause is None:
-        return Classification(symptom=symptom, root_cause="poor_implementation", confidence=0.2,
-                              evidence=[("stated_reason", f"stated reason {symptom!r} says little", 0.2)])
-    evidence = [("stated_reason", f"customer said {symptom!r}", 0.5)]
-    if cause in MOVE_ON_CAUSES:
-        return Classification(symptom, cause, 0.6, evidence, "move_on", MOVE_ON_CAUSES[cause])
-    return Classification(symptom, cause, 0.5, evidence, "pursue")
+def score_root_causes(*, symptom: str, texts: list[tuple[str, str]], facts: dict[str, Any],
+                      rules: Rules) -> list[Scored]:
+    """Every root cause scored from the symptom, phrases in the texts and the known facts, best first."""
+    raw: list[tuple[str, float, list[Clue]]] = []
+    for name, cause in rules.root_causes.items():
+        clues: list[Clue] = []
+        if weight := cause.symptoms.get(symptom):
+            clues.append(Clue("symptom", f"the customer's reason reads as {symptom!r}", weight))
+        for phrase in cause.phrases:
+            for label, text in texts:
+                if found := phrase.pattern.search(text):
+                    clues.append(Clue(label, f"{label} says {found.group(0)!r}", phrase.weight))
+                    break
+        for condition in cause.signals:
+            if condition.signal in facts and condition.holds(facts[condition.signal]):
+                clues.append(Clue(condition.signal, f"{condition.says} ({_show(facts[condition.signal])})",
+                                  condition.weight))
+        raw.append((name, round(sum(clue.weight for clue in clues), 3), clues))
+    # What is not yet known counts as one more, unnamed cause: thin evidence never looks certain.
+    positive = sum(max(score, 0.0) for _, score, _ in raw) + rules.discover_below
+    ranked = [
+        Scored(root_cause=name, score=score, confidence=round(max(score, 0.0) / positive, 3),
+               evidence=tuple(sorted(clues, key=lambda clue: -abs(clue.weight))))
+        for name, score, clues in raw
+    ]
+    # Ties fall to the order of the rules file, which lists the more common causes first.
+    return sorted(ranked, key=lambda scored: -scored.score)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return str(value).lower() if isinstance(value, bool) else str(value)

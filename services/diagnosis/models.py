@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
@@ -46,3 +46,36 @@ class Diagnosis(Base):
     decision: Mapped[str] = mapped_column(String(16))
     explanation: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+
+
+class AccountSignal(Base):
+    """One group of signals about an account (usage, onboarding, ...), as last reported."""
+
+    __tablename__ = "diagnosis_account_signals"
+    __table_args__ = (UniqueConstraint("account_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    values: Mapped[dict[str, Any]]
+    observed_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(100))
+    signal_version: Mapped[int]
+    updated_at: Mapped[datetime]
+
+
+class Attempt(Base):
+    """Something already tried for an account: an intervention, or a case that closed."""
+
+    __tablename__ = "diagnosis_attempts"
+
+    id: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
+    attempt_id: Mapped[str] = mapped_column(String(255), unique=True)
+    account_id: Mapped[str] = mapped_column(String(255), index=True)
+    cancellation_id: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(200))
+    result: Mapped[str] = mapped_column(String(64))
+    playbook: Mapped[str | None] = mapped_column(String(64))
+    whole_playbook: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    performed_at: Mapped[datetime]

@@ -1,12 +1,110 @@
-"""Diagnosis's response bodies."""
+"""Diagnosis's request and response bodies. Signals are strict: an unknown field is an error naming it."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.events import DiagnosisCompleted
+
+SIGNAL_GROUPS = ("usage", "onboarding", "stakeholders", "support", "billing", "company", "relationship")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignalGroup(Strict):
+    """What every group of signals says about itself: when it was true and who said so."""
+
+    observed_at: AwareDatetime = Field(description="when the source observed these values (with a time zone)")
+    source: str = Field(min_length=1, max_length=100, description="the system or person that reported them")
+
+
+class UsageSignals(SignalGroup):
+    active_users: int | None = Field(default=None, ge=0)
+    licensed_seats: int | None = Field(default=None, ge=0)
+    last_activity_at: AwareDatetime | None = None
+    key_feature_adoption: float | None = Field(default=None, ge=0, le=1,
+                                               description="share of active users using the key features, 0-1")
+    trend: Literal["growing", "flat", "declining"] | None = None
+
+
+class OnboardingSignals(SignalGroup):
+    completed: bool | None = None
+    trained_users: int | None = Field(default=None, ge=0)
+
+
+class StakeholderSignals(SignalGroup):
+    buyer: str | None = Field(default=None, max_length=200)
+    champion: str | None = Field(default=None, max_length=200, description="null: nobody champions it")
+    champion_left: bool | None = None
+    users_in_evaluation: bool | None = Field(default=None, description="were the daily users part of the evaluation")
+    executive_sponsor: str | None = Field(default=None, max_length=200, description="null: no executive sponsor")
+
+
+class KnownIssue(Strict):
+    tag: str = Field(min_length=1, max_length=100)
+    title: str | None = Field(default=None, max_length=500)
+
+
+class SupportSignals(SignalGroup):
+    open_tickets: int | None = Field(default=None, ge=0)
+    known_issues: list[KnownIssue] | None = Field(default=None, max_length=100)
+
+
+class BillingSignals(SignalGroup):
+    failed_payments: int | None = Field(default=None, ge=0)
+    downgrades: int | None = Field(default=None, ge=0)
+    discounts_given: list[str] | None = Field(default=None, max_length=100)
+
+
+class CompanySignals(SignalGroup):
+    distress: bool | None = Field(default=None, description="bankruptcy, shutdown or similar")
+    budget_freeze: bool | None = None
+    icp_fit: int | None = Field(default=None, ge=0, le=100, description="ideal-customer-profile fit score")
+
+
+class Note(Strict):
+    text: str = Field(min_length=1, max_length=5000)
+    author: str | None = Field(default=None, max_length=200)
+
+
+class RelationshipSignals(SignalGroup):
+    notes: list[Note] = Field(max_length=100)
+
+
+class AccountSignals(Strict):
+    """The groups sent replace the stored ones; groups not sent are kept."""
+
+    usage: UsageSignals | None = None
+    onboarding: OnboardingSignals | None = None
+    stakeholders: StakeholderSignals | None = None
+    support: SupportSignals | None = None
+    billing: BillingSignals | None = None
+    company: CompanySignals | None = None
+    relationship: RelationshipSignals | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one_group(self) -> AccountSignals:
+        if not any(getattr(self, group) is not None for group in SIGNAL_GROUPS):
+            raise ValueError(f"send at least one signal group: {', '.join(SIGNAL_GROUPS)}")
+        return self
+
+    def groups(self) -> dict[str, SignalGroup]:
+        """The groups present in this request."""
+        return {name: group for name in SIGNAL_GROUPS if (group := getattr(self, name)) is not None}
+
+
+class SignalsAccepted(BaseModel):
+    account_id: str
+    signal_version: int
+    groups: list[str] = Field(description="the groups stored")
+    stale: list[str] = Field(default_factory=list,
+                             description="groups not stored: what we hold was observed later than what was sent")
+    rediagnosing: bool = Field(description="an open cancellation will be diagnosed again")
 
 
 class DiagnosisView(BaseModel):

@@ -9,4 +9,7 @@ from shared.settings import BrinkSettings
 
 class DiagnosisSettings(BrinkSettings):
     diagnosis_port: int = Field(default=8001, ge=1, le=65535)
-    context_url: str | None = None
+    # Where to fetch more context about an account (GET <url>/accounts/{account_id}); optional.
+    context_url: str | None = Field(default=None, pattern=r"^https?://")
+    context_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    context_attempts: int = Field(default=3, ge=1, le=10)

@@ -1,0 +1,105 @@
+"""One diagnosis from the facts of a case: symptom, hypotheses, unknowns, tried, verdict. Plain Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from services.diagnosis.classifier import (
+    SYMPTOMS,
+    Clue,
+    Scored,
+    StatedReason,
+    normalise_symptom,
+    score_root_causes,
+)
+from services.diagnosis.features import extract_features, notes_text
+from services.diagnosis.rules import Rules, load_rules
+from services.diagnosis.verdict import Attempt, avoid_list, decide, priority
+
+MAX_HYPOTHESES = 5
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """Everything known about one cancellation when it is diagnosed."""
+
+    stated: StatedReason
+    signals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    history: list[Attempt] = field(default_factory=list)
+    mrr_major: float | None = None
+    effective_at: datetime | None = None
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class Unknown:
+    root_cause: str
+    signals_to_check: list[str]
+    questions: list[str]
+
+
+@dataclass(frozen=True)
+class Finding:
+    symptom: str
+    hypotheses: list[Scored]
+    unknowns: list[Unknown]
+    tried: list[str]
+    avoid: list[str]
+    decision: str
+    reason: str | None
+    priority: int
+    root_cause: str
+    recommended_playbook: str
+
+
+def _texts(facts: CaseFacts) -> list[tuple[str, str]]:
+    stated = facts.stated
+    texts = []
+    if stated.comment:
+        texts.append(("comment", stated.comment))
+    if stated.feedback and stated.feedback not in SYMPTOMS:
+        texts.append(("reason_code", stated.feedback.replace("_", " ")))
+    texts.extend(("relationship_note", note) for note in notes_text(facts.signals))
+    return texts
+
+
+def unknowns_for(hypotheses: list[Scored], known: dict[str, Any], rules: Rules) -> list[Unknown]:
+    """For each strong hypothesis, what would confirm or refute it and what to ask."""
+    strong = [h for h in hypotheses if h.score > 0 and h.confidence >= rules.strong_confidence] or hypotheses[:2]
+    unknowns = []
+    for hypothesis in strong:
+        cause = rules.root_causes[hypothesis.root_cause]
+        unknowns.append(Unknown(
+            root_cause=hypothesis.root_cause,
+            signals_to_check=[signal for signal in cause.confirm if signal not in known],
+            questions=list(cause.questions),
+        ))
+    return unknowns
+
+
+def diagnose_case(facts: CaseFacts, rules: Rules | None = None) -> Finding:
+    """The whole diagnosis of one case, explained."""
+    rules = rules or load_rules()
+    symptom = normalise_symptom(facts.stated, rules)
+    known = extract_features(facts.signals, now=facts.now)
+    ranked = score_root_causes(symptom=symptom, texts=_texts(facts), facts=known, rules=rules)
+    verdict = decide(ranked, history=facts.history, rules=rules)
+    days_left = (facts.effective_at - facts.now).total_seconds() / 86400 if facts.effective_at else None
+    hypotheses = [h for h in ranked[:MAX_HYPOTHESES] if h.score > 0] or [
+        Scored(ranked[0].root_cause, 0.0, 0.0, (Clue("stated_reason", "nothing points anywhere yet", 0.0),))
+    ]
+    return Finding(
+        symptom=symptom,
+        hypotheses=hypotheses,
+        unknowns=unknowns_for(hypotheses, known, rules),
+        tried=[f"{a.action}: {a.result}" for a in facts.history],
+        avoid=avoid_list(facts.history, rules),
+        decision=verdict.decision,
+        reason=verdict.reason,
+        priority=priority(decision=verdict.decision, mrr_major=facts.mrr_major, icp_fit=known.get("company.icp_fit"),
+                          days_left=days_left, rules=rules.priority),
+        root_cause=ranked[0].root_cause,
+        recommended_playbook=verdict.playbook,
+    )

@@ -1,0 +1,166 @@
+"""The diagnosis rules, read from a YAML file a customer-success lead can tune. Plain Python."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.diagnosis.features import FEATURE_NAMES
+from services.diagnosis.taxonomy import ROOT_CAUSES, SYMPTOMS
+
+DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
+CONDITION_KINDS = ("is", "below", "above", "equals")
+
+
+class RulesError(ValueError):
+    """The rules file is not usable; the message says where."""
+
+
+@dataclass(frozen=True)
+class Phrase:
+    pattern: re.Pattern[str]
+    weight: float
+
+    @property
+    def text(self) -> str:
+        return self.pattern.pattern
+
+
+@dataclass(frozen=True)
+class Condition:
+    signal: str
+    kind: str
+    value: Any
+    weight: float
+    says: str
+
+    def holds(self, observed: Any) -> bool:
+        """Whether a known signal value meets the condition."""
+        if self.kind == "is":
+            return bool(observed) is bool(self.value)
+        if self.kind == "equals":
+            return observed == self.value
+        if isinstance(observed, bool) or not isinstance(observed, (int, float)):
+            return False
+        return observed < self.value if self.kind == "below" else observed > self.value
+
+
+@dataclass(frozen=True)
+class RootCauseRules:
+    name: str
+    label: str
+    symptoms: dict[str, float]
+    phrases: tuple[Phrase, ...]
+    signals: tuple[Condition, ...]
+    confirm: tuple[str, ...]
+    questions: tuple[str, ...]
+    playbook_moves: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PriorityRules:
+    full_revenue_at: float = 5000
+    default_fit: float = 60
+    weights: dict[str, float] = field(default_factory=lambda: {"revenue": 0.45, "fit": 0.3, "urgency": 0.25})
+    relaxed_days: float = 60
+
+
+@dataclass(frozen=True)
+class Rules:
+    stripe_feedback: frozenset[str]
+    billing_reasons: dict[str, str]
+    symptom_phrases: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...]
+    root_causes: dict[str, RootCauseRules]
+    discover_below: float
+    strong_confidence: float
+    failed_results: frozenset[str]
+    move_on: dict[str, str]
+    move_on_after_failed_attempt: dict[str, str]
+    priority: PriorityRules
+
+
+def _compile(pattern: str, where: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error as error:
+        raise RulesError(f"{where}: the pattern {pattern!r} is not a valid regular expression ({error})") from None
+
+
+def _known_keys(raw: dict[str, Any], allowed: set[str], where: str) -> None:
+    if unknown := set(raw) - allowed:
+        # Usually an unquoted comma in a YAML flow mapping: `says: a, b` splits into two keys.
+        raise RulesError(f"{where}: unknown key(s) {sorted(map(str, unknown))} in {raw!r}; quote text with commas")
+
+
+def _condition(raw: dict[str, Any], where: str) -> Condition:
+    _known_keys(raw, {"signal", "weight", "says", *CONDITION_KINDS}, where)
+    if raw.get("signal") not in FEATURE_NAMES:
+        raise RulesError(f"{where}: unknown signal {raw.get('signal')!r}; known: {', '.join(FEATURE_NAMES)}")
+    kinds = [kind for kind in CONDITION_KINDS if kind in raw]
+    if len(kinds) != 1 or "signal" not in raw or "weight" not in raw:
+        raise RulesError(f"{where}: a signal rule needs `signal`, `weight` and one of {', '.join(CONDITION_KINDS)}")
+    return Condition(signal=raw["signal"], kind=kinds[0], value=raw[kinds[0]], weight=float(raw["weight"]),
+                     says=str(raw.get("says") or raw["signal"]))
+
+
+def _phrase(raw: dict[str, Any], where: str) -> Phrase:
+    _known_keys(raw, {"match", "weight"}, where)
+    return Phrase(_compile(raw["match"], where), float(raw["weight"]))
+
+
+def _root_cause(name: str, raw: dict[str, Any]) -> RootCauseRules:
+    where = f"root_causes.{name}"
+    _known_keys(raw, {"label", "playbook_moves", "symptoms", "phrases", "signals", "confirm", "questions"}, where)
+    if name not in ROOT_CAUSES:
+        raise RulesError(f"{where}: {name!r} is not a root cause ({', '.join(ROOT_CAUSES)})")
+    if unknown := set(raw.get("symptoms") or {}) - set(SYMPTOMS):
+        raise RulesError(f"{where}.symptoms: unknown symptom(s) {sorted(unknown)}")
+    for signal in raw.get("confirm") or ():
+        if signal not in FEATURE_NAMES:
+            raise RulesError(f"{where}.confirm: unknown signal {signal!r}")
+    return RootCauseRules(
+        name=name,
+        label=raw.get("label", name),
+        symptoms={str(k): float(v) for k, v in (raw.get("symptoms") or {}).items()},
+        phrases=tuple(_phrase(p, f"{where}.phrases") for p in raw.get("phrases") or []),
+        signals=tuple(_condition(c, f"{where}.signals") for c in raw.get("signals") or []),
+        confirm=tuple(raw.get("confirm") or ()),
+        questions=tuple(raw.get("questions") or ()),
+        playbook_moves=tuple(raw.get("playbook_moves") or ()),
+    )
+
+
+def parse_rules(raw: dict[str, Any]) -> Rules:
+    """Build the rules from the parsed YAML document."""
+    try:
+        symptoms = raw["symptoms"]
+        verdict = raw.get("verdict") or {}
+        return Rules(
+            stripe_feedback=frozenset(symptoms["stripe_feedback"]),
+            billing_reasons=dict(symptoms.get("billing_reasons") or {}),
+            symptom_phrases=tuple(
+                (symptom, tuple(_compile(p, f"symptoms.phrases.{symptom}") for p in patterns))
+                for symptom, patterns in (symptoms.get("phrases") or {}).items()
+            ),
+            root_causes={name: _root_cause(name, body) for name, body in raw["root_causes"].items()},
+            discover_below=float(raw.get("discover_below", 2.5)),
+            strong_confidence=float(raw.get("strong_confidence", 0.2)),
+            failed_results=frozenset(raw.get("failed_results") or ()),
+            move_on=dict(verdict.get("move_on") or {}),
+            move_on_after_failed_attempt=dict(verdict.get("move_on_after_failed_attempt") or {}),
+            priority=PriorityRules(**(verdict.get("priority") or {})),
+        )
+    except (KeyError, TypeError) as error:
+        raise RulesError(f"the rules file is missing or misshapes {error}") from None
+
+
+@lru_cache(maxsize=8)
+def load_rules(path: Path = DEFAULT_RULES) -> Rules:
+    """Read and check a rules file (cached per path)."""
+    with open(path, encoding="utf-8") as handle:
+        return parse_rules(yaml.safe_load(handle))
