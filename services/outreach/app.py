@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from datetime import timedelta
 from functools import partial
 
+import httpx
 from fastapi import FastAPI
 
 from services.outreach import api, consumers
+from services.outreach.clock import Clock, SystemClock
 from services.outreach.models import handled, outbox
-from services.outreach.playbooks import load_playbooks
+from services.outreach.notify.base import Notifier
+from services.outreach.notify.slack import SlackConfig, SlackNotifier
+from services.outreach.notify.webhook import WebhookConfig, WebhookNotifier
+from services.outreach.playbooks import PlaybookError, load_playbooks
+from services.outreach.policy import Policy
+from services.outreach.rotation import ROLES
+from services.outreach.scheduler import Scheduler
 from services.outreach.settings import OutreachSettings
-from shared.events import DiagnosisCompleted
+from shared.events import CancellationWithdrawn, DiagnosisCompleted
 from shared.logs import configure_logging
 from shared.runtime import Runtime, serve
 from shared.settings import load_settings
@@ -19,13 +30,60 @@ from shared.web import create_app
 SERVICE = "outreach"
 
 
-def build_app(settings: OutreachSettings) -> FastAPI:
+def build_notifiers(settings: OutreachSettings, client: httpx.AsyncClient) -> dict[str, Notifier]:
+    """One notifier per configured channel."""
+    retry = {"attempts": settings.notify_attempts, "backoff_seconds": settings.notify_backoff_seconds}
+    notifiers: dict[str, Notifier] = {}
+    if settings.slack_webhook_url is not None:
+        notifiers["slack"] = SlackNotifier(SlackConfig(webhook_url=settings.slack_webhook_url), client=client, **retry)
+    if settings.outbound_webhook_url is not None and settings.outbound_webhook_secret is not None:
+        notifiers["webhook"] = WebhookNotifier(
+            WebhookConfig(url=settings.outbound_webhook_url, secret=settings.outbound_webhook_secret),
+            client=client, **retry)
+    return notifiers
+
+
+def build_policy(settings: OutreachSettings, channels: tuple[str, ...]) -> Policy:
+    """The playbooks (validated now, so a bad file stops the start) and the configured rules."""
+    return Policy(
+        playbooks=load_playbooks(settings.playbook_dir),
+        rotations={role: settings.rotation(role) for role in ROLES},
+        high_value_mrr_minor=settings.high_value_mrr_minor,
+        escalation_after=timedelta(hours=settings.escalation_after_hours),
+        tried_window=timedelta(days=settings.tried_window_days),
+        high_priority=settings.high_priority,
+        channels=channels,
+    )
+
+
+def build_app(settings: OutreachSettings, *, clock: Clock | None = None) -> FastAPI:
+    clock = clock or SystemClock()
     runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox, handled=handled)
-    playbooks = load_playbooks()
+    client = httpx.AsyncClient(timeout=settings.notify_timeout_seconds)
+    notifiers = build_notifiers(settings, client)
+    policy = build_policy(settings, tuple(notifiers))
     runtime.consume("diagnoses", {
-        DiagnosisCompleted.TYPE: partial(consumers.on_diagnosis_completed, playbooks=playbooks,
-                                         default_owner=settings.csm_rotation[0]),
+        DiagnosisCompleted.TYPE: partial(consumers.on_diagnosis_completed, policy=policy, clock=clock),
     })
+    # A queue of its own: a withdrawal may overtake its diagnosis, which the case opening handles.
+    runtime.consume("withdrawals", {
+        CancellationWithdrawn.TYPE: partial(consumers.on_cancellation_withdrawn, policy=policy, clock=clock),
+    })
+    scheduler = Scheduler(
+        sessions=runtime.sessions, policy=policy, clock=clock, notifiers=notifiers,
+        poll_seconds=settings.scheduler_poll_seconds, notify_rounds=settings.notify_rounds,
+        notify_backoff=timedelta(seconds=settings.notify_backoff_seconds), after_commit=runtime.wake_relay,
+    )
+    runtime.run_in_background(scheduler.run_timers)
+    runtime.run_in_background(scheduler.run_notifications)
+
+    async def close_http_client_on_exit() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await client.aclose()
+
+    runtime.run_in_background(close_http_client_on_exit)
 
     app = create_app(
         service=SERVICE,
@@ -38,12 +96,20 @@ def build_app(settings: OutreachSettings) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.settings = settings
+    app.state.clock = clock
+    app.state.policy = policy
+    app.state.scheduler = scheduler
     return app
 
 
 def main() -> None:
     settings = load_settings(OutreachSettings)
     configure_logging(service=SERVICE, level=settings.log_level, fmt=settings.log_format)
+    try:
+        load_playbooks(settings.playbook_dir)
+    except PlaybookError as error:
+        print(f"brink: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     serve(lambda: build_app(settings), settings=settings, port=settings.outreach_port)
 
 

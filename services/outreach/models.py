@@ -1,11 +1,11 @@
-"""Outreach's tables: cases, their tasks, and its outbox."""
+"""Outreach's tables: cases, their tasks, history, escalation timers, owner rotation, notifications, outbox."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db import Base
@@ -13,6 +13,11 @@ from shared.outbox import handled_table, outbox_table
 
 outbox = outbox_table("outreach")
 handled = handled_table("outreach")
+
+CASE_STATUSES = ("open", "saved", "lost", "moved_on")
+TASK_STATUSES = ("open", "done", "cancelled")
+TASK_KINDS = ("step", "escalation", "closing")
+TASK_RESULTS = ("reached", "no_answer", "declined", "accepted_offer")
 
 
 class Case(Base):
@@ -38,12 +43,20 @@ class Case(Base):
     opened_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    playbook: Mapped[str | None] = mapped_column(String(64), doc="name of the playbook being worked")
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0",
+                                                  doc="rungs of the ladder climbed so far (0: none)")
+    sequence_exhausted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"),
+                                                     doc="no rung of the ladder is left to climb")
+    first_touched_at: Mapped[datetime | None] = mapped_column(doc="first task completed, whatever its result")
+    closed_reason: Mapped[str | None] = mapped_column(Text)
 
     tasks: Mapped[list[Task]] = relationship(back_populates="case", lazy="raise", order_by="Task.position")
+    events: Mapped[list[CaseEvent]] = relationship(back_populates="case", lazy="raise", order_by="CaseEvent.id")
 
 
 class Task(Base):
-    """One step of a playbook, owned by a person, due at a time."""
+    """One step of a playbook or rung of the ladder, owned by a person, due at a time."""
 
     __tablename__ = "outreach_tasks"
 
@@ -60,5 +73,90 @@ class Task(Base):
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
+    kind: Mapped[str] = mapped_column(String(16), default="step", server_default="step",
+                                      doc="step (of a playbook), escalation (a rung) or closing")
+    offer: Mapped[str | None] = mapped_column(String(64), doc="for action offer: what is offered")
+    playbook: Mapped[str | None] = mapped_column(String(64))
+    rung: Mapped[str | None] = mapped_column(String(32), doc="for escalation tasks: the ladder rung")
+    escalate_after_seconds: Mapped[int | None] = mapped_column(Integer, doc="unanswered this long after due: escalate")
+    completed_by: Mapped[str | None] = mapped_column(String(255))
 
     case: Mapped[Case] = relationship(back_populates="tasks", lazy="raise")
+
+
+class CaseEvent(Base):
+    """The case's history: one row per thing that happened to it, oldest first."""
+
+    __tablename__ = "outreach_case_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("outreach_cases.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(48), doc="opened, updated, playbook_switched, task_completed, ...")
+    actor: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]]
+
+    case: Mapped[Case] = relationship(back_populates="events", lazy="raise")
+
+
+class Timer(Base):
+    """A durable timer: fires once at ``due_at`` unless cancelled (escalate a task, or check the expiry)."""
+
+    __tablename__ = "outreach_timers"
+    __table_args__ = (
+        Index("ix_outreach_timers_pending", "due_at", postgresql_where=text("fired_at IS NULL AND cancelled_at IS NULL"),
+              sqlite_where=text("fired_at IS NULL AND cancelled_at IS NULL")),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("outreach_cases.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[str | None] = mapped_column(ForeignKey("outreach_tasks.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), doc="escalate or expire")
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    fired_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(64), doc="what firing did (escalated, answered, exhausted, ...)")
+
+
+class RotationCursor(Base):
+    """Where each role's round-robin stands, so turns survive restarts."""
+
+    __tablename__ = "outreach_rotation_cursors"
+
+    role: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EarlyWithdrawal(Base):
+    """A withdrawal that arrived before its diagnosis, so the late diagnosis opens no live case."""
+
+    __tablename__ = "outreach_early_withdrawals"
+
+    cancellation_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime]
+
+
+class Notification(Base):
+    """An outbound notification waiting for (or done with) delivery, away from the case's transaction."""
+
+    __tablename__ = "outreach_notifications"
+    __table_args__ = (
+        Index("ix_outreach_notifications_pending", "next_attempt_at", postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), doc="slack or webhook")
+    kind: Mapped[str] = mapped_column(String(48), doc="case.opened, case.escalated, case.closed")
+    case_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    body: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), doc="pending, sent or failed")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

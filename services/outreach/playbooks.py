@@ -1,39 +1,103 @@
-"""Playbooks: the ordered steps worked for a root cause. Plain Python over data files."""
+"""Playbooks: the ordered steps worked for a root cause, read and validated from YAML data files."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from services.outreach.rotation import ROLES
 
 PLAYBOOK_DIR = Path(__file__).parent / "playbooks"
+ROOT_CAUSES = (
+    "poor_implementation", "stakeholders_not_bought_in", "rocky_onboarding", "executive_mandate", "known_issue",
+    "champion_left", "payment_failure", "wrong_fit", "company_distress", "not_icp",
+)
+REQUIRED = ("discover", "move_on")
+
+Action = Literal["call", "email", "training_session", "implementation_help", "executive_outreach",
+                 "onsite_visit", "offer", "closing"]
+Offer = Literal["free_trial_extension", "free_support_services", "discount", "plan_change", "payment_update"]
+Role = Literal["csm", "cs_manager", "vp_customer_success", "executive_sponsor"]
+assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class Step:
-    action: str
-    title: str
-    owner_role: str
-    due_after: timedelta
+class PlaybookError(ValueError):
+    """A playbook file is missing, unreadable or invalid; the message names the file and the field."""
 
 
-@dataclass(frozen=True)
-class Playbook:
-    name: str
-    steps: tuple[Step, ...]
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    action: Action
+    title: str = Field(min_length=1)
+    owner_role: Role = "csm"
+    offer: Offer | None = None
+    due_after_hours: float = Field(default=24, ge=0)
+    escalate_after_hours: float | None = Field(default=None, gt=0, description="unanswered this long after due")
+
+    @model_validator(mode="after")
+    def _offer_names_what(self) -> Step:
+        if (self.action == "offer") != (self.offer is not None):
+            raise ValueError("an 'offer' step needs 'offer: <what>', and only offer steps may have one")
+        return self
+
+    @property
+    def due_after(self) -> timedelta:
+        return timedelta(hours=self.due_after_hours)
+
+    @property
+    def escalate_after(self) -> timedelta | None:
+        return None if self.escalate_after_hours is None else timedelta(hours=self.escalate_after_hours)
+
+
+class Playbook(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z_]+$")
+    description: str | None = None
+    escalates: bool = Field(default=True, description="false: unanswered steps never climb the ladder")
+    steps: tuple[Step, ...] = Field(min_length=1)
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
+
+
+def load_playbook(path: Path) -> Playbook:
+    """One playbook file; raises PlaybookError naming the file and the bad field."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise PlaybookError(f"playbook {path}: cannot be read: {error}") from None
+    if not isinstance(data, dict):
+        raise PlaybookError(f"playbook {path}: expected a mapping with 'name' and 'steps'")
+    data.setdefault("name", path.stem)
+    try:
+        playbook = Playbook.model_validate(data)
+    except ValidationError as error:
+        raise PlaybookError(f"playbook {path}: {_describe(error)}") from None
+    if playbook.name != path.stem:
+        raise PlaybookError(f"playbook {path}: name {playbook.name!r} differs from the file name {path.stem!r}")
+    return playbook
 
 
 def load_playbooks(directory: Path = PLAYBOOK_DIR) -> dict[str, Playbook]:
-    """Every ``*.yaml`` playbook in ``directory``, by name."""
-    playbooks = {}
-    for path in sorted(directory.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text())
-        steps = tuple(
-            Step(action=s["action"], title=s["title"], owner_role=s.get("owner_role", "csm"),
-                 due_after=timedelta(hours=float(s.get("due_after_hours", 24))))
-            for s in data["steps"]
-        )
-        playbooks[data.get("name", path.stem)] = Playbook(name=data.get("name", path.stem), steps=steps)
+    """Every ``*.yaml`` playbook in ``directory`` by name; ``discover`` and ``move_on`` must be there."""
+    if not directory.is_dir():
+        raise PlaybookError(f"playbook directory {directory} does not exist")
+    playbooks = {path.stem: load_playbook(path) for path in sorted(directory.glob("*.yaml"))}
+    missing = [name for name in REQUIRED if name not in playbooks]
+    if missing:
+        raise PlaybookError(f"playbook directory {directory} lacks {', '.join(m + '.yaml' for m in missing)}")
     return playbooks
+
+
+def choose(playbooks: dict[str, Playbook], *, decision: str, recommended: str, root_cause: str) -> Playbook:
+    """The playbook for a verdict: move_on and discover have their own; else the root cause's, else discover."""
+    if decision in ("move_on", "discover"):
+        return playbooks[decision]
+    return playbooks.get(recommended) or playbooks.get(root_cause) or playbooks["discover"]

@@ -1,0 +1,117 @@
+"""Opening a case from a diagnosis, and updating it when a newer diagnosis version arrives."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach import notifications
+from services.outreach.clock import Clock
+from services.outreach.endings import close_case
+from services.outreach.history import record
+from services.outreach.ladder import intervention_key
+from services.outreach.models import Case, EarlyWithdrawal, Task
+from services.outreach.owners import lock_rotations, owner_for
+from services.outreach.playbooks import choose
+from services.outreach.policy import Policy
+from services.outreach.steps import add_playbook_steps, add_timer, cancel_open_work, recently_tried
+from shared.events import DiagnosisCompleted
+from shared.logs import get_logger
+
+log = get_logger("outreach.cases")
+
+
+async def open_or_update_case(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy: Policy, clock: Clock,
+                              correlation_id: str | None = None) -> Case:
+    """One case per cancellation; a newer diagnosis version updates it, an older one changes nothing."""
+    case = (await session.execute(
+        select(Case).where(Case.cancellation_id == diagnosis.cancellation_id).with_for_update()
+    )).scalar_one_or_none()
+    if case is None:
+        return await _open(session, diagnosis, policy=policy, clock=clock, correlation_id=correlation_id)
+    if diagnosis.diagnosis_version <= case.diagnosis_version:
+        log.info("outreach.diagnosis.stale", case_id=case.id, version=diagnosis.diagnosis_version,
+                 current=case.diagnosis_version)
+        return case
+    await _update(session, case, diagnosis, policy=policy, clock=clock)
+    return case
+
+
+def _apply(case: Case, diagnosis: DiagnosisCompleted) -> None:
+    case.symptom = diagnosis.symptom
+    case.root_cause = diagnosis.root_cause
+    case.decision = diagnosis.verdict.decision
+    case.priority = diagnosis.verdict.priority
+    case.diagnosis_version = diagnosis.diagnosis_version
+    case.diagnosis = diagnosis.model_dump(mode="json")
+    case.customer_name = diagnosis.customer_name or case.customer_name
+    if diagnosis.mrr is not None:
+        case.mrr_minor, case.currency = diagnosis.mrr.amount_minor, diagnosis.mrr.currency
+    case.effective_at = diagnosis.effective_at or case.effective_at
+
+
+async def _open(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy: Policy, clock: Clock,
+                correlation_id: str | None) -> Case:
+    now = clock.now()
+    playbook = choose(policy.playbooks, decision=diagnosis.verdict.decision,
+                      recommended=diagnosis.recommended_playbook, root_cause=diagnosis.root_cause)
+    case = Case(id=str(uuid.uuid4()), cancellation_id=diagnosis.cancellation_id, account_id=diagnosis.account_id,
+                status="open", opened_at=now, updated_at=now, closed_at=None, playbook=playbook.name,
+                escalation_level=0, sequence_exhausted=False, owner=None)
+    _apply(case, diagnosis)
+    session.add(case)
+    await session.flush()
+    record(session, case, "opened", at=now, diagnosis_version=diagnosis.diagnosis_version,
+           root_cause=diagnosis.root_cause, decision=diagnosis.verdict.decision, playbook=playbook.name)
+    early = await session.get(EarlyWithdrawal, diagnosis.cancellation_id)
+    if early is not None:
+        # The customer already stayed: keep the record, but there is nothing left to work.
+        await close_case(session, case, outcome="saved", reason=f"cancellation withdrawn before diagnosis: {early.reason}",
+                         clock=clock, policy=policy, correlation_id=correlation_id)
+        return case
+    await lock_rotations(session, roles={"csm"} | {step.owner_role for step in playbook.steps})
+    case.owner = diagnosis.account_owner or await owner_for(session, role="csm", case_owner=None,
+                                                            rotations=policy.rotations)
+    tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
+                                 extra=list(diagnosis.tried))
+    await add_playbook_steps(session, case, playbook, now=now, policy=policy, tried=tried, done_here=set())
+    if playbook.escalates:
+        # The effective date passing with the sequence exhausted means the customer is lost.
+        add_timer(session, case=case, task=None, kind="expire", due_at=case.effective_at or now, now=now)
+    notifications.enqueue(session, case=case, kind="case.opened", policy=policy, clock=clock, playbook=playbook.name)
+    await session.flush()
+    log.info("outreach.case.opened", case_id=case.id, playbook=playbook.name, owner=case.owner)
+    return case
+
+
+async def _update(session: AsyncSession, case: Case, diagnosis: DiagnosisCompleted, *, policy: Policy,
+                  clock: Clock) -> None:
+    now = clock.now()
+    _apply(case, diagnosis)
+    case.updated_at = now
+    record(session, case, "diagnosis_updated", at=now, diagnosis_version=diagnosis.diagnosis_version,
+           root_cause=diagnosis.root_cause, decision=diagnosis.verdict.decision)
+    if case.status != "open":
+        return
+    playbook = choose(policy.playbooks, decision=diagnosis.verdict.decision,
+                      recommended=diagnosis.recommended_playbook, root_cause=diagnosis.root_cause)
+    if playbook.name == case.playbook:
+        return
+    # Open steps of the old playbook go; completed work stays, and is not asked for again. A playbook that
+    # does not escalate (moving on) also stops the ladder.
+    kinds = ("step", "closing") if playbook.escalates else ("step", "closing", "escalation")
+    cancelled = await cancel_open_work(session, case, now=now, reason=f"playbook switched to {playbook.name}",
+                                       kinds=kinds)
+    done = (await session.execute(
+        select(Task.action, Task.offer).where(Task.case_id == case.id, Task.status == "done")
+    )).all()
+    tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
+                                 extra=list(diagnosis.tried))
+    await lock_rotations(session, roles={step.owner_role for step in playbook.steps})
+    record(session, case, "playbook_switched", at=now, before=case.playbook, after=playbook.name,
+           tasks_cancelled=cancelled)
+    case.playbook = playbook.name
+    await add_playbook_steps(session, case, playbook, now=now, policy=policy, tried=tried,
+                             done_here={intervention_key(action, offer) for action, offer in done})

@@ -1,0 +1,124 @@
+"""Firing due timers: climb the ladder for unanswered tasks, close as lost when the sequence is exhausted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach import notifications
+from services.outreach.clock import Clock
+from services.outreach.endings import close_case
+from services.outreach.history import record
+from services.outreach.ladder import next_rung
+from services.outreach.models import Case, Task, Timer
+from services.outreach.policy import Policy
+from services.outreach.steps import add_task, next_position, recently_tried
+from shared.db import is_postgres
+from shared.logs import get_logger
+
+log = get_logger("outreach.escalation")
+
+
+@dataclass(frozen=True)
+class Fired:
+    timer_id: str
+    case_id: str
+    outcome: str
+    rung: str | None = None
+
+
+async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy, batch: int = 1) -> list[Fired]:
+    """Fire up to ``batch`` due timers, each exactly once (skip-locked rows on PostgreSQL; SQLite has one writer).
+
+    Call it with one timer per transaction: a transaction then locks one timer, its case and at most one
+    rotation cursor, so two instances can never wait on each other in a cycle.
+    """
+    now = clock.now()
+    query = (
+        select(Timer).where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now)
+        .order_by(Timer.due_at, Timer.id).limit(batch)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    fired = []
+    for timer in (await session.execute(query)).scalars().all():
+        if is_postgres(session) and not await _lock_case(session, timer.case_id):
+            continue  # another instance works on this case right now; the timer stays due for the next pass
+        # Belt and braces: only the instance whose update flips fired_at does the work.
+        claimed = await session.execute(
+            update(Timer).where(Timer.id == timer.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+            .values(fired_at=now).execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:
+            continue
+        outcome, rung = await _fire(session, timer, clock=clock, policy=policy)
+        await session.execute(update(Timer).where(Timer.id == timer.id).values(outcome=outcome)
+                              .execution_options(synchronize_session=False))
+        fired.append(Fired(timer_id=timer.id, case_id=timer.case_id, outcome=outcome, rung=rung))
+    return fired
+
+
+async def _lock_case(session: AsyncSession, case_id: str) -> bool:
+    locked = await session.execute(select(Case.id).where(Case.id == case_id).with_for_update(skip_locked=True))
+    return locked.scalar_one_or_none() is not None
+
+
+async def _fire(session: AsyncSession, timer: Timer, *, clock: Clock, policy: Policy) -> tuple[str, str | None]:
+    case = (await session.execute(select(Case).where(Case.id == timer.case_id).with_for_update())).scalar_one()
+    if case.status != "open":
+        return "case_closed", None
+    if timer.kind == "expire":
+        return await _expire(session, case, clock=clock, policy=policy), None
+    task = await session.get(Task, timer.task_id)
+    if task is None or task.status == "cancelled":
+        return "task_cancelled", None
+    if task.status == "done" and task.result != "no_answer":
+        return "answered", None
+    return await escalate(session, case, task, clock=clock, policy=policy)
+
+
+async def _expire(session: AsyncSession, case: Case, *, clock: Clock, policy: Policy) -> str:
+    open_tasks = await session.scalar(select(func.count()).select_from(Task).where(
+        Task.case_id == case.id, Task.status == "open"))
+    if case.sequence_exhausted or not open_tasks:
+        await close_case(session, case, outcome="lost", reason="effective date passed with the sequence exhausted",
+                         clock=clock, policy=policy)
+        return "lost"
+    record(session, case, "effective_date_passed", at=clock.now(), open_tasks=open_tasks)
+    return "still_working"
+
+
+async def escalate(session: AsyncSession, case: Case, task: Task, *, clock: Clock,
+                   policy: Policy) -> tuple[str, str | None]:
+    """Climb one rung for an unanswered task, skipping rungs tried recently or below the revenue threshold."""
+    now = clock.now()
+    tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
+                                 extra=list(case.diagnosis.get("tried") or []))
+    climb = next_rung(level=case.escalation_level, mrr_minor=case.mrr_minor,
+                      high_value_threshold_minor=policy.high_value_mrr_minor, tried=tried, ladder=policy.ladder)
+    for name, reason in climb.skipped:
+        record(session, case, "rung_skipped", at=now, rung=name, reason=reason)
+    case.escalation_level, case.updated_at = climb.level, now
+    if climb.rung is None:
+        case.sequence_exhausted = True
+        record(session, case, "sequence_exhausted", at=now, unanswered_task_id=task.id)
+        if case.effective_at is None or case.effective_at <= now:
+            await close_case(session, case, outcome="lost", reason="sequence exhausted after the effective date",
+                             clock=clock, policy=policy)
+            return "exhausted_lost", None
+        return "exhausted", None
+    rung = climb.rung
+    new_task = await add_task(
+        session, case, kind="escalation", action=rung.action, title=rung.title, owner_role=rung.owner_role,
+        position=await next_position(session, case.id), due_at=now, now=now, policy=policy, rung=rung.name,
+        escalate_after=policy.escalation_after,
+    )
+    record(session, case, "escalated", at=now, rung=rung.name, level=climb.level, task_id=new_task.id,
+           owner=new_task.owner, unanswered_task_id=task.id)
+    notifications.enqueue(session, case=case, kind="case.escalated", policy=policy, clock=clock, rung=rung.name,
+                          task_id=new_task.id, task_owner=new_task.owner, action=rung.action)
+    await session.flush()
+    log.info("outreach.case.escalated", case_id=case.id, rung=rung.name, owner=new_task.owner)
+    return "escalated", rung.name

@@ -1,0 +1,1 @@
+"""Outbound notification adapters, one module per vendor on a small abstract base."""

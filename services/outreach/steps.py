@@ -1,0 +1,97 @@
+"""Turning playbook steps and ladder rungs into tasks with owners, due times and escalation timers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach.history import record
+from services.outreach.ladder import intervention_key, was_tried
+from services.outreach.models import Case, Task, Timer
+from services.outreach.owners import owner_for
+from services.outreach.playbooks import Playbook
+from services.outreach.policy import Policy
+
+
+async def recently_tried(session: AsyncSession, *, account_id: str, since: datetime, extra: list[str]) -> set[str]:
+    """Interventions done for the account since ``since`` (any case), plus those the diagnosis says were tried."""
+    rows = await session.execute(
+        select(Task.action, Task.offer).join(Case, Case.id == Task.case_id)
+        .where(Case.account_id == account_id, Task.status == "done", Task.completed_at >= since)
+    )
+    return {intervention_key(action, offer) for action, offer in rows} | set(extra)
+
+
+async def next_position(session: AsyncSession, case_id: str) -> int:
+    last = await session.scalar(select(func.max(Task.position)).where(Task.case_id == case_id))
+    return 0 if last is None else last + 1
+
+
+def add_timer(session: AsyncSession, *, case: Case, task: Task | None, kind: str, due_at: datetime,
+              now: datetime) -> Timer:
+    timer = Timer(id=str(uuid.uuid4()), case_id=case.id, task_id=task.id if task else None, kind=kind,
+                  due_at=due_at, created_at=now, fired_at=None, cancelled_at=None, outcome=None)
+    session.add(timer)
+    return timer
+
+
+async def add_task(session: AsyncSession, case: Case, *, kind: str, action: str, title: str, owner_role: str,
+                   position: int, due_at: datetime, now: datetime, policy: Policy, offer: str | None = None,
+                   playbook: str | None = None, rung: str | None = None,
+                   escalate_after: timedelta | None = None) -> Task:
+    """A task for the role's owner, and its escalation timer when an unanswered task should escalate."""
+    owner = await owner_for(session, role=owner_role, case_owner=case.owner, rotations=policy.rotations)
+    task = Task(
+        id=str(uuid.uuid4()), case_id=case.id, position=position, kind=kind, action=action, offer=offer,
+        title=title, playbook=playbook, rung=rung, owner_role=owner_role, owner=owner, status="open",
+        due_at=due_at, escalate_after_seconds=int(escalate_after.total_seconds()) if escalate_after else None,
+        result=None, note=None, completed_by=None, created_at=now, completed_at=None,
+    )
+    session.add(task)
+    await session.flush()  # the timer refers to the task, and the unit of work does not order unrelated rows
+    if escalate_after is not None:
+        add_timer(session, case=case, task=task, kind="escalate", due_at=due_at + escalate_after, now=now)
+    return task
+
+
+async def add_playbook_steps(session: AsyncSession, case: Case, playbook: Playbook, *, now: datetime, policy: Policy,
+                             tried: set[str], done_here: set[str]) -> list[Task]:
+    """Tasks for the playbook's steps, skipping what was done on this case or tried recently for the account."""
+    position = await next_position(session, case.id)
+    tasks = []
+    for step in playbook.steps:
+        key = intervention_key(step.action, step.offer)
+        if key in done_here and key not in ("call", "email"):
+            record(session, case, "step_skipped", at=now, step=step.title, action=key, reason="done_on_this_case")
+            continue
+        if was_tried(key, tried):
+            record(session, case, "step_skipped", at=now, step=step.title, action=key, reason="tried_recently")
+            continue
+        tasks.append(await add_task(
+            session, case, kind="closing" if step.action == "closing" else "step", action=step.action,
+            offer=step.offer, title=step.title, owner_role=step.owner_role, position=position,
+            due_at=now + step.due_after, now=now, policy=policy, playbook=playbook.name,
+            escalate_after=step.escalate_after if playbook.escalates else None,
+        ))
+        position += 1
+    await session.flush()
+    return tasks
+
+
+async def cancel_open_work(session: AsyncSession, case: Case, *, now: datetime, reason: str,
+                           kinds: tuple[str, ...] = ("step", "escalation", "closing")) -> int:
+    """Cancel the case's open tasks of the given kinds and their pending timers; returns the tasks cancelled."""
+    open_tasks = select(Task.id).where(Task.case_id == case.id, Task.status == "open", Task.kind.in_(kinds))
+    await session.execute(
+        update(Timer).where(Timer.case_id == case.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None),
+                            Timer.task_id.in_(open_tasks))
+        .values(cancelled_at=now, outcome=reason).execution_options(synchronize_session=False)
+    )
+    result = await session.execute(
+        update(Task).where(Task.case_id == case.id, Task.status == "open", Task.kind.in_(kinds))
+        .values(status="cancelled", note=reason).execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0

@@ -1,0 +1,58 @@
+"""Two outreach instances racing over the same due timers: every escalation fires exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from services.outreach.escalation import Fired, fire_due_timers
+from services.outreach.models import Case, Task, Timer
+from shared.db import transaction
+from tests.outreach_helpers import Desk, FakeClock, diagnosis, open_desk
+
+
+async def drain(desk: Desk) -> list[Fired]:
+    """One scheduler instance: one timer per transaction until nothing is due."""
+    fired: list[Fired] = []
+    while True:
+        async with transaction(desk.sessions) as session:
+            batch = await fire_due_timers(session, clock=desk.clock, policy=desk.policy, batch=1)
+        fired += batch
+        if not batch:
+            # Nothing this instance could take: done when nothing is due any more, else the other holds it.
+            async with desk.sessions() as session:
+                if not await session.scalar(select(func.count()).select_from(Timer).where(
+                        Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= desk.clock.now())):
+                    return fired
+            await asyncio.sleep(0.01)
+
+
+async def test_two_schedulers_fire_each_escalation_exactly_once(database_url: str) -> None:
+    clock = FakeClock()
+    first, first_engine = await open_desk(database_url, clock=clock)
+    second, second_engine = await open_desk(database_url, clock=clock, wipe=False)
+    try:
+        case_ids = [await first.receive(diagnosis(root_cause="payment_failure")) for _ in range(20)]
+        clock.advance(hours=50)  # both steps of every case are past due and unanswered
+
+        one, two = await asyncio.gather(drain(first), drain(second))
+
+        timer_ids = [fired.timer_id for fired in one + two]
+        assert len(timer_ids) == len(set(timer_ids)) == 40
+        if database_url.startswith("postgresql"):
+            # Skip-locked lets both work side by side; SQLite's single writer may let one take everything.
+            assert one and two, "both instances should have taken part in the race"
+        async with first.sessions() as session:
+            levels = dict((await session.execute(select(Case.id, Case.escalation_level))).all())
+            escalations = Counter((await session.execute(
+                select(Task.case_id).where(Task.kind == "escalation"))).scalars())
+            unfired = await session.scalar(select(func.count()).select_from(Timer).where(
+                Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= clock.now()))
+        assert unfired == 0
+        assert {case_id: levels[case_id] for case_id in case_ids} == {case_id: 2 for case_id in case_ids}
+        assert {case_id: escalations[case_id] for case_id in case_ids} == {case_id: 2 for case_id in case_ids}
+    finally:
+        await first_engine.dispose()
+        await second_engine.dispose()

@@ -1,0 +1,193 @@
+"""Outreach's sequences on the real database (SQLite and PostgreSQL), with a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from services.outreach.tasks import TaskNotOpen
+from tests.outreach_helpers import Desk, diagnosis, open_desk, withdrawal
+
+HIGH_MRR = 250_000
+
+
+@pytest.fixture
+async def desk(database_url: str) -> AsyncIterator[Desk]:
+    desk, engine = await open_desk(database_url)
+    yield desk
+    await engine.dispose()
+
+
+@pytest.mark.parametrize(("root_cause", "actions", "owners"), [
+    ("poor_implementation", ["call", "implementation_help", "offer", "training_session"],
+     ["olga", "olga", "maria", "olga"]),
+    ("rocky_onboarding", ["call", "training_session", "offer"], ["olga", "olga", "maria"]),
+    ("executive_mandate", ["email", "executive_outreach", "call"], ["olga", "eve", "victor"]),
+    ("payment_failure", ["email", "call"], ["olga", "olga"]),
+])
+async def test_a_full_playbook_worked_to_a_save(desk: Desk, root_cause: str, actions: list[str],
+                                                owners: list[str]) -> None:
+    payload = diagnosis(root_cause=root_cause, account_owner="olga")
+    case_id = await desk.receive(payload)
+    tasks = await desk.tasks(case_id)
+    assert [task.action for task in tasks] == actions
+    assert [task.owner for task in tasks] == owners
+    assert (await desk.case(case_id)).playbook == root_cause
+
+    results = ["accepted_offer" if task.action == "offer" else "reached" for task in tasks]
+    for task, result in zip(tasks, results, strict=True):
+        desk.clock.current = task.due_at
+        await desk.complete(task.id, result)
+        await desk.wait(hours=30)
+    await desk.withdraw(withdrawal(payload))
+
+    case = await desk.case(case_id)
+    assert case.status == "saved" and case.first_touched_at == tasks[0].due_at
+    logged = await desk.published("intervention.logged")
+    assert [(event["case_id"], event["result"]) for event in logged] == [(case_id, result) for result in results]
+    assert "escalated" not in [fired.outcome for fired in desk.fired]
+    closed = await desk.published("case.closed")
+    assert closed[-1]["outcome"] == "saved" and closed[-1]["revenue_saved"] == {"amount_minor": 49_000, "currency": "usd"}
+    await desk.wait(days=40)
+    assert not [fired for fired in desk.fired if fired.outcome == "escalated"]
+
+
+async def test_unanswered_steps_climb_the_whole_ladder_then_the_case_is_lost(desk: Desk) -> None:
+    case_id = await desk.receive(diagnosis(root_cause="poor_implementation", mrr_minor=HIGH_MRR, account_owner="olga"))
+    first = await desk.open_task(case_id)
+    desk.clock.current = first.due_at
+    await desk.complete(first.id, "no_answer")
+
+    assert await desk.wait(hours=23) == []  # 27 h in: the call escalates 24 h after it was due
+    fired = await desk.wait(hours=1)
+    assert [(f.outcome, f.rung) for f in fired] == [("escalated", "cs_manager")]
+    escalation = [t for t in await desk.tasks(case_id) if t.kind == "escalation"]
+    assert [(t.owner, t.action) for t in escalation] == [("maria", "call")]
+
+    await desk.run(hours=7 * 24)  # nobody answers anything
+    rungs = [e.detail["rung"] for e in await desk.history(case_id) if e.kind == "escalated"]
+    assert rungs == ["cs_manager", "vp_customer_success", "executive_outreach", "onsite_visit"]
+    owners = [(t.rung, t.owner) for t in await desk.tasks(case_id) if t.kind == "escalation"]
+    assert owners == [("cs_manager", "maria"), ("vp_customer_success", "victor"),
+                      ("executive_outreach", "eve"), ("onsite_visit", "victor")]
+    case = await desk.case(case_id)
+    assert case.sequence_exhausted and case.status == "open"  # the effective date is still ahead
+
+    await desk.run(hours=20 * 24, every_hours=6)
+    case = await desk.case(case_id)
+    assert case.status == "lost"
+    assert await desk.tasks(case_id, status="open") == []
+    closed = await desk.published("case.closed")
+    assert closed[-1]["outcome"] == "lost" and closed[-1]["revenue_lost"]["amount_minor"] == HIGH_MRR
+
+
+async def test_the_last_rungs_are_only_for_high_revenue(desk: Desk) -> None:
+    case_id = await desk.receive(diagnosis(root_cause="payment_failure", mrr_minor=9_900))
+    await desk.run(hours=10 * 24, every_hours=2)
+    history = await desk.history(case_id)
+    assert [e.detail["rung"] for e in history if e.kind == "escalated"] == ["cs_manager", "vp_customer_success"]
+    assert {(e.detail["rung"], e.detail["reason"]) for e in history if e.kind == "rung_skipped"} == {
+        ("executive_outreach", "below_revenue_threshold"), ("onsite_visit", "below_revenue_threshold")}
+
+
+async def test_interventions_tried_recently_are_skipped_not_repeated(desk: Desk) -> None:
+    account = "stripe:cus_tried"
+    earlier = await desk.receive(diagnosis(root_cause="rocky_onboarding", account_id=account))
+    training = next(t for t in await desk.tasks(earlier) if t.action == "training_session")
+    await desk.complete(training.id, "reached")
+    await desk.close(earlier, "lost")
+    desk.clock.advance(days=30)
+
+    later = await desk.receive(diagnosis(root_cause="rocky_onboarding", account_id=account, mrr_minor=HIGH_MRR,
+                                         tried=["executive_outreach"]))
+    assert [t.action for t in await desk.tasks(later)] == ["call", "offer"]  # no second training within 90 days
+    await desk.run(hours=10 * 24, every_hours=2)
+    history = await desk.history(later)
+    assert [e.detail["rung"] for e in history if e.kind == "escalated"] == [
+        "cs_manager", "vp_customer_success", "onsite_visit"]
+    assert ("executive_outreach", "tried_recently") in {
+        (e.detail["rung"], e.detail["reason"]) for e in history if e.kind == "rung_skipped"}
+    assert any(e.kind == "step_skipped" and e.detail["action"] == "training_session" for e in history)
+
+
+async def test_no_escalation_once_the_customer_is_saved(desk: Desk) -> None:
+    payload = diagnosis(root_cause="known_issue", mrr_minor=HIGH_MRR)
+    case_id = await desk.receive(payload)
+    first = await desk.open_task(case_id)
+    desk.clock.current = first.due_at
+    await desk.complete(first.id, "no_answer")
+    await desk.withdraw(withdrawal(payload))
+
+    await desk.run(hours=60 * 24, every_hours=12)
+    assert [f.outcome for f in desk.fired if f.outcome in ("escalated", "lost")] == []
+    assert await desk.tasks(case_id, status="open") == []
+    assert (await desk.case(case_id)).status == "saved"
+    cancelled = (await desk.tasks(case_id, status="cancelled"))[0]
+    with pytest.raises(TaskNotOpen, match="cancelled"):
+        await desk.complete(cancelled.id, "reached")
+
+
+async def test_a_withdrawal_before_the_diagnosis_opens_no_live_case(desk: Desk) -> None:
+    payload = diagnosis(root_cause="champion_left")
+    await desk.withdraw(withdrawal(payload))
+    case_id = await desk.receive(payload)
+
+    case = await desk.case(case_id)
+    assert case.status == "saved" and "before diagnosis" in case.closed_reason
+    assert await desk.tasks(case_id) == []
+    assert (await desk.published("case.closed"))[-1]["case_id"] == case_id
+    assert await desk.wait(days=60) == []
+
+
+async def test_move_on_is_one_closing_task_and_no_escalation(desk: Desk) -> None:
+    case_id = await desk.receive(diagnosis(root_cause="company_distress", decision="move_on", mrr_minor=HIGH_MRR))
+    [task] = await desk.tasks(case_id)
+    assert task.kind == "closing" and task.escalate_after_seconds is None
+
+    assert await desk.wait(days=60) == []
+    await desk.complete(task.id, "reached", note="exported their data")
+    case = await desk.case(case_id)
+    assert case.status == "moved_on"
+    closed = (await desk.published("case.closed"))[-1]
+    assert closed["outcome"] == "moved_on" and closed["revenue_lost"]["amount_minor"] == HIGH_MRR
+
+
+async def test_a_newer_diagnosis_switches_playbook_and_keeps_completed_work(desk: Desk) -> None:
+    first = diagnosis(root_cause="poor_implementation")
+    case_id = await desk.receive(first)
+    call = await desk.open_task(case_id)
+    await desk.complete(call.id, "reached")
+    desk.clock.advance(hours=2)
+
+    second = diagnosis(root_cause="champion_left", version=2, cancellation_id=first.cancellation_id,
+                       account_id=first.account_id)
+    await desk.receive(second)
+    stale = diagnosis(root_cause="wrong_fit", version=1, cancellation_id=first.cancellation_id,
+                      account_id=first.account_id)
+    await desk.receive(stale)
+
+    case = await desk.case(case_id)
+    assert (case.playbook, case.root_cause, case.diagnosis_version) == ("champion_left", "champion_left", 2)
+    tasks = await desk.tasks(case_id)
+    assert [(t.playbook, t.action, t.status) for t in tasks] == [
+        ("poor_implementation", "call", "done"),
+        ("poor_implementation", "implementation_help", "cancelled"),
+        ("poor_implementation", "offer", "cancelled"),
+        ("poor_implementation", "training_session", "cancelled"),
+        ("champion_left", "email", "open"),
+        ("champion_left", "call", "open"),
+        ("champion_left", "training_session", "open"),
+    ]
+    kinds = [e.kind for e in await desk.history(case_id)]
+    assert kinds.count("playbook_switched") == 1 and kinds.count("diagnosis_updated") == 1
+
+
+async def test_owners_rotate_in_turn_and_the_turn_survives_a_restart(database_url: str) -> None:
+    desk, engine = await open_desk(database_url)
+    owners = [(await desk.case(await desk.receive(diagnosis()))).owner for _ in range(2)]
+    await engine.dispose()
+    restarted, engine = await open_desk(database_url, wipe=False)
+    owners += [(await restarted.case(await restarted.receive(diagnosis()))).owner for _ in range(2)]
+    await engine.dispose()
+    assert owners == ["ana", "ben", "cleo", "ana"]

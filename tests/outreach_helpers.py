@@ -1,0 +1,176 @@
+"""A controllable clock, diagnosis builders and a harness driving outreach's use cases on a real database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.outreach.app import build_policy
+from services.outreach.cases import open_or_update_case
+from services.outreach.endings import close_case, withdraw
+from services.outreach.escalation import Fired, fire_due_timers
+from services.outreach.models import (
+    Case, CaseEvent, EarlyWithdrawal, Notification, RotationCursor, Task, Timer, outbox,
+)
+from services.outreach.policy import Policy
+from services.outreach.settings import OutreachSettings
+from services.outreach.tasks import complete_task
+from shared.db import make_engine, make_sessionmaker, transaction
+from shared.events import CancellationWithdrawn, DiagnosisCompleted, Money, Verdict
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that only moves when the test says so."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.current = start
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+
+def diagnosis(*, root_cause: str = "poor_implementation", decision: str = "pursue", version: int = 1,
+              cancellation_id: str | None = None, account_id: str | None = None, mrr_minor: int | None = 49_000,
+              effective_in: timedelta | None = timedelta(days=20), now: datetime = START, priority: int = 50,
+              account_owner: str | None = None, tried: list[str] | None = None) -> DiagnosisCompleted:
+    """A diagnosis.completed payload as the diagnosis service sends it."""
+    account_id = account_id or f"stripe:cus_{uuid.uuid4().hex[:12]}"
+    return DiagnosisCompleted(
+        diagnosis_id=str(uuid.uuid4()), diagnosis_version=version,
+        cancellation_id=cancellation_id or f"stripe:sub_{uuid.uuid4().hex[:12]}", account_id=account_id,
+        customer_id=account_id.split(":")[1], customer_name="Acme GmbH", account_owner=account_owner, source="stripe",
+        mrr=Money(amount_minor=mrr_minor, currency="usd") if mrr_minor is not None else None,
+        effective_at=now + effective_in if effective_in is not None else None, symptom="unused",
+        root_cause=root_cause, tried=tried or [], verdict=Verdict(decision=decision, priority=priority),
+        recommended_playbook=root_cause if decision == "pursue" else decision,
+    )
+
+
+def withdrawal(of: DiagnosisCompleted) -> CancellationWithdrawn:
+    return CancellationWithdrawn(
+        cancellation_id=of.cancellation_id, account_id=of.account_id, source="stripe",
+        source_event_id=f"evt_{uuid.uuid4().hex[:10]}", source_event_type="customer.subscription.updated",
+        customer_id=of.customer_id,
+    )
+
+
+OUTREACH_TABLES = (Notification, Timer, CaseEvent, Task, Case, EarlyWithdrawal, RotationCursor)
+
+
+async def wipe_outreach(engine: AsyncEngine) -> None:
+    """Timers fire across all cases, so each test starts with empty outreach tables."""
+    async with engine.begin() as connection:
+        for model in OUTREACH_TABLES:
+            await connection.execute(delete(model))
+        await connection.execute(delete(outbox))
+
+
+@dataclass
+class Desk:
+    """Drives outreach's use cases the way the consumers, the API and the scheduler do, one transaction each."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    clock: FakeClock
+    policy: Policy
+    fired: list[Fired] = field(default_factory=list)
+
+    async def receive(self, payload: DiagnosisCompleted) -> str:
+        async with transaction(self.sessions) as session:
+            return (await open_or_update_case(session, payload, policy=self.policy, clock=self.clock)).id
+
+    async def withdraw(self, payload: CancellationWithdrawn) -> None:
+        async with transaction(self.sessions) as session:
+            await withdraw(session, payload, clock=self.clock, policy=self.policy, correlation_id="test")
+
+    async def complete(self, task_id: str, result: str, note: str | None = None) -> Task:
+        async with transaction(self.sessions) as session:
+            return await complete_task(session, task_id, result=result, note=note, performed_by=None,
+                                       clock=self.clock, policy=self.policy)
+
+    async def close(self, case_id: str, outcome: str) -> None:
+        async with transaction(self.sessions) as session:
+            case = await session.get(Case, case_id)
+            await close_case(session, case, outcome=outcome, reason="by hand", clock=self.clock, policy=self.policy)
+
+    async def tick(self) -> list[Fired]:
+        """One scheduler pass: fire every due timer, one transaction each."""
+        fired: list[Fired] = []
+        while True:
+            async with transaction(self.sessions) as session:
+                one = await fire_due_timers(session, clock=self.clock, policy=self.policy)
+            if not one:
+                break
+            fired += one
+        self.fired.extend(fired)
+        return fired
+
+    async def wait(self, **delta: float) -> list[Fired]:
+        """Let time pass and run the scheduler once."""
+        self.clock.advance(**delta)
+        return await self.tick()
+
+    async def run(self, *, hours: float, every_hours: float = 1) -> list[Fired]:
+        """Let ``hours`` pass with the scheduler polling every ``every_hours``."""
+        fired: list[Fired] = []
+        for _ in range(int(hours / every_hours)):
+            fired += await self.wait(hours=every_hours)
+        return fired
+
+    async def case(self, case_id: str) -> Case:
+        async with self.sessions() as session:
+            return await session.get(Case, case_id)
+
+    async def tasks(self, case_id: str, *, status: str | None = None) -> list[Task]:
+        async with self.sessions() as session:
+            query = select(Task).where(Task.case_id == case_id).order_by(Task.position)
+            if status:
+                query = query.where(Task.status == status)
+            return list((await session.execute(query)).scalars())
+
+    async def open_task(self, case_id: str) -> Task:
+        """The first open task (by position)."""
+        return (await self.tasks(case_id, status="open"))[0]
+
+    async def history(self, case_id: str) -> list[CaseEvent]:
+        async with self.sessions() as session:
+            query = select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
+            return list((await session.execute(query)).scalars())
+
+    async def published(self, event_type: str) -> list[dict[str, Any]]:
+        async with self.sessions() as session:
+            rows = await session.execute(select(outbox.c.body).where(outbox.c.event_type == event_type)
+                                         .order_by(outbox.c.id))
+            return [json.loads(body)["data"] for (body,) in rows]
+
+    async def notifications(self) -> list[Notification]:
+        async with self.sessions() as session:
+            return list((await session.execute(select(Notification).order_by(Notification.created_at))).scalars())
+
+
+def outreach_settings(**overrides: Any) -> OutreachSettings:
+    values: dict[str, Any] = {"api_tokens": ["test-token-outreach"], "rotation_csm": ["ana", "ben", "cleo"],
+                              "rotation_cs_manager": ["maria"], "rotation_vp_customer_success": ["victor"],
+                              "rotation_executive_sponsor": ["eve"], "high_value_mrr_minor": 100_000}
+    values.update(overrides)
+    return OutreachSettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def open_desk(url: str, *, channels: tuple[str, ...] = (), clock: FakeClock | None = None, wipe: bool = True,
+                    **overrides: Any) -> tuple[Desk, AsyncEngine]:
+    engine = make_engine(url)
+    if wipe:
+        await wipe_outreach(engine)
+    policy = build_policy(outreach_settings(**overrides), channels)
+    return Desk(sessions=make_sessionmaker(engine), clock=clock or FakeClock(), policy=policy), engine

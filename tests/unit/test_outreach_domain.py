@@ -1,0 +1,81 @@
+"""Outreach's plain-Python domain: playbook files, the escalation ladder, rotation, webhook signatures."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from services.outreach.ladder import LADDER, next_rung
+from services.outreach.notify.webhook import sign
+from services.outreach.playbooks import PLAYBOOK_DIR, ROOT_CAUSES, PlaybookError, choose, load_playbooks
+from services.outreach.rotation import take_turn
+
+
+def test_every_root_cause_has_a_playbook_and_discover_and_move_on_exist() -> None:
+    playbooks = load_playbooks()
+    assert set(ROOT_CAUSES) | {"discover", "move_on"} == set(playbooks)
+    assert [step.action for step in playbooks["move_on"].steps] == ["closing"]
+    assert not playbooks["move_on"].escalates
+
+
+@pytest.mark.parametrize(("text", "complaint"), [
+    ("steps:\n  - action: fax\n    title: Send a fax\n", "steps.0.action"),
+    ("steps:\n  - action: offer\n    title: Offer something\n", "needs 'offer: <what>'"),
+    ("steps:\n  - action: call\n    title: Call\n    owner_role: intern\n", "steps.0.owner_role"),
+    ("steps:\n  - action: call\n    title: Call\n    due_after_hours: -1\n", "steps.0.due_after_hours"),
+    ("steps: []\n", "steps"),
+    ("name: other\nsteps:\n  - action: call\n    title: Call\n", "differs from the file name"),
+    ("steps: [unclosed\n", "cannot be read"),
+    ("steps:\n  - action: call\n    title: Call\n    escalate_afer_hours: 4\n", "escalate_afer_hours"),
+])
+def test_a_bad_playbook_file_is_refused_naming_file_and_field(tmp_path: Path, text: str, complaint: str) -> None:
+    shutil.copytree(PLAYBOOK_DIR, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "known_issue.yaml").write_text(text)
+    with pytest.raises(PlaybookError) as error:
+        load_playbooks(tmp_path)
+    assert "known_issue.yaml" in str(error.value) and complaint in str(error.value)
+
+
+def test_operators_can_drop_in_a_playbook_but_not_remove_discover(tmp_path: Path) -> None:
+    shutil.copytree(PLAYBOOK_DIR, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "budget_freeze.yaml").write_text("steps:\n  - action: email\n    title: Ask when budgets reopen\n")
+    playbooks = load_playbooks(tmp_path)
+    assert choose(playbooks, decision="pursue", recommended="budget_freeze", root_cause="x").name == "budget_freeze"
+    assert choose(playbooks, decision="pursue", recommended="nothing", root_cause="nothing").name == "discover"
+    assert choose(playbooks, decision="move_on", recommended="known_issue", root_cause="known_issue").name == "move_on"
+    (tmp_path / "discover.yaml").unlink()
+    with pytest.raises(PlaybookError, match="lacks discover.yaml"):
+        load_playbooks(tmp_path)
+
+
+def test_the_ladder_climbs_in_order_and_keeps_the_top_for_big_accounts() -> None:
+    rungs, level = [], 0
+    while (climb := next_rung(level=level, mrr_minor=500_000, high_value_threshold_minor=100_000, tried=set())).rung:
+        rungs.append(climb.rung.name)
+        level = climb.level
+    assert rungs == [rung.name for rung in LADDER]
+    small = next_rung(level=2, mrr_minor=99_999, high_value_threshold_minor=100_000, tried=set())
+    assert small.rung is None and [name for name, _ in small.skipped] == ["executive_outreach", "onsite_visit"]
+
+
+def test_the_ladder_skips_what_was_tried_but_calls_are_always_allowed() -> None:
+    climb = next_rung(level=2, mrr_minor=500_000, high_value_threshold_minor=0, tried={"executive_outreach"})
+    assert climb.rung is not None and climb.rung.name == "onsite_visit" and climb.level == 4
+    assert next_rung(level=0, mrr_minor=0, high_value_threshold_minor=0, tried={"call"}).rung.name == "cs_manager"
+
+
+def test_rotation_takes_turns_and_wraps() -> None:
+    people, cursor, turns = ["ana", "ben", "cleo"], 0, []
+    for _ in range(4):
+        person, cursor = take_turn(people, cursor)
+        turns.append(person)
+    assert turns == ["ana", "ben", "cleo", "ana"]
+    assert take_turn(["ana"], 7) == ("ana", 0)  # a shorter list after a config change still works
+
+
+def test_webhook_signature_matches_the_standard_webhooks_reference_vector() -> None:
+    signature = sign(secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", message_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
+                     timestamp=1614265330, body=b'{"test": 2432232314}')
+    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
