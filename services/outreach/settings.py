@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 
 from services.outreach.playbooks import PLAYBOOK_DIR
-from shared.settings import BrinkSettings, CommaList, split_commas
+from shared.settings import BrinkSettings, CommaList, refuse_placeholders, split_commas
 
 
 class OutreachSettings(BrinkSettings):
@@ -36,6 +36,14 @@ class OutreachSettings(BrinkSettings):
 
     _split_rotation = field_validator("rotation_csm", "rotation_cs_manager", "rotation_vp_customer_success",
                                       "rotation_executive_sponsor", mode="before")(split_commas)
+
+    @model_validator(mode="after")
+    def _webhook_needs_a_secret(self) -> OutreachSettings:
+        if self.outbound_webhook_url is not None:
+            if self.outbound_webhook_secret is None:
+                raise ValueError("BRINK_OUTBOUND_WEBHOOK_URL needs BRINK_OUTBOUND_WEBHOOK_SECRET to sign with")
+            refuse_placeholders([self.outbound_webhook_secret], "BRINK_OUTBOUND_WEBHOOK_SECRET")
+        return self
 
     def rotation(self, role: str) -> list[str]:
         """The people who take turns for a role."""

@@ -79,3 +79,24 @@ def test_webhook_signature_matches_the_standard_webhooks_reference_vector() -> N
     signature = sign(secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", message_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
                      timestamp=1614265330, body=b'{"test": 2432232314}')
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+@pytest.mark.parametrize("module", ["playbooks", "ladder", "rotation", "clock", "policy"])
+def test_domain_modules_import_no_framework(module: str) -> None:
+    import ast
+
+    tree = ast.parse((PLAYBOOK_DIR.parent / f"{module}.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"fastapi", "sqlalchemy", "aio_pika", "httpx"}
+
+
+def test_an_outbound_webhook_without_a_secret_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from services.outreach.settings import OutreachSettings
+    from shared.settings import describe_error
+
+    with pytest.raises(ValidationError) as error:
+        OutreachSettings(_env_file=None, api_tokens=["t0ken-for-test"], outbound_webhook_url="https://crm.example/hook")
+    assert "needs BRINK_OUTBOUND_WEBHOOK_SECRET" in describe_error(error.value, OutreachSettings)
