@@ -1,0 +1,120 @@
+"""The flow page's numbers: queue depths (with retry and dead queues), dead letters and outbox backlogs."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.db import transaction, utcnow
+from shared.logs import get_logger
+from shared.messaging import UNROUTED_QUEUE, QueueSpec
+from shared.outbox import outbox_backlog
+from shared.runtime import Runtime
+
+log = get_logger("outreach.desk.flow")
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    name: str
+    kind: str  # main, retry, dead or unrouted
+    ready: int | None
+    consumers: int | None
+
+    @property
+    def attention(self) -> bool:
+        """Dead letters, unroutable events or a queue nobody consumes deserve a look."""
+        if self.ready is None:
+            return True
+        return bool(self.ready) and self.kind in ("dead", "unrouted") or (self.kind == "main" and self.consumers == 0)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    service: str
+    count: int | None
+    oldest_age_seconds: float | None
+    problem: str | None = None
+
+
+@dataclass
+class Flow:
+    queues: list[QueueDepth] = field(default_factory=list)
+    backlogs: list[Backlog] = field(default_factory=list)
+    broker_problem: str | None = None
+    at: datetime = field(default_factory=utcnow)
+
+    @property
+    def dead_letters(self) -> int:
+        return sum(queue.ready or 0 for queue in self.queues if queue.kind == "dead")
+
+
+def queue_names(queues: list[str], retry_delays: list[float]) -> list[tuple[str, str]]:
+    """Every queue the topology declares for ``queues``: main, retries, dead; then the unrouted queue."""
+    names: list[tuple[str, str]] = []
+    for name in queues:
+        spec = QueueSpec(name=name, routing_keys=(), retry_delays=tuple(retry_delays))
+        names.append((name, "main"))
+        names.extend((spec.retry_queue(attempt), "retry") for attempt in range(len(retry_delays)))
+        names.append((spec.dead_queue, "dead"))
+    names.append((UNROUTED_QUEUE, "unrouted"))
+    return names
+
+
+async def _depths(runtime: Runtime, names: list[str]) -> dict[str, tuple[int, int] | None]:
+    """Depths of all queues; one missing queue (not declared yet) only blanks its own row."""
+    try:
+        return dict(await runtime.broker.queue_depths(names))
+    except Exception:  # a missing queue closes the channel: ask one by one
+        depths: dict[str, tuple[int, int] | None] = {}
+        for name in names:
+            try:
+                depths.update(await runtime.broker.queue_depths([name]))
+            except Exception:  # noqa: BLE001 - shown as "not declared"
+                depths[name] = None
+        return depths
+
+
+async def _remote_backlog(client: httpx.AsyncClient, service: str, base_url: str) -> Backlog:
+    """Another service's outbox from its own ``/metrics``; ``/readyz`` first, since it refreshes those gauges."""
+    try:
+        await client.get(f"{base_url}/readyz")
+        text = (await client.get(f"{base_url}/metrics")).raise_for_status().text
+    except httpx.HTTPError as error:
+        return Backlog(service=service, count=None, oldest_age_seconds=None,
+                       problem=f"unreachable ({error.__class__.__name__})")
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in ("brink_outbox_backlog", "brink_outbox_oldest_age_seconds"):
+                values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    if "brink_outbox_backlog" not in values:
+        return Backlog(service=service, count=None, oldest_age_seconds=None, problem="reports no outbox")
+    return Backlog(service=service, count=int(values["brink_outbox_backlog"]),
+                   oldest_age_seconds=values.get("brink_outbox_oldest_age_seconds"))
+
+
+async def read_flow(runtime: Runtime, *, queues: list[str], services: dict[str, str],
+                    client: httpx.AsyncClient) -> Flow:
+    """The whole picture, each part failing on its own rather than blanking the page."""
+    flow = Flow()
+    names = queue_names(queues, runtime.settings.retry_delays)
+    if runtime.broker.is_connected:
+        depths = await _depths(runtime, [name for name, _ in names])
+        for name, kind in names:
+            depth = depths.get(name)
+            flow.queues.append(QueueDepth(name=name, kind=kind, ready=depth[0] if depth else None,
+                                          consumers=depth[1] if depth else None))
+    else:
+        flow.broker_problem = f"not connected to RabbitMQ at {runtime.broker.where}"
+    async with transaction(runtime.sessions) as session:
+        count, oldest = await outbox_backlog(session, runtime.outbox)
+    flow.backlogs.append(Backlog(service="outreach", count=count,
+                                 oldest_age_seconds=(flow.at - oldest).total_seconds() if oldest else None))
+    flow.backlogs.extend(await asyncio.gather(*(
+        _remote_backlog(client, service, url) for service, url in services.items() if service != "outreach")))
+    return flow
