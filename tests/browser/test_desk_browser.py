@@ -4,6 +4,7 @@ every page lands in test-artifacts/desk/."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,8 +28,23 @@ from tests.desk_helpers import case_id_of, rich_diagnosis
 LAPTOP = {"width": 1366, "height": 768}
 
 
+class MovableClock:
+    """The wall clock, moved forward when the test wants tasks to fall overdue."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
 @pytest.fixture
-def brink_urls(postgres_url: str, amqp_url: str) -> Iterator[dict[str, str]]:
+def clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture
+def brink_urls(postgres_url: str, amqp_url: str, clock: MovableClock) -> Iterator[dict[str, str]]:
     """Intake and outreach served over real HTTP, on PostgreSQL and RabbitMQ; the desk asks intake for its outbox."""
     with ExitStack() as stack:
         intake = stack.enter_context(serve(build_intake(settings_for(
@@ -36,7 +52,7 @@ def brink_urls(postgres_url: str, amqp_url: str) -> Iterator[dict[str, str]]:
         desk_settings = DeskSettings(_env_file=None, service_urls=[f"intake={intake}"], refresh_seconds=2)
         outreach = stack.enter_context(serve(build_outreach(settings_for(
             OutreachSettings, database_url=postgres_url, amqp_url=amqp_url, scheduler_poll_seconds=0.2),
-            desk_settings=desk_settings)))
+            clock=clock, desk_settings=desk_settings)))
         yield {"intake": intake, "outreach": outreach}
 
 
@@ -58,6 +74,10 @@ async def seed(broker: Broker, outreach: str) -> dict[str, str]:
                                 mrr_minor=30_000),
         "lost": rich_diagnosis(customer=f"Gamma AB {run}", root_cause="rocky_onboarding", owner="pete", priority=40,
                                mrr_minor=15_000),
+        "other": rich_diagnosis(customer=f"Delta Oy {run}", root_cause="champion_left", owner="pete", priority=65,
+                                mrr_minor=80_000, days_left=9),
+        "small": rich_diagnosis(customer=f"Epsilon SRL {run}", root_cause="payment_failure", owner="rui", priority=25,
+                                mrr_minor=4_900, days_left=3),
     }
     for payload in seeds.values():
         await broker.publish(Envelope.wrap(payload, correlation_id=f"desk-{run}", source="test"))
@@ -79,9 +99,13 @@ async def shot(page: Any, artifacts: Path, name: str) -> None:
 
 
 async def test_sign_in_work_a_case_and_see_every_page(browser: Any, brink_urls: dict[str, str], broker: Broker,
-                                                      artifacts: Path) -> None:
+                                                      artifacts: Path, clock: MovableClock) -> None:
     outreach = brink_urls["outreach"]
     seeded = await seed(broker, outreach)
+    clock.offset = timedelta(hours=4)  # the first calls were due within 3 hours: now they are overdue
+    # A poison message: diagnosis.completed without its fields is retried, then dead-lettered.
+    await broker.publish(Envelope(type="diagnosis.completed", data={"nonsense": True}, correlation_id="poison",
+                                  source="test"))
     context = await browser.new_context(viewport=LAPTOP, base_url=outreach)
     page = await context.new_page()
 
@@ -103,11 +127,16 @@ async def test_sign_in_work_a_case_and_see_every_page(browser: Any, brink_urls: 
     assert cookies["brink_desk"]["httpOnly"] and cookies["brink_desk"]["secure"]
     assert cookies["brink_desk"]["sameSite"] == "Lax"
     assert await page.get_by_text("Signed in as Dana").is_visible()
+    names = await page.locator("table.queue tbody th").all_inner_texts()
+    order = [next(i for i, text in enumerate(names) if key in text) for key in ("Acme", "Delta", "Epsilon")]
+    assert order == sorted(order)  # priority 80, 65, 25
+    overdue = page.locator("table.queue tbody tr", has_text="Acme").locator(".flag-overdue")
+    assert (await overdue.inner_text()).strip().startswith("⚠ Overdue")
+    await shot(page, artifacts, "queue")
     await page.keyboard.press("Tab")  # keyboard users first meet the skip link
     assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
     await page.keyboard.press("Enter")
     assert await page.evaluate("document.activeElement.id") == "main"
-    await shot(page, artifacts, "queue")
     await page.get_by_label("Owner").select_option("olga")
     await page.get_by_role("button", name="Filter").click()
     rows = page.locator("table.queue tbody tr")
@@ -120,7 +149,7 @@ async def test_sign_in_work_a_case_and_see_every_page(browser: Any, brink_urls: 
     assert await page.locator("meter").count() == 2
     assert await page.get_by_text("Is the person who bought Brink still with the company?").is_visible()
     first = page.locator("ol.timeline > li").first
-    assert "Due" in await first.locator(".badge").inner_text()
+    assert "Overdue" in await first.locator(".badge").inner_text()
     await shot(page, artifacts, "case")
     await first.get_by_label("reached").check()
     await first.get_by_label("Note").fill("Training booked for Thursday")
@@ -131,7 +160,7 @@ async def test_sign_in_work_a_case_and_see_every_page(browser: Any, brink_urls: 
     assert "Training booked for Thursday" in await first.inner_text()
     assert "by Dana" in await first.inner_text()
     assert await page.get_by_role("status").filter(has_text="Task recorded").is_visible()
-    history = await page.locator("ol.history").inner_text()
+    history = await page.locator("ul.history").inner_text()
     assert "task completed by Dana" in history
     await shot(page, artifacts, "case-after")
 
@@ -146,8 +175,10 @@ async def test_sign_in_work_a_case_and_see_every_page(browser: Any, brink_urls: 
     await page.get_by_role("link", name="Flow").click()
     await page.wait_for_url("**/desk/flow")
     table = await page.locator("table.flow").inner_text()
-    for name in ("outreach.diagnoses", "outreach.diagnoses.dead", "outreach.diagnoses.retry.0.2s", "brink.unrouted"):
+    for name in ("outreach.diagnoses", "outreach.withdrawals", "diagnosis.cancellations"):
         assert name in table
+    assert "not declared yet" in await page.locator("tr", has_text="diagnosis.cancellations").inner_text()
+    await expect(page.locator("tr", has_text="outreach.diagnoses")).to_contain_text("1 dead letter", timeout=15_000)
     facts = await page.locator("#flow-panel .facts").inner_text()
     assert "outreach outbox" in facts and "intake outbox" in facts and "unreachable" not in facts
     before = await page.locator("#flow-at time").get_attribute("datetime")

@@ -20,17 +20,28 @@ log = get_logger("outreach.desk.flow")
 
 @dataclass(frozen=True)
 class QueueDepth:
+    """A consumer queue with its delayed-retry queues and its dead queue (None: not declared yet)."""
+
     name: str
-    kind: str  # main, retry, dead or unrouted
     ready: int | None
     consumers: int | None
+    retrying: int | None
+    dead: int | None
 
     @property
-    def attention(self) -> bool:
-        """Dead letters, unroutable events or a queue nobody consumes deserve a look."""
-        if self.ready is None:
-            return True
-        return bool(self.ready) and self.kind in ("dead", "unrouted") or (self.kind == "main" and self.consumers == 0)
+    def declared(self) -> bool:
+        return self.ready is not None
+
+    @property
+    def problem(self) -> str | None:
+        """What deserves a look: dead letters, or nobody consuming."""
+        if not self.declared:
+            return "not declared yet (its service has not started)"
+        if self.dead:
+            return f"{self.dead} dead letter{'s' if self.dead != 1 else ''}"
+        if self.consumers == 0:
+            return "no consumer"
+        return None
 
 
 @dataclass(frozen=True)
@@ -44,25 +55,20 @@ class Backlog:
 @dataclass
 class Flow:
     queues: list[QueueDepth] = field(default_factory=list)
+    unrouted: int | None = None
     backlogs: list[Backlog] = field(default_factory=list)
     broker_problem: str | None = None
     at: datetime = field(default_factory=utcnow)
 
     @property
     def dead_letters(self) -> int:
-        return sum(queue.ready or 0 for queue in self.queues if queue.kind == "dead")
+        return sum(queue.dead or 0 for queue in self.queues)
 
 
-def queue_names(queues: list[str], retry_delays: list[float]) -> list[tuple[str, str]]:
-    """Every queue the topology declares for ``queues``: main, retries, dead; then the unrouted queue."""
-    names: list[tuple[str, str]] = []
-    for name in queues:
-        spec = QueueSpec(name=name, routing_keys=(), retry_delays=tuple(retry_delays))
-        names.append((name, "main"))
-        names.extend((spec.retry_queue(attempt), "retry") for attempt in range(len(retry_delays)))
-        names.append((spec.dead_queue, "dead"))
-    names.append((UNROUTED_QUEUE, "unrouted"))
-    return names
+def queue_names(queue: str, retry_delays: list[float]) -> tuple[list[str], str]:
+    """The retry queues and the dead queue the topology declares for a consumer queue."""
+    spec = QueueSpec(name=queue, routing_keys=(), retry_delays=tuple(retry_delays))
+    return [spec.retry_queue(attempt) for attempt in range(len(retry_delays))], spec.dead_queue
 
 
 async def _depths(runtime: Runtime, names: list[str]) -> dict[str, tuple[int, int] | None]:
@@ -102,13 +108,20 @@ async def read_flow(runtime: Runtime, *, queues: list[str], services: dict[str, 
                     client: httpx.AsyncClient) -> Flow:
     """The whole picture, each part failing on its own rather than blanking the page."""
     flow = Flow()
-    names = queue_names(queues, runtime.settings.retry_delays)
     if runtime.broker.is_connected:
-        depths = await _depths(runtime, [name for name, _ in names])
-        for name, kind in names:
-            depth = depths.get(name)
-            flow.queues.append(QueueDepth(name=name, kind=kind, ready=depth[0] if depth else None,
-                                          consumers=depth[1] if depth else None))
+        groups = {queue: queue_names(queue, runtime.settings.retry_delays) for queue in queues}
+        every = [UNROUTED_QUEUE] + [name for queue, (retries, dead) in groups.items() for name in (queue, *retries, dead)]
+        depths = await _depths(runtime, every)
+
+        def ready(name: str) -> int | None:
+            return depths[name][0] if depths.get(name) else None
+
+        for queue, (retries, dead) in groups.items():
+            retrying = [ready(name) for name in retries]
+            flow.queues.append(QueueDepth(
+                name=queue, ready=ready(queue), consumers=depths[queue][1] if depths.get(queue) else None,
+                retrying=None if None in retrying else sum(retrying), dead=ready(dead)))
+        flow.unrouted = ready(UNROUTED_QUEUE)
     else:
         flow.broker_problem = f"not connected to RabbitMQ at {runtime.broker.where}"
     async with transaction(runtime.sessions) as session:
