@@ -131,7 +131,7 @@ async def test_sign_in_work_a_case_and_see_every_page(browser: Any, brink_urls: 
     order = [next(i for i, text in enumerate(names) if key in text) for key in ("Acme", "Delta", "Epsilon")]
     assert order == sorted(order)  # priority 80, 65, 25
     overdue = page.locator("table.queue tbody tr", has_text="Acme").locator(".flag-overdue")
-    assert (await overdue.inner_text()).strip().startswith("⚠ Overdue")
+    assert (await overdue.inner_text()).strip().startswith("⚠ Overdue by")
     await shot(page, artifacts, "queue")
     await page.keyboard.press("Tab")  # keyboard users first meet the skip link
     assert await page.evaluate("document.activeElement.textContent") == "Skip to content"

@@ -103,6 +103,7 @@ def sign_in_redirect(request: Request) -> RedirectResponse:
 
 def safe_next(target: str | None) -> str:
     """Only desk pages on this site are followed after sign-in."""
-    if target and target.startswith("/desk") and not target.startswith("//") and "\\" not in target:
+    if target and (target == "/desk" or target.startswith(("/desk/", "/desk?"))) and ".." not in target \
+            and "\\" not in target:
         return target
     return "/desk"
