@@ -44,7 +44,7 @@ class FakeClock:
 def diagnosis(*, root_cause: str = "poor_implementation", decision: str = "pursue", version: int = 1,
               cancellation_id: str | None = None, account_id: str | None = None, mrr_minor: int | None = 49_000,
               effective_in: timedelta | None = timedelta(days=20), now: datetime = START, priority: int = 50,
-              account_owner: str | None = None, tried: list[str] | None = None) -> DiagnosisCompleted:
+              account_owner: str | None = None, avoid: list[str] | None = None) -> DiagnosisCompleted:
     """A diagnosis.completed payload as the diagnosis service sends it."""
     account_id = account_id or f"stripe:cus_{uuid.uuid4().hex[:12]}"
     return DiagnosisCompleted(
@@ -53,7 +53,7 @@ def diagnosis(*, root_cause: str = "poor_implementation", decision: str = "pursu
         customer_id=account_id.split(":")[1], customer_name="Acme GmbH", account_owner=account_owner, source="stripe",
         mrr=Money(amount_minor=mrr_minor, currency="usd") if mrr_minor is not None else None,
         effective_at=now + effective_in if effective_in is not None else None, symptom="unused",
-        root_cause=root_cause, tried=tried or [], verdict=Verdict(decision=decision, priority=priority),
+        root_cause=root_cause, avoid=avoid or [], verdict=Verdict(decision=decision, priority=priority),
         recommended_playbook=root_cause if decision == "pursue" else decision,
     )
 

@@ -95,7 +95,7 @@ def build_app(settings: OutreachSettings, *, clock: Clock | None = None,
         lifespan=runtime.lifespan,
         api_routers=[api.router],
         api_tokens=settings.api_tokens,
-        readiness=runtime.readiness(),
+        readiness={**runtime.readiness(), "timers": scheduler.check_timers},
     )
     app.state.runtime = runtime
     app.state.settings = settings

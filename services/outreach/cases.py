@@ -75,7 +75,7 @@ async def _open(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy:
     case.owner = diagnosis.account_owner or await owner_for(session, role="csm", case_owner=None,
                                                             rotations=policy.rotations)
     tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
-                                 extra=list(diagnosis.tried))
+                                 extra=list(diagnosis.avoid))
     await add_playbook_steps(session, case, playbook, now=now, policy=policy, tried=tried, done_here=set())
     if playbook.escalates:
         # The effective date passing with the sequence exhausted means the customer is lost.
@@ -108,7 +108,7 @@ async def _update(session: AsyncSession, case: Case, diagnosis: DiagnosisComplet
         select(Task.action, Task.offer).where(Task.case_id == case.id, Task.status == "done")
     )).all()
     tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
-                                 extra=list(diagnosis.tried))
+                                 extra=list(diagnosis.avoid))
     await lock_rotations(session, roles={step.owner_role for step in playbook.steps})
     record(session, case, "playbook_switched", at=now, before=case.playbook, after=playbook.name,
            tasks_cancelled=cancelled)

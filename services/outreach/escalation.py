@@ -95,7 +95,7 @@ async def escalate(session: AsyncSession, case: Case, task: Task, *, clock: Cloc
     """Climb one rung for an unanswered task, skipping rungs tried recently or below the revenue threshold."""
     now = clock.now()
     tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
-                                 extra=list(case.diagnosis.get("tried") or []))
+                                 extra=list(case.diagnosis.get("avoid") or []))
     climb = next_rung(level=case.escalation_level, mrr_minor=case.mrr_minor,
                       high_value_threshold_minor=policy.high_value_mrr_minor, tried=tried, ladder=policy.ladder)
     for name, reason in climb.skipped:

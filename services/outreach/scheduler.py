@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,9 +18,11 @@ from services.outreach.policy import Policy
 from shared import metrics
 from shared.db import transaction
 from shared.logs import get_logger
+from shared.runtime import StuckWork
 
 log = get_logger("outreach.scheduler")
 MAX_BACKOFF_SECONDS = 60.0
+LATE_TIMER_GRACE_SECONDS = 120.0
 
 
 class Scheduler:
@@ -66,6 +68,19 @@ class Scheduler:
         for status in CASE_STATUSES:
             metrics.CASES.labels(status).set(counts.get(status, 0))
         metrics.TASKS_OVERDUE.set(overdue)
+
+    async def check_timers(self) -> None:
+        """Readiness: fails when a timer is late by far more than the poll interval (no scheduler running)."""
+        now = self.clock.now()
+        async with transaction(self.sessions) as session:
+            oldest = await service.oldest_late_timer(session, now=now)
+        if isinstance(oldest, str):  # SQLite aggregates lose the column type
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        late = (now - oldest).total_seconds() if oldest else 0.0
+        if late > LATE_TIMER_GRACE_SECONDS + 10 * self.poll_seconds:
+            raise StuckWork(f"an escalation timer is {timedelta(seconds=int(late))} late: is the scheduler running?")
 
     async def run_timers(self) -> None:
         """Forever: fire due timers and refresh the gauges; a failing pass is logged and retried later."""

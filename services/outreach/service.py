@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from services.outreach.models import Case, Task
+from services.outreach.models import Case, Task, Timer
 
 
 async def list_cases(session: AsyncSession, *, status: str | None, limit: int, offset: int,
@@ -43,3 +43,9 @@ async def count_overdue(session: AsyncSession, *, now: datetime) -> int:
     """Open tasks past their due time."""
     return await session.scalar(select(func.count()).select_from(Task).where(
         Task.status == "open", Task.due_at < now)) or 0
+
+
+async def oldest_late_timer(session: AsyncSession, *, now: datetime) -> datetime | None:
+    """Due time of the oldest timer that should have fired by ``now`` and has not."""
+    return await session.scalar(select(func.min(Timer.due_at)).where(
+        Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now))

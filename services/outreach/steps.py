@@ -17,7 +17,7 @@ from services.outreach.policy import Policy
 
 
 async def recently_tried(session: AsyncSession, *, account_id: str, since: datetime, extra: list[str]) -> set[str]:
-    """Interventions done for the account since ``since`` (any case), plus those the diagnosis says were tried."""
+    """Interventions done for the account since ``since`` (any case), plus those the diagnosis says to avoid."""
     rows = await session.execute(
         select(Task.action, Task.offer).join(Case, Case.id == Task.case_id)
         .where(Case.account_id == account_id, Task.status == "done", Task.completed_at >= since)

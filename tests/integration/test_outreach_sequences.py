@@ -100,7 +100,7 @@ async def test_interventions_tried_recently_are_skipped_not_repeated(desk: Desk)
     desk.clock.advance(days=30)
 
     later = await desk.receive(diagnosis(root_cause="rocky_onboarding", account_id=account, mrr_minor=HIGH_MRR,
-                                         tried=["executive_outreach"]))
+                                         avoid=["executive_outreach"]))  # failed before, says diagnosis
     assert [t.action for t in await desk.tasks(later)] == ["call", "offer"]  # no second training within 90 days
     await desk.run(hours=10 * 24, every_hours=2)
     history = await desk.history(later)
@@ -191,3 +191,38 @@ async def test_owners_rotate_in_turn_and_the_turn_survives_a_restart(database_ur
     owners += [(await restarted.case(await restarted.receive(diagnosis()))).owner for _ in range(2)]
     await engine.dispose()
     assert owners == ["ana", "ben", "cleo", "ana"]
+
+
+async def test_tasks_filter_by_owner_due_time_and_overdue(desk: Desk) -> None:
+    from services.outreach.tasks import list_tasks
+
+    case_id = await desk.receive(diagnosis(root_cause="known_issue", account_owner="olga"))
+    desk.clock.advance(hours=3)  # the call was due after 2 h; the rest later
+    async with desk.sessions() as session:
+        overdue = await list_tasks(session, now=desk.clock.now(), overdue=True, case_id=case_id)
+        olga = await list_tasks(session, now=desk.clock.now(), owner="olga", case_id=case_id)
+        later = await list_tasks(session, now=desk.clock.now(), due_after=desk.clock.now(), case_id=case_id)
+    assert [task.action for task in overdue] == ["call"]
+    assert [task.action for task in olga] == ["call", "implementation_help"]
+    assert [task.action for task in later] == ["implementation_help", "email"]
+
+
+async def test_readiness_reports_timers_nobody_fires(database_url: str) -> None:
+    from datetime import timedelta
+
+    from services.outreach.scheduler import Scheduler
+    from shared.runtime import StuckWork
+
+    desk, engine = await open_desk(database_url)
+    scheduler = Scheduler(sessions=desk.sessions, policy=desk.policy, clock=desk.clock, notifiers={},
+                          poll_seconds=1, notify_rounds=1, notify_backoff=timedelta(seconds=1))
+    try:
+        await desk.receive(diagnosis(root_cause="known_issue"))
+        await scheduler.check_timers()
+        desk.clock.advance(hours=20)  # the call's escalation was due at 14 h
+        with pytest.raises(StuckWork, match="late"):
+            await scheduler.check_timers()
+        await scheduler.fire_timers()
+        await scheduler.check_timers()
+    finally:
+        await engine.dispose()
