@@ -10,7 +10,8 @@ import httpx
 
 from shared.events import DiagnosisCompleted, Envelope, Evidence, Hypothesis, Unknown
 from tests.conftest import TOKEN, eventually
-from tests.outreach_helpers import diagnosis
+from shared.db import make_engine
+from tests.outreach_helpers import diagnosis, wipe_outreach
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -33,6 +34,15 @@ def rich_diagnosis(*, customer: str, root_cause: str, owner: str | None, priorit
                              questions=["Is the person who bought Brink still with the company?"])],
         "tried": ["discount"],
     })
+
+
+async def wipe(database_url: str) -> None:
+    """The desk shows every case in the database: start each test from none (the database is per run)."""
+    engine = make_engine(database_url)
+    try:
+        await wipe_outreach(engine)
+    finally:
+        await engine.dispose()
 
 
 async def publish(runtime: Any, payload: DiagnosisCompleted) -> None:

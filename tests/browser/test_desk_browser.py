@@ -23,7 +23,7 @@ from shared.events import CancellationWithdrawn, Envelope
 from shared.messaging import Broker
 from tests.browser.conftest import serve
 from tests.conftest import TOKEN, settings_for
-from tests.desk_helpers import case_id_of, rich_diagnosis
+from tests.desk_helpers import case_id_of, rich_diagnosis, wipe
 
 LAPTOP = {"width": 1366, "height": 768}
 
@@ -44,7 +44,12 @@ def clock() -> MovableClock:
 
 
 @pytest.fixture
-def brink_urls(postgres_url: str, amqp_url: str, clock: MovableClock) -> Iterator[dict[str, str]]:
+async def empty_outreach(postgres_url: str) -> None:
+    await wipe(postgres_url)
+
+
+@pytest.fixture
+def brink_urls(postgres_url: str, amqp_url: str, clock: MovableClock, empty_outreach: None) -> Iterator[dict[str, str]]:
     """Intake and outreach served over real HTTP, on PostgreSQL and RabbitMQ; the desk asks intake for its outbox."""
     with ExitStack() as stack:
         intake = stack.enter_context(serve(build_intake(settings_for(
@@ -177,7 +182,9 @@ async def test_sign_in_work_a_case_and_see_every_page(browser: Any, brink_urls: 
     table = await page.locator("table.flow").inner_text()
     for name in ("outreach.diagnoses", "outreach.withdrawals", "diagnosis.cancellations"):
         assert name in table
-    assert "not declared yet" in await page.locator("tr", has_text="diagnosis.cancellations").inner_text()
+    # Diagnosis is not running here: its queue is flagged (never declared, or declared by an earlier test and idle).
+    idle = await page.locator("tr", has_text="diagnosis.cancellations").inner_text()
+    assert "not declared yet" in idle or "no consumer" in idle
     await expect(page.locator("tr", has_text="outreach.diagnoses")).to_contain_text("1 dead letter", timeout=15_000)
     facts = await page.locator("#flow-panel .facts").inner_text()
     assert "outreach outbox" in facts and "intake outbox" in facts and "unreachable" not in facts

@@ -11,11 +11,12 @@ from sqlalchemy import select
 
 from services.outreach.models import Task, outbox
 from tests.conftest import TOKEN, Brink, eventually, start_brink
-from tests.desk_helpers import case_id_of, publish, rich_diagnosis, sign_in
+from tests.desk_helpers import case_id_of, publish, rich_diagnosis, sign_in, wipe
 
 
 @pytest.fixture
 async def brink(database_url: str, amqp_url: str) -> AsyncIterator[Brink]:
+    await wipe(database_url)
     async with AsyncExitStack() as stack:
         yield await start_brink(stack, database_url=database_url, amqp_url=amqp_url, scheduler_poll_seconds=0.2)
 
