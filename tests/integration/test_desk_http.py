@@ -117,3 +117,23 @@ async def test_the_queue_is_in_priority_order_and_filters_by_owner_root_cause_an
     assert customers((await desk.get("/desk", params={"owner": "pete", "root_cause": "rocky_onboarding"})).text) == ["Mid SA"]
     assert customers((await desk.get("/desk", params={"status": "saved"})).text) == []
     assert "No cases match" in (await desk.get("/desk", params={"status": "lost"})).text
+
+
+async def test_results_draw_the_report_and_flow_shows_queues_and_the_outbox(brink: Brink, desk: httpx.AsyncClient) -> None:
+    runtime = brink.apps["outreach"].state.runtime
+    payload = rich_diagnosis(customer="Saved Co", root_cause="known_issue", owner="pete", priority=50,
+                             mrr_minor=30_000)
+    await publish(runtime, payload)
+    case_id = await case_id_of(brink.outreach, payload.account_id)
+    closed = await brink.outreach.post(f"/v1/cases/{case_id}/outcome", headers=brink.auth, json={"outcome": "saved"})
+    assert closed.status_code == 200
+    await sign_in(desk)
+
+    results = (await desk.get("/desk/results")).text
+    assert results.count("<svg") == 4 and "100%" in results and "300.00 USD" in results
+
+    panel = await desk.get("/desk/flow/panel")
+    assert panel.status_code == 200 and "Content-Security-Policy" in panel.headers
+    rows = {row.split("</code>")[0]: row for row in panel.text.split("<code>")[1:]}
+    assert '<td class="num">1</td>' in rows["outreach.diagnoses"]  # ready 0, one consumer
+    assert "outreach outbox" in panel.text and "intake outbox" in panel.text
