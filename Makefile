@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit lint migrate clean eval browser
+.PHONY: install run test unit lint migrate clean eval deploy-check browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ migrate: $(STAMP) .env
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# promtool (Debian package 'prometheus'), check-jsonschema, kubernetes-validate and hadolint on deploy/.
+# Also part of 'make test', which runs every test under tests/ including tests/deploy.
+deploy-check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/deploy
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -1,4 +1,4 @@
-"""The ``brink`` command: run everything, migrate, send a signed test webhook."""
+"""The ``brink`` command: run everything, migrate, send a signed test webhook, handle dead letters."""
 
 from __future__ import annotations
 
@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--feedback", default="too_expensive", help="Stripe cancellation feedback code")
     send.add_argument("--comment", default="Nobody on the team really used it after the first month.")
     send.set_defaults(func=cmd_send_test_webhook)
+    from shared.dlq_cli import add_dlq_commands
+
+    add_dlq_commands(commands, _setting)
     return parser
 
 

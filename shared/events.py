@@ -157,6 +157,7 @@ class InterventionLogged(Payload):
     note: str | None = None
     performed_by: str | None = None
     performed_at: datetime
+    playbook: str | None = Field(default=None, description="the playbook the step belongs to (its root cause)")
 
 
 class CaseClosed(Payload):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from shared.messaging import Broker
 
 HTTP_REQUESTS = Counter("brink_http_requests_total", "HTTP requests handled", ["service", "route", "method", "status"])
 HTTP_LATENCY = Histogram(
@@ -80,3 +84,17 @@ NOTIFICATIONS_FAILED = Counter(
     "brink_notifications_failed_total", "Notifications that failed after every retry", ["channel"]
 )
 NOTIFICATIONS_SENT = Counter("brink_notifications_sent_total", "Notifications delivered", ["channel"])
+
+
+async def refresh_queue_metrics(broker: Broker, queues: list[str]) -> None:
+    """Read each queue's ready messages and consumers from RabbitMQ into QUEUE_MESSAGES/QUEUE_CONSUMERS."""
+    depths = await broker.queue_depths(queues)
+    for queue, (messages, consumers) in depths.items():
+        QUEUE_MESSAGES.labels(queue).set(messages)
+        QUEUE_CONSUMERS.labels(queue).set(consumers)
+
+
+def record_outbox_backlog(table: str, *, count: int, oldest_age_seconds: float) -> None:
+    """Publish an outbox's backlog figures."""
+    OUTBOX_BACKLOG.labels(table).set(count)
+    OUTBOX_OLDEST_AGE.labels(table).set(oldest_age_seconds)

@@ -49,6 +49,8 @@ class Runtime:
         self.consumers: list[Consumer] = []
         self._loops: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._metrics_task: asyncio.Task[None] | None = None
+        self._metrics_stop = asyncio.Event()
 
     def consume(self, name: str, handlers: dict[str, Handler]) -> Consumer:
         """Register a consumer queue named ``<service>.<name>`` for the given event types."""
@@ -79,6 +81,7 @@ class Runtime:
             await consumer.start()
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.service}-outbox-relay"))
+        self.start_metrics()
         for loop in self._loops:
             self._tasks.append(asyncio.create_task(loop(), name=f"{self.service}-{loop.__name__}"))
         log.info("service.started", service=self.service, consumers=[c.spec.name for c in self.consumers])
@@ -93,6 +96,7 @@ class Runtime:
             await self.stop()
 
     async def stop(self) -> None:
+        await self.stop_metrics()
         for consumer in self.consumers:
             await consumer.stop()
         if self.relay is not None:
@@ -111,15 +115,63 @@ class Runtime:
         if not self.broker.is_connected:
             raise BrokerUnavailable(f"not connected to RabbitMQ at {self.broker.where}")
 
+    async def measure_outbox(self) -> tuple[int, float]:
+        """Unpublished outbox rows and the age in seconds of the oldest, also exported on /metrics."""
+        assert self.outbox is not None
+        async with transaction(self.sessions) as session:
+            count, oldest = await outbox_backlog(session, self.outbox)
+        age = max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0
+        metrics.record_outbox_backlog(self.outbox.name, count=count, oldest_age_seconds=age)
+        return count, age
+
+    def owned_queues(self) -> list[str]:
+        """Every queue this process consumes from, with its retry and dead-letter queues."""
+        names: list[str] = []
+        for consumer in self.consumers:
+            spec = consumer.spec
+            names += [spec.name, *(spec.retry_queue(n) for n in range(len(spec.retry_delays))), spec.dead_queue]
+        return names
+
+    async def refresh_metrics(self) -> None:
+        """Read the outbox backlog and the owned queues' depths and consumers into the gauges."""
+        if self.outbox is not None:
+            await self.measure_outbox()
+        if self.consumers and self.broker.is_connected:
+            await metrics.refresh_queue_metrics(self.broker, self.owned_queues())
+
+    async def metrics_loop(self) -> None:
+        """Keeps the backlog and queue gauges fresh between scrapes; a failed read waits for the next turn."""
+        while not self._metrics_stop.is_set():
+            try:
+                await self.refresh_metrics()
+            except Exception as error:  # broker or database briefly away: the gauges keep their last value
+                log.warning("metrics.refresh.failed", service=self.service, error=str(error) or repr(error))
+            try:
+                await asyncio.wait_for(self._metrics_stop.wait(), timeout=self.settings.metrics_refresh_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    def start_metrics(self) -> None:
+        """Start refreshing the gauges in the background (``start`` does it when workers run)."""
+        self._metrics_stop.clear()
+        self._metrics_task = asyncio.create_task(self.metrics_loop(), name=f"{self.service}-metrics")
+
+    async def stop_metrics(self) -> None:
+        """Let the refresh finish its round rather than cancel it inside a broker call, which can hang the channel."""
+        task, self._metrics_task = self._metrics_task, None
+        if task is None:
+            return
+        self._metrics_stop.set()
+        done, _pending = await asyncio.wait({task}, timeout=10)
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def check_outbox(self) -> None:
         """Fails when events wait in the outbox longer than ``BRINK_OUTBOX_MAX_AGE_SECONDS``."""
         if self.outbox is None:
             return
-        async with transaction(self.sessions) as session:
-            count, oldest = await outbox_backlog(session, self.outbox)
-        age = (utcnow() - oldest).total_seconds() if oldest else 0.0
-        metrics.OUTBOX_BACKLOG.labels(self.outbox.name).set(count)
-        metrics.OUTBOX_OLDEST_AGE.labels(self.outbox.name).set(age)
+        count, age = await self.measure_outbox()
         if age > self.settings.outbox_max_age_seconds:
             raise StuckWork(f"{count} outbox events unpublished, oldest {timedelta(seconds=int(age))} old")
 

@@ -45,6 +45,8 @@ class BrinkSettings(BaseSettings):
     retry_delays_seconds: CommaList = Field(default_factory=lambda: ["1", "5", "30"])
     outbox_poll_seconds: float = Field(default=0.5, gt=0)
     outbox_max_age_seconds: float = Field(default=120, gt=0)
+    # How often queue depths and the outbox backlog are refreshed for /metrics.
+    metrics_refresh_seconds: float = Field(default=15, gt=0)
     host: str = "0.0.0.0"
 
     _split_lists = field_validator("api_tokens", "retry_delays_seconds", mode="before")(split_commas)

@@ -162,6 +162,10 @@ def create_app(*, service: str, title: str, description: str, lifespan: Callable
     async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_request: Request, _error: RecursionError) -> JSONResponse:
+        return JSONResponse({"detail": "the request body is nested too deeply"}, status_code=400)
+
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
         log.error("http.unexpected_error", error=repr(error), exc_info=True)

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.outreach.app import build_policy
 from services.outreach.cases import open_or_update_case
 from services.outreach.endings import close_case, withdraw
-from services.outreach.escalation import Fired, fire_due_timers
+from services.outreach.escalation import Fired
+from services.outreach.scheduler import Scheduler
 from services.outreach.models import (
     Case, CaseEvent, EarlyWithdrawal, Notification, RotationCursor, Task, Timer, outbox,
 )
@@ -105,14 +106,10 @@ class Desk:
             await close_case(session, case, outcome=outcome, reason="by hand", clock=self.clock, policy=self.policy)
 
     async def tick(self) -> list[Fired]:
-        """One scheduler pass: fire every due timer, one transaction each."""
-        fired: list[Fired] = []
-        while True:
-            async with transaction(self.sessions) as session:
-                one = await fire_due_timers(session, clock=self.clock, policy=self.policy)
-            if not one:
-                break
-            fired += one
+        """One pass of the real scheduler: fire every due timer, one transaction each."""
+        scheduler = Scheduler(sessions=self.sessions, policy=self.policy, clock=self.clock, notifiers={},
+                              poll_seconds=1.0, notify_rounds=1, notify_backoff=timedelta(0))
+        fired = await scheduler.fire_timers(limit=100_000)
         self.fired.extend(fired)
         return fired
 

@@ -47,7 +47,7 @@ async def on_intervention_logged(payload: InterventionLogged, *, envelope: Envel
     await service.record_attempt(
         session, attempt_id=f"intervention:{payload.intervention_id}", account_id=payload.account_id,
         cancellation_id=payload.cancellation_id, action=payload.action, result=payload.result,
-        note=payload.note, performed_at=payload.performed_at,
+        note=payload.note, performed_at=payload.performed_at, playbook=payload.playbook,
     )
     if payload.result.strip().lower() in load_rules().failed_results:
         await service.rediagnose_account(session, payload.account_id, correlation_id=envelope.correlation_id,

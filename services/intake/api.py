@@ -48,7 +48,7 @@ def map_or_ignore(source: str, event_type: str, mapper: Callable[[dict[str, Any]
         return mapper(event), None
     except Ignored as ignored:
         return None, str(ignored)
-    except (KeyError, TypeError, ValueError) as problem:
+    except (KeyError, TypeError, ValueError, AttributeError) as problem:  # AttributeError: a list where an object belongs
         raise reject(source, 400, f"the {event_type} event is missing or has a bad field: {problem}",
                      event_type=event_type) from None
 

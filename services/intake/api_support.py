@@ -43,6 +43,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         parsed = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as problem:
         raise HTTPException(400, f"body is not valid JSON: {problem}") from None
+    except RecursionError:
+        raise HTTPException(400, "body is nested too deeply to be a webhook event") from None
     if not isinstance(parsed, dict):
         raise HTTPException(400, "body must be a JSON object")
     return parsed

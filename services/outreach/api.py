@@ -18,6 +18,9 @@ from services.outreach.tasks import TaskNotFound, TaskNotOpen, complete_task, li
 from shared.auth import UNAUTHORIZED
 from shared.deps import SessionDep
 
+# Deep paging is refused with a reason rather than overflowing the database's integer.
+MAX_OFFSET = 1_000_000
+
 router = APIRouter(prefix="/v1", tags=["outreach"])
 
 CaseStatus = Literal["open", "saved", "lost", "moved_on"]
@@ -39,7 +42,7 @@ PolicyDep = Annotated[Policy, Depends(get_policy)]
 @router.get("/cases", response_model=CaseList, responses=UNAUTHORIZED, summary="Cases, newest first")
 async def list_cases(session: SessionDep, status: CaseStatus | None = None, owner: str | None = None,
                      account_id: str | None = None, limit: int = Query(50, ge=1, le=500),
-                     offset: int = Query(0, ge=0)) -> CaseList:
+                     offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> CaseList:
     cases = await service.list_cases(session, status=status, owner=owner, account_id=account_id, limit=limit,
                                      offset=offset)
     return CaseList(items=[CaseView.model_validate(case) for case in cases], limit=limit, offset=offset)
@@ -76,7 +79,7 @@ async def record_outcome(case_id: str, body: RecordOutcome, session: SessionDep,
 async def get_tasks(session: SessionDep, clock: ClockDep, owner: str | None = None, status: TaskStatus | None = None,
                     due_before: datetime | None = None, due_after: datetime | None = None,
                     overdue: bool = False, case_id: str | None = None, limit: int = Query(50, ge=1, le=500),
-                    offset: int = Query(0, ge=0)) -> TaskList:
+                    offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> TaskList:
     for name, value in (("due_before", due_before), ("due_after", due_after)):
         if value is not None and value.tzinfo is None:
             raise HTTPException(422, f"{name} needs a timezone, e.g. 2026-11-24T12:00:00Z")

@@ -73,7 +73,7 @@ async def complete_task(session: AsyncSession, task_id: str, *, result: str, not
     await publish(session, InterventionLogged(
         intervention_id=str(uuid.uuid4()), case_id=case.id, cancellation_id=case.cancellation_id,
         account_id=case.account_id, action=task.action if task.offer is None else f"offer:{task.offer}",
-        result=result, note=note, performed_by=who, performed_at=now,
+        result=result, note=note, performed_by=who, performed_at=now, playbook=task.playbook or case.playbook,
     ), correlation_id=correlation_id or case.cancellation_id)
     if task.kind == "closing" and case.status == "open":
         await close_case(session, case, outcome="moved_on", reason=note or "closing task done", clock=clock,

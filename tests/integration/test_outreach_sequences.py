@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.outreach.tasks import TaskNotOpen
 from tests.outreach_helpers import Desk, diagnosis, open_desk, withdrawal
 
 HIGH_MRR = 250_000
+RUNGS = ("cs_manager", "vp_customer_success", "executive_outreach", "onsite_visit")
 
 
 @pytest.fixture
@@ -58,6 +60,8 @@ async def test_unanswered_steps_climb_the_whole_ladder_then_the_case_is_lost(des
     first = await desk.open_task(case_id)
     desk.clock.current = first.due_at
     await desk.complete(first.id, "no_answer")
+    fired_before = {rung: REGISTRY.get_sample_value("brink_escalations_fired_total", {"rung": rung}) or 0
+                    for rung in RUNGS}
 
     assert await desk.wait(hours=23) == []  # 27 h in: the call escalates 24 h after it was due
     fired = await desk.wait(hours=1)
@@ -67,7 +71,9 @@ async def test_unanswered_steps_climb_the_whole_ladder_then_the_case_is_lost(des
 
     await desk.run(hours=7 * 24)  # nobody answers anything
     rungs = [e.detail["rung"] for e in await desk.history(case_id) if e.kind == "escalated"]
-    assert rungs == ["cs_manager", "vp_customer_success", "executive_outreach", "onsite_visit"]
+    assert rungs == list(RUNGS)
+    assert {rung: REGISTRY.get_sample_value("brink_escalations_fired_total", {"rung": rung}) - fired_before[rung]
+            for rung in RUNGS} == dict.fromkeys(RUNGS, 1)
     owners = [(t.rung, t.owner) for t in await desk.tasks(case_id) if t.kind == "escalation"]
     assert owners == [("cs_manager", "maria"), ("vp_customer_success", "victor"),
                       ("executive_outreach", "eve"), ("onsite_visit", "victor")]

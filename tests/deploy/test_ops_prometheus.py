@@ -1,0 +1,51 @@
+"""Prometheus configuration and alert rules, checked and unit-tested by promtool itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tests.deploy.tools import DEPLOY, run, tool
+from tests.deploy.metric_names import metrics_in, unknown_metrics
+
+PROMETHEUS = DEPLOY / "prometheus"
+
+
+def test_alert_rules_pass_promtool() -> None:
+    result = run(tool("promtool"), "check", "rules", str(PROMETHEUS / "alerts.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 7 rules found" in result.stdout
+
+
+def test_both_scrape_configurations_pass_promtool() -> None:
+    for config in ("prometheus.yml", "prometheus-kubernetes.yml"):
+        result = run(tool("promtool"), "check", "config", config, cwd=PROMETHEUS)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "is valid prometheus config file syntax" in result.stdout
+
+
+def test_alerts_fire_on_the_series_they_are_meant_for() -> None:
+    """promtool's rule unit tests: dead letters, a missing consumer, an old outbox, a rejection spike."""
+    result = run(tool("promtool"), "test", "rules", "alerts.test.yml", cwd=PROMETHEUS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
+    """The check above can fail: a rule with bad PromQL does not pass."""
+    broken = tmp_path / "broken.yml"
+    broken.write_text(yaml.safe_dump({"groups": [{"name": "x", "rules": [
+        {"alert": "Broken", "expr": "max by (queue (brink_queue_messages)"}]}]}))
+    result = run(tool("promtool"), "check", "rules", str(broken))
+    assert result.returncode != 0
+
+
+def test_alert_rules_use_only_metrics_brink_exports() -> None:
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    assert unknown_metrics(expressions) == set()
+    used = set().union(*(metrics_in(expr) for expr in expressions))
+    for needed in ("brink_queue_messages", "brink_queue_consumers", "brink_outbox_oldest_age_seconds",
+                   "brink_outbox_backlog", "brink_webhooks_total"):
+        assert needed in used
