@@ -9,10 +9,9 @@ from datetime import datetime
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.db import transaction, utcnow
+from shared.db import utcnow
 from shared.logs import get_logger
 from shared.messaging import UNROUTED_QUEUE, QueueSpec
-from shared.outbox import outbox_backlog
 from shared.runtime import Runtime
 
 log = get_logger("outreach.desk.flow")
@@ -86,18 +85,19 @@ async def _depths(runtime: Runtime, names: list[str]) -> dict[str, tuple[int, in
 
 
 async def _remote_backlog(client: httpx.AsyncClient, service: str, base_url: str) -> Backlog:
-    """Another service's outbox from its own ``/metrics``; ``/readyz`` first, since it refreshes those gauges."""
+    """Another service's outbox from its own ``/metrics`` (its runtime keeps those gauges fresh)."""
     try:
-        await client.get(f"{base_url}/readyz")
         text = (await client.get(f"{base_url}/metrics")).raise_for_status().text
     except httpx.HTTPError as error:
         return Backlog(service=service, count=None, oldest_age_seconds=None,
                        problem=f"unreachable ({error.__class__.__name__})")
     values: dict[str, float] = {}
+    table = f"{service}_outbox"  # shared.outbox names each service's table so
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name in ("brink_outbox_backlog", "brink_outbox_oldest_age_seconds"):
-                values[sample.name] = values.get(sample.name, 0.0) + sample.value
+            if sample.name in ("brink_outbox_backlog", "brink_outbox_oldest_age_seconds") \
+                    and sample.labels.get("table") == table:
+                values[sample.name] = sample.value
     if "brink_outbox_backlog" not in values:
         return Backlog(service=service, count=None, oldest_age_seconds=None, problem="reports no outbox")
     return Backlog(service=service, count=int(values["brink_outbox_backlog"]),
@@ -124,10 +124,8 @@ async def read_flow(runtime: Runtime, *, queues: list[str], services: dict[str, 
         flow.unrouted = ready(UNROUTED_QUEUE)
     else:
         flow.broker_problem = f"not connected to RabbitMQ at {runtime.broker.where}"
-    async with transaction(runtime.sessions) as session:
-        count, oldest = await outbox_backlog(session, runtime.outbox)
-    flow.backlogs.append(Backlog(service="outreach", count=count,
-                                 oldest_age_seconds=(flow.at - oldest).total_seconds() if oldest else None))
+    count, age = await runtime.measure_outbox()
+    flow.backlogs.append(Backlog(service=runtime.service, count=count, oldest_age_seconds=age or None))
     flow.backlogs.extend(await asyncio.gather(*(
-        _remote_backlog(client, service, url) for service, url in services.items() if service != "outreach")))
+        _remote_backlog(client, service, url) for service, url in services.items() if service != runtime.service)))
     return flow

@@ -17,13 +17,12 @@ from services.outreach.desk.session import COOKIE, SessionCodec, csrf_matches, s
 from services.outreach.desk.settings import DeskSettings
 from services.outreach.desk.timeline import timeline
 from services.outreach.desk.web import (
-    HERE, DeskState, SignedIn, SignInRequired, desk_state, page, safe_next, sign_in_redirect,
+    HERE, DbSession, DeskState, SignedIn, SignInRequired, desk_state, page, safe_next, sign_in_redirect,
 )
 from services.outreach.models import TASK_RESULTS, Task
 from services.outreach.schemas import CompleteTask
 from services.outreach.tasks import TaskNotFound, TaskNotOpen, complete_task
 from shared.auth import token_matches
-from shared.deps import SessionDep
 from shared.logs import get_logger
 
 log = get_logger("outreach.desk")
@@ -67,7 +66,7 @@ async def sign_out(request: Request, session: SignedIn) -> Response:
 
 
 @router.get("", response_class=HTMLResponse)
-async def queue_page(request: Request, session: SignedIn, db: SessionDep, status: str | None = None,
+async def queue_page(request: Request, session: SignedIn, db: DbSession, status: str | None = None,
                      owner: str | None = None, root_cause: str | None = None) -> HTMLResponse:
     filters = desk_queue.QueueFilters.parse(status=status, owner=owner, root_cause=root_cause)
     now = request.app.state.clock.now()
@@ -90,13 +89,13 @@ async def _case_page(request: Request, session, db, case_id: str, *, error: str 
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
-async def case_page(request: Request, case_id: str, session: SignedIn, db: SessionDep,
+async def case_page(request: Request, case_id: str, session: SignedIn, db: DbSession,
                     done: str | None = None) -> HTMLResponse:
     return await _case_page(request, session, db, case_id, done=done)
 
 
 @router.post("/cases/{case_id}/tasks/{task_id}/complete")
-async def complete(request: Request, case_id: str, task_id: str, session: SignedIn, db: SessionDep) -> Response:
+async def complete(request: Request, case_id: str, task_id: str, session: SignedIn, db: DbSession) -> Response:
     form = await request.form()
     if not csrf_matches(session, str(form.get("csrf") or "")):
         return _csrf_refused(request, session)
@@ -121,7 +120,7 @@ async def complete(request: Request, case_id: str, task_id: str, session: Signed
 
 
 @router.get("/results", response_class=HTMLResponse)
-async def results_page(request: Request, session: SignedIn, db: SessionDep) -> HTMLResponse:
+async def results_page(request: Request, session: SignedIn, db: DbSession) -> HTMLResponse:
     report = await reports.summary(db)
     currency, charts = result_charts(report)
     return page(request, "results.html", {"report": report, "currency": currency, "charts": charts}, session=session)

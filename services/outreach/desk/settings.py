@@ -5,12 +5,9 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.dlq import DEFAULT_CONSUMER_QUEUES
 from shared.settings import CommaList, split_commas
 
-# The consumer queues of every Brink service; the desk derives their retry and dead queues.
-BRINK_QUEUES = (
-    "diagnosis.cancellations", "diagnosis.signals", "diagnosis.history", "outreach.diagnoses", "outreach.withdrawals",
-)
 
 
 class DeskSettings(BaseSettings):
@@ -24,7 +21,8 @@ class DeskSettings(BaseSettings):
     session_hours: float = Field(default=12, gt=0, le=24 * 30)
     # Signs the session cookie; derived from BRINK_API_TOKENS when unset, so rotating the tokens signs everyone out.
     secret_key: SecretStr | None = None
-    queues: CommaList = Field(default_factory=lambda: list(BRINK_QUEUES))
+    # Every Brink consumer queue; the flow page derives their retry and dead queues.
+    queues: CommaList = Field(default_factory=lambda: list(DEFAULT_CONSUMER_QUEUES))
     # name=base URL of the other services, for their outbox backlog (from /readyz and /metrics).
     service_urls: CommaList = Field(default_factory=lambda: ["intake=http://127.0.0.1:8000",
                                                              "diagnosis=http://127.0.0.1:8001"])
