@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit lint migrate clean eval deploy-check bench
+.PHONY: install run test unit lint migrate clean eval deploy-check bench browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ unit: $(STAMP)
 # Diagnosis: how often the rules agree with the labelled scenarios (services/diagnosis/evaluation/).
 eval: $(STAMP)
 	$(BIN)/python -m services.diagnosis.evaluation.run
+
+# The rescue desk in a real browser: Debian's Chromium driven by Playwright; screenshots in test-artifacts/desk/.
+browser: $(STAMP)
+	@test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+	$(BIN)/python -m pytest -q tests/browser
 
 # The benchmark needs PostgreSQL and RabbitMQ running; BENCH_SCALE=short for a quick check of the harness.
 BENCH_SCALE  ?= full
