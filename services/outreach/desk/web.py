@@ -11,11 +11,10 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.desk.session import COOKIE, DeskSession, SessionCodec
 from services.outreach.desk.settings import DeskSettings
-from shared.deps import get_session
+from shared.deps import SessionDep
 
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -87,9 +86,8 @@ def current_session(request: Request) -> DeskSession:
 
 
 SignedIn = Annotated[DeskSession, Depends(current_session)]
-# Committed before the response leaves (FastAPI's default ends yield dependencies after it is sent), so the
-# page a form redirects to already shows the change.
-DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# The shared session commits before the response leaves, so the page a form redirects to shows the change.
+DbSession = SessionDep
 
 
 def page(request: Request, template: str, context: dict[str, Any], *, status_code: int = 200,
