@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit lint migrate clean eval deploy-check chaos
+.PHONY: install run test unit lint migrate clean eval deploy-check bench browser chaos
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,25 @@ unit: $(STAMP)
 # Diagnosis: how often the rules agree with the labelled scenarios (services/diagnosis/evaluation/).
 eval: $(STAMP)
 	$(BIN)/python -m services.diagnosis.evaluation.run
+
+# The rescue desk in a real browser: Debian's Chromium driven by Playwright; screenshots in test-artifacts/desk/.
+browser: $(STAMP)
+	@test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+	$(BIN)/python -m pytest -q tests/browser
+
+# The benchmark needs PostgreSQL and RabbitMQ running; BENCH_SCALE=short for a quick check of the harness.
+BENCH_SCALE  ?= full
+BENCH_STAMP  := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		{ apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; } >/dev/null 2>&1; } || \
+		echo "bench: wrk not installed; skipping the wrk ceiling"
+	$(BIN)/python -m bench --scale $(BENCH_SCALE)
 
 clean:
 	rm -rf $(VENV) brink.db brink.db-wal brink.db-shm .pytest_cache

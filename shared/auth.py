@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request, status
 from pydantic import SecretStr
@@ -22,10 +22,11 @@ def token_matches(presented: str, tokens: list[SecretStr]) -> bool:
     return matched
 
 
-def bearer_auth(tokens: list[SecretStr]) -> Callable[[Request], None]:
+def bearer_auth(tokens: list[SecretStr]) -> Callable[[Request], Awaitable[None]]:
     """A dependency that refuses requests without one of ``tokens``."""
 
-    def require_token(request: Request) -> None:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request.
+    async def require_token(request: Request) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented or not token_matches(presented.strip(), tokens):

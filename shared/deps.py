@@ -13,7 +13,8 @@ from shared.db import transaction
 from shared.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request.
     return request.app.state.runtime
 
 
@@ -30,4 +31,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit before the response is sent, so a 2xx means committed and a client that reads
+# right after its write sees it (a request-scoped dependency would commit after the response went out).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

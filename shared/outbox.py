@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,7 +14,7 @@ from shared import metrics
 from shared.db import UTCDateTime, is_postgres, metadata, transaction, utcnow
 from shared.events import Envelope
 from shared.logs import get_logger
-from shared.messaging import EVENTS_EXCHANGE, Broker, build_message
+from shared.messaging import EVENTS_EXCHANGE, PUBLISHES_PER_TURN, Broker, build_message
 
 log = get_logger("shared.outbox")
 
@@ -121,6 +122,32 @@ class OutboxRelay:
                 pass
             self._wakeup.clear()
 
+    async def _publish_all(self, rows: list[Any]) -> list[BaseException | None]:
+        """Publish every row at once and await all the confirms; each outcome is None or the error.
+
+        The publishes start a connection write buffer's worth per event-loop turn: started all together,
+        all but the first few wait on the channel in turn, one loop turn each, and a turn is long while
+        the process also serves HTTP (a batch of 200 took seconds under load).
+        """
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for start in range(0, len(rows), PUBLISHES_PER_TURN):
+                tasks += [
+                    asyncio.ensure_future(self._broker.publish_raw(
+                        EVENTS_EXCHANGE,
+                        row.event_type,
+                        build_message(row.body.encode(), message_id=row.event_id, event_type=row.event_type,
+                                      correlation_id=row.correlation_id),
+                    ))
+                    for row in rows[start:start + PUBLISHES_PER_TURN]
+                ]
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were confirmed and marked sent."""
         async with transaction(self._sessions) as session:
@@ -138,18 +165,7 @@ class OutboxRelay:
             if not rows:
                 return 0
             started = time.perf_counter()
-            results = await asyncio.gather(
-                *(
-                    self._broker.publish_raw(
-                        EVENTS_EXCHANGE,
-                        row.event_type,
-                        build_message(row.body.encode(), message_id=row.event_id, event_type=row.event_type,
-                                      correlation_id=row.correlation_id),
-                    )
-                    for row in rows
-                ),
-                return_exceptions=True,
-            )
+            results = await self._publish_all(rows)
             metrics.PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
             confirmed = [row.id for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)]
             failed = [(row.id, result) for row, result in zip(rows, results, strict=True) if isinstance(result, BaseException)]

@@ -137,6 +137,24 @@ class Brink:
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
 
+async def purge_consumer_queues(amqp_url: str) -> None:
+    """Each run of the services starts from empty queues: earlier tests may have published with no consumer."""
+    import aio_pika
+
+    from shared.dlq import DEFAULT_CONSUMER_QUEUES
+
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        for name in DEFAULT_CONSUMER_QUEUES:
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+                await queue.purge()
+                await channel.close()
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                pass  # not declared yet in this virtual host
+
+
 async def start_brink(stack: AsyncExitStack, *, database_url: str, amqp_url: str, **overrides: Any) -> Brink:
     from services.diagnosis.app import build_app as build_diagnosis
     from services.diagnosis.settings import DiagnosisSettings
@@ -145,6 +163,7 @@ async def start_brink(stack: AsyncExitStack, *, database_url: str, amqp_url: str
     from services.outreach.app import build_app as build_outreach
     from services.outreach.settings import OutreachSettings
 
+    await purge_consumer_queues(amqp_url)
     apps = {
         "intake": build_intake(settings_for(IntakeSettings, database_url=database_url, amqp_url=amqp_url, **overrides)),
         "diagnosis": build_diagnosis(settings_for(DiagnosisSettings, database_url=database_url, amqp_url=amqp_url, **overrides)),

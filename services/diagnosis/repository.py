@@ -8,12 +8,32 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.diagnosis.models import AccountSignal, Attempt, Cancellation, Diagnosis
+from shared.db import insert_if_new, utcnow
 
 
 async def cancellation_by_id(session: AsyncSession, cancellation_id: str) -> Cancellation | None:
     return (
         await session.execute(select(Cancellation).where(Cancellation.cancellation_id == cancellation_id))
     ).scalar_one_or_none()
+
+
+async def claim_cancellation(session: AsyncSession, *, cancellation_id: str, account_id: str, status: str,
+                             state_version: int, details: dict[str, Any]) -> tuple[Cancellation, bool]:
+    """The cancellation's row, locked, created from the given values if new; True when it was created.
+
+    Insert-or-ignore first, so two reports of one cancellation handled at once never collide on the unique key.
+    """
+    created = await insert_if_new(
+        session, Cancellation.__table__, returning=Cancellation.__table__.c.id, cancellation_id=cancellation_id,
+        account_id=account_id, status=status, state_version=state_version, details=details, received_at=utcnow(),
+    )
+    row = (
+        await session.execute(
+            select(Cancellation).where(Cancellation.cancellation_id == cancellation_id)
+            .with_for_update().execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+    return row, created is not None
 
 
 async def open_cancellations(session: AsyncSession, account_id: str) -> list[Cancellation]:

@@ -33,14 +33,11 @@ latest_diagnosis = repository.latest_diagnosis
 
 async def record_cancellation(session: AsyncSession, event: CancellationReceived) -> Cancellation:
     """Keep the newest report of a cancellation (by the source's own ordering)."""
-    existing = await repository.cancellation_by_id(session, event.cancellation_id)
-    if existing is None:
-        existing = Cancellation(
-            cancellation_id=event.cancellation_id, account_id=event.account_id, status="open",
-            state_version=event.state_version, details=event.model_dump(mode="json"), received_at=utcnow(),
-        )
-        session.add(existing)
-    elif event.state_version >= existing.state_version:
+    existing, created = await repository.claim_cancellation(
+        session, cancellation_id=event.cancellation_id, account_id=event.account_id, status="open",
+        state_version=event.state_version, details=event.model_dump(mode="json"),
+    )
+    if not created and event.state_version >= existing.state_version:
         existing.details = event.model_dump(mode="json")
         existing.state_version = event.state_version
         existing.status = "open"
@@ -50,13 +47,12 @@ async def record_cancellation(session: AsyncSession, event: CancellationReceived
 
 async def withdraw_cancellation(session: AsyncSession, event: CancellationWithdrawn) -> None:
     """The customer stays: no more diagnoses, unless a newer cancellation of the same subscription arrives."""
-    existing = await repository.cancellation_by_id(session, event.cancellation_id)
-    if existing is None:
-        # The withdrawal overtook the cancellation; remember it so the late, older cancellation stays closed.
-        session.add(Cancellation(cancellation_id=event.cancellation_id, account_id=event.account_id,
-                                 status="withdrawn", state_version=event.state_version, details={},
-                                 received_at=utcnow()))
-    elif event.state_version >= existing.state_version:
+    # When the withdrawal overtook the cancellation, the row remembers it so the late, older one stays closed.
+    existing, created = await repository.claim_cancellation(
+        session, cancellation_id=event.cancellation_id, account_id=event.account_id, status="withdrawn",
+        state_version=event.state_version, details={},
+    )
+    if not created and event.state_version >= existing.state_version:
         existing.status = "withdrawn"
         existing.state_version = event.state_version
     await session.flush()

@@ -30,7 +30,8 @@ TOO_LARGE = error("The body is larger than 1 MiB", "request body is larger than 
 UNAVAILABLE = error("The database is unreachable; the sender should retry", "the database is unavailable; retry later")
 
 
-def get_settings(request: Request) -> IntakeSettings:
+# async: FastAPI runs a plain def dependency in a worker thread, a hop on every webhook.
+async def get_settings(request: Request) -> IntakeSettings:
     return request.app.state.settings
 
 

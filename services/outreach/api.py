@@ -27,11 +27,11 @@ CaseStatus = Literal["open", "saved", "lost", "moved_on"]
 TaskStatus = Literal["open", "done", "cancelled"]
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
-def get_policy(request: Request) -> Policy:
+async def get_policy(request: Request) -> Policy:
     return request.app.state.policy
 
 

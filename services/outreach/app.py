@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from services.outreach import api, consumers
 from services.outreach.clock import Clock, SystemClock
+from services.outreach.desk.routes import mount_desk
+from services.outreach.desk.settings import DeskSettings
 from services.outreach.models import handled, outbox
 from services.outreach.notify.base import Notifier
 from services.outreach.notify.slack import SlackConfig, SlackNotifier
@@ -56,7 +58,8 @@ def build_policy(settings: OutreachSettings, channels: tuple[str, ...]) -> Polic
     )
 
 
-def build_app(settings: OutreachSettings, *, clock: Clock | None = None) -> FastAPI:
+def build_app(settings: OutreachSettings, *, clock: Clock | None = None,
+              desk_settings: DeskSettings | None = None) -> FastAPI:
     clock = clock or SystemClock()
     runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox, handled=handled)
     client = httpx.AsyncClient(timeout=settings.notify_timeout_seconds)
@@ -99,18 +102,20 @@ def build_app(settings: OutreachSettings, *, clock: Clock | None = None) -> Fast
     app.state.clock = clock
     app.state.policy = policy
     app.state.scheduler = scheduler
+    mount_desk(app, api_tokens=settings.api_tokens, settings=desk_settings or DeskSettings())
     return app
 
 
 def main() -> None:
     settings = load_settings(OutreachSettings)
+    desk_settings = load_settings(DeskSettings)
     configure_logging(service=SERVICE, level=settings.log_level, fmt=settings.log_format)
     try:
         load_playbooks(settings.playbook_dir)
     except PlaybookError as error:
         print(f"brink: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    serve(lambda: build_app(settings), settings=settings, port=settings.outreach_port)
+    serve(lambda: build_app(settings, desk_settings=desk_settings), settings=settings, port=settings.outreach_port)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,167 @@
+"""The desk's pages: sign-in, queue, case (with task completion), results and flow."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import SecretStr, ValidationError
+
+import httpx
+
+from services.outreach import reports, service
+from services.outreach.desk import queue as desk_queue
+from services.outreach.desk.flow import read_flow
+from services.outreach.desk.results import result_charts
+from services.outreach.desk.session import COOKIE, SessionCodec, csrf_matches, signing_key
+from services.outreach.desk.settings import DeskSettings
+from services.outreach.desk.timeline import timeline
+from services.outreach.desk.web import (
+    HERE, DbSession, DeskState, SignedIn, SignInRequired, desk_state, page, safe_next, sign_in_redirect,
+)
+from services.outreach.models import TASK_RESULTS, Task
+from services.outreach.schemas import CompleteTask
+from services.outreach.tasks import TaskNotFound, TaskNotOpen, complete_task
+from shared.auth import token_matches
+from shared.logs import get_logger
+
+log = get_logger("outreach.desk")
+router = APIRouter(prefix="/desk", include_in_schema=False)
+MAX_FORM_FIELD = 5000
+
+
+@router.get("/signin", response_class=HTMLResponse)
+async def sign_in_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return page(request, "signin.html", {"next": safe_next(next), "error": None})
+
+
+@router.post("/signin", response_class=HTMLResponse)
+async def sign_in(request: Request) -> Response:
+    form = await request.form()
+    token, name = str(form.get("token") or "").strip(), str(form.get("name") or "").strip()[:80]
+    target = safe_next(str(form.get("next") or ""))
+    tokens = request.app.state.settings.api_tokens
+    if not token or len(token) > 500 or not token_matches(token, tokens):
+        log.info("outreach.desk.sign_in_refused")
+        return page(request, "signin.html", {"next": target, "error": "That token is not one of Brink's API tokens."},
+                    status_code=401)
+    state = desk_state(request)
+    _, value = state.codec.new(token=token, name=name)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(COOKIE, value, max_age=state.codec.max_age_seconds, path="/desk", httponly=True,
+                        secure=state.settings.cookie_secure, samesite="lax")
+    log.info("outreach.desk.signed_in", name=name or None)
+    return response
+
+
+@router.post("/signout")
+async def sign_out(request: Request, session: SignedIn) -> Response:
+    form = await request.form()
+    if not csrf_matches(session, str(form.get("csrf") or "")):
+        return _csrf_refused(request, session)
+    response = RedirectResponse("/desk/signin", status_code=303)
+    response.delete_cookie(COOKIE, path="/desk", httponly=True, secure=desk_state(request).settings.cookie_secure,
+                           samesite="lax")
+    return response
+
+
+@router.get("", response_class=HTMLResponse)
+async def queue_page(request: Request, session: SignedIn, db: DbSession, status: str | None = None,
+                     owner: str | None = None, root_cause: str | None = None) -> HTMLResponse:
+    filters = desk_queue.QueueFilters.parse(status=status, owner=owner, root_cause=root_cause)
+    now = request.app.state.clock.now()
+    rows = await desk_queue.queue(db, filters=filters, now=now)
+    owners, causes = await desk_queue.filter_choices(db)
+    return page(request, "queue.html", {"rows": rows, "filters": filters, "owners": owners, "causes": causes,
+                                        "now": now, "limit": desk_queue.QUEUE_LIMIT}, session=session)
+
+
+async def _case_page(request: Request, session, db, case_id: str, *, error: str | None = None,
+                     status_code: int = 200, done: str | None = None) -> HTMLResponse:
+    case = await service.get_case(db, case_id)
+    if case is None:
+        return page(request, "missing.html", {"what": f"case {case_id}"}, status_code=404, session=session)
+    now = request.app.state.clock.now()
+    return page(request, "case.html", {
+        "case": case, "d": case.diagnosis or {}, "steps": timeline(case, now=now), "now": now, "results": TASK_RESULTS,
+        "error": error, "done": done,
+    }, status_code=status_code, session=session)
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+async def case_page(request: Request, case_id: str, session: SignedIn, db: DbSession,
+                    done: str | None = None) -> HTMLResponse:
+    return await _case_page(request, session, db, case_id, done=done)
+
+
+@router.post("/cases/{case_id}/tasks/{task_id}/complete")
+async def complete(request: Request, case_id: str, task_id: str, session: SignedIn, db: DbSession) -> Response:
+    form = await request.form()
+    if not csrf_matches(session, str(form.get("csrf") or "")):
+        return _csrf_refused(request, session)
+    task = await db.get(Task, task_id)
+    if task is None or task.case_id != case_id:
+        return page(request, "missing.html", {"what": f"task {task_id}"}, status_code=404, session=session)
+    try:
+        body = CompleteTask(result=str(form.get("result") or ""), note=str(form.get("note") or "").strip() or None,
+                            performed_by=session.name)
+    except ValidationError:
+        return await _case_page(request, session, db, case_id, status_code=422,
+                                error=f"Choose a result ({', '.join(TASK_RESULTS)}); notes are at most 5000 characters.")
+    try:
+        # The same use case as POST /v1/tasks/{id}/complete: history, timers and intervention.logged alike.
+        await complete_task(db, task_id, result=body.result, note=body.note, performed_by=body.performed_by,
+                            clock=request.app.state.clock, policy=request.app.state.policy)
+    except TaskNotFound:
+        return page(request, "missing.html", {"what": f"task {task_id}"}, status_code=404, session=session)
+    except TaskNotOpen as error:
+        return await _case_page(request, session, db, case_id, status_code=409, error=str(error))
+    return RedirectResponse(f"/desk/cases/{case_id}?done={task_id}#timeline", status_code=303)
+
+
+@router.get("/results", response_class=HTMLResponse)
+async def results_page(request: Request, session: SignedIn, db: DbSession) -> HTMLResponse:
+    report = await reports.summary(db)
+    currency, charts = result_charts(report)
+    return page(request, "results.html", {"report": report, "currency": currency, "charts": charts}, session=session)
+
+
+async def _flow(request: Request):
+    state = desk_state(request)
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        return await read_flow(request.app.state.runtime, queues=state.settings.queues,
+                               services=state.settings.services(), client=client)
+
+
+@router.get("/flow", response_class=HTMLResponse)
+async def flow_page(request: Request, session: SignedIn) -> HTMLResponse:
+    return page(request, "flow.html", {"flow": await _flow(request)}, session=session)
+
+
+@router.get("/flow/panel", response_class=HTMLResponse)
+async def flow_panel(request: Request, session: SignedIn) -> HTMLResponse:
+    """The live part of the flow page, fetched again every few seconds."""
+    return page(request, "_flow_panel.html", {"flow": await _flow(request)}, session=session)
+
+
+def _csrf_refused(request: Request, session) -> HTMLResponse:
+    log.warning("outreach.desk.csrf_refused", path=request.url.path)
+    return page(request, "missing.html", {"what": None, "csrf": True}, status_code=403, session=session)
+
+
+def mount_desk(app: FastAPI, *, api_tokens: list[SecretStr], settings: DeskSettings) -> None:
+    """Serve the desk under /desk on outreach's app."""
+    codec = SessionCodec(key=signing_key(secret_key=settings.secret_key, api_tokens=api_tokens),
+                         max_age_seconds=int(settings.session_hours * 3600), api_tokens=api_tokens)
+    app.state.desk = DeskState(settings=settings, codec=codec)
+    app.include_router(router)
+    app.mount("/desk/static", StaticFiles(directory=HERE / "static"), name="desk-static")
+
+    async def needs_sign_in(request: Request, _error: SignInRequired) -> Response:
+        if request.url.path.startswith("/desk/flow/panel"):
+            return Response("sign in again", status_code=401, media_type="text/plain")
+        if request.method != "GET":
+            return RedirectResponse("/desk/signin", status_code=303)
+        return sign_in_redirect(request)
+
+    app.add_exception_handler(SignInRequired, needs_sign_in)

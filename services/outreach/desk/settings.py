@@ -1,0 +1,44 @@
+"""The desk's settings (prefix ``BRINK_DESK_``), kept apart from outreach's own."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.dlq import DEFAULT_CONSUMER_QUEUES
+from shared.settings import CommaList, split_commas
+
+
+
+class DeskSettings(BaseSettings):
+    """Session cookie, the flow page's sources and its refresh."""
+
+    model_config = SettingsConfigDict(env_prefix="BRINK_DESK_", env_file=".env", extra="ignore")
+
+    # Browsers treat http://localhost as a secure context, so Secure cookies work for `make run` too;
+    # switch it off only to reach the desk over plain http under another host name.
+    cookie_secure: bool = True
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)
+    # Signs the session cookie; derived from BRINK_API_TOKENS when unset, so rotating the tokens signs everyone out.
+    secret_key: SecretStr | None = None
+    # Every Brink consumer queue; the flow page derives their retry and dead queues.
+    queues: CommaList = Field(default_factory=lambda: list(DEFAULT_CONSUMER_QUEUES))
+    # name=base URL of the other services, for their outbox backlog (from /readyz and /metrics).
+    service_urls: CommaList = Field(default_factory=lambda: ["intake=http://127.0.0.1:8000",
+                                                             "diagnosis=http://127.0.0.1:8001"])
+    refresh_seconds: float = Field(default=5, ge=1, le=300)
+
+    _split_lists = field_validator("queues", "service_urls", mode="before")(split_commas)
+
+    @field_validator("service_urls")
+    @classmethod
+    def _named_urls(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            name, _, url = entry.partition("=")
+            if not name or not url.startswith(("http://", "https://")):
+                raise ValueError(f"{entry!r} is not name=http(s)://host:port")
+        return value
+
+    def services(self) -> dict[str, str]:
+        """Service name to base URL."""
+        return {name: url.rstrip("/") for name, _, url in (entry.partition("=") for entry in self.service_urls)}

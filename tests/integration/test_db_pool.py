@@ -1,0 +1,56 @@
+"""The PostgreSQL pool: connections are kept under load, and one the server closed is never handed out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from shared.db import make_engine
+
+pytestmark = pytest.mark.postgres
+
+
+def plain_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def backend_pid(engine) -> int:
+    async with engine.connect() as connection:
+        return (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_use(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        first = await backend_pid(engine)
+        admin = await asyncpg.connect(plain_dsn(postgres_url))
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", first)
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.2)  # the connection was used a moment ago: well inside the no-ping window
+        second = await backend_pid(engine)
+    finally:
+        await engine.dispose()
+    assert second != first
+
+
+async def test_a_load_past_the_base_pool_size_reuses_connections_instead_of_opening_new_ones(postgres_url: str) -> None:
+    engine = make_engine(postgres_url, pool_size=5)  # up to 10 connections, as before: 5 kept plus 5 overflow
+    seen: set[int] = set()
+
+    async def one() -> None:
+        async with engine.connect() as connection:
+            seen.add((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            await asyncio.sleep(0.01)
+
+    try:
+        for _ in range(6):
+            await asyncio.gather(*(one() for _ in range(8)))
+    finally:
+        await engine.dispose()
+    # Overflow connections closed on return would show up as a new backend in nearly every round.
+    assert len(seen) <= 8
