@@ -11,11 +11,10 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 from sqlalchemy import Table
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.db import insert_if_new, transaction, utcnow
+from shared.db import insert_if_new, is_database_outage, transaction, utcnow
 from shared.events import Envelope, Payload, UnknownEventType
 from shared.logs import bound_contextvars, get_logger
 from shared.messaging import DEAD_EXCHANGE, RETRY_EXCHANGE, Broker, QueueSpec, build_message
@@ -36,25 +35,6 @@ class Handler(Protocol):
 
 class PoisonMessage(Exception):
     """A message no retry can fix (unparsable, unknown type): it goes straight to the dead queue."""
-
-
-# PostgreSQL SQLSTATE prefixes that mean "the server is not there right now": connection exceptions (08) and
-# operator intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now).
-UNAVAILABLE_SQLSTATES = ("08", "57P")
-
-
-def is_database_outage(error: BaseException) -> bool:
-    """True for errors that waiting cures (the database restarting, unreachable), not for bugs."""
-    if isinstance(error, (OperationalError, InterfaceError)):
-        return True
-    if isinstance(error, DBAPIError):
-        if error.connection_invalidated:
-            return True
-        # asyncpg's "the database system is shutting down" arrives as a plain DBAPIError: read its SQLSTATE.
-        state = str(getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or "")
-        if state.startswith(UNAVAILABLE_SQLSTATES):
-            return True
-    return isinstance(error, (ConnectionError, OSError))
 
 
 class Consumer:

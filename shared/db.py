@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Insert, MetaData, TypeDecorator, event, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -152,3 +153,22 @@ def is_postgres(session: AsyncSession) -> bool:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+# PostgreSQL SQLSTATE prefixes that mean "the server is not there right now": connection exceptions (08) and
+# operator intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now).
+UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+def is_database_outage(error: BaseException) -> bool:
+    """True for errors that waiting cures (the database restarting, unreachable), not for bugs."""
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        # asyncpg's "the database system is shutting down" arrives as a plain DBAPIError: read its SQLSTATE.
+        state = str(getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or "")
+        if state.startswith(UNAVAILABLE_SQLSTATES):
+            return True
+    return isinstance(error, (ConnectionError, OSError))

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import transaction
+from shared.db import is_database_outage, transaction
 from shared.runtime import Runtime
 
 
@@ -24,8 +24,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     try:
         async with transaction(runtime.sessions) as session:
             yield session
-    except (OperationalError, DBAPIError, OSError) as error:
-        if isinstance(error, DBAPIError) and not isinstance(error, OperationalError) and not error.connection_invalidated:
+    except (DBAPIError, OSError) as error:
+        if not is_database_outage(error):
             raise
         raise HTTPException(503, "the database is unavailable; retry later") from None
 

@@ -6,13 +6,13 @@ import json
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.service import Delivery, Outcome, record_delivery
 from services.intake.settings import IntakeSettings
 from shared import metrics
-from shared.db import transaction
+from shared.db import is_database_outage, transaction
 from shared.events import Payload
 from shared.logs import get_logger
 from shared.runtime import Runtime
@@ -64,20 +64,13 @@ def reject(source: str, status: int, reason: str, *, event_type: str = "unknown"
     return HTTPException(status, reason, headers=headers)
 
 
-def database_unavailable(problem: Exception) -> bool:
-    """Connection trouble (retry later), as opposed to a bug in our own SQL."""
-    if isinstance(problem, (OperationalError, OSError)):
-        return True
-    return isinstance(problem, DBAPIError) and problem.connection_invalidated
-
-
 async def in_transaction(runtime: Runtime, work: Any) -> Any:
     """Run ``work(session)`` in one committed transaction; 503 when the database cannot take it."""
     try:
         async with transaction(runtime.sessions) as session:
             return await work(session)
     except (DBAPIError, OSError) as problem:
-        if not database_unavailable(problem):
+        if not is_database_outage(problem):
             raise
         log.error("intake.database.unavailable", error=str(problem).splitlines()[0] if str(problem) else repr(problem))
         raise HTTPException(503, "the database is unavailable; retry later") from None

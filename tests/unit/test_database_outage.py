@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 
-from shared.consumer import is_database_outage
+from shared.db import is_database_outage
 
 
 class DriverError(Exception):
