@@ -6,9 +6,9 @@ import socket
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from services.diagnosis.models import Cancellation
+from services.diagnosis.models import Attempt, Cancellation
 from shared.events import CancellationWithdrawn, CaseClosed, InterventionLogged
 from tests.conftest import eventually
 from tests.diagnosis_helpers import Diagnosis, cancellation, context_server, now_iso, running_diagnosis
@@ -52,6 +52,8 @@ async def test_a_successful_step_is_history_but_no_new_diagnosis(database_url: s
         await diagnosis.publish(event)
         await diagnosis.completed_for(event.cancellation_id)
         await diagnosis.publish(intervention(event, action="retrain_team", result="done"))
+        # Messages are handled concurrently; the test wants the success on record before the failure comes.
+        await eventually(lambda: attempts_of(diagnosis, event.account_id, count=1))
         await diagnosis.publish(intervention(event, action="guided_setup", result="no_response"))
         versions = await diagnosis.completed_for(event.cancellation_id, count=2)
 
@@ -60,6 +62,12 @@ async def test_a_successful_step_is_history_but_no_new_diagnosis(database_url: s
     assert latest["tried"] == ["retrain_team: done", "guided_setup: no_response"]
     assert latest["avoid"] == ["guided_setup"]
     assert latest["recommended_playbook"] == "rocky_onboarding"  # one failed step does not exhaust the playbook
+
+
+async def attempts_of(diagnosis: Diagnosis, account_id: str, *, count: int) -> bool:
+    async with diagnosis.app.state.runtime.sessions() as session:
+        recorded = await session.scalar(select(func.count()).select_from(Attempt).where(Attempt.account_id == account_id))
+    return recorded >= count
 
 
 async def test_a_withdrawn_cancellation_is_not_diagnosed_again(database_url: str, amqp_url: str) -> None:
