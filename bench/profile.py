@@ -64,7 +64,7 @@ def function_of(frame: str) -> str:
     return f"{name} ({file})"
 
 
-def summarise(collapsed: Path, target: Path) -> dict[str, Any]:
+def summarise(collapsed: Path, target: Path, title: str) -> dict[str, Any]:
     """Self time by layer, and inclusive/self time of the top functions; also written as text to ``target``."""
     if not collapsed.exists():
         return {"error": "py-spy wrote no samples (is ptrace allowed?)"}
@@ -90,7 +90,7 @@ def summarise(collapsed: Path, target: Path) -> dict[str, Any]:
         "top_inclusive_pct": {name: share(n) for name, n in inclusive.most_common(30)},
         "top_self_pct": {name: share(n) for name, n in self_function.most_common(20)},
     }
-    lines = [f"py-spy, intake under closed-loop saturation: {total} samples (busy stacks only, idle excluded)", ""]
+    lines = [f"py-spy, {title}: {total} samples (busy stacks only, idle excluded)", ""]
     for title, key in (("Self time by layer", "self_by_layer_pct"), ("Top functions, inclusive", "top_inclusive_pct"),
                        ("Top functions, self", "top_self_pct")):
         lines += [title, *(f"  {pct:5.1f}%  {name}" for name, pct in summary[key].items()), ""]

@@ -168,7 +168,8 @@ def markdown(figures: dict[str, Any], derived: dict[str, Any], name: str) -> str
     peaks = figures.get("queue_peaks") or {}
     lines += ["", "## Backlogs (sampled every second)", "",
               *(f"- {name}: {value}" for name, value in peaks.items()), "",
-              f"Latency plot: `{name}-latency.png`; profile: `{name}-profile.txt`.", ""]
+              f"Latency plot: `{name}-latency.png`; profiles: `{name}-profile.txt` (intake), "
+              f"`{name}-profile-diagnosis.txt`, `{name}-profile-outreach.txt`.", ""]
     return "\n".join(lines)
 
 

@@ -241,16 +241,31 @@ class Bench:
         self.expected_cases += phase["accepted_2xx"]
         print(f"bench: burst of {self.scale.burst}: all open after {phase['all_open_after_s']} s", flush=True)
 
-    async def profile_intake(self) -> None:
-        """py-spy on intake during a short saturation run: where a request's CPU goes."""
-        target = RESULTS / f"{self.name}-profile"
-        recorder = await profile.start(self.services["intake"].pid, self.scale.profile_seconds, self.logs / "intake.pyspy")
-        if recorder is None:
-            self.figures["profile"] = "py-spy is not installed (pip install -e '.[bench]')"
-            return
-        await self.load(self.stage.ports["intake"], "p", **self.closed_spec(seconds=self.scale.profile_seconds))
-        await recorder.wait()
-        self.figures["profile"] = profile.summarise(self.logs / "intake.pyspy", target)
+    async def profile_services(self) -> None:
+        """py-spy on every service during a short saturation run: where a webhook's and a message's CPU goes.
+
+        Intake is fed as fast as it answers; diagnosis and outreach work through the queue that builds behind it.
+        """
+        recorders = {}
+        for service, process in self.services.items():
+            recorder = await profile.start(process.pid, self.scale.profile_seconds, self.logs / f"{service}.pyspy")
+            if recorder is None:
+                self.figures["profile"] = "py-spy is not installed (pip install -e '.[bench]')"
+                return
+            recorders[service] = recorder
+        result = await self.load(self.stage.ports["intake"], "p", **self.closed_spec(seconds=self.scale.profile_seconds))
+        self.expected_cases += sum(1 for status in result["status"] if 200 <= status < 300)
+        for recorder in recorders.values():
+            await recorder.wait()
+        titles = {"intake": "intake under closed-loop saturation",
+                  "diagnosis": "diagnosis working through the queue that intake fills",
+                  "outreach": "outreach working through the queue that diagnosis fills"}
+        self.figures["profile"] = {
+            service: profile.summarise(self.logs / f"{service}.pyspy",
+                                       RESULTS / f"{self.name}-profile{'' if service == 'intake' else '-' + service}",
+                                       titles[service])
+            for service in recorders
+        }
 
     async def guarded(self, name: str, phase: Any) -> None:
         """Run a phase; a failure is recorded with the figures and the run goes on to the next phase."""
@@ -273,7 +288,7 @@ class Bench:
         try:
             for name, phase in (("intake", self.intake_phases), ("isolated", self.isolated), ("e2e", self.end_to_end),
                                 ("burst", self.burst),
-                                ("profile", self.profile_intake)):
+                                ("profile", self.profile_services)):
                 if name in self.phases:
                     await self.guarded(name, phase)
             self.figures["peak_rss_mb"] = {name: p.peak_rss_mb() for name, p in self.services.items()}
