@@ -61,6 +61,8 @@ class Stage:
         })
         for service, port in self.ports.items():
             env[f"BRINK_{service.upper()}_PORT"] = str(port)
+        # BENCH_BRINK_PREFETCH=128 runs the services with BRINK_PREFETCH=128: settings compared in the same harness.
+        env.update({key[len("BENCH_"):]: value for key, value in os.environ.items() if key.startswith("BENCH_BRINK_")})
         return env
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,8 @@ def why(figures: dict[str, Any], row: dict[str, Any]) -> str:
                 f"{cpu_line(phase('end_to_end', 'cpu_cores') or {})}")
     if row["figure"].startswith("burst"):
         return (f"intake took the burst at {phase('burst', 'throughput_per_s')}/s; the cases follow at the pace of "
-                f"diagnosis and outreach on the same cores; {cpu_line(phase('burst', 'cpu_cores') or {})}")
+                f"diagnosis and outreach on the same cores (CPU per event below); "
+                f"{cpu_line(phase('burst', 'cpu_cores') or {})}")
     if "memory" in row["figure"]:
         return "see the RSS samples in the JSON"
     return ""
@@ -165,6 +167,18 @@ def markdown(figures: dict[str, Any], derived: dict[str, Any], name: str) -> str
             lines.append(f"| {key} | {fmt(cpu.get('intake'))} | {fmt(cpu.get('diagnosis'))} | {fmt(cpu.get('outreach'))} "
                          f"| {fmt(cpu.get('bare_http'))} | {fmt(loadgen)} | {fmt(cpu.get('postgres'))} "
                          f"| {fmt(cpu.get('rabbitmq'))} | {fmt(cpu.get('machine'))} | {fmt(cpu.get('others'))}{noisy} |")
+    per_event = get(figures, "phases", "burst", "cpu_ms_per_event") or {}
+    if per_event:
+        parts = ("intake", "diagnosis", "outreach", "postgres", "rabbitmq")
+        total = sum(per_event.get(name) or 0 for name in parts)
+        lines += ["", "## CPU per event through the whole pipeline (the burst, first send to last case open)", "",
+                  "| intake | diagnosis | outreach | PostgreSQL | RabbitMQ | total | other work |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                  f"| {' | '.join(fmt(per_event.get(name)) for name in parts)} | {fmt(round(total, 2))} "
+                  f"| {fmt(per_event.get('others'))} |", "",
+                  f"In milliseconds of CPU. At {fmt(round(total, 2))} ms an event, the pipeline's work alone fills "
+                  f"{(os.cpu_count() or 2)} cores at about {fmt(round(1000 * (os.cpu_count() or 2) / total)) if total else '–'} "
+                  "events/s."]
     peaks = figures.get("queue_peaks") or {}
     lines += ["", "## Backlogs (sampled every second)", "",
               *(f"- {name}: {value}" for name, value in peaks.items()), "",

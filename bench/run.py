@@ -230,14 +230,23 @@ class Bench:
     async def burst(self) -> None:
         """``burst`` cancellations as fast as intake takes them; time from the first send to the last case."""
         before = await observe.count_cases(self.stage.dsn)
+        # The whole burst, from the first send to the last case: what one event costs each part of the pipeline.
+        whole = observe.CpuMeter(list(self.services.values()), await self.server_groups())
+        whole.start()
         started = time.time()
         waiter = asyncio.create_task(observe.wait_for_cases(self.stage.dsn, before + self.scale.burst, timeout=300))
         await self.measured("burst", list(self.services.values()), self.stage.ports["intake"], "b",
                             **self.closed_spec(count=self.scale.burst))
         finished = await waiter
+        cores = whole.stop(joined=await self.server_groups())
         phase = self.figures["phases"]["burst"]
         phase["events"] = self.scale.burst
         phase["all_open_after_s"] = round(finished - started, 2) if finished else None
+        phase["cpu_ms_per_event"] = {
+            name: round(1000 * cores[name] * cores["wall_s"] / self.scale.burst, 2)
+            for name in ("intake", "diagnosis", "outreach", "postgres", "rabbitmq", "others")
+        }
+        print(f"bench: burst CPU per event (ms): {phase['cpu_ms_per_event']}", flush=True)
         self.expected_cases += phase["accepted_2xx"]
         print(f"bench: burst of {self.scale.burst}: all open after {phase['all_open_after_s']} s", flush=True)
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import JSON, DateTime, Insert, MetaData, TypeDecorator, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -133,11 +134,12 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
             yield session
 
 
-def insert_ignoring_conflicts(session: AsyncSession, table: Any, **values: Any) -> Insert:
-    """``INSERT ... ON CONFLICT DO NOTHING`` for the session's dialect."""
+def insert_ignoring_conflicts(session: AsyncSession, table: Any, rows: list[dict[str, Any]] | None = None,
+                              **values: Any) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the session's dialect: one row of ``values``, or ``rows``."""
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return builder(table).values(**values).on_conflict_do_nothing()
+    return builder(table).values(rows if rows is not None else values).on_conflict_do_nothing()
 
 
 async def insert_if_new(session: AsyncSession, table: Any, *, returning: Any, **values: Any) -> Any | None:
@@ -163,6 +165,10 @@ UNAVAILABLE_SQLSTATES = ("08", "57P")
 def is_database_outage(error: BaseException) -> bool:
     """True for errors that waiting cures (the database restarting, unreachable), not for bugs."""
     if isinstance(error, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(error, asyncpg.InterfaceError):  # asyncpg used directly: its connection was closed under it
+        return True
+    if str(getattr(error, "sqlstate", None) or "").startswith(UNAVAILABLE_SQLSTATES):
         return True
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:

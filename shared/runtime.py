@@ -62,7 +62,8 @@ class Runtime:
             delivery_limit=self.settings.delivery_limit,
         )
         consumer = Consumer(spec=spec, handlers=handlers, broker=self.broker, sessions=self.sessions,
-                            handled=self.handled, prefetch=self.settings.prefetch, after_commit=self.wake_relay)
+                            handled=self.handled, prefetch=self.settings.prefetch,
+                            batch_size=self.settings.consumer_batch_size, after_commit=self.wake_relay)
         self.consumers.append(consumer)
         return consumer
 

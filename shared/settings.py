@@ -40,7 +40,9 @@ class BrinkSettings(BaseSettings):
     log_format: str = Field(default="json", pattern="^(json|console)$")
     # Consumers and relays run inside the service process unless an operator splits them out.
     run_workers: bool = True
-    prefetch: int = Field(default=32, ge=1, le=1000)
+    prefetch: int = Field(default=64, ge=1, le=1000)
+    # Messages that arrive together are handled in one transaction, up to this many; 1 handles each alone.
+    consumer_batch_size: int = Field(default=32, ge=1, le=1000)
     delivery_limit: int = Field(default=10, ge=1)
     retry_delays_seconds: CommaList = Field(default_factory=lambda: ["1", "5", "30"])
     outbox_poll_seconds: float = Field(default=0.5, gt=0)

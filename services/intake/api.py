@@ -77,7 +77,7 @@ async def accept(request: Request, runtime: Runtime, *, source: str, event: dict
     mapped, reason = map_or_ignore(source, event_type, mapper, event)
     delivery = Delivery(source=source, external_id=event_id, event_type=event_type, payload=event,
                         correlation_id=request.scope["state"]["correlation_id"])
-    outcome = await store(runtime, delivery, mapped, reason)
+    outcome = await store(runtime, request.app.state.deliveries, delivery, mapped, reason)
     explained = {"ignored": reason, "superseded": SUPERSEDED_REASON}
     return WebhookAck(outcome=outcome, event_id=event_id, reason=explained.get(outcome))
 

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.postgres_deliveries import PostgresDeliveries
 from services.intake.service import Delivery, Outcome, record_delivery
 from services.intake.settings import IntakeSettings
 from shared import metrics
@@ -48,7 +49,21 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise HTTPException(400, "body is nested too deeply to be a webhook event") from None
     if not isinstance(parsed, dict):
         raise HTTPException(400, "body must be a JSON object")
+    if b"\\u0000" in body:
+        # PostgreSQL's text and jsonb cannot hold NUL; refusing would lose the cancellation, so it is replaced.
+        parsed = without_nul(parsed)
     return parsed
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` with every NUL character in its strings and keys replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
 
 
 def count(source: str, event_type: str, outcome: str) -> None:
@@ -72,17 +87,31 @@ async def in_transaction(runtime: Runtime, work: Any) -> Any:
     except (DBAPIError, OSError) as problem:
         if not is_database_outage(problem):
             raise
-        log.error("intake.database.unavailable", error=str(problem).splitlines()[0] if str(problem) else repr(problem))
-        raise HTTPException(503, "the database is unavailable; retry later") from None
+        raise unavailable(problem) from None
 
 
-async def store(runtime: Runtime, delivery: Delivery, event: Payload | None, ignored_reason: str | None) -> Outcome:
+def unavailable(problem: BaseException) -> HTTPException:
+    """Log the outage; the caller raises the returned 503 so the sender retries."""
+    log.error("intake.database.unavailable", error=str(problem).splitlines()[0] if str(problem) else repr(problem))
+    return HTTPException(503, "the database is unavailable; retry later")
+
+
+async def store(runtime: Runtime, deliveries: PostgresDeliveries | None, delivery: Delivery, event: Payload | None,
+                ignored_reason: str | None) -> Outcome:
     """Commit the delivery, the subscription's newest state and the outbox row together."""
 
     async def work(session: AsyncSession) -> Outcome:
         return await record_delivery(session, delivery=delivery, event=event, ignored_reason=ignored_reason)
 
-    outcome: Outcome = await in_transaction(runtime, work)
+    if deliveries is None:
+        outcome: Outcome = await in_transaction(runtime, work)
+    else:
+        try:
+            outcome = await deliveries.record(delivery, event, ignored_reason)
+        except Exception as problem:
+            if not is_database_outage(problem):
+                raise
+            raise unavailable(problem) from None
     if outcome == "accepted":
         runtime.wake_relay()
     count(delivery.source, delivery.event_type, outcome)

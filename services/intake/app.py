@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from services.intake import api, cancellations_api
 from services.intake.models import outbox
+from services.intake.postgres_deliveries import PostgresDeliveries, asyncpg_dsn
 from services.intake.settings import IntakeSettings
 from shared.logs import configure_logging
 from shared.runtime import Runtime, serve
@@ -13,16 +17,32 @@ from shared.settings import load_settings
 from shared.web import create_app
 
 SERVICE = "intake"
+# Webhooks each hold a connection for one round trip, so a few connections serve hundreds a second.
+DELIVERY_CONNECTIONS = 16
 
 
 def build_app(settings: IntakeSettings) -> FastAPI:
     """The intake app; its runtime (database, broker, outbox relay) starts with the lifespan."""
     runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox)
+    deliveries = (None if settings.is_sqlite
+                  else PostgresDeliveries(asyncpg_dsn(settings.database_url), max_connections=DELIVERY_CONNECTIONS))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.lifespan(app):
+            if deliveries is not None:
+                await deliveries.start()
+            try:
+                yield
+            finally:
+                if deliveries is not None:
+                    await deliveries.close()
+
     app = create_app(
         service=SERVICE,
         title="Brink intake",
         description="Receives Stripe and Chargebee webhooks and internal cancellation reports.",
-        lifespan=runtime.lifespan,
+        lifespan=lifespan,
         public_routers=[api.router],
         api_routers=[cancellations_api.router],
         api_tokens=settings.api_tokens,
@@ -30,6 +50,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
     )
     app.state.runtime = runtime
+    app.state.deliveries = deliveries
     app.state.settings = settings
     return app
 

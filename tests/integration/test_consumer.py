@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.diagnosis.models import handled
 from shared.consumer import ERROR_HEADER, QUEUE_HEADER, Consumer
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_engine, make_sessionmaker, utcnow
 from shared.events import AccountSignalsUpdated, Envelope
 from shared.messaging import Broker, QueueSpec
 from tests.conftest import eventually
@@ -50,22 +51,28 @@ async def dead_messages(broker: Broker, queue: str) -> list[aio_pika.abc.Abstrac
     return found
 
 
-async def start_consumer(broker: Broker, sessions, handler, *, retry_delays=(0.1, 0.2)) -> Consumer:  # noqa: ANN001
+def consumer_for(broker: Broker, sessions, handler, *, retry_delays=(0.1, 0.2), batch_size: int = 1) -> Consumer:  # noqa: ANN001
     spec = QueueSpec(name=f"test.{uuid.uuid4().hex[:8]}", routing_keys=(AccountSignalsUpdated.TYPE,),
                      retry_delays=retry_delays, delivery_limit=5)
-    consumer = Consumer(spec=spec, handlers={AccountSignalsUpdated.TYPE: handler}, broker=broker,
-                        sessions=sessions, handled=handled, prefetch=4)
+    return Consumer(spec=spec, handlers={AccountSignalsUpdated.TYPE: handler}, broker=broker,
+                    sessions=sessions, handled=handled, prefetch=8, batch_size=batch_size)
+
+
+async def start_consumer(broker: Broker, sessions, handler, *, retry_delays=(0.1, 0.2),  # noqa: ANN001
+                         batch_size: int = 1) -> Consumer:
+    consumer = consumer_for(broker, sessions, handler, retry_delays=retry_delays, batch_size=batch_size)
     await consumer.start()
     return consumer
 
 
-async def test_a_redelivered_envelope_is_handled_once(broker: Broker, sessions) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("batch_size", [1, 8])
+async def test_a_redelivered_envelope_is_handled_once(broker: Broker, sessions, batch_size: int) -> None:  # noqa: ANN001
     seen: list[str] = []
 
     async def handler(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
         seen.append(payload.account_id)
 
-    consumer = await start_consumer(broker, sessions, handler)
+    consumer = await start_consumer(broker, sessions, handler, batch_size=batch_size)
     envelope = signals_event(f"acct-{uuid.uuid4().hex[:6]}")
     for _ in range(3):
         await broker.publish(envelope)
@@ -123,3 +130,51 @@ async def test_an_undecodable_message_goes_straight_to_the_dead_queue(broker: Br
     await consumer.stop()
     assert dead[0].message_id == "poison-1"
     assert dead[0].headers[ERROR_HEADER].startswith("undecodable message")
+
+
+async def queued_before_start(broker: Broker, consumer: Consumer, envelopes: list[Envelope]) -> None:
+    """Publish while nobody consumes, so the messages arrive together when the consumer starts."""
+    await broker.declare_queue(consumer.spec)
+    for envelope in envelopes:
+        await broker.publish(envelope)
+
+
+async def effects_of(sessions, consumer: Consumer) -> list[str]:  # noqa: ANN001
+    async with sessions() as session:
+        rows = await session.execute(select(handled.c.event_id).where(handled.c.consumer == f"{consumer.spec.name}:effect"))
+        return sorted(rows.scalars())
+
+
+async def test_messages_that_arrive_together_commit_in_one_transaction(broker: Broker, sessions) -> None:  # noqa: ANN001
+    transactions: list[str] = []
+
+    async def handler(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
+        transactions.append(session.info.setdefault("transaction", uuid.uuid4().hex))
+
+    consumer = consumer_for(broker, sessions, handler, batch_size=8)
+    await queued_before_start(broker, consumer, [signals_event(f"acct-{n}") for n in range(8)])
+    await consumer.start()
+    await eventually(lambda: asyncio.sleep(0, result=len(transactions) == 8), timeout=10)
+    await consumer.stop()
+    assert len(set(transactions)) < 8
+
+
+async def test_one_failing_message_in_a_batch_costs_the_others_nothing(broker: Broker, sessions) -> None:  # noqa: ANN001
+    async def handler(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
+        # An effect in the handler's transaction: a batch rolled back must not leave it behind.
+        await session.execute(handled.insert().values(consumer=f"{consumer.spec.name}:effect",
+                                                      event_id=str(envelope.id), handled_at=utcnow()))
+        if payload.account_id == "acct-bad":
+            raise ValueError("no playbook for acct-bad")
+
+    consumer = consumer_for(broker, sessions, handler, batch_size=8)
+    good = [signals_event(f"acct-{n}") for n in range(4)]
+    bad = signals_event("acct-bad")
+    await queued_before_start(broker, consumer, [*good[:2], bad, *good[2:]])
+    await consumer.start()
+    dead = await eventually(lambda: dead_messages(broker, consumer.spec.dead_queue), timeout=10)
+    await consumer.stop()
+    assert [message.message_id for message in dead] == [str(bad.id)]
+    # Each good message's effect committed exactly once (a second insert would have failed on the key).
+    assert await effects_of(sessions, consumer) == sorted(str(envelope.id) for envelope in good)
+

@@ -10,7 +10,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 
+from services.intake.models import SubscriptionState
 from shared.signing import stripe_signature_header
 from tests.conftest import STRIPE_SECRET
 from tests.helpers import signed, stripe_event, stripe_subscription
@@ -238,3 +240,31 @@ async def test_chargebee_orders_by_resource_version_not_by_arrival(intake: Intak
     assert late.status_code == 200 and late.json()["outcome"] == "superseded"
     staged = await staged_events(app, f"chargebee:{scheduled['id']}")
     assert [e["type"] for e in staged] == ["cancellation.received"]
+
+
+async def test_a_repeat_of_an_older_delivery_leaves_the_newest_state_alone(intake: Intake) -> None:
+    app, client = intake
+    scheduled, older, newer = scheduled_then_removed()
+    assert (await post_stripe(client, older)).json()["outcome"] == "accepted"
+    assert (await post_stripe(client, newer)).json()["outcome"] == "accepted"
+
+    assert (await post_stripe(client, older)).json()["outcome"] == "duplicate"
+    # Had the repeat counted, this later copy of the newer event's state would now look superseded or staged twice.
+    third = dict(newer, id=newer["id"] + "_again")
+    assert (await post_stripe(client, third)).json()["outcome"] == "accepted"
+    assert [e["type"] for e in await staged_events(app, f"stripe:{scheduled['id']}")] == [
+        "cancellation.received", "cancellation.withdrawn", "cancellation.withdrawn"]
+    async with app.state.runtime.sessions() as session:
+        state = await session.scalar(select(SubscriptionState).where(
+            SubscriptionState.subscription_id == scheduled["id"]))
+    assert state is not None and state.state == "active"
+
+
+async def test_a_nul_character_in_the_event_is_replaced_and_the_cancellation_kept(intake: Intake) -> None:
+    app, client = intake
+    subscription = stripe_subscription(comment="too\u0000 expensive")
+    event = stripe_event("customer.subscription.deleted", subscription)
+    response = await post_stripe(client, event)
+    assert response.status_code == 200 and response.json()["outcome"] == "accepted", response.text
+    [staged] = await staged_events(app, f"stripe:{subscription['id']}")
+    assert staged["data"]["comment"] == "too\ufffd expensive"
