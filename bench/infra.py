@@ -110,21 +110,23 @@ class Process:
     def pid(self) -> int:
         return self.popen.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """The process and its descendants (a service may serve from several worker processes)."""
+        return [self.pid, *descendants(self.pid)]
+
     def peak_rss_mb(self) -> float | None:
-        """VmHWM: the resident-set high-water mark since the process started."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            return None
-        return None
+        """VmHWM, the resident-set high-water mark, summed over the service's processes."""
+        peaks = [peak for pid in self.pids if (peak := high_water_mb(pid)) is not None]
+        return sum(peaks) if peaks else None
 
     def pause(self) -> None:
-        os.kill(self.pid, signal.SIGSTOP)
+        for pid in self.pids:
+            os.kill(pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        os.kill(self.pid, signal.SIGCONT)
+        for pid in self.pids:
+            os.kill(pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.popen.poll() is not None:
@@ -142,6 +144,33 @@ class Process:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def high_water_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, read from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    found, pending = [], [pid]
+    while pending:
+        children = parents.get(pending.pop(), [])
+        found += children
+        pending += children
+    return found
 
 
 def spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Process:

@@ -58,7 +58,7 @@ class CpuMeter:
     """CPU used per process, per group of pids, and by the whole machine between ``start`` and ``stop``, in cores."""
 
     def __init__(self, processes: list[Process], groups: dict[str, list[int]] | None = None) -> None:
-        self.groups = {p.name: [p.pid] for p in processes} | (groups or {})
+        self.groups = {p.name: p.pids for p in processes} | (groups or {})
 
     def start(self) -> None:
         self._wall = time.monotonic()
@@ -134,7 +134,7 @@ class Sampler:
                     sample[table] = await database.fetchval(f"SELECT count(*) FROM {table} WHERE published_at IS NULL")
                 sample["cases"] = await database.fetchval("SELECT count(*) FROM outreach_cases")
                 for process in self.services:
-                    sample[f"{process.name}_rss_mb"] = rss_mb(process.pid)
+                    sample[f"{process.name}_rss_mb"] = round(sum(rss_mb(pid) or 0.0 for pid in process.pids), 1)
                 self.samples.append(sample)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=1.0)

@@ -45,7 +45,7 @@ async def start(pid: int, seconds: float, output: Path) -> asyncio.subprocess.Pr
         return None
     recorder = await asyncio.create_subprocess_exec(
         binary, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200", "--format", "raw",
-        "--output", str(output), "--nonblocking", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        "--output", str(output), "--nonblocking", "--subprocesses", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     await asyncio.sleep(0.5)  # let it attach before the load starts
     return recorder
 

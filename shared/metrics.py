@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -18,8 +24,11 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 OUTBOX_PUBLISHED = Counter("brink_outbox_published_total", "Outbox rows published and confirmed", ["table"])
-OUTBOX_BACKLOG = Gauge("brink_outbox_backlog", "Outbox rows not yet published", ["table"])
-OUTBOX_OLDEST_AGE = Gauge("brink_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["table"])
+# Gauges read from the database or the broker: with several processes, the latest reading is the answer.
+OUTBOX_BACKLOG = Gauge("brink_outbox_backlog", "Outbox rows not yet published", ["table"],
+                       multiprocess_mode="mostrecent")
+OUTBOX_OLDEST_AGE = Gauge("brink_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["table"],
+                          multiprocess_mode="mostrecent")
 PUBLISH_CONFIRM_SECONDS = Histogram(
     "brink_publish_confirm_duration_seconds", "Time from publishing a batch to the broker's confirms",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
@@ -37,9 +46,37 @@ DEAD_LETTERED = Counter("brink_messages_dead_lettered_total", "Messages sent to 
 router = APIRouter()
 
 
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+
+
 @router.get("/metrics", include_in_schema=False)
 def metrics_endpoint() -> Response:
+    if os.environ.get(MULTIPROCESS_DIRECTORY):
+        # One of several processes serving a port: answer for all of them.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def prepare_multiprocess_directory() -> Path:
+    """An empty directory for the metrics of the processes about to start, named in the environment they inherit.
+
+    An operator's own ``PROMETHEUS_MULTIPROC_DIR`` is emptied (files of an earlier run would count twice);
+    otherwise a new temporary one is made.
+    """
+    named = os.environ.get(MULTIPROCESS_DIRECTORY)
+    if named:
+        directory = Path(named)
+        if directory.exists():
+            for stale in directory.glob("*.db"):
+                stale.unlink()
+        directory.mkdir(parents=True, exist_ok=True)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="brink-metrics-"))
+        os.environ[MULTIPROCESS_DIRECTORY] = str(directory)
+        atexit.register(shutil.rmtree, directory, True)
+    return directory
 
 
 class HTTPMetricsMiddleware:
@@ -75,10 +112,12 @@ class HTTPMetricsMiddleware:
 WEBHOOKS = Counter(
     "brink_webhooks_total", "Webhook deliveries by source, event type and outcome", ["source", "event_type", "outcome"]
 )
-QUEUE_MESSAGES = Gauge("brink_queue_messages", "Messages ready in a RabbitMQ queue", ["queue"])
-QUEUE_CONSUMERS = Gauge("brink_queue_consumers", "Consumers attached to a RabbitMQ queue", ["queue"])
-CASES = Gauge("brink_cases", "Cases by status", ["status"])
-TASKS_OVERDUE = Gauge("brink_tasks_overdue", "Open tasks past their due time")
+QUEUE_MESSAGES = Gauge("brink_queue_messages", "Messages ready in a RabbitMQ queue", ["queue"],
+                       multiprocess_mode="mostrecent")
+QUEUE_CONSUMERS = Gauge("brink_queue_consumers", "Consumers attached to a RabbitMQ queue", ["queue"],
+                        multiprocess_mode="mostrecent")
+CASES = Gauge("brink_cases", "Cases by status", ["status"], multiprocess_mode="mostrecent")
+TASKS_OVERDUE = Gauge("brink_tasks_overdue", "Open tasks past their due time", multiprocess_mode="mostrecent")
 ESCALATIONS_FIRED = Counter("brink_escalations_fired_total", "Escalation steps fired", ["rung"])
 NOTIFICATIONS_FAILED = Counter(
     "brink_notifications_failed_total", "Notifications that failed after every retry", ["channel"]

@@ -213,10 +213,21 @@ def preflight(settings: BrinkSettings) -> None:
             logging.getLogger(name).setLevel(level)
 
 
-def serve(app_factory: Callable[[], object], *, settings: BrinkSettings, port: int) -> None:
-    """Run one service with uvicorn after the preflight checks."""
+def serve(app_factory: Callable[[], object], *, settings: BrinkSettings, port: int, processes: int = 1,
+          factory_path: str | None = None) -> None:
+    """Run one service with uvicorn after the preflight checks; ``processes`` > 1 share the port.
+
+    Several processes import the app by ``factory_path`` and keep their metrics in one directory
+    (Prometheus's multiprocess mode), so ``/metrics`` from any of them counts the work of all.
+    """
     import uvicorn
 
     preflight(settings)
+    if processes > 1:
+        assert factory_path is not None, "several processes need the app factory's import path"
+        metrics.prepare_multiprocess_directory()
+        uvicorn.run(factory_path, factory=True, workers=processes, host=settings.host, port=port, log_config=None,
+                    access_log=False, lifespan="on", timeout_graceful_shutdown=10)
+        return
     uvicorn.run(app_factory(), host=settings.host, port=port, log_config=None, access_log=False,
                 lifespan="on", timeout_graceful_shutdown=10)

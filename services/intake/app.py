@@ -12,6 +12,7 @@ from services.intake.models import outbox
 from services.intake.postgres_deliveries import PostgresDeliveries, asyncpg_dsn
 from services.intake.settings import IntakeSettings
 from shared.logs import configure_logging
+from shared.db import make_engine
 from shared.runtime import Runtime, serve
 from shared.settings import load_settings
 from shared.web import create_app
@@ -23,9 +24,11 @@ DELIVERY_CONNECTIONS = 16
 
 def build_app(settings: IntakeSettings) -> FastAPI:
     """The intake app; its runtime (database, broker, outbox relay) starts with the lifespan."""
-    runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox)
     deliveries = (None if settings.is_sqlite
                   else PostgresDeliveries(asyncpg_dsn(settings.database_url), max_connections=DELIVERY_CONNECTIONS))
+    # With webhooks on their own pool, the engine serves only the relay, reports and health checks.
+    engine = None if deliveries is None else make_engine(settings.database_url, pool_size=3)
+    runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox, engine=engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,10 +58,18 @@ def build_app(settings: IntakeSettings) -> FastAPI:
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app as each of several intake processes builds it (uvicorn imports this by name)."""
+    settings = load_settings(IntakeSettings)
+    configure_logging(service=SERVICE, level=settings.log_level, fmt=settings.log_format)
+    return build_app(settings)
+
+
 def main() -> None:
     settings = load_settings(IntakeSettings)
     configure_logging(service=SERVICE, level=settings.log_level, fmt=settings.log_format)
-    serve(lambda: build_app(settings), settings=settings, port=settings.intake_port)
+    serve(lambda: build_app(settings), settings=settings, port=settings.intake_port,
+          processes=settings.intake_processes, factory_path="services.intake.app:app_from_environment")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from shared.settings import BrinkSettings, SecretList, refuse_placeholders, spli
 
 class IntakeSettings(BrinkSettings):
     intake_port: int = Field(default=8000, ge=1, le=65535)
+    # Processes serving the intake port together; intake's work is CPU in Python, so one per core it may use.
+    intake_processes: int = Field(default=1, ge=1, le=64)
     stripe_webhook_secrets: SecretList = Field(default_factory=list)
     stripe_tolerance_seconds: int = Field(default=300, ge=0)
     chargebee_webhook_username: SecretStr | None = None
