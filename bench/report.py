@@ -72,7 +72,7 @@ def derive(figures: dict[str, Any]) -> dict[str, Any]:
         "burst / lower ceiling", f"< {burst_target:.0f} s" + ("" if burst == FULL_BURST else f" (60 s scaled to {burst})"),
         None if all_open is None else all_open < burst_target)
     for service, peak in (figures.get("peak_rss_mb") or {}).items():
-        row(f"{service} peak memory (VmHWM)", None if peak is None else round(peak, 1), "MB",
+        row(f"{service} peak memory (VmHWM, summed over its processes)", None if peak is None else round(peak, 1), "MB",
             None if bare_rss is None else round(bare_rss, 1), "bare FastAPI process", "< 200 MB",
             None if peak is None else peak < 200)
     for key in ("intake_fixed_rate", "intake_saturation", "end_to_end", "burst"):
