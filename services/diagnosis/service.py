@@ -33,10 +33,9 @@ latest_diagnosis = repository.latest_diagnosis
 
 @dataclass(frozen=True)
 class RecordedCancellation:
-    """A cancellation report, kept or not, and what to diagnose."""
+    """What to diagnose after a cancellation report, kept or not."""
 
-    status: str
-    newest: CancellationReceived | None  # the newest report known when open: this one or a newer stored one
+    newest: CancellationReceived | None  # the newest report known, or None when no longer open
     is_new: bool  # no row existed before, so no diagnosis either
 
 
@@ -47,13 +46,13 @@ async def record_cancellation(session: AsyncSession, event: CancellationReceived
         session, cancellation_id=event.cancellation_id, account_id=event.account_id, status="open",
         state_version=event.state_version, details=details,
     ):
-        return RecordedCancellation(status="open", newest=event, is_new=True)
+        return RecordedCancellation(newest=event, is_new=True)
     if await repository.update_unless_newer_stored(session, cancellation_id=event.cancellation_id,
                                                    state_version=event.state_version, status="open", details=details):
-        return RecordedCancellation(status="open", newest=event, is_new=False)
+        return RecordedCancellation(newest=event, is_new=False)
     stored = await repository.locked_cancellation(session, event.cancellation_id)
     newest = CancellationReceived.model_validate(stored.details) if stored.status == "open" else None
-    return RecordedCancellation(status=stored.status, newest=newest, is_new=False)
+    return RecordedCancellation(newest=newest, is_new=False)
 
 
 async def withdraw_cancellation(session: AsyncSession, event: CancellationWithdrawn) -> None:
