@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import event
 
 from services.diagnosis import consumers
-from shared.db import make_engine, make_sessionmaker, transaction
+from shared.db import make_engine, make_sessionmaker
 from shared.events import Envelope, InterventionLogged
 from tests.diagnosis_helpers import cancellation
 
@@ -45,14 +45,15 @@ async def test_a_new_cancellation_and_a_failed_intervention_take_few_statements(
     try:
         async with engine.connect():
             pass  # the first connection's own queries (server version and so on) are not the handler's
-        with counting(engine) as first:
-            async with transaction(sessions) as session:
+        # One transaction, rolled back: the staged events must not reach other tests sharing this database.
+        async with sessions() as session:
+            with counting(engine) as first:
                 await consumers.on_cancellation_received(
                     received, envelope=Envelope.wrap(received, correlation_id="c1", source="test"), session=session)
-        with counting(engine) as second:
-            async with transaction(sessions) as session:
+            with counting(engine) as second:
                 await consumers.on_intervention_logged(
                     failed, envelope=Envelope.wrap(failed, correlation_id="c2", source="test"), session=session)
+            await session.rollback()
     finally:
         await engine.dispose()
 
