@@ -22,11 +22,12 @@ log = get_logger("diagnosis.consumers")
 
 async def on_cancellation_received(payload: CancellationReceived, *, envelope: Envelope, session: AsyncSession,
                                    context: ContextSource | None = None) -> None:
-    cancellation = await service.record_cancellation(session, payload)
-    if cancellation.status != "open":
+    recorded = await service.record_cancellation(session, payload)
+    if recorded.newest is None:
         log.info("diagnosis.cancellation.already_withdrawn", cancellation_id=payload.cancellation_id)
         return
-    await service.diagnose(session, cancellation, correlation_id=envelope.correlation_id, context=context)
+    await service.diagnose(session, recorded.newest, correlation_id=envelope.correlation_id, context=context,
+                           latest_version=0 if recorded.is_new else None)
 
 
 async def on_cancellation_withdrawn(payload: CancellationWithdrawn, *, envelope: Envelope,

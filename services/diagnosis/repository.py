@@ -1,49 +1,136 @@
-"""Diagnosis's queries: cancellations, signals, the history of attempts, diagnosis versions."""
+"""Diagnosis's queries: cancellations, signals, the history of attempts, diagnosis versions.
+
+The message handlers read and write through Core statements and plain rows, not ORM objects: fewer round trips
+and less work per message, and nothing in a session's identity map can go stale when several messages share one
+transaction. The statements are built once, with bound parameters: building one costs more than running it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Boolean, Integer, String, bindparam, cast, exists, func, literal, null, select, union_all, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.diagnosis.models import AccountSignal, Attempt, Cancellation, Diagnosis
-from shared.db import insert_if_new, utcnow
+from services.diagnosis.verdict import Attempt as PastAttempt
+from shared.db import JSONType, UTCDateTime, is_postgres, utcnow
+
+CANCELLATIONS = Cancellation.__table__
+DIAGNOSES = Diagnosis.__table__
+ATTEMPTS = Attempt.__table__
+SIGNALS = AccountSignal.__table__
 
 
-async def cancellation_by_id(session: AsyncSession, cancellation_id: str) -> Cancellation | None:
-    return (
-        await session.execute(select(Cancellation).where(Cancellation.cancellation_id == cancellation_id))
-    ).scalar_one_or_none()
+@dataclass(frozen=True)
+class StoredCancellation:
+    """What a diagnosis needs of a stored cancellation."""
+
+    cancellation_id: str
+    status: str
+    details: dict[str, Any]
+    latest_version: int = 0
+    seen_signal_version: int = 0
 
 
-async def claim_cancellation(session: AsyncSession, *, cancellation_id: str, account_id: str, status: str,
-                             state_version: int, details: dict[str, Any]) -> tuple[Cancellation, bool]:
-    """The cancellation's row, locked, created from the given values if new; True when it was created.
+@dataclass(frozen=True)
+class AccountHistory:
+    """Everything stored about an account that a diagnosis weighs: signal groups and attempts, oldest first."""
 
-    Insert-or-ignore first, so two reports of one cancellation handled at once never collide on the unique key.
-    """
-    created = await insert_if_new(
-        session, Cancellation.__table__, returning=Cancellation.__table__.c.id, cancellation_id=cancellation_id,
-        account_id=account_id, status=status, state_version=state_version, details=details, received_at=utcnow(),
+    signals: dict[str, dict[str, Any]]
+    signal_version: int
+    attempts: list[PastAttempt]
+
+
+_ADD_CANCELLATION = {
+    dialect: builder(CANCELLATIONS).on_conflict_do_nothing().returning(CANCELLATIONS.c.id)
+    for dialect, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+
+
+async def add_cancellation_if_new(session: AsyncSession, *, cancellation_id: str, account_id: str, status: str,
+                                  state_version: int, details: dict[str, Any]) -> bool:
+    """Insert-or-ignore, so two reports of one cancellation handled at once never collide on the unique key."""
+    statement = _ADD_CANCELLATION["postgresql" if is_postgres(session) else "sqlite"]
+    created = await session.execute(statement, dict(
+        cancellation_id=cancellation_id, account_id=account_id, status=status, state_version=state_version,
+        details=details, received_at=utcnow(),
+    ))
+    return created.scalar_one_or_none() is not None
+
+
+_UPDATE_UNLESS_NEWER_STORED = (
+    update(CANCELLATIONS)
+    .where(CANCELLATIONS.c.cancellation_id == bindparam("which"), CANCELLATIONS.c.state_version <= bindparam("newest"))
+    .returning(CANCELLATIONS.c.id)
+)
+
+
+async def update_unless_newer_stored(session: AsyncSession, *, cancellation_id: str, state_version: int,
+                                     **values: Any) -> bool:
+    """Apply a report unless the stored one is newer (by the source's ordering); True when it was applied."""
+    applied = await session.execute(_UPDATE_UNLESS_NEWER_STORED, dict(
+        which=cancellation_id, newest=state_version, state_version=state_version, **values))
+    return applied.scalar_one_or_none() is not None
+
+
+_LOCKED_CANCELLATION = (
+    select(CANCELLATIONS.c.status, CANCELLATIONS.c.details)
+    .where(CANCELLATIONS.c.cancellation_id == bindparam("cancellation_id")).with_for_update()
+)
+
+
+async def locked_cancellation(session: AsyncSession, cancellation_id: str) -> StoredCancellation:
+    """The stored cancellation, locked so its diagnoses are numbered one after another."""
+    row = (await session.execute(_LOCKED_CANCELLATION, {"cancellation_id": cancellation_id})).one()
+    return StoredCancellation(cancellation_id=cancellation_id, status=row.status, details=row.details)
+
+
+_CLOSE_IF_OPEN = (
+    update(CANCELLATIONS)
+    .where(CANCELLATIONS.c.cancellation_id == bindparam("which"), CANCELLATIONS.c.status == "open")
+    .values(status="closed")
+)
+
+
+async def close_if_open(session: AsyncSession, cancellation_id: str) -> None:
+    await session.execute(_CLOSE_IF_OPEN, {"which": cancellation_id})
+
+
+def _open_cancellations_statement() -> Any:
+    latest = DIAGNOSES.alias("latest")
+    newest_version = (
+        select(func.max(DIAGNOSES.c.version))
+        .where(DIAGNOSES.c.cancellation_id == CANCELLATIONS.c.cancellation_id).scalar_subquery()
     )
-    row = (
-        await session.execute(
-            select(Cancellation).where(Cancellation.cancellation_id == cancellation_id)
-            .with_for_update().execution_options(populate_existing=True)
-        )
-    ).scalar_one()
-    return row, created is not None
+    return (
+        select(CANCELLATIONS.c.cancellation_id, CANCELLATIONS.c.details, latest.c.version,
+               latest.c.explanation["signal_version"].as_integer().label("seen_signal_version"))
+        .select_from(CANCELLATIONS.outerjoin(latest, (latest.c.cancellation_id == CANCELLATIONS.c.cancellation_id)
+                                             & (latest.c.version == newest_version)))
+        .where(CANCELLATIONS.c.account_id == bindparam("account_id"), CANCELLATIONS.c.status == "open")
+        .order_by(CANCELLATIONS.c.id)
+    )
 
 
-async def open_cancellations(session: AsyncSession, account_id: str) -> list[Cancellation]:
-    """The account's cancellations still worth diagnosing (not withdrawn, not closed)."""
-    return list((
-        await session.execute(
-            select(Cancellation).where(Cancellation.account_id == account_id, Cancellation.status == "open")
-            .order_by(Cancellation.id)
-        )
-    ).scalars())
+_OPEN_CANCELLATIONS = _open_cancellations_statement()
+
+
+async def open_cancellations(session: AsyncSession, account_id: str) -> list[StoredCancellation]:
+    """The account's cancellations still worth diagnosing (not withdrawn, not closed), each with its latest
+    diagnosis version and the signal version that diagnosis saw (0 when none)."""
+    return [
+        StoredCancellation(cancellation_id=row.cancellation_id, status="open", details=row.details,
+                           latest_version=row.version or 0, seen_signal_version=row.seen_signal_version or 0)
+        for row in await session.execute(_OPEN_CANCELLATIONS, {"account_id": account_id})
+    ]
+
+
+async def has_open_cancellation(session: AsyncSession, account_id: str) -> bool:
+    return bool(await session.scalar(select(exists().where(
+        CANCELLATIONS.c.account_id == account_id, CANCELLATIONS.c.status == "open"))))
 
 
 async def signal_rows(session: AsyncSession, account_id: str) -> dict[str, AccountSignal]:
@@ -51,26 +138,53 @@ async def signal_rows(session: AsyncSession, account_id: str) -> dict[str, Accou
     return {row.kind: row for row in rows}
 
 
-async def signals_of(session: AsyncSession, account_id: str) -> tuple[dict[str, dict[str, Any]], int]:
-    """The account's signal groups and the newest signal version (0 when nothing was sent)."""
-    rows = await signal_rows(session, account_id)
-    version = max((row.signal_version for row in rows.values()), default=0)
-    return {kind: row.values for kind, row in rows.items()}, version
+def _history_statement() -> Any:
+    """Signals and attempts in one statement (one round trip): ``row_kind`` tells them apart."""
+    no_text = cast(null(), String)
+    signals = select(
+        literal("signal").label("row_kind"), SIGNALS.c.kind.label("name"), SIGNALS.c["values"].label("body"),
+        SIGNALS.c.signal_version, no_text.label("result"), no_text.label("playbook"),
+        cast(null(), Boolean).label("whole_playbook"), cast(null(), UTCDateTime()).label("performed_at"),
+        SIGNALS.c.id,
+    ).where(SIGNALS.c.account_id == bindparam("account_id"))
+    attempts = select(
+        literal("attempt"), ATTEMPTS.c.action, cast(null(), JSONType), cast(null(), Integer), ATTEMPTS.c.result,
+        ATTEMPTS.c.playbook, ATTEMPTS.c.whole_playbook, ATTEMPTS.c.performed_at, ATTEMPTS.c.id,
+    ).where(ATTEMPTS.c.account_id == bindparam("account_id"))
+    return union_all(signals, attempts).order_by("row_kind", "performed_at", "id")
 
 
-async def attempts_of(session: AsyncSession, account_id: str) -> list[Attempt]:
-    return list((
-        await session.execute(
-            select(Attempt).where(Attempt.account_id == account_id).order_by(Attempt.performed_at, Attempt.id)
-        )
-    ).scalars())
+_HISTORY = _history_statement()
 
 
-async def next_version(session: AsyncSession, cancellation_id: str) -> int:
-    latest = (
-        await session.execute(select(func.max(Diagnosis.version)).where(Diagnosis.cancellation_id == cancellation_id))
-    ).scalar_one_or_none()
-    return (latest or 0) + 1
+async def account_history(session: AsyncSession, account_id: str) -> AccountHistory:
+    """The account's signal groups, its newest signal version (0 when nothing was sent) and its attempts."""
+    signals: dict[str, dict[str, Any]] = {}
+    signal_version = 0
+    attempts = []
+    for row in await session.execute(_HISTORY, {"account_id": account_id}):
+        if row.row_kind == "signal":
+            signals[row.name] = row.body
+            signal_version = max(signal_version, row.signal_version)
+        else:
+            attempts.append(PastAttempt(action=row.name, result=row.result, playbook=row.playbook,
+                                        whole_playbook=row.whole_playbook))
+    return AccountHistory(signals=signals, signal_version=signal_version, attempts=attempts)
+
+
+async def add_attempt(session: AsyncSession, **values: Any) -> None:
+    await session.execute(ATTEMPTS.insert(), values)
+
+
+_LATEST_VERSION = select(func.max(DIAGNOSES.c.version)).where(DIAGNOSES.c.cancellation_id == bindparam("which"))
+
+
+async def latest_version(session: AsyncSession, cancellation_id: str) -> int:
+    return (await session.execute(_LATEST_VERSION, {"which": cancellation_id})).scalar_one_or_none() or 0
+
+
+async def add_diagnosis(session: AsyncSession, **values: Any) -> None:
+    await session.execute(DIAGNOSES.insert(), values)
 
 
 async def latest_diagnosis(session: AsyncSession, account_id: str) -> Diagnosis | None:
@@ -80,14 +194,3 @@ async def latest_diagnosis(session: AsyncSession, account_id: str) -> Diagnosis 
             .order_by(Diagnosis.created_at.desc(), Diagnosis.version.desc()).limit(1)
         )
     ).scalar_one_or_none()
-
-
-async def seen_signal_version(session: AsyncSession, cancellation: Cancellation) -> int:
-    """The signal version the latest diagnosis of a cancellation was made with (0 when none)."""
-    explanation = (
-        await session.execute(
-            select(Diagnosis.explanation).where(Diagnosis.cancellation_id == cancellation.cancellation_id)
-            .order_by(Diagnosis.version.desc()).limit(1)
-        )
-    ).scalar_one_or_none()
-    return int((explanation or {}).get("signal_version") or 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,8 +12,7 @@ from services.diagnosis import repository
 from services.diagnosis.classifier import StatedReason
 from services.diagnosis.context import ContextSource, ContextUnavailable
 from services.diagnosis.engine import CaseFacts, Finding, diagnose_case
-from services.diagnosis.models import Attempt, Cancellation, Diagnosis, outbox
-from services.diagnosis.verdict import Attempt as PastAttempt
+from services.diagnosis.models import outbox
 from shared.db import utcnow
 from shared.events import (
     CancellationReceived,
@@ -31,49 +31,53 @@ log = get_logger("diagnosis.service")
 latest_diagnosis = repository.latest_diagnosis
 
 
-async def record_cancellation(session: AsyncSession, event: CancellationReceived) -> Cancellation:
+@dataclass(frozen=True)
+class RecordedCancellation:
+    """What to diagnose after a cancellation report, kept or not."""
+
+    newest: CancellationReceived | None  # the newest report known, or None when no longer open
+    is_new: bool  # no row existed before, so no diagnosis either
+
+
+async def record_cancellation(session: AsyncSession, event: CancellationReceived) -> RecordedCancellation:
     """Keep the newest report of a cancellation (by the source's own ordering)."""
-    existing, created = await repository.claim_cancellation(
+    details = event.model_dump(mode="json")
+    if await repository.add_cancellation_if_new(
         session, cancellation_id=event.cancellation_id, account_id=event.account_id, status="open",
-        state_version=event.state_version, details=event.model_dump(mode="json"),
-    )
-    if not created and event.state_version >= existing.state_version:
-        existing.details = event.model_dump(mode="json")
-        existing.state_version = event.state_version
-        existing.status = "open"
-    await session.flush()
-    return existing
+        state_version=event.state_version, details=details,
+    ):
+        return RecordedCancellation(newest=event, is_new=True)
+    if await repository.update_unless_newer_stored(session, cancellation_id=event.cancellation_id,
+                                                   state_version=event.state_version, status="open", details=details):
+        return RecordedCancellation(newest=event, is_new=False)
+    stored = await repository.locked_cancellation(session, event.cancellation_id)
+    newest = CancellationReceived.model_validate(stored.details) if stored.status == "open" else None
+    return RecordedCancellation(newest=newest, is_new=False)
 
 
 async def withdraw_cancellation(session: AsyncSession, event: CancellationWithdrawn) -> None:
     """The customer stays: no more diagnoses, unless a newer cancellation of the same subscription arrives."""
     # When the withdrawal overtook the cancellation, the row remembers it so the late, older one stays closed.
-    existing, created = await repository.claim_cancellation(
+    if not await repository.add_cancellation_if_new(
         session, cancellation_id=event.cancellation_id, account_id=event.account_id, status="withdrawn",
         state_version=event.state_version, details={},
-    )
-    if not created and event.state_version >= existing.state_version:
-        existing.status = "withdrawn"
-        existing.state_version = event.state_version
-    await session.flush()
+    ):
+        await repository.update_unless_newer_stored(session, cancellation_id=event.cancellation_id,
+                                                    state_version=event.state_version, status="withdrawn")
 
 
 async def record_attempt(session: AsyncSession, *, attempt_id: str, account_id: str, cancellation_id: str,
                          action: str, result: str, performed_at: Any, note: str | None = None,
                          playbook: str | None = None, whole_playbook: bool = False) -> None:
     """Add an attempt to the account's history."""
-    session.add(Attempt(attempt_id=attempt_id, account_id=account_id, cancellation_id=cancellation_id,
-                        action=action[:200], result=result[:64], note=note, playbook=playbook,
-                        whole_playbook=whole_playbook, performed_at=performed_at))
-    await session.flush()
+    await repository.add_attempt(session, attempt_id=attempt_id, account_id=account_id,
+                                 cancellation_id=cancellation_id, action=action[:200], result=result[:64], note=note,
+                                 playbook=playbook, whole_playbook=whole_playbook, performed_at=performed_at)
 
 
 async def close_cancellation(session: AsyncSession, cancellation_id: str) -> None:
     """The case ended (saved, lost or moved on): no more re-diagnosis."""
-    existing = await repository.cancellation_by_id(session, cancellation_id)
-    if existing is not None and existing.status == "open":
-        existing.status = "closed"
-        await session.flush()
+    await repository.close_if_open(session, cancellation_id)
 
 
 async def rediagnose_account(session: AsyncSession, account_id: str, *, correlation_id: str,
@@ -81,11 +85,17 @@ async def rediagnose_account(session: AsyncSession, account_id: str, *, correlat
                              unless_seen: int | None = None) -> list[DiagnosisCompleted]:
     """A new diagnosis version for each open cancellation of the account (skipping ones that saw ``unless_seen``)."""
     done = []
+    history = None
     for cancellation in await repository.open_cancellations(session, account_id):
-        if unless_seen is not None and await repository.seen_signal_version(session, cancellation) >= unless_seen:
+        if unless_seen is not None and cancellation.seen_signal_version >= unless_seen:
             log.info("diagnosis.rediagnosis.already_current", cancellation_id=cancellation.cancellation_id)
             continue
-        done.append(await diagnose(session, cancellation, correlation_id=correlation_id, context=context))
+        # Diagnosing one cancellation changes nothing another one reads: the account's history is read once.
+        if history is None:
+            history = await repository.account_history(session, account_id)
+        done.append(await diagnose(session, CancellationReceived.model_validate(cancellation.details),
+                                   correlation_id=correlation_id, context=context,
+                                   latest_version=cancellation.latest_version, history=history))
     return done
 
 
@@ -101,30 +111,40 @@ async def _gather_signals(account_id: str, stored: dict[str, dict[str, Any]],
     return {**fetched, **stored}, False
 
 
-async def diagnose(session: AsyncSession, cancellation: Cancellation, *, correlation_id: str,
-                   context: ContextSource | None = None) -> DiagnosisCompleted:
-    """Write the next diagnosis version and stage ``diagnosis.completed`` in the outbox."""
-    event = CancellationReceived.model_validate(cancellation.details)
-    stored, signal_version = await repository.signals_of(session, event.account_id)
-    signals, incomplete = await _gather_signals(event.account_id, stored, context)
-    history = await repository.attempts_of(session, event.account_id)
+async def diagnose(session: AsyncSession, event: CancellationReceived, *, correlation_id: str,
+                   context: ContextSource | None = None, latest_version: int | None = None,
+                   history: repository.AccountHistory | None = None) -> DiagnosisCompleted:
+    """Write the next diagnosis version and stage ``diagnosis.completed`` in the outbox.
+
+    ``latest_version`` and ``history`` are read here unless the caller already knows them.
+    """
+    if history is None:
+        history = await repository.account_history(session, event.account_id)
+    signals, incomplete = await _gather_signals(event.account_id, history.signals, context)
     finding = diagnose_case(CaseFacts(
         stated=StatedReason(source=event.source, billing_reason=event.billing_reason, feedback=event.feedback,
                             comment=event.comment, involuntary=event.involuntary),
         signals=signals,
-        history=[PastAttempt(action=a.action, result=a.result, playbook=a.playbook, whole_playbook=a.whole_playbook)
-                 for a in history],
+        history=history.attempts,
         mrr_major=event.mrr.amount_minor / 100 if event.mrr else None,
         effective_at=event.effective_at,
     ))
-    version = await repository.next_version(session, cancellation.cancellation_id)
-    completed = _completed(event, finding, version=version, incomplete=incomplete, signal_version=signal_version)
-    session.add(Diagnosis(
-        id=completed.diagnosis_id, cancellation_id=completed.cancellation_id, account_id=completed.account_id,
-        version=version, symptom=completed.symptom, root_cause=completed.root_cause,
-        decision=completed.verdict.decision, explanation=completed.model_dump(mode="json"), created_at=utcnow(),
-    ))
-    await add_to_outbox(session, outbox, Envelope.wrap(completed, correlation_id=correlation_id, source="diagnosis"))
+    if latest_version is None:
+        latest_version = await repository.latest_version(session, event.cancellation_id)
+    version = latest_version + 1
+    completed = _completed(event, finding, version=version, incomplete=incomplete,
+                           signal_version=history.signal_version)
+    explanation = completed.model_dump(mode="json")
+    await repository.add_diagnosis(
+        session, id=completed.diagnosis_id, cancellation_id=completed.cancellation_id,
+        account_id=completed.account_id, version=version, symptom=completed.symptom,
+        root_cause=completed.root_cause, decision=completed.verdict.decision, explanation=explanation,
+        created_at=utcnow(),
+    )
+    # Envelope.wrap would dump the payload a second time; the explanation is that very dump.
+    envelope = Envelope(type=completed.TYPE, version=completed.VERSION, correlation_id=correlation_id,
+                        source="diagnosis", data=explanation)
+    await add_to_outbox(session, outbox, envelope)
     log.info("diagnosis.completed", cancellation_id=completed.cancellation_id, version=version,
              root_cause=completed.root_cause, decision=completed.verdict.decision, incomplete=incomplete)
     return completed

@@ -38,7 +38,7 @@ async def store_signals(session: AsyncSession, *, account_id: str, signals: Acco
         applied.append(kind)
     if stale:
         log.info("diagnosis.signals.stale", account_id=account_id, groups=stale)
-    rediagnosing = bool(applied) and bool(await repository.open_cancellations(session, account_id))
+    rediagnosing = bool(applied) and await repository.has_open_cancellation(session, account_id)
     if rediagnosing:
         event = AccountSignalsUpdated(account_id=account_id, signal_version=version, kinds=applied)
         await add_to_outbox(session, outbox, Envelope.wrap(event, correlation_id=correlation_id, source="diagnosis"))
