@@ -142,10 +142,20 @@ def insert_ignoring_conflicts(session: AsyncSession, table: Any, rows: list[dict
     return builder(table).values(rows if rows is not None else values).on_conflict_do_nothing()
 
 
+# Built once per dialect, table and returned column, and run with bound parameters: building the statement
+# (and its cache key) on every call cost about as much as sending it.
+_INSERTS_IF_NEW: dict[tuple[str, Any, Any], Insert] = {}
+
+
 async def insert_if_new(session: AsyncSession, table: Any, *, returning: Any, **values: Any) -> Any | None:
     """Insert a row unless its unique key exists; the returned column's value, or None for a duplicate."""
-    statement = insert_ignoring_conflicts(session, table, **values).returning(returning)
-    return (await session.execute(statement)).scalar_one_or_none()
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    key = (dialect, table, returning)
+    statement = _INSERTS_IF_NEW.get(key)
+    if statement is None:
+        builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _INSERTS_IF_NEW[key] = builder(table).on_conflict_do_nothing().returning(returning)
+    return (await session.execute(statement, values)).scalar_one_or_none()
 
 
 def is_postgres(session: AsyncSession) -> bool:

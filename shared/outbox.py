@@ -54,15 +54,14 @@ def handled_table(service: str) -> Table:
 
 async def add_to_outbox(session: AsyncSession, table: Table, envelope: Envelope) -> None:
     """Stage an event in the caller's transaction; it is published only if that transaction commits."""
-    await session.execute(
-        table.insert().values(
-            event_id=str(envelope.id),
-            event_type=envelope.type,
-            correlation_id=envelope.correlation_id,
-            body=envelope.model_dump_json(),
-            created_at=utcnow(),
-        )
-    )
+    # A plain insert with bound parameters: SQLAlchemy reuses its compiled form without rebuilding a statement.
+    await session.execute(table.insert(), {
+        "event_id": str(envelope.id),
+        "event_type": envelope.type,
+        "correlation_id": envelope.correlation_id,
+        "body": envelope.model_dump_json(),
+        "created_at": utcnow(),
+    })
 
 
 async def outbox_backlog(session: AsyncSession, table: Table) -> tuple[int, datetime | None]:
