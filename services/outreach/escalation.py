@@ -14,6 +14,7 @@ from services.outreach.history import record
 from services.outreach.ladder import next_rung
 from services.outreach.models import Case, Task, Timer
 from services.outreach.policy import Policy
+from services.outreach.owners import owners_for
 from services.outreach.steps import add_task, next_position, recently_tried
 from shared.db import is_postgres
 from shared.logs import get_logger
@@ -110,9 +111,10 @@ async def escalate(session: AsyncSession, case: Case, task: Task, *, clock: Cloc
             return "exhausted_lost", None
         return "exhausted", None
     rung = climb.rung
-    new_task = await add_task(
+    [owner] = await owners_for(session, roles=[rung.owner_role], case_owner=case.owner, rotations=policy.rotations)
+    new_task = add_task(
         session, case, kind="escalation", action=rung.action, title=rung.title, owner_role=rung.owner_role,
-        position=await next_position(session, case.id), due_at=now, now=now, policy=policy, rung=rung.name,
+        owner=owner, position=await next_position(session, case.id), due_at=now, now=now, rung=rung.name,
         escalate_after=policy.escalation_after,
     )
     record(session, case, "escalated", at=now, rung=rung.name, level=climb.level, task_id=new_task.id,
