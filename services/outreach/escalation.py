@@ -14,8 +14,8 @@ from services.outreach.endings import close_case
 from services.outreach.history import record
 from services.outreach.ladder import depends_on_tried, next_rung
 from services.outreach.models import Case, Task, Timer
-from services.outreach.policy import Policy
 from services.outreach.owners import owners_for
+from services.outreach.policy import Policy
 from services.outreach.steps import add_task, next_position, recently_tried
 from shared.db import is_postgres
 from shared.logs import get_logger
@@ -25,12 +25,11 @@ log = get_logger("outreach.escalation")
 
 # Timers are updated with Core statements: the ORM's bulk update machinery costs more than the update itself.
 TIMERS = Timer.__table__
-# The due timer, its case (both locked, or skipped while another instance holds either), its task and the
-# case's last task position, in one statement; built once, as the aliased task is costly to adapt each time.
+# The due timer, its case (both locked, or skipped while another instance holds either) and its task, in one
+# statement; built once, as the aliased task is costly to adapt each time.
 _TASK = aliased(Task)
 DUE = (
-    select(Timer, Case, _TASK,
-           select(func.max(Task.position)).where(Task.case_id == Timer.case_id).correlate(Timer).scalar_subquery())
+    select(Timer, Case, _TASK)
     .join(Case, Case.id == Timer.case_id)
     .outerjoin(_TASK, _TASK.id == Timer.task_id)
     .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
@@ -57,8 +56,7 @@ async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True, of=(Timer, Case))
     fired = []
-    positions: dict[str, int] = {}
-    for timer, case, timer_task, last in (await session.execute(query)).all():
+    for timer, case, timer_task in (await session.execute(query)).all():
         # Belt and braces: only the instance whose update flips fired_at does the work.
         claimed = await session.execute(
             update(TIMERS).where(TIMERS.c.id == timer.id, TIMERS.c.fired_at.is_(None), TIMERS.c.cancelled_at.is_(None))
@@ -66,17 +64,13 @@ async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy
         )
         if claimed.rowcount != 1:
             continue
-        positions.setdefault(case.id, 0 if last is None else last + 1)
-        outcome, rung = await _fire(session, timer, case, timer_task, position=positions[case.id], clock=clock,
-                                    policy=policy)
-        if outcome == "escalated":
-            positions[case.id] += 1
+        outcome, rung = await _fire(session, timer, case, timer_task, clock=clock, policy=policy)
         await session.execute(update(TIMERS).where(TIMERS.c.id == timer.id).values(outcome=outcome))
         fired.append(Fired(timer_id=timer.id, case_id=timer.case_id, outcome=outcome, rung=rung))
     return fired
 
 
-async def _fire(session: AsyncSession, timer: Timer, case: Case, task: Task | None, *, position: int, clock: Clock,
+async def _fire(session: AsyncSession, timer: Timer, case: Case, task: Task | None, *, clock: Clock,
                 policy: Policy) -> tuple[str, str | None]:
     if case.status != "open":
         return "case_closed", None
@@ -86,7 +80,7 @@ async def _fire(session: AsyncSession, timer: Timer, case: Case, task: Task | No
         return "task_cancelled", None
     if task.status == "done" and task.result != "no_answer":
         return "answered", None
-    return await escalate(session, case, task, position=position, clock=clock, policy=policy)
+    return await escalate(session, case, task, clock=clock, policy=policy)
 
 
 async def _expire(session: AsyncSession, case: Case, *, clock: Clock, policy: Policy) -> str:
@@ -100,12 +94,9 @@ async def _expire(session: AsyncSession, case: Case, *, clock: Clock, policy: Po
     return "still_working"
 
 
-async def escalate(session: AsyncSession, case: Case, task: Task, *, clock: Clock, policy: Policy,
-                   position: int | None = None) -> tuple[str, str | None]:
-    """Climb one rung for an unanswered task, skipping rungs tried recently or below the revenue threshold.
-
-    ``position`` is the new task's place on the case when the caller knows it (else it is looked up).
-    """
+async def escalate(session: AsyncSession, case: Case, task: Task, *, clock: Clock,
+                   policy: Policy) -> tuple[str, str | None]:
+    """Climb one rung for an unanswered task, skipping rungs tried recently or below the revenue threshold."""
     now = clock.now()
     tried: set[str] = set()
     if depends_on_tried(level=case.escalation_level, mrr_minor=case.mrr_minor,
@@ -127,10 +118,12 @@ async def escalate(session: AsyncSession, case: Case, task: Task, *, clock: Cloc
         return "exhausted", None
     rung = climb.rung
     [owner] = await owners_for(session, roles=[rung.owner_role], case_owner=case.owner, rotations=policy.rotations)
+    # Asked now, not with the due timer: that statement's snapshot may predate a task added by an instance that
+    # released the case just before this one locked it.
+    position = await next_position(session, case.id)
     new_task = add_task(
         session, case, kind="escalation", action=rung.action, title=rung.title, owner_role=rung.owner_role,
-        owner=owner, position=await next_position(session, case.id) if position is None else position,
-        due_at=now, now=now, rung=rung.name, escalate_after=policy.escalation_after,
+        owner=owner, position=position, due_at=now, now=now, rung=rung.name, escalate_after=policy.escalation_after,
     )
     record(session, case, "escalated", at=now, rung=rung.name, level=climb.level, task_id=new_task.id,
            owner=new_task.owner, unanswered_task_id=task.id)

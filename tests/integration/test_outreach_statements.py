@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.outreach_helpers import diagnosis, open_desk
 
 NEW_CASE_STATEMENTS = 9  # case lookup, early withdrawal, tried recently, rotations, one insert per table (5)
-ESCALATION_STATEMENTS = 9  # due timer with case and task, claim, rotation, case update, inserts (4), outcome
+ESCALATION_STATEMENTS = 10  # due timer with case and task, claim, position, rotation, case update, inserts (4), outcome
 
 
 @contextmanager
