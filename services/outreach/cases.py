@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,10 +14,12 @@ from services.outreach.endings import close_case
 from services.outreach.history import record
 from services.outreach.ladder import intervention_key
 from services.outreach.models import Case, EarlyWithdrawal, Task
-from services.outreach.owners import lock_rotations, owner_for
-from services.outreach.playbooks import choose
+from services.outreach.owners import owners_for, owners_for_new_case
+from services.outreach.playbooks import Playbook, choose
 from services.outreach.policy import Policy
-from services.outreach.steps import add_playbook_steps, add_timer, cancel_open_work, recently_tried
+from services.outreach.steps import (
+    add_playbook_steps, add_timer, cancel_open_work, may_skip, next_position, recently_tried, steps_to_work,
+)
 from shared.events import DiagnosisCompleted
 from shared.logs import get_logger
 
@@ -62,21 +65,21 @@ async def _open(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy:
                 escalation_level=0, sequence_exhausted=False, owner=None)
     _apply(case, diagnosis)
     session.add(case)
-    await session.flush()
     record(session, case, "opened", at=now, diagnosis_version=diagnosis.diagnosis_version,
            root_cause=diagnosis.root_cause, decision=diagnosis.verdict.decision, playbook=playbook.name)
     early = await session.get(EarlyWithdrawal, diagnosis.cancellation_id)
     if early is not None:
+        await session.flush()
         # The customer already stayed: keep the record, but there is nothing left to work.
         await close_case(session, case, outcome="saved", reason=f"cancellation withdrawn before diagnosis: {early.reason}",
                          clock=clock, policy=policy, correlation_id=correlation_id)
         return case
-    await lock_rotations(session, roles={"csm"} | {step.owner_role for step in playbook.steps})
-    case.owner = diagnosis.account_owner or await owner_for(session, role="csm", case_owner=None,
-                                                            rotations=policy.rotations)
-    tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
-                                 extra=list(diagnosis.avoid))
-    await add_playbook_steps(session, case, playbook, now=now, policy=policy, tried=tried, done_here=set())
+    tried = await _tried(session, case, playbook, diagnosis, policy=policy, now=now)
+    steps = steps_to_work(session, case, playbook, now=now, tried=tried, done_here=set())
+    case.owner, owners = await owners_for_new_case(session, account_owner=diagnosis.account_owner,
+                                                   roles=[step.owner_role for step in steps],
+                                                   rotations=policy.rotations)
+    add_playbook_steps(session, case, playbook, steps, owners=owners, position=0, now=now)
     if playbook.escalates:
         # The effective date passing with the sequence exhausted means the customer is lost.
         add_timer(session, case=case, task=None, kind="expire", due_at=case.effective_at or now, now=now)
@@ -84,6 +87,15 @@ async def _open(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy:
     await session.flush()
     log.info("outreach.case.opened", case_id=case.id, playbook=playbook.name, owner=case.owner)
     return case
+
+
+async def _tried(session: AsyncSession, case: Case, playbook: Playbook, diagnosis: DiagnosisCompleted, *,
+                 policy: Policy, now: datetime) -> set[str]:
+    """What was tried recently for the account; not asked for when no step of the playbook could be skipped."""
+    if not may_skip(playbook):
+        return set()
+    return await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
+                                extra=list(diagnosis.avoid))
 
 
 async def _update(session: AsyncSession, case: Case, diagnosis: DiagnosisCompleted, *, policy: Policy,
@@ -107,11 +119,14 @@ async def _update(session: AsyncSession, case: Case, diagnosis: DiagnosisComplet
     done = (await session.execute(
         select(Task.action, Task.offer).where(Task.case_id == case.id, Task.status == "done")
     )).all()
-    tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
-                                 extra=list(diagnosis.avoid))
-    await lock_rotations(session, roles={step.owner_role for step in playbook.steps})
+    tried = await _tried(session, case, playbook, diagnosis, policy=policy, now=now)
     record(session, case, "playbook_switched", at=now, before=case.playbook, after=playbook.name,
            tasks_cancelled=cancelled)
     case.playbook = playbook.name
-    await add_playbook_steps(session, case, playbook, now=now, policy=policy, tried=tried,
-                             done_here={intervention_key(action, offer) for action, offer in done})
+    steps = steps_to_work(session, case, playbook, now=now, tried=tried,
+                          done_here={intervention_key(action, offer) for action, offer in done})
+    owners = await owners_for(session, roles=[step.owner_role for step in steps], case_owner=case.owner,
+                              rotations=policy.rotations)
+    add_playbook_steps(session, case, playbook, steps, owners=owners, position=await next_position(session, case.id),
+                       now=now)
+    await session.flush()

@@ -6,19 +6,35 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services.outreach import notifications
 from services.outreach.clock import Clock
 from services.outreach.endings import close_case
 from services.outreach.history import record
-from services.outreach.ladder import next_rung
+from services.outreach.ladder import depends_on_tried, next_rung
 from services.outreach.models import Case, Task, Timer
+from services.outreach.owners import owners_for
 from services.outreach.policy import Policy
 from services.outreach.steps import add_task, next_position, recently_tried
 from shared.db import is_postgres
 from shared.logs import get_logger
 
 log = get_logger("outreach.escalation")
+
+
+# Timers are updated with Core statements: the ORM's bulk update machinery costs more than the update itself.
+TIMERS = Timer.__table__
+# The due timer, its case (both locked, or skipped while another instance holds either) and its task, in one
+# statement; built once, as the aliased task is costly to adapt each time.
+_TASK = aliased(Task)
+DUE = (
+    select(Timer, Case, _TASK)
+    .join(Case, Case.id == Timer.case_id)
+    .outerjoin(_TASK, _TASK.id == Timer.task_id)
+    .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+    .order_by(Timer.due_at, Timer.id)
+)
 
 
 @dataclass(frozen=True)
@@ -36,42 +52,30 @@ async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy
     rotation cursor, so two instances can never wait on each other in a cycle.
     """
     now = clock.now()
-    query = (
-        select(Timer).where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now)
-        .order_by(Timer.due_at, Timer.id).limit(batch)
-    )
+    query = DUE.where(Timer.due_at <= now).limit(batch)
     if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
+        query = query.with_for_update(skip_locked=True, of=(Timer, Case))
     fired = []
-    for timer in (await session.execute(query)).scalars().all():
-        if is_postgres(session) and not await _lock_case(session, timer.case_id):
-            continue  # another instance works on this case right now; the timer stays due for the next pass
+    for timer, case, timer_task in (await session.execute(query)).all():
         # Belt and braces: only the instance whose update flips fired_at does the work.
         claimed = await session.execute(
-            update(Timer).where(Timer.id == timer.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
-            .values(fired_at=now).execution_options(synchronize_session=False)
+            update(TIMERS).where(TIMERS.c.id == timer.id, TIMERS.c.fired_at.is_(None), TIMERS.c.cancelled_at.is_(None))
+            .values(fired_at=now)
         )
         if claimed.rowcount != 1:
             continue
-        outcome, rung = await _fire(session, timer, clock=clock, policy=policy)
-        await session.execute(update(Timer).where(Timer.id == timer.id).values(outcome=outcome)
-                              .execution_options(synchronize_session=False))
+        outcome, rung = await _fire(session, timer, case, timer_task, clock=clock, policy=policy)
+        await session.execute(update(TIMERS).where(TIMERS.c.id == timer.id).values(outcome=outcome))
         fired.append(Fired(timer_id=timer.id, case_id=timer.case_id, outcome=outcome, rung=rung))
     return fired
 
 
-async def _lock_case(session: AsyncSession, case_id: str) -> bool:
-    locked = await session.execute(select(Case.id).where(Case.id == case_id).with_for_update(skip_locked=True))
-    return locked.scalar_one_or_none() is not None
-
-
-async def _fire(session: AsyncSession, timer: Timer, *, clock: Clock, policy: Policy) -> tuple[str, str | None]:
-    case = (await session.execute(select(Case).where(Case.id == timer.case_id).with_for_update())).scalar_one()
+async def _fire(session: AsyncSession, timer: Timer, case: Case, task: Task | None, *, clock: Clock,
+                policy: Policy) -> tuple[str, str | None]:
     if case.status != "open":
         return "case_closed", None
     if timer.kind == "expire":
         return await _expire(session, case, clock=clock, policy=policy), None
-    task = await session.get(Task, timer.task_id)
     if task is None or task.status == "cancelled":
         return "task_cancelled", None
     if task.status == "done" and task.result != "no_answer":
@@ -94,8 +98,11 @@ async def escalate(session: AsyncSession, case: Case, task: Task, *, clock: Cloc
                    policy: Policy) -> tuple[str, str | None]:
     """Climb one rung for an unanswered task, skipping rungs tried recently or below the revenue threshold."""
     now = clock.now()
-    tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
-                                 extra=list(case.diagnosis.get("avoid") or []))
+    tried: set[str] = set()
+    if depends_on_tried(level=case.escalation_level, mrr_minor=case.mrr_minor,
+                        high_value_threshold_minor=policy.high_value_mrr_minor, ladder=policy.ladder):
+        tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
+                                     extra=list(case.diagnosis.get("avoid") or []))
     climb = next_rung(level=case.escalation_level, mrr_minor=case.mrr_minor,
                       high_value_threshold_minor=policy.high_value_mrr_minor, tried=tried, ladder=policy.ladder)
     for name, reason in climb.skipped:
@@ -110,10 +117,13 @@ async def escalate(session: AsyncSession, case: Case, task: Task, *, clock: Cloc
             return "exhausted_lost", None
         return "exhausted", None
     rung = climb.rung
-    new_task = await add_task(
+    [owner] = await owners_for(session, roles=[rung.owner_role], case_owner=case.owner, rotations=policy.rotations)
+    # Asked now, not with the due timer: that statement's snapshot may predate a task added by an instance that
+    # released the case just before this one locked it.
+    position = await next_position(session, case.id)
+    new_task = add_task(
         session, case, kind="escalation", action=rung.action, title=rung.title, owner_role=rung.owner_role,
-        position=await next_position(session, case.id), due_at=now, now=now, policy=policy, rung=rung.name,
-        escalate_after=policy.escalation_after,
+        owner=owner, position=position, due_at=now, now=now, rung=rung.name, escalate_after=policy.escalation_after,
     )
     record(session, case, "escalated", at=now, rung=rung.name, level=climb.level, task_id=new_task.id,
            owner=new_task.owner, unanswered_task_id=task.id)

@@ -37,6 +37,17 @@ def was_tried(key: str, tried: set[str]) -> bool:
     return key not in REPEATABLE_ACTIONS and key in tried
 
 
+def depends_on_tried(*, level: int, mrr_minor: int | None, high_value_threshold_minor: int,
+                     ladder: tuple[Rung, ...] = LADDER) -> bool:
+    """Whether ``next_rung`` could answer differently for different tried sets: the first rung above ``level``
+    that the revenue allows is not repeatable."""
+    for rung in ladder[level:]:
+        if rung.high_value_only and (mrr_minor or 0) < high_value_threshold_minor:
+            continue
+        return intervention_key(rung.action) not in REPEATABLE_ACTIONS
+    return False
+
+
 @dataclass(frozen=True)
 class Climb:
     """The outcome of one escalation: the rung reached (if any) and the rungs skipped on the way."""

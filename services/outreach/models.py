@@ -118,6 +118,10 @@ class Timer(Base):
     cancelled_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(64), doc="what firing did (escalated, answered, exhausted, ...)")
 
+    # Never loaded: they tell the unit of work to insert the case and the task before their timers.
+    case: Mapped[Case] = relationship(lazy="raise")
+    task: Mapped[Task | None] = relationship(lazy="raise")
+
 
 class RotationCursor(Base):
     """Where each role's round-robin stands, so turns survive restarts."""

@@ -2,38 +2,69 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections import Counter
+
+from sqlalchemy import Integer, TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.models import RotationCursor
-from services.outreach.rotation import take_turn
-from shared.db import insert_ignoring_conflicts, is_postgres
+from services.outreach.rotation import ROLES, take_turns
 
 
-async def lock_rotations(session: AsyncSession, *, roles: set[str]) -> None:
-    """Take the cursors a use case will need up front and in one order, so concurrent writers never deadlock."""
-    for role in sorted(roles):
-        await session.execute(insert_ignoring_conflicts(session, RotationCursor.__table__, role=role, position=0))
-    if is_postgres(session) and roles:
-        await session.execute(select(RotationCursor.role).where(RotationCursor.role.in_(sorted(roles)))
-                              .order_by(RotationCursor.role).with_for_update())
+def _advance_sql(count: int) -> TextClause:
+    """The upsert for ``count`` roles, as text: a multi-row insert is compiled afresh on every call otherwise."""
+    table = RotationCursor.__tablename__
+    rows = ", ".join(f"(:role_{i}, :fresh_{i})" for i in range(count))
+    turns = " ".join(f"WHEN :role_{i} THEN :turns_{i}" for i in range(count))
+    sizes = " ".join(f"WHEN :role_{i} THEN :size_{i}" for i in range(count))
+    return text(
+        f"INSERT INTO {table} (role, position) VALUES {rows} ON CONFLICT (role) DO UPDATE "
+        f"SET position = ({table}.position + CASE excluded.role {turns} END) % CASE excluded.role {sizes} END "
+        "RETURNING role, position"
+    ).bindparams(*(bindparam(f"{name}_{i}", type_=Integer) for i in range(count) for name in ("turns", "size")))
 
 
-async def next_in_rotation(session: AsyncSession, *, role: str, people: list[str]) -> str:
-    """Round-robin over ``people``; the cursor is a locked row, so turns survive restarts and instances."""
-    await session.execute(insert_ignoring_conflicts(session, RotationCursor.__table__, role=role, position=0))
-    query = select(RotationCursor).where(RotationCursor.role == role).execution_options(populate_existing=True)
-    if is_postgres(session):
-        query = query.with_for_update()
-    cursor = (await session.execute(query)).scalar_one()
-    person, cursor.position = take_turn(people, cursor.position)
-    await session.flush()
-    return person
+ADVANCE = [_advance_sql(count) for count in range(len(ROLES) + 1)]
 
 
-async def owner_for(session: AsyncSession, *, role: str, case_owner: str | None,
-                    rotations: dict[str, list[str]]) -> str:
-    """The CSM role goes to the case's owner; other roles (and owner-less cases) take turns."""
-    if role == "csm" and case_owner:
-        return case_owner
-    return await next_in_rotation(session, role=role, people=rotations[role])
+async def next_in_rotations(session: AsyncSession, *, roles: list[str], rotations: dict[str, list[str]]) -> list[str]:
+    """One turn per entry of ``roles`` (in order), all in one statement.
+
+    The cursors are stored rows, so turns survive restarts and instances. One upsert creates missing cursors,
+    advances the others under their row locks and returns where they now stand; rows are taken in role order,
+    so concurrent writers never deadlock.
+    """
+    turns = Counter(roles)
+    if not turns:
+        return []
+    if any(not rotations[role] for role in turns):
+        raise ValueError("a rotation needs at least one person")
+    params: dict[str, object] = {}
+    for i, role in enumerate(sorted(turns)):
+        size = len(rotations[role])
+        params |= {f"role_{i}": role, f"fresh_{i}": turns[role] % size, f"turns_{i}": turns[role], f"size_{i}": size}
+    statement = ADVANCE[len(turns)] if len(turns) < len(ADVANCE) else _advance_sql(len(turns))
+    stored = dict((await session.execute(statement, params)).all())
+    people = {role: take_turns(rotations[role], stored[role] - count, count) for role, count in turns.items()}
+    return [next(people[role]) for role in roles]
+
+
+async def owners_for(session: AsyncSession, *, roles: list[str], case_owner: str | None,
+                     rotations: dict[str, list[str]]) -> list[str]:
+    """The owner for each role, in order: the CSM role goes to the case's owner; other roles (and owner-less
+    cases) take turns."""
+    taking_turns = [role for role in roles if not (role == "csm" and case_owner)]
+    people = iter(await next_in_rotations(session, roles=taking_turns, rotations=rotations))
+    return [case_owner if role == "csm" and case_owner else next(people) for role in roles]
+
+
+async def owners_for_new_case(session: AsyncSession, *, account_owner: str | None, roles: list[str],
+                              rotations: dict[str, list[str]]) -> tuple[str, list[str]]:
+    """The new case's owner (the account owner, else the CSM rotation's next) and each role's owner, in order."""
+    if account_owner:
+        return account_owner, await owners_for(session, roles=roles, case_owner=account_owner, rotations=rotations)
+    # The CSM turn for the case comes first; the case's CSM steps then go to its (non-empty) owner.
+    taking_turns = ["csm"] + [role for role in roles if role != "csm"]
+    people = iter(await next_in_rotations(session, roles=taking_turns, rotations=rotations))
+    owner = next(people)
+    return owner, [owner if role == "csm" else next(people) for role in roles]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 ROLES = ("csm", "cs_manager", "vp_customer_success", "executive_sponsor")
 
 
@@ -10,3 +12,9 @@ def take_turn(people: list[str], cursor: int) -> tuple[str, int]:
     if not people:
         raise ValueError("a rotation needs at least one person")
     return people[cursor % len(people)], (cursor + 1) % len(people)
+
+
+def take_turns(people: list[str], cursor: int, count: int) -> Iterator[str]:
+    """The next ``count`` people from ``cursor`` on, as ``count`` calls of ``take_turn`` would name them."""
+    for turn in range(count):
+        yield take_turn(people, cursor + turn)[0]

@@ -9,11 +9,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.history import record
-from services.outreach.ladder import intervention_key, was_tried
+from services.outreach.ladder import REPEATABLE_ACTIONS, intervention_key, was_tried
 from services.outreach.models import Case, Task, Timer
-from services.outreach.owners import owner_for
-from services.outreach.playbooks import Playbook
-from services.outreach.policy import Policy
+from services.outreach.playbooks import Playbook, Step
+
+
+def may_skip(playbook: Playbook) -> bool:
+    """Whether anything tried before could skip a step: calls and emails are never skipped."""
+    return any(intervention_key(step.action, step.offer) not in REPEATABLE_ACTIONS for step in playbook.steps)
 
 
 async def recently_tried(session: AsyncSession, *, account_id: str, since: datetime, extra: list[str]) -> set[str]:
@@ -38,12 +41,13 @@ def add_timer(session: AsyncSession, *, case: Case, task: Task | None, kind: str
     return timer
 
 
-async def add_task(session: AsyncSession, case: Case, *, kind: str, action: str, title: str, owner_role: str,
-                   position: int, due_at: datetime, now: datetime, policy: Policy, offer: str | None = None,
-                   playbook: str | None = None, rung: str | None = None,
-                   escalate_after: timedelta | None = None) -> Task:
-    """A task for the role's owner, and its escalation timer when an unanswered task should escalate."""
-    owner = await owner_for(session, role=owner_role, case_owner=case.owner, rotations=policy.rotations)
+def add_task(session: AsyncSession, case: Case, *, kind: str, action: str, title: str, owner_role: str, owner: str,
+             position: int, due_at: datetime, now: datetime, offer: str | None = None, playbook: str | None = None,
+             rung: str | None = None, escalate_after: timedelta | None = None) -> Task:
+    """A task for ``owner``, and its escalation timer when an unanswered task should escalate.
+
+    Nothing is flushed: the timer's relationship to its task makes the unit of work insert the task first.
+    """
     task = Task(
         id=str(uuid.uuid4()), case_id=case.id, position=position, kind=kind, action=action, offer=offer,
         title=title, playbook=playbook, rung=rung, owner_role=owner_role, owner=owner, status="open",
@@ -51,34 +55,39 @@ async def add_task(session: AsyncSession, case: Case, *, kind: str, action: str,
         result=None, note=None, completed_by=None, created_at=now, completed_at=None,
     )
     session.add(task)
-    await session.flush()  # the timer refers to the task, and the unit of work does not order unrelated rows
     if escalate_after is not None:
         add_timer(session, case=case, task=task, kind="escalate", due_at=due_at + escalate_after, now=now)
     return task
 
 
-async def add_playbook_steps(session: AsyncSession, case: Case, playbook: Playbook, *, now: datetime, policy: Policy,
-                             tried: set[str], done_here: set[str]) -> list[Task]:
-    """Tasks for the playbook's steps, skipping what was done on this case or tried recently for the account."""
-    position = await next_position(session, case.id)
-    tasks = []
+def steps_to_work(session: AsyncSession, case: Case, playbook: Playbook, *, now: datetime, tried: set[str],
+                  done_here: set[str]) -> list[Step]:
+    """The playbook's steps minus those done on this case or tried recently for the account (each skip recorded)."""
+    steps = []
     for step in playbook.steps:
         key = intervention_key(step.action, step.offer)
-        if key in done_here and key not in ("call", "email"):
+        if key in done_here and key not in REPEATABLE_ACTIONS:
             record(session, case, "step_skipped", at=now, step=step.title, action=key, reason="done_on_this_case")
             continue
         if was_tried(key, tried):
             record(session, case, "step_skipped", at=now, step=step.title, action=key, reason="tried_recently")
             continue
-        tasks.append(await add_task(
+        steps.append(step)
+    return steps
+
+
+def add_playbook_steps(session: AsyncSession, case: Case, playbook: Playbook, steps: list[Step], *, owners: list[str],
+                       position: int, now: datetime) -> list[Task]:
+    """Tasks for ``steps`` (with their ``owners``), numbered from ``position`` on."""
+    return [
+        add_task(
             session, case, kind="closing" if step.action == "closing" else "step", action=step.action,
-            offer=step.offer, title=step.title, owner_role=step.owner_role, position=position,
-            due_at=now + step.due_after, now=now, policy=policy, playbook=playbook.name,
+            offer=step.offer, title=step.title, owner_role=step.owner_role, owner=owner, position=position + index,
+            due_at=now + step.due_after, now=now, playbook=playbook.name,
             escalate_after=step.escalate_after if playbook.escalates else None,
-        ))
-        position += 1
-    await session.flush()
-    return tasks
+        )
+        for index, (step, owner) in enumerate(zip(steps, owners, strict=True))
+    ]
 
 
 async def cancel_open_work(session: AsyncSession, case: Case, *, now: datetime, reason: str,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from services.outreach.ladder import LADDER, next_rung
+from services.outreach.ladder import LADDER, depends_on_tried, next_rung
 from services.outreach.notify.webhook import sign
 from services.outreach.playbooks import PLAYBOOK_DIR, ROOT_CAUSES, PlaybookError, choose, load_playbooks
-from services.outreach.rotation import take_turn
+from services.outreach.rotation import take_turn, take_turns
 
 
 def test_every_root_cause_has_a_playbook_and_discover_and_move_on_exist() -> None:
@@ -73,6 +73,25 @@ def test_rotation_takes_turns_and_wraps() -> None:
         turns.append(person)
     assert turns == ["ana", "ben", "cleo", "ana"]
     assert take_turn(["ana"], 7) == ("ana", 0)  # a shorter list after a config change still works
+
+
+def test_several_turns_at_once_name_whom_single_turns_would() -> None:
+    people = ["ana", "ben", "cleo"]
+    for cursor in range(-3, 8):
+        one_by_one, at = [], cursor
+        for _ in range(5):
+            person, at = take_turn(people, at)
+            one_by_one.append(person)
+        assert list(take_turns(people, cursor, 5)) == one_by_one
+
+
+@pytest.mark.parametrize("level", range(len(LADDER) + 1))
+@pytest.mark.parametrize("mrr_minor", [None, 50_000, 500_000])
+def test_the_ladder_needs_what_was_tried_only_when_it_could_change_the_climb(level: int, mrr_minor: int | None) -> None:
+    everything = {"call", "executive_outreach", "onsite_visit"}
+    answers = {next_rung(level=level, mrr_minor=mrr_minor, high_value_threshold_minor=100_000, tried=tried)
+               for tried in (set(), everything, {"executive_outreach"}, {"onsite_visit"})}
+    assert depends_on_tried(level=level, mrr_minor=mrr_minor, high_value_threshold_minor=100_000) == (len(answers) > 1)
 
 
 def test_webhook_signature_matches_the_standard_webhooks_reference_vector() -> None:
