@@ -206,11 +206,11 @@ class Bench:
         ids = Requests(secret=self.stage.secret, tag="e")
         total = spec["count"]
 
-        def due() -> list[str]:
-            sent = min(int((time.time() - spec["start_wall"]) * rate) + 1, total)
-            return [ids.cancellation_id(i) for i in range(max(sent, 0))]
+        def sent() -> int:
+            return max(min(int((time.time() - spec["start_wall"]) * rate) + 1, total), 0)
 
-        watcher = asyncio.create_task(observe.watch_cases(self.stage.dsn, due, total, stop_after=seconds + 60))
+        watcher = asyncio.create_task(observe.watch_cases(self.stage.dsn, ids.cancellation_id, sent, total,
+                                                          stop_after=seconds + 60))
         result = await self.measured("end_to_end", list(self.services.values()), self.stage.ports["intake"], "e", **spec)
         seen = await watcher
         acked = {ids.cancellation_id(i): done for i, done, s in

@@ -15,7 +15,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.db import insert_if_new, insert_ignoring_conflicts, is_database_outage, transaction, utcnow
+from shared.db import insert_if_new, insert_many_if_new, is_database_outage, transaction, utcnow
 from shared.events import Envelope, Payload, UnknownEventType
 from shared.logs import bound_contextvars, get_logger
 from shared.messaging import DEAD_EXCHANGE, RETRY_EXCHANGE, Broker, QueueSpec, build_message
@@ -200,10 +200,9 @@ class Consumer:
         outcomes = []
         async with transaction(self._sessions) as session:
             now = utcnow()
-            statement = insert_ignoring_conflicts(session, self._handled, [
+            first_time = await insert_many_if_new(session, self._handled, [
                 {"consumer": self.spec.name, "event_id": str(a.envelope.id), "handled_at": now} for a in batch
-            ]).returning(self._handled.c.event_id)
-            first_time = set((await session.execute(statement)).scalars())
+            ], returning=self._handled.c.event_id)
             for arrival in batch:
                 envelope = arrival.envelope
                 with bound_contextvars(correlation_id=envelope.correlation_id, event_id=str(envelope.id),

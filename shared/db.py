@@ -134,12 +134,11 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
             yield session
 
 
-def insert_ignoring_conflicts(session: AsyncSession, table: Any, rows: list[dict[str, Any]] | None = None,
-                              **values: Any) -> Insert:
-    """``INSERT ... ON CONFLICT DO NOTHING`` for the session's dialect: one row of ``values``, or ``rows``."""
+def insert_ignoring_conflicts(session: AsyncSession, table: Any, **values: Any) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the session's dialect."""
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return builder(table).values(rows if rows is not None else values).on_conflict_do_nothing()
+    return builder(table).values(**values).on_conflict_do_nothing()
 
 
 # Built once per dialect, table and returned column, and run with bound parameters: building the statement
@@ -147,15 +146,31 @@ def insert_ignoring_conflicts(session: AsyncSession, table: Any, rows: list[dict
 _INSERTS_IF_NEW: dict[tuple[str, Any, Any], Insert] = {}
 
 
-async def insert_if_new(session: AsyncSession, table: Any, *, returning: Any, **values: Any) -> Any | None:
-    """Insert a row unless its unique key exists; the returned column's value, or None for a duplicate."""
+def _insert_if_new_statement(session: AsyncSession, table: Any, returning: Any) -> Insert:
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     key = (dialect, table, returning)
     statement = _INSERTS_IF_NEW.get(key)
     if statement is None:
         builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = _INSERTS_IF_NEW[key] = builder(table).on_conflict_do_nothing().returning(returning)
+    return statement
+
+
+async def insert_if_new(session: AsyncSession, table: Any, *, returning: Any, **values: Any) -> Any | None:
+    """Insert a row unless its unique key exists; the returned column's value, or None for a duplicate."""
+    statement = _insert_if_new_statement(session, table, returning)
     return (await session.execute(statement, values)).scalar_one_or_none()
+
+
+async def insert_many_if_new(session: AsyncSession, table: Any, rows: list[dict[str, Any]], *,
+                             returning: Any) -> set[Any]:
+    """Insert the rows whose unique key is new, in batched statements; the returned column's values of those.
+
+    Run as an executemany of one cached statement (SQLAlchemy's insertmanyvalues): a statement listing the
+    rows itself would be compiled anew for every call.
+    """
+    statement = _insert_if_new_statement(session, table, returning)
+    return set((await session.execute(statement, rows)).scalars())
 
 
 def is_postgres(session: AsyncSession) -> bool:

@@ -82,9 +82,16 @@ async def _open(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy:
     add_playbook_steps(session, case, playbook, steps, owners=owners, position=0, now=now)
     if playbook.escalates:
         # The effective date passing with the sequence exhausted means the customer is lost.
-        add_timer(session, case=case, task=None, kind="expire", due_at=case.effective_at or now, now=now)
+        effective = case.effective_at or now
+        if effective > now or not steps:
+            add_timer(session, case=case, task=None, kind="expire", due_at=effective, now=now)
+        else:
+            # Already past (a subscription deleted rather than scheduled to end): the timer would fire at once
+            # and only note it; running out of rungs then closes the case as lost (see escalation.escalate).
+            record(session, case, "effective_date_passed", at=now, open_tasks=len(steps))
     notifications.enqueue(session, case=case, kind="case.opened", policy=policy, clock=clock, playbook=playbook.name)
-    await session.flush()
+    # No flush here: the commit writes the rows, and when several diagnoses are handled in one transaction it
+    # writes all their cases, tasks and timers in one batched INSERT per table instead of several per case.
     log.info("outreach.case.opened", case_id=case.id, playbook=playbook.name, owner=case.owner)
     return case
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from prometheus_client import REGISTRY
@@ -86,6 +87,18 @@ async def test_unanswered_steps_climb_the_whole_ladder_then_the_case_is_lost(des
     assert await desk.tasks(case_id, status="open") == []
     closed = await desk.published("case.closed")
     assert closed[-1]["outcome"] == "lost" and closed[-1]["revenue_lost"]["amount_minor"] == HIGH_MRR
+
+
+async def test_a_cancellation_already_in_effect_is_noted_at_once_and_lost_when_the_ladder_runs_out(desk: Desk) -> None:
+    case_id = await desk.receive(diagnosis(root_cause="poor_implementation", effective_in=timedelta(days=-1)))
+    history = [e.kind for e in await desk.history(case_id)]
+    assert history[:1] == ["opened"] and "effective_date_passed" in history
+    assert (await desk.case(case_id)).status == "open"  # the customer is gone, but worth winning back
+
+    await desk.run(hours=30 * 24, every_hours=6)  # nobody answers anything
+    case = await desk.case(case_id)
+    assert case.status == "lost" and case.sequence_exhausted
+    assert [e.kind for e in await desk.history(case_id)].count("effective_date_passed") == 1
 
 
 async def test_the_last_rungs_are_only_for_high_revenue(desk: Desk) -> None:
