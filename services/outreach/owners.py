@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 from sqlalchemy import Integer, TextClause, bindparam, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.outreach.models import RotationCursor
 from services.outreach.rotation import ROLES, take_turns
+from shared.db import is_postgres
 
 
 def _advance_sql(count: int) -> TextClause:
@@ -44,7 +45,16 @@ async def next_in_rotations(session: AsyncSession, *, roles: list[str], rotation
         size = len(rotations[role])
         params |= {f"role_{i}": role, f"fresh_{i}": turns[role] % size, f"turns_{i}": turns[role], f"size_{i}": size}
     statement = ADVANCE[len(turns)] if len(turns) < len(ADVANCE) else _advance_sql(len(turns))
-    stored = dict((await session.execute(statement, params)).all())
+    if is_postgres(session) and isinstance(session.bind, AsyncEngine):
+        # Committed at once, in a statement of its own: inside the caller's transaction the cursor rows stayed
+        # locked until it committed, so every other transaction opening a case (the next batch of messages,
+        # another instance) queued behind it. A turn taken by a transaction that then fails is skipped, which
+        # only shifts whose turn comes next. SQLite has one writer at a time, so there it stays inside.
+        async with session.bind.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            stored = dict((await autocommit.execute(statement, params)).all())
+    else:
+        stored = dict((await session.execute(statement, params)).all())
     people = {role: take_turns(rotations[role], stored[role] - count, count) for role, count in turns.items()}
     return [next(people[role]) for role in roles]
 

@@ -7,6 +7,7 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
+from services.outreach.cases import open_or_update_case
 from services.outreach.escalation import Fired, fire_due_timers
 from services.outreach.models import Case, Task, Timer
 from shared.db import transaction
@@ -56,3 +57,18 @@ async def test_two_schedulers_fire_each_escalation_exactly_once(database_url: st
     finally:
         await first_engine.dispose()
         await second_engine.dispose()
+
+
+async def test_a_case_being_opened_does_not_hold_up_the_next_one_on_postgres(postgres_url: str) -> None:
+    desk, engine = await open_desk(postgres_url)
+    try:
+        async with transaction(desk.sessions) as session:
+            # A transaction that has opened a case and not committed yet (a batch still being handled) ...
+            await open_or_update_case(session, diagnosis(), policy=desk.policy, clock=desk.clock)
+            # ... must not make another one wait for the rotation it took a turn from.
+            await asyncio.wait_for(desk.receive(diagnosis()), timeout=10)
+        async with desk.sessions() as session:
+            owners = list((await session.execute(select(Case.owner))).scalars())
+        assert len(owners) == 2 and len(set(owners)) == 2  # consecutive turns of the rotation: two people
+    finally:
+        await engine.dispose()
