@@ -138,6 +138,10 @@ def markdown(figures: dict[str, Any], derived: dict[str, Any], name: str) -> str
         f"{scale['connections']} connections for the closed loops and the storage ceiling. "
         "Every ratio is to a baseline measured in this same run.",
         "",
+        "Service settings that differ from the defaults: " + (", ".join(
+            f"{service} {' '.join(f'{k}={v}' for k, v in shown.items())}"
+            for service, shown in (figures.get("service_settings") or {}).items() if shown) or "none") + ".",
+        "",
         "| figure | value | unit | baseline | ratio | target | met |",
         "| --- | ---: | --- | --- | ---: | --- | --- |",
     ]

@@ -20,6 +20,11 @@ from bench.loadgen import Requests
 from bench.stats import latency_ms, summarise_load
 
 RESULTS = ROOT / "bench" / "results"
+# As README recommends where intake shares a machine with the consumers: they yield the CPU to intake under
+# overload and catch up from their queues. BENCH_CONSUMER_NICENESS=0 runs them without.
+CONSUMERS = ("diagnosis", "outreach")
+CONSUMER_NICENESS = 10
+SHOWN_SETTINGS = ("BRINK_NICENESS", "BRINK_INTAKE_PROCESSES", "BRINK_PREFETCH", "BRINK_CONSUMER_BATCH_SIZE")
 SERVICE_PHASES = {"intake", "isolated", "e2e", "burst", "profile"}
 PHASES = ("ceilings", "intake", "isolated", "e2e", "burst", "profile")
 
@@ -152,8 +157,13 @@ class Bench:
         self.figures["phases"]["broker_hop"] = {"messages": len(hops), "latency_ms": latency_ms(hops)}
 
     async def start_services(self) -> None:
+        settings = self.figures.setdefault("service_settings", {})
         for service in SERVICES:
-            self.services[service] = spawn(service, ["-m", f"services.{service}"], self.stage.env(), self.logs)
+            env = self.stage.env()
+            if service in CONSUMERS:
+                env["BRINK_NICENESS"] = os.environ.get("BENCH_CONSUMER_NICENESS", str(CONSUMER_NICENESS))
+            settings[service] = {key: env[key] for key in SHOWN_SETTINGS if key in env}
+            self.services[service] = spawn(service, ["-m", f"services.{service}"], env, self.logs)
         for service in SERVICES:
             await wait_healthy(self.services[service], self.stage.ports[service])
 

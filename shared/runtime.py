@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -223,6 +224,8 @@ def serve(app_factory: Callable[[], object], *, settings: BrinkSettings, port: i
     import uvicorn
 
     preflight(settings)
+    if settings.niceness:
+        os.nice(settings.niceness)
     if processes > 1:
         assert factory_path is not None, "several processes need the app factory's import path"
         metrics.prepare_multiprocess_directory()

@@ -50,6 +50,9 @@ class BrinkSettings(BaseSettings):
     # How often queue depths and the outbox backlog are refreshed for /metrics.
     metrics_refresh_seconds: float = Field(default=15, gt=0)
     host: str = "0.0.0.0"
+    # Lowers this process's CPU priority (as nice(1) does). On a machine that runs intake beside the consumers,
+    # giving the consumers 10 keeps webhooks answered quickly under overload; their queues absorb the rest.
+    niceness: int = Field(default=0, ge=0, le=19)
 
     _split_lists = field_validator("api_tokens", "retry_delays_seconds", mode="before")(split_commas)
 
