@@ -44,7 +44,7 @@ class Runtime:
         self.handled = handled
         self.relay = (
             OutboxRelay(sessions=self.sessions, table=outbox, broker=self.broker,
-                        poll_seconds=settings.outbox_poll_seconds)
+                        poll_seconds=settings.outbox_poll_seconds, gather_seconds=settings.outbox_gather_seconds)
             if outbox is not None else None
         )
         self.consumers: list[Consumer] = []

@@ -46,6 +46,8 @@ class BrinkSettings(BaseSettings):
     delivery_limit: int = Field(default=10, ge=1)
     retry_delays_seconds: CommaList = Field(default_factory=lambda: ["1", "5", "30"])
     outbox_poll_seconds: float = Field(default=0.5, gt=0)
+    # After a commit wakes the relay, it waits this long so the commits that follow join one batch.
+    outbox_gather_seconds: float = Field(default=0.05, ge=0, le=5)
     outbox_max_age_seconds: float = Field(default=120, gt=0)
     # How often queue depths and the outbox backlog are refreshed for /metrics.
     metrics_refresh_seconds: float = Field(default=15, gt=0)

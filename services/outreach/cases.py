@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import notifications
@@ -26,14 +26,21 @@ from shared.logs import get_logger
 log = get_logger("outreach.cases")
 
 
+# Built once and run with bound parameters, as plain Core: most diagnoses open a new case, and building an
+# ORM query (and loading an object) for a row that is not there cost more than the round trip.
+CASE_ID_FOR_UPDATE = (select(Case.__table__.c.id).where(Case.__table__.c.cancellation_id == bindparam("cancellation_id"))
+                      .with_for_update())
+EARLY_WITHDRAWAL_REASON = select(EarlyWithdrawal.__table__.c.reason).where(
+    EarlyWithdrawal.__table__.c.cancellation_id == bindparam("cancellation_id"))
+
+
 async def open_or_update_case(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy: Policy, clock: Clock,
                               correlation_id: str | None = None) -> Case:
     """One case per cancellation; a newer diagnosis version updates it, an older one changes nothing."""
-    case = (await session.execute(
-        select(Case).where(Case.cancellation_id == diagnosis.cancellation_id).with_for_update()
-    )).scalar_one_or_none()
-    if case is None:
+    case_id = (await session.execute(CASE_ID_FOR_UPDATE, {"cancellation_id": diagnosis.cancellation_id})).scalar()
+    if case_id is None:
         return await _open(session, diagnosis, policy=policy, clock=clock, correlation_id=correlation_id)
+    case = await session.get_one(Case, case_id)  # locked by the statement above
     if diagnosis.diagnosis_version <= case.diagnosis_version:
         log.info("outreach.diagnosis.stale", case_id=case.id, version=diagnosis.diagnosis_version,
                  current=case.diagnosis_version)
@@ -67,7 +74,7 @@ async def _open(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy:
     session.add(case)
     record(session, case, "opened", at=now, diagnosis_version=diagnosis.diagnosis_version,
            root_cause=diagnosis.root_cause, decision=diagnosis.verdict.decision, playbook=playbook.name)
-    early = await session.get(EarlyWithdrawal, diagnosis.cancellation_id)
+    early = (await session.execute(EARLY_WITHDRAWAL_REASON, {"cancellation_id": diagnosis.cancellation_id})).first()
     if early is not None:
         await session.flush()
         # The customer already stayed: keep the record, but there is nothing left to work.

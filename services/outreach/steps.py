@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.history import record
@@ -19,12 +19,18 @@ def may_skip(playbook: Playbook) -> bool:
     return any(intervention_key(step.action, step.offer) not in REPEATABLE_ACTIONS for step in playbook.steps)
 
 
+_TASKS, _CASES = Task.__table__, Case.__table__
+# Built once and run with bound parameters (as Core: building the ORM query each time cost more than running it).
+DONE_FOR_ACCOUNT = (
+    select(_TASKS.c.action, _TASKS.c.offer).join(_CASES, _CASES.c.id == _TASKS.c.case_id)
+    .where(_CASES.c.account_id == bindparam("account_id"), _TASKS.c.status == "done",
+           _TASKS.c.completed_at >= bindparam("since", type_=_TASKS.c.completed_at.type))
+)
+
+
 async def recently_tried(session: AsyncSession, *, account_id: str, since: datetime, extra: list[str]) -> set[str]:
     """Interventions done for the account since ``since`` (any case), plus those the diagnosis says to avoid."""
-    rows = await session.execute(
-        select(Task.action, Task.offer).join(Case, Case.id == Task.case_id)
-        .where(Case.account_id == account_id, Task.status == "done", Task.completed_at >= since)
-    )
+    rows = await session.execute(DONE_FOR_ACCOUNT, {"account_id": account_id, "since": since})
     return {intervention_key(action, offer) for action, offer in rows} | set(extra)
 
 
