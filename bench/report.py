@@ -92,7 +92,9 @@ def why(figures: dict[str, Any], row: dict[str, Any]) -> str:
         per = phase("intake_isolated_saturation", "cpu_ms_per_2xx", "intake")
         return (f"intake spent {per} ms of CPU per webhook and used {cores.get('intake')} cores (one Python "
                 f"process runs on one core at a time); the ceilings skip what intake must do per request "
-                f"(signature, JSON, mapping, ORM, three inserts, relay publish): see the profile. {cpu_line(cores)}")
+                f"(HTTP and middleware, signature, JSON, mapping to an event, the envelope, the one statement, "
+                f"the relay's publish): see the profile. A second intake process has no core to run on: "
+                f"PostgreSQL, RabbitMQ and the load generator take the rest. {cpu_line(cores)}")
     if "to 2xx at" in row["figure"]:
         return (f"intake kept up with {phase('intake_fixed_rate', 'throughput_per_s')}/s of the offered rate; "
                 f"{cpu_line(phase('intake_fixed_rate', 'cpu_cores') or {})}")
