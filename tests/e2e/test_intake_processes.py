@@ -1,4 +1,4 @@
-"""Intake as several processes on one port: every webhook published once, and /metrics counts them all."""
+"""Intake as several processes on one port: every webhook published once, /metrics counts them all, all niced."""
 
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def niceness_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def accepted_in_metrics(port: int) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
@@ -44,7 +48,8 @@ async def test_two_intake_processes_publish_each_webhook_once_and_report_togethe
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BRINK_", "PROMETHEUS_"))},
            "PYTHONPATH": str(ROOT), "BRINK_DATABASE_URL": postgres_url, "BRINK_AMQP_URL": amqp_url,
            "BRINK_API_TOKENS": TOKEN, "BRINK_STRIPE_WEBHOOK_SECRETS": STRIPE_SECRET, "BRINK_INTAKE_PORT": str(port),
-           "BRINK_HOST": "127.0.0.1", "BRINK_LOG_LEVEL": "WARNING", "BRINK_INTAKE_PROCESSES": "2"}
+           "BRINK_HOST": "127.0.0.1", "BRINK_LOG_LEVEL": "WARNING", "BRINK_INTAKE_PROCESSES": "2",
+           "BRINK_NICENESS": "7"}
     connection = await aio_pika.connect(amqp_url)
     log_path = tmp_path / "intake.log"
     with log_path.open("wb") as log:
@@ -52,7 +57,10 @@ async def test_two_intake_processes_publish_each_webhook_once_and_report_togethe
                                   stderr=subprocess.STDOUT)
     try:
         await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}/readyz", time.monotonic() + 60)
-        assert len(children_of(intake.pid)) >= 2, log_path.read_text()[-2000:]
+        workers = children_of(intake.pid)
+        assert len(workers) >= 2, log_path.read_text()[-2000:]
+        # BRINK_NICENESS lowers the priority of the whole service, its worker processes included.
+        assert {niceness_of(pid) for pid in [intake.pid, *workers]} == {os.nice(0) + 7}
         channel = await connection.channel()
         exchange = await channel.declare_exchange("brink.events", aio_pika.ExchangeType.TOPIC, passive=True)
         watch = await channel.declare_queue("", exclusive=True)

@@ -24,6 +24,10 @@ def start_intake(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
     ({}, "brink: setting BRINK_API_TOKENS is missing"),
     ({"BRINK_API_TOKENS": "changeme"}, "brink: setting BRINK_API_TOKENS is invalid: BRINK_API_TOKENS holds a placeholder"),
     ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_INTAKE_PORT": "eighty"}, "brink: setting BRINK_INTAKE_PORT is invalid"),
+    ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_NICENESS": "25"}, "brink: setting BRINK_NICENESS is invalid"),
+    ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_INTAKE_PROCESSES": "0"}, "brink: setting BRINK_INTAKE_PROCESSES is invalid"),
+    ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_CONSUMER_BATCH_SIZE": "0"},
+     "brink: setting BRINK_CONSUMER_BATCH_SIZE is invalid"),
     ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_STRIPE_WEBHOOK_SECRETS": "sk_live_oops"},
      "brink: setting BRINK_STRIPE_WEBHOOK_SECRETS is invalid: each Stripe webhook secret starts with whsec_"),
 ])
