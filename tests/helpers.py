@@ -1,11 +1,16 @@
-"""Builders for webhook bodies in the real vendors' shapes, and signing."""
+"""Builders for webhook bodies in the real vendors' shapes, signing, and counting SQL statements."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.signing import stripe_signature_header
 
@@ -61,3 +66,18 @@ def signed(event: dict[str, Any] | bytes, secret: str, *, timestamp: int | None 
     body = event if isinstance(event, bytes) else json.dumps(event).encode()
     return body, {"Stripe-Signature": stripe_signature_header([secret], body, timestamp),
                   "Content-Type": "application/json"}
+
+
+@contextmanager
+def counting_statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements the engine sends while the block runs (BEGIN and COMMIT are not seen by this hook)."""
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)

@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy import event
 
 from services.diagnosis import consumers
 from shared.db import make_engine, make_sessionmaker
 from shared.events import Envelope, InterventionLogged
 from tests.diagnosis_helpers import cancellation
+from tests.helpers import counting_statements
 
 # A new cancellation: claim it, read signals and attempts, write the diagnosis, stage the event.
 NEW_CANCELLATION_STATEMENTS = 4
 # A failed intervention: record it, read the open cancellations and the history, write, stage.
 FAILED_INTERVENTION_STATEMENTS = 5
-
-
-@contextmanager
-def counting(engine: Any) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
 
 
 async def test_a_new_cancellation_and_a_failed_intervention_take_few_statements(postgres_url: str) -> None:
@@ -47,10 +29,10 @@ async def test_a_new_cancellation_and_a_failed_intervention_take_few_statements(
             pass  # the first connection's own queries (server version and so on) are not the handler's
         # One transaction, rolled back: the staged events must not reach other tests sharing this database.
         async with sessions() as session:
-            with counting(engine) as first:
+            with counting_statements(engine) as first:
                 await consumers.on_cancellation_received(
                     received, envelope=Envelope.wrap(received, correlation_id="c1", source="test"), session=session)
-            with counting(engine) as second:
+            with counting_statements(engine) as second:
                 await consumers.on_intervention_logged(
                     failed, envelope=Envelope.wrap(failed, correlation_id="c2", source="test"), session=session)
             await session.rollback()

@@ -6,43 +6,24 @@ BEGIN and COMMIT are not counted (the cursor hook does not see them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
-
+from tests.helpers import counting_statements
 from tests.outreach_helpers import diagnosis, open_desk
 
 NEW_CASE_STATEMENTS = 9  # case lookup, early withdrawal, tried recently, rotations, one insert per table (5)
 ESCALATION_STATEMENTS = 10  # due timer with case and task, claim, position, rotation, case update, inserts (4), outcome
 
 
-@contextmanager
-def counting(engine: AsyncEngine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        statements.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
-
-
 async def test_a_new_case_and_its_first_escalation_take_few_statements(postgres_url: str) -> None:
     desk, engine = await open_desk(postgres_url, channels=("slack", "webhook"))
     try:
         await desk.receive(diagnosis())  # the rotation cursors exist from now on, as in a running service
-        with counting(engine) as statements:
+        with counting_statements(engine) as statements:
             # No account owner: the case's CSM comes from the rotation, the offer step from the CS managers'.
             await desk.receive(diagnosis(root_cause="poor_implementation", account_owner=None, priority=90))
         assert len(statements) <= NEW_CASE_STATEMENTS, "\n".join(statements)
 
         desk.clock.advance(hours=4 + 24)  # the first step of both cases is due and unanswered
-        with counting(engine) as statements:
+        with counting_statements(engine) as statements:
             fired = await desk.tick()
         assert [item.outcome for item in fired] == ["escalated", "escalated"]
         nothing_left_due = 1
