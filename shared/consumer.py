@@ -15,7 +15,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.db import insert_if_new, insert_many_if_new, is_database_outage, transaction, utcnow
+from shared.db import insert_many_if_new, is_database_outage, transaction, utcnow
 from shared.events import Envelope, Payload, UnknownEventType
 from shared.logs import bound_contextvars, get_logger
 from shared.messaging import DEAD_EXCHANGE, RETRY_EXCHANGE, Broker, QueueSpec, build_message
@@ -141,7 +141,7 @@ class Consumer:
         with bound_contextvars(correlation_id=envelope.correlation_id, event_id=str(envelope.id),
                                event_type=envelope.type, queue=self.spec.name):
             try:
-                outcome = await self.handle(envelope, arrival.payload)
+                [outcome] = await self._patiently(lambda: self._handle_together([arrival]))
             except Exception as error:
                 log.warning("consumer.handler.failed", error=str(error) or repr(error), exc_info=True)
                 await self._retry_or_dead_letter(arrival.message, error)
@@ -163,12 +163,8 @@ class Consumer:
             raise PoisonMessage(f"no handler for {envelope.type} on {self.spec.name}")
         return envelope, payload
 
-    async def handle(self, envelope: Envelope, payload: Payload) -> str:
-        """Handle once: returns ``handled`` or ``duplicate``. Waits out a database outage rather than failing."""
-        return await self._patiently(lambda: self._handle_in_transaction(envelope, payload))
-
     async def _patiently(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """``attempt()``, tried again while the database is away, for up to a minute."""
+        """``attempt()``, tried again while the database is away (for up to a minute) rather than failed."""
         deadline = time.monotonic() + DATABASE_OUTAGE_PATIENCE_SECONDS
         delay = 0.5
         while True:
@@ -181,22 +177,9 @@ class Consumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _handle_in_transaction(self, envelope: Envelope, payload: Payload) -> str:
-        async with transaction(self._sessions) as session:
-            first_time = await insert_if_new(
-                session, self._handled, returning=self._handled.c.event_id,
-                consumer=self.spec.name, event_id=str(envelope.id), handled_at=utcnow(),
-            )
-            if first_time is None:
-                log.info("consumer.message.duplicate")
-                return "duplicate"
-            await self._handlers[envelope.type](payload, envelope=envelope, session=session)
-        if self._after_commit is not None:
-            self._after_commit()
-        return "handled"
-
     async def _handle_together(self, batch: list[Arrival]) -> list[str]:
-        """Every message of the batch in one transaction, in arrival order; each one's outcome."""
+        """Every message of the batch in one transaction, in arrival order; each one's outcome, ``handled`` or
+        ``duplicate`` (its envelope id was handled before)."""
         outcomes = []
         async with transaction(self._sessions) as session:
             now = utcnow()
