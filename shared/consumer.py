@@ -18,7 +18,7 @@ from shared import metrics
 from shared.db import insert_many_if_new, is_database_outage, transaction, utcnow
 from shared.events import Envelope, Payload, UnknownEventType
 from shared.logs import bound_contextvars, get_logger
-from shared.messaging import DEAD_EXCHANGE, RETRY_EXCHANGE, Broker, QueueSpec, build_message
+from shared.messaging import DEAD_EXCHANGE, RETRY_EXCHANGE, Broker, OutgoingMessage, QueueSpec, build_message
 
 log = get_logger("shared.consumer")
 
@@ -236,7 +236,7 @@ class Consumer:
         metrics.MESSAGES_CONSUMED.labels(self.spec.name, "dead_lettered").inc()
 
     @staticmethod
-    def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> OutgoingMessage:
         if ROUTING_KEY_HEADER not in headers and message.routing_key:
             headers[ROUTING_KEY_HEADER] = message.routing_key
         return build_message(

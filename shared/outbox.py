@@ -7,7 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text, func, select, text, update
+from sqlalchemy import (ARRAY, BigInteger, Column, Index, Integer, String, Table, Text, any_, bindparam, func, select,
+                        text, update)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
@@ -153,6 +154,16 @@ class OutboxRelay:
             raise
         return await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _mark_published(self, postgres: bool) -> Any:
+        """One statement whatever the batch size: on PostgreSQL ``id = ANY(array)``, so the driver prepares it
+        once, where ``IN`` with a parameter per id is a new statement for each batch size."""
+        ids = self._table.c.id
+        if postgres:
+            matches = ids == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+        else:
+            matches = ids.in_(bindparam("ids", expanding=True))
+        return update(self._table).where(matches).values(published_at=bindparam("now"))
+
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were confirmed and marked sent."""
         async with transaction(self._sessions) as session:
@@ -175,9 +186,7 @@ class OutboxRelay:
             confirmed = [row.id for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)]
             failed = [(row.id, result) for row, result in zip(rows, results, strict=True) if isinstance(result, BaseException)]
             if confirmed:
-                await session.execute(
-                    update(self._table).where(self._table.c.id.in_(confirmed)).values(published_at=utcnow())
-                )
+                await session.execute(self._mark_published(is_postgres(session)), {"ids": confirmed, "now": utcnow()})
             for row_id, error in failed:
                 await session.execute(
                     update(self._table)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.consumer import Consumer
 from shared.db import UTCDateTime, make_engine, make_sessionmaker
 from shared.events import DiagnosisCompleted, Envelope, Verdict
-from shared.messaging import Broker, QueueSpec, build_message
+from shared.messaging import Broker, QueueSpec
 
 # Outreach's handled-messages table exists after migration; the test's own queue name keeps its rows apart.
 # Described on a MetaData of its own so the services' models can still define it on the shared one.
@@ -77,8 +77,9 @@ async def send_to_queue(amqp_url: str, queue: str, envelope: Envelope) -> None:
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
-        message = build_message(envelope.to_bytes(), message_id=str(envelope.id), event_type=envelope.type,
-                                correlation_id=envelope.correlation_id)
+        message = aio_pika.Message(envelope.to_bytes(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                   content_type="application/json", message_id=str(envelope.id),
+                                   type=envelope.type, correlation_id=envelope.correlation_id)
         await channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
     finally:
         await connection.close()

@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 
-from services.intake.api_support import BAD_BODY, TOO_LARGE, UNAVAILABLE, SettingsDep, error, parse_json_object, reject, store
+from services.intake.api_support import (BAD_BODY, TOO_LARGE, UNAVAILABLE, error, intake_state, parse_json_object,
+                                         reject, store)
 from services.intake.basic_auth import CredentialsError, check_basic_auth
 from services.intake.chargebee_mapping import map_chargebee_event
 from services.intake.mapping_common import Ignored
 from services.intake.schemas import WebhookAck
 from services.intake.service import SUPERSEDED_REASON, Delivery
 from services.intake.stripe_mapping import map_stripe_event
-from shared.deps import RuntimeDep
 from shared.events import Payload
-from shared.runtime import Runtime
 from shared.signing import SignatureError, verify_stripe_signature
 
 STRIPE_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -71,34 +70,34 @@ def identify(source: str, event: dict[str, Any], *, type_key: str) -> tuple[str,
     return event_id, event_type
 
 
-async def accept(request: Request, runtime: Runtime, *, source: str, event: dict[str, Any], event_id: str,
-                 event_type: str, mapper: Callable[[dict[str, Any]], Payload]) -> WebhookAck:
+async def accept(request: Request, *, source: str, event: dict[str, Any], event_id: str, event_type: str,
+                 mapper: Callable[[dict[str, Any]], Payload]) -> Response:
     """Map the verified event, record it once, and say what became of it."""
     mapped, reason = map_or_ignore(source, event_type, mapper, event)
     delivery = Delivery(source=source, external_id=event_id, event_type=event_type, payload=event,
                         correlation_id=request.scope["state"]["correlation_id"])
-    outcome = await store(runtime, request.app.state.deliveries, delivery, mapped, reason)
+    outcome = await store(intake_state(request), delivery, mapped, reason)
     explained = {"ignored": reason, "superseded": SUPERSEDED_REASON}
-    return WebhookAck(outcome=outcome, event_id=event_id, reason=explained.get(outcome))
+    ack = WebhookAck(outcome=outcome, event_id=event_id, reason=explained.get(outcome))
+    # Answered as ready bytes: FastAPI's response-model validation and encoding cost more than the ack itself.
+    return Response(ack.model_dump_json(exclude_none=True), media_type="application/json")
 
 
 @router.post("/webhooks/stripe", response_model=WebhookAck, response_model_exclude_none=True, responses=STRIPE_ERRORS,
              summary="Receive a Stripe webhook (verified by Stripe-Signature)",
              description="Answers 200 for every genuine event: accepted, duplicate, ignored (not about a "
                          "cancellation) or superseded (older than what is known for the subscription).")
-async def stripe_webhook(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> WebhookAck:
+async def stripe_webhook(request: Request) -> Response:
+    state = intake_state(request)
     body = await request.body()
     try:
-        verify_stripe_signature(
-            request.headers.get("stripe-signature"), body,
-            [secret.get_secret_value() for secret in settings.stripe_webhook_secrets],
-            tolerance=settings.stripe_tolerance_seconds,
-        )
+        verify_stripe_signature(request.headers.get("stripe-signature"), body, state.stripe_secrets,
+                                tolerance=state.settings.stripe_tolerance_seconds)
     except SignatureError as problem:
         raise reject("stripe", 401, str(problem)) from None
     event = parse("stripe", body)
     event_id, event_type = identify("stripe", event, type_key="type")
-    return await accept(request, runtime, source="stripe", event=event, event_id=event_id,
+    return await accept(request, source="stripe", event=event, event_id=event_id,
                         event_type=event_type, mapper=map_stripe_event)
 
 
@@ -107,7 +106,8 @@ async def stripe_webhook(request: Request, runtime: RuntimeDep, settings: Settin
              summary="Receive a Chargebee webhook (HTTP basic auth)",
              description="Chargebee counts only HTTP 200 as delivered, so every genuine event is answered 200. "
                          "Events of one subscription are ordered by its resource_version.")
-async def chargebee_webhook(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> WebhookAck:
+async def chargebee_webhook(request: Request) -> Response:
+    settings = intake_state(request).settings
     username = settings.chargebee_webhook_username
     password = settings.chargebee_webhook_password
     try:
@@ -118,5 +118,5 @@ async def chargebee_webhook(request: Request, runtime: RuntimeDep, settings: Set
         raise reject("chargebee", 401, str(problem), headers={"WWW-Authenticate": 'Basic realm="brink"'}) from None
     event = parse("chargebee", await request.body())
     event_id, event_type = identify("chargebee", event, type_key="event_type")
-    return await accept(request, runtime, source="chargebee", event=event, event_id=event_id,
+    return await accept(request, source="chargebee", event=event, event_id=event_id,
                         event_type=event_type, mapper=map_chargebee_event)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import HTTPException, Request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,12 +32,23 @@ TOO_LARGE = error("The body is larger than 1 MiB", "request body is larger than 
 UNAVAILABLE = error("The database is unreachable; the sender should retry", "the database is unavailable; retry later")
 
 
-# async: FastAPI runs a plain def dependency in a worker thread, a hop on every webhook.
-async def get_settings(request: Request) -> IntakeSettings:
-    return request.app.state.settings
+@dataclass(frozen=True)
+class IntakeState:
+    """What the webhook routes need, built once per app. They read it from the app rather than through
+    FastAPI dependencies: solving dependencies cost more per webhook than verifying its signature."""
+
+    settings: IntakeSettings
+    runtime: Runtime
+    deliveries: PostgresDeliveries | None
+    stripe_secrets: list[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        secrets = [secret.get_secret_value() for secret in self.settings.stripe_webhook_secrets]
+        object.__setattr__(self, "stripe_secrets", secrets)
 
 
-SettingsDep = Annotated[IntakeSettings, Depends(get_settings)]
+def intake_state(request: Request) -> IntakeState:
+    return request.app.state.intake
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -96,9 +108,9 @@ def unavailable(problem: BaseException) -> HTTPException:
     return HTTPException(503, "the database is unavailable; retry later")
 
 
-async def store(runtime: Runtime, deliveries: PostgresDeliveries | None, delivery: Delivery, event: Payload | None,
-                ignored_reason: str | None) -> Outcome:
+async def store(state: IntakeState, delivery: Delivery, event: Payload | None, ignored_reason: str | None) -> Outcome:
     """Commit the delivery, the subscription's newest state and the outbox row together."""
+    runtime, deliveries = state.runtime, state.deliveries
 
     async def work(session: AsyncSession) -> Outcome:
         return await record_delivery(session, delivery=delivery, event=event, ignored_reason=ignored_reason)

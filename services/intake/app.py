@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.intake import api, cancellations_api
+from services.intake.api_support import IntakeState
 from services.intake.models import outbox
 from services.intake.postgres_deliveries import PostgresDeliveries, asyncpg_dsn
 from services.intake.settings import IntakeSettings
@@ -53,8 +54,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
     )
     app.state.runtime = runtime
-    app.state.deliveries = deliveries
-    app.state.settings = settings
+    app.state.intake = IntakeState(settings=settings, runtime=runtime, deliveries=deliveries)
     return app
 
 

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aio_pika
+import aiormq
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +16,7 @@ from services.diagnosis.models import handled
 from shared.consumer import ERROR_HEADER, QUEUE_HEADER, Consumer
 from shared.db import make_engine, make_sessionmaker, utcnow
 from shared.events import AccountSignalsUpdated, Envelope
-from shared.messaging import Broker, QueueSpec
+from shared.messaging import Broker, OutgoingMessage, QueueSpec
 from tests.conftest import eventually
 
 
@@ -125,7 +126,7 @@ async def test_an_undecodable_message_goes_straight_to_the_dead_queue(broker: Br
         raise AssertionError("a poison message must not reach the handler")
 
     consumer = await start_consumer(broker, sessions, never)
-    await broker.publish_raw("brink.events", AccountSignalsUpdated.TYPE, aio_pika.Message(b"{not json", message_id="poison-1"))
+    await broker.publish_raw("brink.events", AccountSignalsUpdated.TYPE, OutgoingMessage(b"{not json", aiormq.spec.Basic.Properties(message_id="poison-1")))
     dead = await eventually(lambda: dead_messages(broker, consumer.spec.dead_queue), timeout=10)
     await consumer.stop()
     assert dead[0].message_id == "poison-1"
