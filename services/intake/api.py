@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from services.intake.api_support import (BAD_BODY, TOO_LARGE, UNAVAILABLE, error, intake_state, parse_json_object,
-                                         reject, store)
+                                         reject, storable_text, store)
 from services.intake.basic_auth import CredentialsError, check_basic_auth
 from services.intake.chargebee_mapping import map_chargebee_event
 from services.intake.mapping_common import Ignored
@@ -70,12 +70,12 @@ def identify(source: str, event: dict[str, Any], *, type_key: str) -> tuple[str,
     return event_id, event_type
 
 
-async def accept(request: Request, *, source: str, event: dict[str, Any], event_id: str, event_type: str,
-                 mapper: Callable[[dict[str, Any]], Payload]) -> Response:
+async def accept(request: Request, *, source: str, body: bytes, event: dict[str, Any], event_id: str,
+                 event_type: str, mapper: Callable[[dict[str, Any]], Payload]) -> Response:
     """Map the verified event, record it once, and say what became of it."""
     mapped, reason = map_or_ignore(source, event_type, mapper, event)
     delivery = Delivery(source=source, external_id=event_id, event_type=event_type, payload=event,
-                        correlation_id=request.scope["state"]["correlation_id"])
+                        correlation_id=request.scope["state"]["correlation_id"], payload_json=storable_text(body))
     outcome = await store(intake_state(request), delivery, mapped, reason)
     explained = {"ignored": reason, "superseded": SUPERSEDED_REASON}
     ack = WebhookAck(outcome=outcome, event_id=event_id, reason=explained.get(outcome))
@@ -97,7 +97,7 @@ async def stripe_webhook(request: Request) -> Response:
         raise reject("stripe", 401, str(problem)) from None
     event = parse("stripe", body)
     event_id, event_type = identify("stripe", event, type_key="type")
-    return await accept(request, source="stripe", event=event, event_id=event_id,
+    return await accept(request, source="stripe", body=body, event=event, event_id=event_id,
                         event_type=event_type, mapper=map_stripe_event)
 
 
@@ -116,7 +116,8 @@ async def chargebee_webhook(request: Request) -> Response:
                          password=password.get_secret_value() if password else None)
     except CredentialsError as problem:
         raise reject("chargebee", 401, str(problem), headers={"WWW-Authenticate": 'Basic realm="brink"'}) from None
-    event = parse("chargebee", await request.body())
+    body = await request.body()
+    event = parse("chargebee", body)
     event_id, event_type = identify("chargebee", event, type_key="event_type")
-    return await accept(request, source="chargebee", event=event, event_id=event_id,
+    return await accept(request, source="chargebee", body=body, event=event, event_id=event_id,
                         event_type=event_type, mapper=map_chargebee_event)

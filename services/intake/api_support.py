@@ -67,6 +67,17 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return parsed
 
 
+def storable_text(body: bytes) -> str | None:
+    """The body as text to store unchanged, or None where the parsed event must be encoded again: a body
+    with NUL characters (replaced while parsing) or not in plain UTF-8 (json.loads also reads a BOM and UTF-16)."""
+    if b"\\u0000" in body or body.startswith(b"\xef\xbb\xbf"):
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def without_nul(value: Any) -> Any:
     """``value`` with every NUL character in its strings and keys replaced by U+FFFD."""
     if isinstance(value, str):

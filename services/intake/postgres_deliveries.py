@@ -99,7 +99,8 @@ def delivery_arguments(delivery: Delivery, event: Payload | None, ignored_reason
         delivery.source, delivery.external_id, delivery.event_type,
         "ignored" if event is None else None, ignored_reason,
         event.TYPE if event is not None else None,
-        delivery.correlation_id, json.dumps(delivery.payload, separators=(",", ":")), now,
+        delivery.correlation_id,
+        delivery.payload_json or json.dumps(delivery.payload, separators=(",", ":")), now,
         subscription_id, state, version, envelope_id, body, SUPERSEDED_REASON,
     ]
 

@@ -24,6 +24,8 @@ class Delivery:
     event_type: str
     payload: dict[str, Any]
     correlation_id: str
+    # The body exactly as received, when the database can store it as is: one JSON encoding less per webhook.
+    payload_json: str | None = None
 
 
 def state_after(event: Payload) -> str:

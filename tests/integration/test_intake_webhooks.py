@@ -268,3 +268,19 @@ async def test_a_nul_character_in_the_event_is_replaced_and_the_cancellation_kep
     assert response.status_code == 200 and response.json()["outcome"] == "accepted", response.text
     [staged] = await staged_events(app, f"stripe:{subscription['id']}")
     assert staged["data"]["comment"] == "too\ufffd expensive"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+async def test_the_stored_event_is_the_event_as_sent_whatever_its_encoding(intake: Intake, encoding: str) -> None:
+    app, client = intake
+    subscription = stripe_subscription(comment="trop cher, 東京 ✓")
+    event = stripe_event("customer.subscription.deleted", subscription)
+    event["data"]["object"]["metadata"] = {"ratio": 1.10, "big": 12345678901234567890, "nested": [{"a": None}]}
+    body = json.dumps(event, ensure_ascii=False).encode(encoding)
+    headers = {"Stripe-Signature": stripe_signature_header([STRIPE_SECRET], body), "Content-Type": "application/json"}
+
+    response = await client.post("/webhooks/stripe", content=body, headers=headers)
+
+    assert response.status_code == 200 and response.json()["outcome"] == "accepted", response.text
+    row = await delivery_row(app, "stripe", event["id"])
+    assert row is not None and row.payload == event
