@@ -83,11 +83,28 @@ async def storage_loop(dsn: str, connections: int, seconds: float, payload: str)
                     await connection.execute(INSERT_OUTBOX, str(uuid.uuid4()), key, payload)
                 latencies.append(time.perf_counter() - started)
 
+    backends = []
+    for _ in range(connections):
+        connection = await pool.acquire()
+        backends.append(connection)
+    pids = [await connection.fetchval("SELECT pg_backend_pid()") for connection in backends]
+    for connection in backends:
+        await pool.release(connection)
+    before = backends_cpu_seconds(pids)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
     elapsed = time.perf_counter() - started
+    # The backends end with the pool, so their CPU is read here: the harness cannot see them afterwards.
+    postgres_cpu = backends_cpu_seconds(pids) - before
     await pool.close()
-    return {"commits": len(latencies), "seconds": elapsed, "latency": latencies}
+    return {"commits": len(latencies), "seconds": elapsed, "latency": latencies, "postgres_cpu_seconds": postgres_cpu}
+
+
+def backends_cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU seconds of PostgreSQL backends on this machine."""
+    from bench.observe import process_cpu_seconds
+
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def main() -> None:

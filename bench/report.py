@@ -90,11 +90,18 @@ def why(figures: dict[str, Any], row: dict[str, Any]) -> str:
     if row["figure"].startswith("intake saturation"):
         cores = phase("intake_isolated_saturation", "cpu_cores") or {}
         per = phase("intake_isolated_saturation", "cpu_ms_per_2xx", "intake")
+        webhook, commit = machine_cost(figures)
+        budget = ""
+        if webhook and commit:
+            total = sum(webhook.values())
+            budget = (f" Each webhook cost the machine {total:.2f} ms of CPU "
+                      f"({', '.join(f'{k} {v:.2f}' for k, v in webhook.items())}), where a ceiling commit costs "
+                      f"{sum(commit.values()):.2f} ms ({', '.join(f'{k} {v:.2f}' for k, v in commit.items())}): "
+                      f"with every core busy that alone bounds the ratio near {sum(commit.values()) / total:.2f}.")
         return (f"intake spent {per} ms of CPU per webhook and used {cores.get('intake')} cores (one Python "
                 f"process runs on one core at a time); the ceilings skip what intake must do per request "
                 f"(HTTP and middleware, signature, JSON, mapping to an event, the envelope, the one statement, "
-                f"the relay's publish): see the profile. A second intake process has no core to run on: "
-                f"PostgreSQL, RabbitMQ and the load generator take the rest. {cpu_line(cores)}")
+                f"the relay's publish to RabbitMQ): see the profile.{budget} {cpu_line(cores)}")
     if "to 2xx at" in row["figure"]:
         return (f"intake kept up with {phase('intake_fixed_rate', 'throughput_per_s')}/s of the offered rate; "
                 f"{cpu_line(phase('intake_fixed_rate', 'cpu_cores') or {})}")
@@ -109,6 +116,17 @@ def why(figures: dict[str, Any], row: dict[str, Any]) -> str:
     if "memory" in row["figure"]:
         return "see the RSS samples in the JSON"
     return ""
+
+
+def machine_cost(figures: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """CPU ms per webhook of everything intake alone kept busy, and per commit of the storage ceiling."""
+    isolated = get(figures, "phases", "intake_isolated_saturation") or {}
+    cores, accepted = isolated.get("cpu_cores") or {}, isolated.get("accepted_2xx") or 0
+    webhook = {}
+    if accepted and cores.get("wall_s"):
+        webhook = {name: 1000 * cores[name] * cores["wall_s"] / accepted
+                   for name in ("intake", "postgres", "rabbitmq", "loadgen") if cores.get(name) is not None}
+    return webhook, dict(get(figures, "phases", "storage_ceiling", "cpu_ms_per_commit") or {})
 
 
 def cpu_line(cores: dict[str, Any]) -> str:
@@ -159,8 +177,8 @@ def markdown(figures: dict[str, Any], derived: dict[str, Any], name: str) -> str
         lines += ["", "## Where a target is missed, and why (from this run's measurements)", ""]
         lines += [f"- **{row['figure']}**: {reason}" for row, reason in missed]
     lines += ["", "## CPU by phase (cores, average over the phase)", "",
-              "PostgreSQL counts only the backends of this run's database (all of PostgreSQL during the storage "
-              "ceiling); RabbitMQ is the whole broker. *Other work* is what the machine did besides: on a shared "
+              "PostgreSQL counts only the backends of this run's database (the ceiling loop's own backends during "
+              "the storage ceiling); RabbitMQ is the whole broker. *Other work* is what the machine did besides: on a shared "
               f"machine it makes a phase's figures noisy (phases above {NOISY_CORES} cores are marked).", "",
               "| phase | intake | diagnosis | outreach | bare HTTP | load generator | PostgreSQL | RabbitMQ | machine "
               "| other work |",

@@ -134,7 +134,12 @@ class Bench:
             "commits": storage["commits"], "seconds": round(storage["seconds"], 2),
             "throughput_per_s": round(storage["commits"] / storage["seconds"], 1),
             "latency_ms": latency_ms(storage["latency"]),
-            "cpu_cores": meter.stop(extra={"asyncpg_loop": storage["cpu_seconds"]}),
+            "cpu_cores": meter.stop(extra={"asyncpg_loop": storage["cpu_seconds"],
+                                           "postgres": storage["postgres_cpu_seconds"]}),
+        }
+        self.figures["phases"]["storage_ceiling"]["cpu_ms_per_commit"] = {
+            name: round(1000 * storage[key] / max(storage["commits"], 1), 3)
+            for name, key in (("asyncpg_loop", "cpu_seconds"), ("postgres", "postgres_cpu_seconds"))
         }
         print(f"bench: storage ceiling: {self.figures['phases']['storage_ceiling']['throughput_per_s']} commits/s",
               flush=True)

@@ -15,7 +15,7 @@ from shared import metrics
 from shared.db import UTCDateTime, is_postgres, metadata, transaction, utcnow
 from shared.events import Envelope
 from shared.logs import get_logger
-from shared.messaging import EVENTS_EXCHANGE, PUBLISHES_PER_TURN, Broker, build_message
+from shared.messaging import EVENTS_EXCHANGE, Broker, build_message
 
 log = get_logger("shared.outbox")
 
@@ -128,32 +128,6 @@ class OutboxRelay:
                 pass
             self._wakeup.clear()
 
-    async def _publish_all(self, rows: list[Any]) -> list[BaseException | None]:
-        """Publish every row at once and await all the confirms; each outcome is None or the error.
-
-        The publishes start a connection write buffer's worth per event-loop turn: started all together,
-        all but the first few wait on the channel in turn, one loop turn each, and a turn is long while
-        the process also serves HTTP (a batch of 200 took seconds under load).
-        """
-        tasks: list[asyncio.Task[None]] = []
-        try:
-            for start in range(0, len(rows), PUBLISHES_PER_TURN):
-                tasks += [
-                    asyncio.ensure_future(self._broker.publish_raw(
-                        EVENTS_EXCHANGE,
-                        row.event_type,
-                        build_message(row.body.encode(), message_id=row.event_id, event_type=row.event_type,
-                                      correlation_id=row.correlation_id),
-                    ))
-                    for row in rows[start:start + PUBLISHES_PER_TURN]
-                ]
-                await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
-            raise
-        return await asyncio.gather(*tasks, return_exceptions=True)
-
     def _mark_published(self, postgres: bool) -> Any:
         """One statement whatever the batch size: on PostgreSQL ``id = ANY(array)``, so the driver prepares it
         once, where ``IN`` with a parameter per id is a new statement for each batch size."""
@@ -181,10 +155,14 @@ class OutboxRelay:
             if not rows:
                 return 0
             started = time.perf_counter()
-            results = await self._publish_all(rows)
+            results = await self._broker.publish_many(EVENTS_EXCHANGE, [
+                (row.event_type, build_message(row.body.encode(), message_id=row.event_id, event_type=row.event_type,
+                                               correlation_id=row.correlation_id))
+                for row in rows
+            ])
             metrics.PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
-            confirmed = [row.id for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)]
-            failed = [(row.id, result) for row, result in zip(rows, results, strict=True) if isinstance(result, BaseException)]
+            confirmed = [row.id for row, result in zip(rows, results, strict=True) if result is None]
+            failed = [(row.id, result) for row, result in zip(rows, results, strict=True) if result is not None]
             if confirmed:
                 await session.execute(self._mark_published(is_postgres(session)), {"ids": confirmed, "now": utcnow()})
             for row_id, error in failed:

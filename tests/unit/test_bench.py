@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bench.loadgen import Requests
-from bench.report import derive
+from bench.report import derive, why
 from bench.stats import percentile, summarise_load
 from services.intake.stripe_mapping import map_stripe_event
 from shared.signing import verify_stripe_signature
@@ -72,3 +72,23 @@ def test_targets_are_judged_against_the_lower_ceiling_and_the_issue_limits() -> 
     assert rows["end to end p99, 2xx to case visible, 200/s"]["baseline"] == 19.0
     assert rows["burst of 10000: every case open after"]["met"] is True
     assert rows["intake peak memory (VmHWM, summed over its processes)"]["ratio"] == 2.0
+
+
+def test_a_missed_intake_ratio_is_explained_by_the_machine_cpu_each_request_costs() -> None:
+    figures = {
+        "phases": {
+            "storage_ceiling": {"cpu_ms_per_commit": {"asyncpg_loop": 0.15, "postgres": 0.30}},
+            "intake_isolated_saturation": {
+                "accepted_2xx": 1000, "cpu_ms_per_2xx": {"intake": 0.6},
+                "cpu_cores": {"intake": 0.6, "postgres": 0.3, "rabbitmq": 0.15, "loadgen": 0.05,
+                              "machine": 1.1, "others": 0.0, "cores": 2, "wall_s": 1.0},
+            },
+        },
+    }
+    row = {"figure": "intake saturation, intake alone (consumers paused)", "met": False}
+
+    reason = why(figures, row)
+
+    assert "cost the machine 1.10 ms of CPU (intake 0.60, postgres 0.30, rabbitmq 0.15, loadgen 0.05)" in reason
+    assert "a ceiling commit costs 0.45 ms (asyncpg_loop 0.15, postgres 0.30)" in reason
+    assert "bounds the ratio near 0.41" in reason
