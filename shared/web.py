@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.routing import Match, Route
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -163,9 +166,32 @@ UNPARSABLE_BODY: dict[str, Any] = {
 }
 
 
-def document_validation_errors(app: FastAPI) -> None:
-    """Make the OpenAPI 422 schema describe the body the handler below really sends, not FastAPI's default."""
-    build = app.openapi
+class DirectRoute(Route):
+    """A route served by its endpoint alone: no dependency solving, no response-model validation.
+
+    For the few routes where those cost more than the work (a webhook's signature check, parse and one
+    statement). The endpoint takes the Request and returns a Response; it is documented by the APIRoute it
+    came from. Like FastAPI's routes it puts itself in the scope, so metrics label it by its path template.
+    """
+
+    @classmethod
+    def serving(cls, route: APIRoute) -> DirectRoute:
+        return cls(route.path, route.endpoint, methods=list(route.methods), name=route.name)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+def document_validation_errors(app: FastAPI, documented: list[APIRoute]) -> None:
+    """Make the OpenAPI 422 schema describe the body the handler below really sends, not FastAPI's default;
+    ``documented`` adds routes served directly (``DirectRoute``), which FastAPI does not see."""
+
+    def build() -> dict[str, Any]:
+        return get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
+                           description=app.description, routes=[*documented, *app.routes])
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -187,12 +213,14 @@ def document_validation_errors(app: FastAPI) -> None:
 
 def create_app(*, service: str, title: str, description: str, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
                readiness: dict[str, ReadinessCheck], api_tokens: list[SecretStr],
-               api_routers: list[APIRouter] = (), public_routers: list[APIRouter] = (),
+               api_routers: Sequence[APIRouter] = (), direct_routers: Sequence[APIRouter] = (),
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
-    """A service's FastAPI app: ``api_routers`` need a bearer token, ``public_routers`` authenticate themselves."""
+    """A service's FastAPI app: ``api_routers`` need a bearer token; ``direct_routers`` authenticate
+    themselves and are served as ``DirectRoute``, first in line."""
     app = FastAPI(title=title, description=description, version="1.0", lifespan=lifespan)
-    for router in public_routers:
-        app.include_router(router)
+    documented = [route for router in direct_routers for route in router.routes if isinstance(route, APIRoute)]
+    for route in reversed(documented):
+        app.router.routes.insert(0, DirectRoute.serving(route))
     require_token = Depends(bearer_auth(api_tokens))
     for router in api_routers:
         app.include_router(router, dependencies=[require_token])
@@ -202,7 +230,7 @@ def create_app(*, service: str, title: str, description: str, lifespan: Callable
     app.add_middleware(metrics.HTTPMetricsMiddleware, service=service)
     app.add_middleware(CorrelationMiddleware)
 
-    document_validation_errors(app)
+    document_validation_errors(app, documented)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:

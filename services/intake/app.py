@@ -47,7 +47,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         title="Brink intake",
         description="Receives Stripe and Chargebee webhooks and internal cancellation reports.",
         lifespan=lifespan,
-        public_routers=[api.router],
+        direct_routers=[api.router],
         api_routers=[cancellations_api.router],
         api_tokens=settings.api_tokens,
         readiness=runtime.readiness(),
