@@ -185,7 +185,7 @@ class DirectRoute(Route):
         return match, child_scope
 
 
-def document_validation_errors(app: FastAPI, documented: list[APIRoute]) -> None:
+def document_openapi(app: FastAPI, documented: list[APIRoute]) -> None:
     """Make the OpenAPI 422 schema describe the body the handler below really sends, not FastAPI's default;
     ``documented`` adds routes served directly (``DirectRoute``), which FastAPI does not see."""
 
@@ -230,7 +230,7 @@ def create_app(*, service: str, title: str, description: str, lifespan: Callable
     app.add_middleware(metrics.HTTPMetricsMiddleware, service=service)
     app.add_middleware(CorrelationMiddleware)
 
-    document_validation_errors(app, documented)
+    document_openapi(app, documented)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:

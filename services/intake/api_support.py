@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -40,15 +41,18 @@ class IntakeState:
     settings: IntakeSettings
     runtime: Runtime
     deliveries: PostgresDeliveries | None
-    stripe_secrets: list[str] = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        secrets = [secret.get_secret_value() for secret in self.settings.stripe_webhook_secrets]
-        object.__setattr__(self, "stripe_secrets", secrets)
+    @cached_property
+    def stripe_secrets(self) -> list[str]:
+        return [secret.get_secret_value() for secret in self.settings.stripe_webhook_secrets]
 
 
 def intake_state(request: Request) -> IntakeState:
     return request.app.state.intake
+
+
+# How JSON writes a NUL character, which PostgreSQL's text and jsonb cannot hold.
+NUL_ESCAPE = b"\\u0000"
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -61,7 +65,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise HTTPException(400, "body is nested too deeply to be a webhook event") from None
     if not isinstance(parsed, dict):
         raise HTTPException(400, "body must be a JSON object")
-    if b"\\u0000" in body:
+    if NUL_ESCAPE in body:
         # PostgreSQL's text and jsonb cannot hold NUL; refusing would lose the cancellation, so it is replaced.
         parsed = without_nul(parsed)
     return parsed
@@ -70,7 +74,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 def storable_text(body: bytes) -> str | None:
     """The body as text to store unchanged, or None where the parsed event must be encoded again: a body
     with NUL characters (replaced while parsing) or not in plain UTF-8 (json.loads also reads a BOM and UTF-16)."""
-    if b"\\u0000" in body or body.startswith(b"\xef\xbb\xbf"):
+    if NUL_ESCAPE in body or body.startswith(b"\xef\xbb\xbf"):
         return None
     try:
         return body.decode("utf-8")
