@@ -1,7 +1,9 @@
 """A small TCP proxy that can be cut (live connections closed, new ones refused) and restored.
 
-It stands between a service and the shared RabbitMQ, so a test can make the broker unreachable for
-that service alone without stopping RabbitMQ for everyone else.
+It stands between a service and the shared RabbitMQ or PostgreSQL, so a test can make a server unreachable
+for that service alone without stopping it for everyone else. It can also hold back a server's close: the
+client then reads the server's last words (PostgreSQL's "terminating connection") on a connection that still
+looks open, as it does when the close arrives a moment later than the message.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._closes_released = asyncio.Event()
+        self._closes_released.set()
 
     async def start(self) -> None:
         """Listen (on a free port the first time, on the same port after a cut)."""
@@ -37,6 +41,13 @@ class TcpProxy:
         await asyncio.gather(*self._pipes, return_exceptions=True)
         self._writers.clear()
 
+    def hold_closes(self) -> None:
+        """From now on, a connection the server closes stays open towards the client until released."""
+        self._closes_released.clear()
+
+    def release_closes(self) -> None:
+        self._closes_released.set()
+
     async def restore(self) -> None:
         await self.start()
 
@@ -50,10 +61,12 @@ class TcpProxy:
             client_writer.close()
             return
         self._writers.update((client_writer, upstream_writer))
-        pipes = {asyncio.create_task(self._pipe(client_reader, upstream_writer)),
-                 asyncio.create_task(self._pipe(upstream_reader, client_writer))}
+        from_server = asyncio.create_task(self._pipe(upstream_reader, client_writer))
+        pipes = {asyncio.create_task(self._pipe(client_reader, upstream_writer)), from_server}
         self._pipes.update(pipes)
-        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        if from_server in done:
+            await self._closes_released.wait()
         for pipe in pipes:
             pipe.cancel()
         for writer in (client_writer, upstream_writer):

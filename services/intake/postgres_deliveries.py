@@ -80,9 +80,20 @@ class PostgresDeliveries:
         """Store the delivery, its subscription's newest state and its outbox row; what became of it."""
         assert self._pool is not None, "start() first"
         arguments = delivery_arguments(delivery, event, ignored_reason)
-        async with self._pool.acquire() as connection:
-            outcome = await connection.fetchval(RECORD_DELIVERY, *arguments)
-        return outcome or "duplicate"
+        for retry in (False, True):
+            async with self._pool.acquire() as connection:
+                try:
+                    outcome = await connection.fetchval(RECORD_DELIVERY, *arguments)
+                    return outcome or "duplicate"
+                except asyncpg.InternalClientError as unusable:
+                    # The server ended this connection while it sat idle in the pool (a restart, an idle
+                    # timeout) and its "terminating connection" was read before its close, so asyncpg refused
+                    # to start the statement. Without a reset query on release the pool would hand it out
+                    # again: close it. Nothing was sent, so trying once more on another connection is safe.
+                    connection.terminate()
+                    if retry:
+                        raise asyncpg.ConnectionDoesNotExistError(f"no usable connection: {unusable}") from None
+        raise AssertionError("unreachable")
 
 
 def delivery_arguments(delivery: Delivery, event: Payload | None, ignored_reason: str | None) -> list[Any]:
