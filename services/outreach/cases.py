@@ -27,19 +27,25 @@ log = get_logger("outreach.cases")
 
 
 # Built once and run with bound parameters, as plain Core: most diagnoses open a new case, and building an
-# ORM query (and loading an object) for a row that is not there cost more than the round trip.
-CASE_ID_FOR_UPDATE = (select(Case.__table__.c.id).where(Case.__table__.c.cancellation_id == bindparam("cancellation_id"))
-                      .with_for_update())
-EARLY_WITHDRAWAL_REASON = select(EarlyWithdrawal.__table__.c.reason).where(
-    EarlyWithdrawal.__table__.c.cancellation_id == bindparam("cancellation_id"))
+# ORM query (and loading an object) for a row that is not there cost more than the round trip. One statement
+# finds the case (locked) and an early withdrawal, which a new case needs: one round trip per diagnosis less.
+_CANCELLATION = bindparam("cancellation_id")
+CASE_AND_EARLY_WITHDRAWAL = select(
+    select(Case.__table__.c.id).where(Case.__table__.c.cancellation_id == _CANCELLATION)
+    .with_for_update().scalar_subquery().label("case_id"),
+    select(EarlyWithdrawal.__table__.c.reason).where(EarlyWithdrawal.__table__.c.cancellation_id == _CANCELLATION)
+    .scalar_subquery().label("early_withdrawal"),
+)
 
 
 async def open_or_update_case(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy: Policy, clock: Clock,
                               correlation_id: str | None = None) -> Case:
     """One case per cancellation; a newer diagnosis version updates it, an older one changes nothing."""
-    case_id = (await session.execute(CASE_ID_FOR_UPDATE, {"cancellation_id": diagnosis.cancellation_id})).scalar()
+    found = (await session.execute(CASE_AND_EARLY_WITHDRAWAL, {"cancellation_id": diagnosis.cancellation_id})).one()
+    case_id = found.case_id
     if case_id is None:
-        return await _open(session, diagnosis, policy=policy, clock=clock, correlation_id=correlation_id)
+        return await _open(session, diagnosis, policy=policy, clock=clock, correlation_id=correlation_id,
+                           early_withdrawal=found.early_withdrawal)
     case = await session.get_one(Case, case_id)  # locked by the statement above
     if diagnosis.diagnosis_version <= case.diagnosis_version:
         log.info("outreach.diagnosis.stale", case_id=case.id, version=diagnosis.diagnosis_version,
@@ -63,7 +69,7 @@ def _apply(case: Case, diagnosis: DiagnosisCompleted) -> None:
 
 
 async def _open(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy: Policy, clock: Clock,
-                correlation_id: str | None) -> Case:
+                correlation_id: str | None, early_withdrawal: str | None) -> Case:
     now = clock.now()
     playbook = choose(policy.playbooks, decision=diagnosis.verdict.decision,
                       recommended=diagnosis.recommended_playbook, root_cause=diagnosis.root_cause)
@@ -74,11 +80,10 @@ async def _open(session: AsyncSession, diagnosis: DiagnosisCompleted, *, policy:
     session.add(case)
     record(session, case, "opened", at=now, diagnosis_version=diagnosis.diagnosis_version,
            root_cause=diagnosis.root_cause, decision=diagnosis.verdict.decision, playbook=playbook.name)
-    early = (await session.execute(EARLY_WITHDRAWAL_REASON, {"cancellation_id": diagnosis.cancellation_id})).first()
-    if early is not None:
+    if early_withdrawal is not None:
         await session.flush()
         # The customer already stayed: keep the record, but there is nothing left to work.
-        await close_case(session, case, outcome="saved", reason=f"cancellation withdrawn before diagnosis: {early.reason}",
+        await close_case(session, case, outcome="saved", reason=f"cancellation withdrawn before diagnosis: {early_withdrawal}",
                          clock=clock, policy=policy, correlation_id=correlation_id)
         return case
     tried = await _tried(session, case, playbook, diagnosis, policy=policy, now=now)

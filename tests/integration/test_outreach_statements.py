@@ -9,7 +9,7 @@ from __future__ import annotations
 from tests.helpers import counting_statements
 from tests.outreach_helpers import diagnosis, open_desk
 
-NEW_CASE_STATEMENTS = 9  # case lookup, early withdrawal, tried recently, rotations, one insert per table (5)
+NEW_CASE_STATEMENTS = 8  # case lookup with early withdrawal, tried recently, rotations, one insert per table (5)
 ESCALATION_STATEMENTS = 10  # due timer with case and task, claim, position, rotation, case update, inserts (4), outcome
 
 
