@@ -53,16 +53,21 @@ def handled_table(service: str) -> Table:
     )
 
 
-async def add_to_outbox(session: AsyncSession, table: Table, envelope: Envelope) -> None:
-    """Stage an event in the caller's transaction; it is published only if that transaction commits."""
-    # A plain insert with bound parameters: SQLAlchemy reuses its compiled form without rebuilding a statement.
-    await session.execute(table.insert(), {
+def outbox_row(envelope: Envelope) -> dict[str, Any]:
+    """The values of an envelope's outbox row."""
+    return {
         "event_id": str(envelope.id),
         "event_type": envelope.type,
         "correlation_id": envelope.correlation_id,
         "body": envelope.model_dump_json(),
         "created_at": utcnow(),
-    })
+    }
+
+
+async def add_to_outbox(session: AsyncSession, table: Table, envelope: Envelope) -> None:
+    """Stage an event in the caller's transaction; it is published only if that transaction commits."""
+    # A plain insert with bound parameters: SQLAlchemy reuses its compiled form without rebuilding a statement.
+    await session.execute(table.insert(), outbox_row(envelope))
 
 
 async def outbox_backlog(session: AsyncSession, table: Table) -> tuple[int, datetime | None]:

@@ -10,13 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, bindparam, cast, exists, func, literal, null, select, union_all, update
+from sqlalchemy import (Boolean, Integer, String, bindparam, cast, exists, func, insert, literal, null, select, union_all,
+                        update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.diagnosis.models import AccountSignal, Attempt, Cancellation, Diagnosis
+from services.diagnosis.models import AccountSignal, Attempt, Cancellation, Diagnosis, outbox
 from services.diagnosis.verdict import Attempt as PastAttempt
 from shared.db import JSONType, UTCDateTime, is_postgres, utcnow
+from shared.events import Envelope
+from shared.outbox import add_to_outbox, outbox_row
 
 CANCELLATIONS = Cancellation.__table__
 DIAGNOSES = Diagnosis.__table__
@@ -183,8 +186,29 @@ async def latest_version(session: AsyncSession, cancellation_id: str) -> int:
     return (await session.execute(_LATEST_VERSION, {"which": cancellation_id})).scalar_one_or_none() or 0
 
 
-async def add_diagnosis(session: AsyncSession, **values: Any) -> None:
-    await session.execute(DIAGNOSES.insert(), values)
+def _add_diagnosis_and_event_statement() -> Any:
+    """On PostgreSQL, the diagnosis row and its outbox row in one statement (a data-modifying CTE)."""
+    diagnosis = insert(DIAGNOSES).values({
+        column.name: bindparam(f"diagnosis_{column.name}", type_=column.type) for column in DIAGNOSES.c
+    }).cte("diagnosis")
+    return insert(outbox).values({
+        name: bindparam(name, type_=outbox.c[name].type)
+        for name in ("event_id", "event_type", "correlation_id", "body", "created_at")
+    }).add_cte(diagnosis)
+
+
+_ADD_DIAGNOSIS_AND_EVENT = _add_diagnosis_and_event_statement()
+
+
+async def add_diagnosis_and_event(session: AsyncSession, envelope: Envelope, **diagnosis: Any) -> None:
+    """Write a diagnosis version and stage its event in the outbox: one round trip on PostgreSQL, where each
+    diagnosis cost four (its cancellation, the account's history, the diagnosis, the outbox row)."""
+    if is_postgres(session):
+        values = {f"diagnosis_{name}": value for name, value in diagnosis.items()}
+        await session.execute(_ADD_DIAGNOSIS_AND_EVENT, values | outbox_row(envelope))
+    else:  # SQLite has no data-modifying CTEs
+        await session.execute(DIAGNOSES.insert(), diagnosis)
+        await add_to_outbox(session, outbox, envelope)
 
 
 async def latest_diagnosis(session: AsyncSession, account_id: str) -> Diagnosis | None:

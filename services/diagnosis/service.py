@@ -12,7 +12,6 @@ from services.diagnosis import repository
 from services.diagnosis.classifier import StatedReason
 from services.diagnosis.context import ContextSource, ContextUnavailable
 from services.diagnosis.engine import CaseFacts, Finding, diagnose_case
-from services.diagnosis.models import outbox
 from shared.db import utcnow
 from shared.events import (
     CancellationReceived,
@@ -25,7 +24,6 @@ from shared.events import (
     Verdict,
 )
 from shared.logs import get_logger
-from shared.outbox import add_to_outbox
 
 log = get_logger("diagnosis.service")
 latest_diagnosis = repository.latest_diagnosis
@@ -135,16 +133,15 @@ async def diagnose(session: AsyncSession, event: CancellationReceived, *, correl
     completed = _completed(event, finding, version=version, incomplete=incomplete,
                            signal_version=history.signal_version)
     explanation = completed.model_dump(mode="json")
-    await repository.add_diagnosis(
-        session, id=completed.diagnosis_id, cancellation_id=completed.cancellation_id,
+    # Envelope.wrap would dump the payload a second time; the explanation is that very dump.
+    envelope = Envelope(type=completed.TYPE, version=completed.VERSION, correlation_id=correlation_id,
+                        source="diagnosis", data=explanation)
+    await repository.add_diagnosis_and_event(
+        session, envelope, id=completed.diagnosis_id, cancellation_id=completed.cancellation_id,
         account_id=completed.account_id, version=version, symptom=completed.symptom,
         root_cause=completed.root_cause, decision=completed.verdict.decision, explanation=explanation,
         created_at=utcnow(),
     )
-    # Envelope.wrap would dump the payload a second time; the explanation is that very dump.
-    envelope = Envelope(type=completed.TYPE, version=completed.VERSION, correlation_id=correlation_id,
-                        source="diagnosis", data=explanation)
-    await add_to_outbox(session, outbox, envelope)
     log.info("diagnosis.completed", cancellation_id=completed.cancellation_id, version=version,
              root_cause=completed.root_cause, decision=completed.verdict.decision, incomplete=incomplete)
     return completed

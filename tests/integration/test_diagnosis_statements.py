@@ -11,10 +11,10 @@ from shared.events import Envelope, InterventionLogged
 from tests.diagnosis_helpers import cancellation
 from tests.helpers import counting_statements
 
-# A new cancellation: claim it, read signals and attempts, write the diagnosis, stage the event.
-NEW_CANCELLATION_STATEMENTS = 4
-# A failed intervention: record it, read the open cancellations and the history, write, stage.
-FAILED_INTERVENTION_STATEMENTS = 5
+# A new cancellation: claim it, read signals and attempts, write the diagnosis and stage its event (one statement).
+NEW_CANCELLATION_STATEMENTS = 3
+# A failed intervention: record it, read the open cancellations and the history, write and stage.
+FAILED_INTERVENTION_STATEMENTS = 4
 
 
 async def test_a_new_cancellation_and_a_failed_intervention_take_few_statements(postgres_url: str) -> None:
