@@ -27,7 +27,7 @@ async def on_cancellation_received(payload: CancellationReceived, *, envelope: E
         log.info("diagnosis.cancellation.already_withdrawn", cancellation_id=payload.cancellation_id)
         return
     await service.diagnose(session, recorded.newest, correlation_id=envelope.correlation_id, context=context,
-                           latest_version=0 if recorded.is_new else None)
+                           latest_version=0 if recorded.is_new else None, history=recorded.history)
 
 
 async def on_cancellation_withdrawn(payload: CancellationWithdrawn, *, envelope: Envelope,

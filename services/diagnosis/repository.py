@@ -141,8 +141,8 @@ async def signal_rows(session: AsyncSession, account_id: str) -> dict[str, Accou
     return {row.kind: row for row in rows}
 
 
-def _history_statement() -> Any:
-    """Signals and attempts in one statement (one round trip): ``row_kind`` tells them apart."""
+def _history_selects() -> list[Any]:
+    """Signals and attempts, as selects of one shape: ``row_kind`` tells them apart."""
     no_text = cast(null(), String)
     signals = select(
         literal("signal").label("row_kind"), SIGNALS.c.kind.label("name"), SIGNALS.c["values"].label("body"),
@@ -154,25 +154,65 @@ def _history_statement() -> Any:
         literal("attempt"), ATTEMPTS.c.action, cast(null(), JSONType), cast(null(), Integer), ATTEMPTS.c.result,
         ATTEMPTS.c.playbook, ATTEMPTS.c.whole_playbook, ATTEMPTS.c.performed_at, ATTEMPTS.c.id,
     ).where(ATTEMPTS.c.account_id == bindparam("account_id"))
-    return union_all(signals, attempts).order_by("row_kind", "performed_at", "id")
+    return [signals, attempts]
 
 
-_HISTORY = _history_statement()
+def _add_cancellation_and_history_statement() -> Any:
+    """On PostgreSQL, the insert-or-ignore of a cancellation and its account's history in one statement: the
+    insert is a data-modifying CTE, and an ``added`` row says it inserted."""
+    added = (postgresql.insert(CANCELLATIONS)
+             .values({name: bindparam(name, type_=CANCELLATIONS.c[name].type) for name in _CANCELLATION_VALUES})
+             .on_conflict_do_nothing().returning(CANCELLATIONS.c.id).cte("added"))
+    no_text = cast(null(), String)
+    claimed = select(literal("added"), no_text, cast(null(), JSONType), cast(null(), Integer), no_text, no_text,
+                     cast(null(), Boolean), cast(null(), UTCDateTime()), added.c.id)
+    return union_all(*_history_selects(), claimed).order_by("row_kind", "performed_at", "id").add_cte(added)
+
+
+_CANCELLATION_VALUES = ("cancellation_id", "account_id", "status", "state_version", "details", "received_at")
+_HISTORY = union_all(*_history_selects()).order_by("row_kind", "performed_at", "id")
+_ADD_CANCELLATION_AND_HISTORY = _add_cancellation_and_history_statement()
+
+
+def _history_of(rows: Any) -> tuple[AccountHistory, bool]:
+    """The history in rows of the history statement, and whether an ``added`` row was among them."""
+    signals: dict[str, dict[str, Any]] = {}
+    signal_version = 0
+    attempts = []
+    added = False
+    for row in rows:
+        if row.row_kind == "signal":
+            signals[row.name] = row.body
+            signal_version = max(signal_version, row.signal_version)
+        elif row.row_kind == "attempt":
+            attempts.append(PastAttempt(action=row.name, result=row.result, playbook=row.playbook,
+                                        whole_playbook=row.whole_playbook))
+        else:
+            added = True
+    return AccountHistory(signals=signals, signal_version=signal_version, attempts=attempts), added
 
 
 async def account_history(session: AsyncSession, account_id: str) -> AccountHistory:
     """The account's signal groups, its newest signal version (0 when nothing was sent) and its attempts."""
-    signals: dict[str, dict[str, Any]] = {}
-    signal_version = 0
-    attempts = []
-    for row in await session.execute(_HISTORY, {"account_id": account_id}):
-        if row.row_kind == "signal":
-            signals[row.name] = row.body
-            signal_version = max(signal_version, row.signal_version)
-        else:
-            attempts.append(PastAttempt(action=row.name, result=row.result, playbook=row.playbook,
-                                        whole_playbook=row.whole_playbook))
-    return AccountHistory(signals=signals, signal_version=signal_version, attempts=attempts)
+    history, _ = _history_of(await session.execute(_HISTORY, {"account_id": account_id}))
+    return history
+
+
+async def add_cancellation_and_read_history(session: AsyncSession, *, cancellation_id: str, account_id: str,
+                                            state_version: int, details: dict[str, Any]
+                                            ) -> tuple[bool, AccountHistory]:
+    """Insert-or-ignore an open cancellation, and read its account's history: one round trip on PostgreSQL.
+    True when the cancellation is new."""
+    if not is_postgres(session):  # SQLite has no data-modifying CTEs
+        added = await add_cancellation_if_new(session, cancellation_id=cancellation_id, account_id=account_id,
+                                              status="open", state_version=state_version, details=details)
+        return added, await account_history(session, account_id)
+    rows = await session.execute(_ADD_CANCELLATION_AND_HISTORY, dict(
+        cancellation_id=cancellation_id, account_id=account_id, status="open", state_version=state_version,
+        details=details, received_at=utcnow(),
+    ))
+    history, added = _history_of(rows)
+    return added, history
 
 
 async def add_attempt(session: AsyncSession, **values: Any) -> None:

@@ -35,16 +35,18 @@ class RecordedCancellation:
 
     newest: CancellationReceived | None  # the newest report known, or None when no longer open
     is_new: bool  # no row existed before, so no diagnosis either
+    history: repository.AccountHistory | None = None  # the account's history, read with a new cancellation
 
 
 async def record_cancellation(session: AsyncSession, event: CancellationReceived) -> RecordedCancellation:
     """Keep the newest report of a cancellation (by the source's own ordering)."""
     details = event.model_dump(mode="json")
-    if await repository.add_cancellation_if_new(
-        session, cancellation_id=event.cancellation_id, account_id=event.account_id, status="open",
+    is_new, history = await repository.add_cancellation_and_read_history(
+        session, cancellation_id=event.cancellation_id, account_id=event.account_id,
         state_version=event.state_version, details=details,
-    ):
-        return RecordedCancellation(newest=event, is_new=True)
+    )
+    if is_new:
+        return RecordedCancellation(newest=event, is_new=True, history=history)
     if await repository.update_unless_newer_stored(session, cancellation_id=event.cancellation_id,
                                                    state_version=event.state_version, status="open", details=details):
         return RecordedCancellation(newest=event, is_new=False)

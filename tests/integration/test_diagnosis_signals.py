@@ -87,6 +87,24 @@ async def test_new_signals_rediagnose_and_publish_a_new_version(database_url: st
     assert any("Were they part of the evaluation?" in q for u in second["unknowns"] for q in u["questions"])
 
 
+async def test_a_new_cancellation_is_diagnosed_with_the_signals_already_stored(database_url: str,
+                                                                               amqp_url: str) -> None:
+    """Signals sent before the cancellation arrives weigh in its first diagnosis (read with the cancellation's
+    insert, in one statement on PostgreSQL)."""
+    event = cancellation(feedback="too_expensive", comment="Hard to justify the cost.")
+    async with running_diagnosis(database_url=database_url, amqp_url=amqp_url) as diagnosis:
+        accepted = await diagnosis.put_signals(event.account_id, {
+            "stakeholders": group(buyer="VP Sales", users_in_evaluation=False),
+            "usage": group(active_users=4, licensed_seats=40),
+        })
+        await diagnosis.publish(event)
+        [first] = await diagnosis.completed_for(event.cancellation_id)
+
+    assert accepted.json()["rediagnosing"] is False  # nothing to diagnose again yet
+    assert first["diagnosis_version"] == 1 and first["signal_version"] == 1
+    assert first["root_cause"] == "stakeholders_not_bought_in" and first["verdict"]["decision"] == "pursue"
+
+
 async def test_signals_for_an_unknown_account_answer_with_the_version(database_url: str, amqp_url: str) -> None:
     async with running_diagnosis(database_url=database_url, amqp_url=amqp_url) as diagnosis:
         response = await diagnosis.put_signals("stripe:cus_nobody", {

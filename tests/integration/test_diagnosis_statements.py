@@ -11,8 +11,9 @@ from shared.events import Envelope, InterventionLogged
 from tests.diagnosis_helpers import cancellation
 from tests.helpers import counting_statements
 
-# A new cancellation: claim it, read signals and attempts, write the diagnosis and stage its event (one statement).
-NEW_CANCELLATION_STATEMENTS = 3
+# A new cancellation: claim it and read signals and attempts (one statement), write the diagnosis and stage its
+# event (one statement).
+NEW_CANCELLATION_STATEMENTS = 2
 # A failed intervention: record it, read the open cancellations and the history, write and stage.
 FAILED_INTERVENTION_STATEMENTS = 4
 
