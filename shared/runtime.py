@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -214,6 +215,19 @@ def preflight(settings: BrinkSettings) -> None:
             logging.getLogger(name).setLevel(level)
 
 
+def freeze_startup_objects() -> None:
+    """Take what the process built at start-up out of the garbage collector's full passes.
+
+    A full collection walks every tracked object: with the 135,000 that importing and building a service
+    leaves (modules, SQLAlchemy mappers, pydantic models) it stopped the event loop for 20 to 40 ms, under load
+    every few seconds, which is a webhook's whole latency budget. Frozen, they are never walked again; what
+    requests and messages allocate is collected as before. Only for serving processes: a test process that
+    froze its objects would keep every earlier test's garbage.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve(app_factory: Callable[[], object], *, settings: BrinkSettings, port: int, processes: int = 1,
           factory_path: str | None = None) -> None:
     """Run one service with uvicorn after the preflight checks; ``processes`` > 1 share the port.
@@ -232,5 +246,7 @@ def serve(app_factory: Callable[[], object], *, settings: BrinkSettings, port: i
         uvicorn.run(factory_path, factory=True, workers=processes, host=settings.host, port=port, log_config=None,
                     access_log=False, lifespan="on", timeout_graceful_shutdown=10)
         return
-    uvicorn.run(app_factory(), host=settings.host, port=port, log_config=None, access_log=False,
+    app = app_factory()
+    freeze_startup_objects()
+    uvicorn.run(app, host=settings.host, port=port, log_config=None, access_log=False,
                 lifespan="on", timeout_graceful_shutdown=10)

@@ -14,7 +14,7 @@ from services.intake.postgres_deliveries import PostgresDeliveries, asyncpg_dsn
 from services.intake.settings import IntakeSettings
 from shared.logs import configure_logging
 from shared.db import make_engine
-from shared.runtime import Runtime, serve
+from shared.runtime import Runtime, freeze_startup_objects, serve
 from shared.settings import load_settings
 from shared.web import create_app
 
@@ -62,7 +62,9 @@ def app_from_environment() -> FastAPI:
     """The app as each of several intake processes builds it (uvicorn imports this by name)."""
     settings = load_settings(IntakeSettings)
     configure_logging(service=SERVICE, level=settings.log_level, fmt=settings.log_format)
-    return build_app(settings)
+    app = build_app(settings)
+    freeze_startup_objects()
+    return app
 
 
 def main() -> None:
