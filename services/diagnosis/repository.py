@@ -157,6 +157,9 @@ def _history_selects() -> list[Any]:
     return [signals, attempts]
 
 
+_CANCELLATION_VALUES = ("cancellation_id", "account_id", "status", "state_version", "details", "received_at")
+
+
 def _add_cancellation_and_history_statement() -> Any:
     """On PostgreSQL, the insert-or-ignore of a cancellation and its account's history in one statement: the
     insert is a data-modifying CTE, and an ``added`` row says it inserted."""
@@ -169,7 +172,6 @@ def _add_cancellation_and_history_statement() -> Any:
     return union_all(*_history_selects(), claimed).order_by("row_kind", "performed_at", "id").add_cte(added)
 
 
-_CANCELLATION_VALUES = ("cancellation_id", "account_id", "status", "state_version", "details", "received_at")
 _HISTORY = union_all(*_history_selects()).order_by("row_kind", "performed_at", "id")
 _ADD_CANCELLATION_AND_HISTORY = _add_cancellation_and_history_statement()
 
