@@ -33,6 +33,10 @@ PUBLISH_CONFIRM_SECONDS = Histogram(
     "brink_publish_confirm_duration_seconds", "Time from publishing a batch to the broker's confirms",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
+DELIVERIES_PER_COMMIT = Histogram(
+    "brink_intake_deliveries_per_commit", "Webhook deliveries recorded by one statement and commit (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 MESSAGES_CONSUMED = Counter(
     "brink_messages_consumed_total", "Messages taken from a queue, by outcome", ["queue", "outcome"]
 )
