@@ -1,0 +1,99 @@
+"""The relay keeps using the outbox's indexes after the outbox has grown from empty on one connection."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from services.intake.models import outbox
+from shared.db import make_engine, make_sessionmaker, transaction, utcnow
+from shared.messaging import Broker
+from shared.migrate import upgrade
+from shared.outbox import OutboxRelay
+from tests.conftest import POSTGRES_ADMIN_URL, eventually
+
+pytestmark = pytest.mark.rabbitmq
+
+
+@pytest.fixture
+async def empty_database() -> AsyncIterator[str]:
+    """A new, migrated PostgreSQL database whose outbox starts empty, as on a new installation."""
+    name = f"brink_plans_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    try:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def stage(sessions: object, count: int, *, published: bool = False) -> None:
+    async with transaction(sessions) as session:  # type: ignore[arg-type]
+        await session.execute(outbox.insert(), [
+            {"event_id": str(uuid.uuid4()), "event_type": "test.outbox_plans", "correlation_id": "plans",
+             "body": "{}", "created_at": utcnow(), "published_at": utcnow() if published else None}
+            for _ in range(count)
+        ])
+
+
+async def test_marking_a_batch_sent_probes_the_index_when_the_plan_was_first_made_on_an_empty_outbox(
+        empty_database: str, amqp_url: str) -> None:
+    # One connection, so every batch reuses the statements it prepared while the outbox was empty.
+    engine = make_engine(empty_database, pool_size=1, max_overflow=0)
+    sessions = make_sessionmaker(engine)
+    broker = Broker(amqp_url)
+    await broker.connect()
+    stats = await asyncpg.connect(empty_database.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        # Kept from being re-planned by a background ANALYZE, as a busy outbox between autovacuum runs is.
+        await stats.execute("ALTER TABLE intake_outbox SET (autovacuum_enabled = false)")
+        relay = OutboxRelay(sessions=sessions, table=outbox, broker=broker, batch_size=50)
+        for _ in range(8):  # past the five runs after which PostgreSQL may keep one plan for a statement
+            await stage(sessions, 1)
+            assert await relay.publish_pending() == 1
+        await stage(sessions, 30_000, published=True)
+        await stage(sessions, 3)
+
+        async def scans() -> tuple[int, int]:
+            row = await stats.fetchrow(
+                "SELECT seq_scan, coalesce(idx_scan, 0) AS idx_scan FROM pg_stat_user_tables WHERE relname = 'intake_outbox'")
+            return row["seq_scan"], row["idx_scan"]
+
+        async def flush_relay_connection_stats() -> None:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT pg_stat_force_next_flush()"))
+
+        await flush_relay_connection_stats()
+        before = await settled(scans)
+        assert await relay.publish_pending() == 3
+        await flush_relay_connection_stats()
+        after = await eventually(lambda: _changed(scans, before))
+        assert after[0] == before[0], "the relay read the whole outbox to mark three rows sent"
+    finally:
+        await stats.close()
+        await broker.close()
+        await engine.dispose()
+
+
+async def settled(scans: object) -> tuple[int, int]:
+    """The counters once they have stopped moving (the relay's earlier statements are counted)."""
+    last = await scans()  # type: ignore[operator]
+    while True:
+        await asyncio.sleep(0.3)
+        now = await scans()  # type: ignore[operator]
+        if now == last:
+            return now
+        last = now
+
+
+async def _changed(scans: object, before: tuple[int, int]) -> tuple[int, int] | None:
+    now = await scans()  # type: ignore[operator]
+    return now if now != before else None
