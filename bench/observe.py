@@ -178,15 +178,22 @@ async def count_cases(dsn: str) -> int:
         await connection.close()
 
 
-async def wait_for_cases(dsn: str, expected: int, *, timeout: float, interval: float = 0.25) -> float | None:
-    """Wall time when ``expected`` cases exist, polling; None after ``timeout``."""
+async def wait_for_cases(dsn: str, expected: int, *, timeout: float, interval: float = 0.1,
+                         far_interval: float = 1.0) -> float | None:
+    """Wall time when ``expected`` cases exist, polling; None after ``timeout``.
+
+    Counting the cases reads the whole table (16 ms of PostgreSQL's CPU at 50,000 cases, seen with
+    auto_explain), so while fewer than 95% are there it asks once a second, and every ``interval`` after:
+    the watcher's own load stays small next to what it measures, and the finish is still timed to ``interval``.
+    """
     connection = await connect(dsn)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            if await connection.fetchval("SELECT count(*) FROM outreach_cases") >= expected:
+            cases = await connection.fetchval("SELECT count(*) FROM outreach_cases")
+            if cases >= expected:
                 return time.time()
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval if cases >= 0.95 * expected else far_interval)
         return None
     finally:
         await connection.close()
