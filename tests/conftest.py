@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,22 +49,30 @@ async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
 
-@pytest.fixture(scope="session")
-async def postgres_url() -> AsyncIterator[str]:
+@asynccontextmanager
+async def new_postgres_database(prefix: str) -> AsyncIterator[str]:
+    """A new, migrated PostgreSQL database (its SQLAlchemy URL), dropped afterwards."""
     import asyncpg
 
-    name = f"brink_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
     except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
         unavailable("PostgreSQL", error)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    url = f"{base}/{name}"
-    await asyncio.to_thread(upgrade, url)
-    yield url
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    try:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    async with new_postgres_database("brink_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,7 @@ from sqlalchemy import func, select
 from services.diagnosis.models import Diagnosis
 from services.intake.models import outbox as intake_outbox
 from services.outreach.models import Case, Task
-from shared.migrate import upgrade
-from tests.conftest import POSTGRES_ADMIN_URL, STRIPE_SECRET, Brink, eventually, start_brink, unavailable
+from tests.conftest import STRIPE_SECRET, Brink, eventually, new_postgres_database, start_brink
 from tests.helpers import signed, stripe_event, stripe_subscription
 
 COPIES = 5
@@ -39,21 +38,8 @@ IN_FLIGHT = 10
 @pytest.fixture(scope="module")
 async def own_postgres_url() -> AsyncIterator[str]:
     """A database of this module's own: its hundreds of cases must not become other tests' traffic."""
-    import asyncpg
-
-    name = f"brink_floods_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
-        unavailable("PostgreSQL", error)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
-    try:
-        await asyncio.to_thread(upgrade, url)
+    async with new_postgres_database("brink_floods") as url:
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture(scope="module")

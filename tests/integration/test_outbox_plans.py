@@ -13,9 +13,8 @@ from sqlalchemy import text
 from services.intake.models import outbox
 from shared.db import make_engine, make_sessionmaker, transaction, utcnow
 from shared.messaging import Broker
-from shared.migrate import upgrade
 from shared.outbox import OutboxRelay
-from tests.conftest import POSTGRES_ADMIN_URL, eventually
+from tests.conftest import eventually, new_postgres_database
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -23,16 +22,8 @@ pytestmark = pytest.mark.rabbitmq
 @pytest.fixture
 async def empty_database() -> AsyncIterator[str]:
     """A new, migrated PostgreSQL database whose outbox starts empty, as on a new installation."""
-    name = f"brink_plans_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
-    try:
-        await asyncio.to_thread(upgrade, url)
+    async with new_postgres_database("brink_plans") as url:
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def stage(sessions: object, count: int, *, published: bool = False) -> None:
