@@ -30,6 +30,39 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / TICKS
 
 
+def schedule_seconds(pids: list[int]) -> tuple[float, float]:
+    """(running, waiting for a core) in seconds, summed over the threads of ``pids``, from /proc/<pid>/task/*/schedstat."""
+    running = waiting = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                ran, waited, _slices = open(f"/proc/{pid}/task/{task}/schedstat").read().split()
+            except (OSError, ValueError):
+                continue
+            running += int(ran)
+            waiting += int(waited)
+    return running / 1e9, waiting / 1e9
+
+
+class ScheduleMeter:
+    """How a process spent a phase: running, runnable but waiting for a core, or idle (waiting on I/O or peers)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.started = (time.monotonic(), *schedule_seconds(pids))
+
+    def stop(self) -> dict[str, float]:
+        wall, running, waiting = time.monotonic(), *schedule_seconds(self.pids)
+        elapsed = wall - self.started[0]
+        ran, waited = running - self.started[1], waiting - self.started[2]
+        return {"running": round(ran / elapsed, 3), "waiting_for_core": round(waited / elapsed, 3),
+                "idle": round(max(elapsed - ran - waited, 0) / elapsed, 3)}
+
+
 async def connect(dsn: str, *, patience: float = 60.0) -> asyncpg.Connection:
     """A connection for the harness's own queries; waits while a shared server is at max_connections."""
     deadline = time.monotonic() + patience

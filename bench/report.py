@@ -98,10 +98,16 @@ def why(figures: dict[str, Any], row: dict[str, Any]) -> str:
                       f"({', '.join(f'{k} {v:.2f}' for k, v in webhook.items())}), where a ceiling commit costs "
                       f"{sum(commit.values()):.2f} ms ({', '.join(f'{k} {v:.2f}' for k, v in commit.items())}): "
                       f"with every core busy that alone bounds the ratio near {sum(commit.values()) / total:.2f}.")
+        schedule = phase("intake_isolated_saturation", "intake_schedule") or {}
+        spent = ""
+        if schedule:
+            spent = (f" Intake's process was running {schedule['running']:.0%} of the phase, waiting for a core "
+                     f"{schedule['waiting_for_core']:.0%} (both held by other processes) and idle "
+                     f"{schedule['idle']:.0%} (every request waiting on its commit or the network).")
         return (f"intake spent {per} ms of CPU per webhook and used {cores.get('intake')} cores (one Python "
                 f"process runs on one core at a time); the ceilings skip what intake must do per request "
                 f"(HTTP and middleware, signature, JSON, mapping to an event, the envelope, the one statement, "
-                f"the relay's publish to RabbitMQ): see the profile.{budget} {cpu_line(cores)}")
+                f"the relay's publish to RabbitMQ): see the profile.{budget}{spent} {cpu_line(cores)}")
     if "to 2xx at" in row["figure"]:
         return (f"intake kept up with {phase('intake_fixed_rate', 'throughput_per_s')}/s of the offered rate; "
                 f"{cpu_line(phase('intake_fixed_rate', 'cpu_cores') or {})}")

@@ -206,8 +206,10 @@ class Bench:
         for process in downstream:
             process.pause()
         try:
+            schedule = observe.ScheduleMeter(self.services["intake"].pids)
             await self.measured("intake_isolated_saturation", [self.services["intake"]], port, "i",
                                 **self.closed_spec(seconds=self.scale.isolated_seconds))
+            self.figures["phases"]["intake_isolated_saturation"]["intake_schedule"] = schedule.stop()
         finally:
             for process in downstream:
                 process.resume()

@@ -82,6 +82,7 @@ def test_a_missed_intake_ratio_is_explained_by_the_machine_cpu_each_request_cost
                 "accepted_2xx": 1000, "cpu_ms_per_2xx": {"intake": 0.6},
                 "cpu_cores": {"intake": 0.6, "postgres": 0.3, "rabbitmq": 0.15, "loadgen": 0.05,
                               "machine": 1.1, "others": 0.0, "cores": 2, "wall_s": 1.0},
+                "intake_schedule": {"running": 0.6, "waiting_for_core": 0.15, "idle": 0.25},
             },
         },
     }
@@ -92,3 +93,4 @@ def test_a_missed_intake_ratio_is_explained_by_the_machine_cpu_each_request_cost
     assert "cost the machine 1.10 ms of CPU (intake 0.60, postgres 0.30, rabbitmq 0.15, loadgen 0.05)" in reason
     assert "a ceiling commit costs 0.45 ms (asyncpg_loop 0.15, postgres 0.30)" in reason
     assert "bounds the ratio near 0.41" in reason
+    assert "running 60% of the phase, waiting for a core 15% (both held by other processes) and idle 25%" in reason
