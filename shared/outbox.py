@@ -91,11 +91,19 @@ async def outbox_backlog(session: AsyncSession, table: Table) -> tuple[int, date
 
 
 class OutboxRelay:
-    """Publishes pending outbox rows in order, marking each sent only after the broker confirms it."""
+    """Publishes pending outbox rows in order, marking each sent only after the broker confirms it.
+
+    Rows marked sent leave entries in the pending index until VACUUM removes them, all of them below the
+    rows still pending, and a scan for the oldest pending rows read through every one: in a benchmark the
+    relay's query went from 2.5 to 11 ms per batch in under a minute. So most scans start at a floor, the
+    lowest id that the scan before the last one returned. A pending row below it can only be one whose
+    transaction was still running through two scans (ids are taken before commit), or one that another
+    relay held and did not publish; a scan from the bottom every ``full_scan_seconds`` publishes those.
+    """
 
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], table: Table, broker: Broker,
                  batch_size: int = 200, poll_seconds: float = 0.5, max_backoff_seconds: float = 10.0,
-                 gather_seconds: float = 0.02) -> None:
+                 gather_seconds: float = 0.02, full_scan_seconds: float = 2.0) -> None:
         self._sessions = sessions
         self._table = table
         self._broker = broker
@@ -103,6 +111,10 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._max_backoff = max_backoff_seconds
         self._gather_seconds = gather_seconds
+        self._full_scan_seconds = full_scan_seconds
+        self._last_full_scan = float("-inf")
+        self._floor = 0  # the lowest id the scan before the last one returned
+        self._last_lowest = 0  # the lowest id the last scan returned
         self._wakeup = asyncio.Event()
         self._stopping = False
 
@@ -162,9 +174,16 @@ class OutboxRelay:
                 # Several relays (several instances of a service) never publish the same row at once.
                 query = query.with_for_update(skip_locked=True)
                 await session.execute(PLAN_EACH_STATEMENT)
+            now = time.monotonic()
+            full_scan = now - self._last_full_scan >= self._full_scan_seconds
+            if full_scan:
+                self._last_full_scan = now
+            else:
+                query = query.where(self._table.c.id >= self._floor)
             rows = (await session.execute(query)).all()
             if not rows:
                 return 0
+            self._floor, self._last_lowest = self._last_lowest, rows[0].id
             started = time.perf_counter()
             results = await self._broker.publish_many(EVENTS_EXCHANGE, [
                 (row.event_type, build_message(row.body.encode(), message_id=row.event_id, event_type=row.event_type,

@@ -1,4 +1,4 @@
-"""The relay keeps using the outbox's indexes after the outbox has grown from empty on one connection."""
+"""What the relay reads on a big outbox: indexes, not the whole table, and not every row it has already sent."""
 
 from __future__ import annotations
 
@@ -88,3 +88,73 @@ async def settled(scans: object) -> tuple[int, int]:
 async def _changed(scans: object, before: tuple[int, int]) -> tuple[int, int] | None:
     now = await scans()  # type: ignore[operator]
     return now if now != before else None
+
+
+async def index_blocks_read(stats: asyncpg.Connection) -> int:
+    return await stats.fetchval(
+        "SELECT idx_blks_hit + idx_blks_read FROM pg_statio_user_indexes WHERE indexrelname = 'ix_intake_outbox_pending'")
+
+
+async def test_scans_start_above_the_rows_already_sent_and_a_row_committed_late_is_still_published(
+        empty_database: str, amqp_url: str) -> None:
+    engine = make_engine(empty_database, pool_size=2, max_overflow=0)
+    sessions = make_sessionmaker(engine)
+    broker = Broker(amqp_url)
+    await broker.connect()
+    stats = await asyncpg.connect(empty_database.replace("postgresql+asyncpg://", "postgresql://"))
+    late = await asyncpg.connect(empty_database.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        # Sent rows stay in the pending index until VACUUM, which here never comes.
+        await stats.execute("ALTER TABLE intake_outbox SET (autovacuum_enabled = false)")
+        relay = OutboxRelay(sessions=sessions, table=outbox, broker=broker, batch_size=500, full_scan_seconds=3600)
+        await stage(sessions, 30_000)
+        published = 0
+        while published < 30_000:
+            published += await relay.publish_pending()
+
+        # A row whose transaction takes its id now and commits only after the relay has moved past it.
+        slow = late.transaction()
+        await slow.start()
+        await late.execute("INSERT INTO intake_outbox (event_id, event_type, correlation_id, body, created_at)"
+                           " VALUES ($1, 'test.outbox_plans', 'plans', '{}', now())", str(uuid.uuid4()))
+        for _ in range(3):
+            await stage(sessions, 5)
+            assert await relay.publish_pending() == 5
+        await flush_stats(engine)
+        before = await settled_blocks(stats)
+        await stage(sessions, 5)
+        assert await relay.publish_pending() == 5
+        await flush_stats(engine)
+        read = await eventually(lambda: _grown(stats, before)) - before
+        assert read < 20, f"the scan read {read} blocks of the pending index, through the rows already sent"
+
+        await slow.commit()
+        assert await relay.publish_pending() == 0  # below the floor: not seen by a scan from the floor
+        relay = OutboxRelay(sessions=sessions, table=outbox, broker=broker, batch_size=500, full_scan_seconds=0)
+        assert await relay.publish_pending() == 1  # the scan from the bottom finds it
+    finally:
+        await late.close()
+        await stats.close()
+        await broker.close()
+        await engine.dispose()
+
+
+async def flush_stats(engine: object) -> None:
+    for _ in range(2):  # either pooled connection may have served the relay
+        async with engine.connect() as connection:  # type: ignore[attr-defined]
+            await connection.execute(text("SELECT pg_stat_force_next_flush()"))
+
+
+async def settled_blocks(stats: asyncpg.Connection) -> int:
+    last = await index_blocks_read(stats)
+    while True:
+        await asyncio.sleep(0.3)
+        now = await index_blocks_read(stats)
+        if now == last:
+            return now
+        last = now
+
+
+async def _grown(stats: asyncpg.Connection, before: int) -> int | None:
+    now = await index_blocks_read(stats)
+    return now if now > before else None
