@@ -19,9 +19,9 @@ import asyncpg
 from services.intake.group_commit import GroupCommitter
 from services.intake.service import SUPERSEDED_REASON, Delivery, Outcome, state_after
 from shared import metrics
-from shared.logs import get_logger
 from shared.db import is_database_outage, utcnow
 from shared.events import Envelope, Payload
+from shared.logs import get_logger
 
 # Each array holds one column of the batch, a row per delivery (see ``delivery_row``); $15 is the superseded
 # reason. A repeat delivery must not touch the state: the NOT EXISTS sees deliveries committed before this
@@ -67,7 +67,8 @@ WITH arrived AS (
 )
 SELECT source, external_id, outcome FROM delivery
 """
-# A few statements in flight share the load; more would only shrink the batches (see group_commit).
+# With 1, 2, 4 or 8 in flight intake alone measured the same within noise; a few rather than one keep a
+# statement that waits on a lock from holding up every webhook behind it (see group_commit).
 STATEMENTS_IN_FLIGHT = 4
 MAX_BATCH = 128
 DeliveryRow = tuple[Any, ...]
