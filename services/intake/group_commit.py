@@ -81,14 +81,17 @@ class GroupCommitter(Generic[Item, Result]):
     def _take_batch(self) -> list[_Waiting[Item, Result]]:
         batch: list[_Waiting[Item, Result]] = []
         left: list[_Waiting[Item, Result]] = []
+        held_back: set[Hashable] = set()  # keys of earlier items left waiting: nothing later may overtake them
         for waiting in self._waiting:
             if waiting.future.done():  # its request went away before it was sent
                 continue
-            if len(batch) < self._max_batch and self._busy_keys.isdisjoint(waiting.keys):
+            if (len(batch) < self._max_batch and self._busy_keys.isdisjoint(waiting.keys)
+                    and held_back.isdisjoint(waiting.keys)):
                 batch.append(waiting)
                 self._busy_keys.update(waiting.keys)
             else:
                 left.append(waiting)
+                held_back.update(waiting.keys)
         self._waiting = left
         return batch
 

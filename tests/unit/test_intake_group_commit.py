@@ -100,6 +100,20 @@ async def test_items_with_a_key_in_common_are_never_written_together_and_keep_th
     assert not any(other.startswith("sub-1") for item in ("sub-1 v2", "sub-1 v3") for other in writer.alongside[item])
 
 
+async def test_an_item_held_back_by_one_key_is_not_overtaken_on_its_other_key() -> None:
+    writer = RecordingWriter()
+    writer.pause = 0.02
+    commits = committer(writer, max_in_flight=4)
+    first = asyncio.create_task(commits.submit("evt-1 copy", ("evt-1",)))
+    await asyncio.sleep(0.005)  # being written
+    # A retry of evt-1 for subscription S waits for the copy in flight; a newer event of S arrives after it.
+    retried = asyncio.create_task(commits.submit("evt-1 sub-S", ("evt-1", "sub-S")))
+    newer = asyncio.create_task(commits.submit("evt-2 sub-S", ("evt-2", "sub-S")))
+    await asyncio.gather(first, retried, newer)
+    order = [item for batch in writer.batches for item in batch]
+    assert order.index("evt-1 sub-S") < order.index("evt-2 sub-S")
+
+
 async def test_a_bad_row_fails_only_its_own_caller_and_the_rest_of_its_batch_is_stored() -> None:
     writer = RecordingWriter()
     writer.bad = {"event-3"}
