@@ -19,7 +19,8 @@ from shared.settings import load_settings
 from shared.web import create_app
 
 SERVICE = "intake"
-# Webhooks each hold a connection for one round trip, so a few connections serve hundreds a second.
+# Group commit keeps at most a few statements in flight (postgres_deliveries.STATEMENTS_IN_FLIGHT); the pool
+# opens connections only as they are needed, and the rest is room for a retry on a fresh connection.
 DELIVERY_CONNECTIONS = 16
 
 
