@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 
@@ -71,7 +72,27 @@ SELECT source, external_id, outcome FROM delivery
 # statement that waits on a lock from holding up every webhook behind it (see group_commit).
 STATEMENTS_IN_FLIGHT = 4
 MAX_BATCH = 128
-DeliveryRow = tuple[Any, ...]
+
+
+class DeliveryRow(NamedTuple):
+    """One delivery's values, in the order of the statement's arrays."""
+
+    source: str
+    external_id: str
+    event_type: str
+    ignored: str | None
+    reason: str | None
+    published_type: str | None
+    correlation_id: str
+    payload: str
+    received_at: datetime
+    subscription_id: str | None
+    state: str | None
+    state_version: int | None
+    envelope_id: str | None
+    body: str | None
+
+
 # A prepared statement's plan is made once per connection and kept. Made while the inbox holds a few rows (a
 # new installation), it hashes the whole inbox for the repeat check, and every statement after costs more as
 # the inbox grows; made on an inbox of a few hundred webhooks (25 pages measured), it probes the inbox's
@@ -79,12 +100,12 @@ DeliveryRow = tuple[Any, ...]
 # small, and keeps one plan (the cheaper, by 0.19 against 0.43 ms for one row) once it is not; connections
 # made while it was small are replaced when it has grown.
 GENERIC_PLAN_MIN_BYTES = 1 << 20
-CHOOSE_PLAN_MODE = """
+INBOX_BYTES = "coalesce(pg_relation_size(to_regclass('intake_webhook_events')), 0)"
+CHOOSE_PLAN_MODE = f"""
 SELECT set_config('plan_cache_mode',
-                  CASE WHEN coalesce(pg_relation_size(to_regclass('intake_webhook_events')), 0) < $1
-                       THEN 'force_custom_plan' ELSE 'force_generic_plan' END, false)
+                  CASE WHEN {INBOX_BYTES} < $1 THEN 'force_custom_plan' ELSE 'force_generic_plan' END, false)
 """
-INBOX_SIZE = "SELECT coalesce(pg_relation_size(to_regclass('intake_webhook_events')), 0)"
+INBOX_SIZE = f"SELECT {INBOX_BYTES}"
 RECHECK_EVERY = 500
 APPLICATION_NAME = "brink-intake-deliveries"  # how these connections show in pg_stat_activity
 
@@ -152,8 +173,8 @@ class PostgresDeliveries:
         assert self._pool is not None, "start() first"
         row = delivery_row(delivery, event, ignored_reason)
         keys: tuple[tuple[str, ...], ...] = (("event", delivery.source, delivery.external_id),)
-        if row[SUBSCRIPTION_COLUMN] is not None:
-            keys += (("subscription", delivery.source, row[SUBSCRIPTION_COLUMN]),)
+        if row.subscription_id is not None:
+            keys += (("subscription", delivery.source, row.subscription_id),)
         return await self._committer.submit(row, keys)
 
     async def _write(self, rows: Sequence[DeliveryRow]) -> list[Outcome]:
@@ -177,14 +198,11 @@ class PostgresDeliveries:
                     await self._replace_planning_connections(connection)
                 break
         outcomes = {(record["source"], record["external_id"]): record["outcome"] for record in written}
-        return [outcomes.get((row[0], row[1]), "duplicate") for row in rows]
-
-
-SUBSCRIPTION_COLUMN = 9
+        return [outcomes.get((row.source, row.external_id), "duplicate") for row in rows]
 
 
 def delivery_row(delivery: Delivery, event: Payload | None, ignored_reason: str | None) -> DeliveryRow:
-    """The delivery's values, in the order of the statement's arrays."""
+    """The delivery's values for the statement."""
     now = utcnow()
     subscription_id = state = version = envelope_id = body = None
     if event is not None:
@@ -193,7 +211,7 @@ def delivery_row(delivery: Delivery, event: Payload | None, ignored_reason: str 
             state, version = state_after(event), event.state_version  # type: ignore[attr-defined]
         envelope = Envelope.wrap(event, correlation_id=delivery.correlation_id, source=f"intake.{delivery.source}")
         envelope_id, body = str(envelope.id), envelope.model_dump_json()
-    return (
+    return DeliveryRow(
         delivery.source, delivery.external_id, delivery.event_type,
         "ignored" if event is None else None, ignored_reason,
         event.TYPE if event is not None else None,
