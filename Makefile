@@ -24,6 +24,7 @@ migrate: $(STAMP) .env
 	$(BIN)/brink migrate
 
 test: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

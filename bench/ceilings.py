@@ -58,8 +58,9 @@ def serve_bare_http(port: int) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on",
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10
+    )
 
 
 async def storage_loop(dsn: str, connections: int, seconds: float, payload: str) -> dict[str, object]:

@@ -50,19 +50,21 @@ class Stage:
     def env(self) -> dict[str, str]:
         """The BRINK_* settings every service process gets; logging kept off the hot path."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("BRINK_")}
-        env.update({
-            "BRINK_DATABASE_URL": self.database_url,
-            "BRINK_AMQP_URL": self.amqp_url,
-            "BRINK_API_TOKENS": self.token,
-            "BRINK_STRIPE_WEBHOOK_SECRETS": self.secret,
-            "BRINK_LOG_LEVEL": "WARNING",
-            "BRINK_HOST": "127.0.0.1",
-            "PYTHONPATH": str(ROOT),
-        })
+        env.update(
+            {
+                "BRINK_DATABASE_URL": self.database_url,
+                "BRINK_AMQP_URL": self.amqp_url,
+                "BRINK_API_TOKENS": self.token,
+                "BRINK_STRIPE_WEBHOOK_SECRETS": self.secret,
+                "BRINK_LOG_LEVEL": "WARNING",
+                "BRINK_HOST": "127.0.0.1",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         for service, port in self.ports.items():
             env[f"BRINK_{service.upper()}_PORT"] = str(port)
         # BENCH_BRINK_PREFETCH=128 runs the services with BRINK_PREFETCH=128: settings compared in the same harness.
-        env.update({key[len("BENCH_"):]: value for key, value in os.environ.items() if key.startswith("BENCH_BRINK_")})
+        env.update({key[len("BENCH_") :]: value for key, value in os.environ.items() if key.startswith("BENCH_BRINK_")})
         return env
 
 
@@ -79,9 +81,13 @@ async def private_stage() -> AsyncIterator[Stage]:
     vhost = f"brink-bench-{uuid.uuid4().hex[:10]}"
     dsn = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     stage = Stage(
-        name=name, dsn=dsn, database_url=dsn.replace("postgresql://", "postgresql+asyncpg://"),
-        amqp_url=f"{AMQP_BASE_URL.rstrip('/')}/{vhost}", vhost=vhost,
-        secret=f"whsec_bench_{uuid.uuid4().hex}", token=f"bench-{uuid.uuid4().hex}",
+        name=name,
+        dsn=dsn,
+        database_url=dsn.replace("postgresql://", "postgresql+asyncpg://"),
+        amqp_url=f"{AMQP_BASE_URL.rstrip('/')}/{vhost}",
+        vhost=vhost,
+        secret=f"whsec_bench_{uuid.uuid4().hex}",
+        token=f"bench-{uuid.uuid4().hex}",
         ports={service: free_port() for service in SERVICES},
     )
     try:
@@ -177,8 +183,9 @@ def spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Proces
     """Start ``python args...`` in a scratch directory (so no ``.env`` file is read) with output to a log."""
     log = logs / f"{name}.log"
     handle = log.open("wb")
-    popen = subprocess.Popen([sys.executable, *args], env=env, cwd=tempfile.gettempdir(), stdout=handle,
-                             stderr=subprocess.STDOUT)
+    popen = subprocess.Popen(
+        [sys.executable, *args], env=env, cwd=tempfile.gettempdir(), stdout=handle, stderr=subprocess.STDOUT
+    )
     return Process(name=name, popen=popen, log=log)
 
 

@@ -37,7 +37,9 @@ class Requests:
     def __post_init__(self) -> None:
         from tests.helpers import stripe_event, stripe_subscription
 
-        subscription = stripe_subscription(subscription_id=f"sub_{SUBSCRIPTION_MARK}", customer_id=f"cus_{CUSTOMER_MARK}")
+        subscription = stripe_subscription(
+            subscription_id=f"sub_{SUBSCRIPTION_MARK}", customer_id=f"cus_{CUSTOMER_MARK}"
+        )
         event = stripe_event("customer.subscription.deleted", subscription, event_id=f"evt_{EVENT_MARK}")
         self.template = json.dumps(event, separators=(",", ":")).encode()
 
@@ -49,12 +51,16 @@ class Requests:
 
     def build(self, index: int) -> bytes:
         unique = f"{self.tag}{index:0{20 - len(self.tag)}d}"
-        body = (self.template.replace(SUBSCRIPTION_MARK.encode(), unique.encode())
-                .replace(CUSTOMER_MARK.encode(), unique.encode())
-                .replace(EVENT_MARK.encode(), (unique + "0000").encode()))
+        body = (
+            self.template.replace(SUBSCRIPTION_MARK.encode(), unique.encode())
+            .replace(CUSTOMER_MARK.encode(), unique.encode())
+            .replace(EVENT_MARK.encode(), (unique + "0000").encode())
+        )
         signature = stripe_signature_header([self.secret], body)
-        head = (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                f"Stripe-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n")
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Stripe-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
         return head.encode() + body
 
 
@@ -79,7 +85,7 @@ class Connection:
         start = lowered.find(b"content-length:")
         if start >= 0:
             end = lowered.find(b"\r\n", start)
-            await self.reader.readexactly(int(lowered[start + 15:end]))
+            await self.reader.readexactly(int(lowered[start + 15 : end]))
         return status
 
     def close(self) -> None:
@@ -117,8 +123,9 @@ class Clock:
         return self.perf0 + (wall - self.wall0)
 
 
-async def run_open(*, host: str, port: int, requests: Requests, rate: float, count: int, start_wall: float,
-                   max_connections: int) -> Outcome:
+async def run_open(
+    *, host: str, port: int, requests: Requests, rate: float, count: int, start_wall: float, max_connections: int
+) -> Outcome:
     """Send ``count`` requests at ``rate`` per second from ``start_wall``; latency from each scheduled time."""
     clock = Clock()
     outcome = Outcome()
@@ -160,8 +167,16 @@ async def run_open(*, host: str, port: int, requests: Requests, rate: float, cou
     return outcome
 
 
-async def run_closed(*, host: str, port: int, requests: Requests, connections: int, duration: float | None,
-                     count: int | None, first_index: int = 0) -> Outcome:
+async def run_closed(
+    *,
+    host: str,
+    port: int,
+    requests: Requests,
+    connections: int,
+    duration: float | None,
+    count: int | None,
+    first_index: int = 0,
+) -> Outcome:
     """``connections`` senders back to back until ``duration`` seconds pass or ``count`` requests are sent."""
     clock = Clock()
     outcome = Outcome()
@@ -213,17 +228,38 @@ def main() -> None:
         pass
     wall_started = time.time()
     if spec["model"] == "open":
-        outcome = asyncio.run(run_open(host=spec["host"], port=spec["port"], requests=requests, rate=spec["rate"],
-                                       count=spec["count"], start_wall=spec["start_wall"],
-                                       max_connections=spec.get("max_connections", 64)))
+        outcome = asyncio.run(
+            run_open(
+                host=spec["host"],
+                port=spec["port"],
+                requests=requests,
+                rate=spec["rate"],
+                count=spec["count"],
+                start_wall=spec["start_wall"],
+                max_connections=spec.get("max_connections", 64),
+            )
+        )
     else:
-        outcome = asyncio.run(run_closed(host=spec["host"], port=spec["port"], requests=requests,
-                                         connections=spec["connections"], duration=spec.get("duration"),
-                                         count=spec.get("count"), first_index=spec.get("first_index", 0)))
+        outcome = asyncio.run(
+            run_closed(
+                host=spec["host"],
+                port=spec["port"],
+                requests=requests,
+                connections=spec["connections"],
+                duration=spec.get("duration"),
+                count=spec.get("count"),
+                first_index=spec.get("first_index", 0),
+            )
+        )
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result = {
-        "index": outcome.index, "latency": outcome.latency, "done_wall": outcome.done_wall, "status": outcome.status,
-        "errors": outcome.errors, "wall_started": wall_started, "wall_ended": time.time(),
+        "index": outcome.index,
+        "latency": outcome.latency,
+        "done_wall": outcome.done_wall,
+        "status": outcome.status,
+        "errors": outcome.errors,
+        "wall_started": wall_started,
+        "wall_ended": time.time(),
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
     }
     args.out.write_text(json.dumps(result))

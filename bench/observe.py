@@ -59,8 +59,11 @@ class ScheduleMeter:
         wall, running, waiting = time.monotonic(), *schedule_seconds(self.pids)
         elapsed = wall - self.started[0]
         ran, waited = running - self.started[1], waiting - self.started[2]
-        return {"running": round(ran / elapsed, 3), "waiting_for_core": round(waited / elapsed, 3),
-                "idle": round(max(elapsed - ran - waited, 0) / elapsed, 3)}
+        return {
+            "running": round(ran / elapsed, 3),
+            "waiting_for_core": round(waited / elapsed, 3),
+            "idle": round(max(elapsed - ran - waited, 0) / elapsed, 3),
+        }
 
 
 async def connect(dsn: str, *, patience: float = 60.0) -> asyncpg.Connection:
@@ -99,7 +102,9 @@ class CpuMeter:
         self._machine = machine_busy_seconds()
         self._start = {name: self._cpu(pids) for name, pids in self.groups.items()}
 
-    def stop(self, *, extra: dict[str, float] | None = None, joined: dict[str, list[int]] | None = None) -> dict[str, float]:
+    def stop(
+        self, *, extra: dict[str, float] | None = None, joined: dict[str, list[int]] | None = None
+    ) -> dict[str, float]:
         """Cores used on average; ``extra`` adds CPU seconds measured elsewhere (the load generator),
         ``joined`` names processes of a group that started during the phase (all their CPU counts)."""
         wall = max(time.monotonic() - self._wall, 1e-9)
@@ -132,8 +137,9 @@ async def database_backends(dsn: str) -> list[int]:
     """PostgreSQL backend processes connected to this run's database (ours alone)."""
     connection = await connect(dsn)
     try:
-        rows = await connection.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                                      " AND pid <> pg_backend_pid()")
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         return [row["pid"] for row in rows]
     finally:
         await connection.close()
@@ -211,8 +217,9 @@ async def count_cases(dsn: str) -> int:
         await connection.close()
 
 
-async def wait_for_cases(dsn: str, expected: int, *, timeout: float, interval: float = 0.1,
-                         far_interval: float = 1.0) -> float | None:
+async def wait_for_cases(
+    dsn: str, expected: int, *, timeout: float, interval: float = 0.1, far_interval: float = 1.0
+) -> float | None:
     """Wall time when ``expected`` cases exist, polling; None after ``timeout``.
 
     Counting the cases reads the whole table (16 ms of PostgreSQL's CPU at 50,000 cases, seen with
@@ -239,8 +246,9 @@ async def wait_for_cases(dsn: str, expected: int, *, timeout: float, interval: f
 WATCH_WINDOW = 100
 
 
-async def watch_cases(dsn: str, id_of: Any, sent: Any, total: int, stop_after: float,
-                      interval: float = 0.025) -> dict[str, float]:
+async def watch_cases(
+    dsn: str, id_of: Any, sent: Any, total: int, stop_after: float, interval: float = 0.025
+) -> dict[str, float]:
     """First wall time each cancellation's case was seen; ``id_of(i)`` is the i-th id sent, ``sent()`` how many so far."""
     connection = await connect(dsn)
     seen: dict[str, float] = {}
@@ -254,7 +262,8 @@ async def watch_cases(dsn: str, id_of: Any, sent: Any, total: int, stop_after: f
             pending = list(itertools.islice((cid for cid in candidates if cid not in seen), WATCH_WINDOW))
             if pending:
                 rows = await connection.fetch(
-                    "SELECT cancellation_id FROM outreach_cases WHERE cancellation_id = ANY($1::text[])", pending)
+                    "SELECT cancellation_id FROM outreach_cases WHERE cancellation_id = ANY($1::text[])", pending
+                )
                 now = time.time()
                 for row in rows:
                     seen[row["cancellation_id"]] = now
@@ -269,7 +278,8 @@ async def opened_at(dsn: str, ids: list[str]) -> dict[str, float]:
     connection = await connect(dsn)
     try:
         rows = await connection.fetch(
-            "SELECT cancellation_id, opened_at FROM outreach_cases WHERE cancellation_id = ANY($1::text[])", ids)
+            "SELECT cancellation_id, opened_at FROM outreach_cases WHERE cancellation_id = ANY($1::text[])", ids
+        )
         return {row["cancellation_id"]: row["opened_at"].timestamp() for row in rows}
     finally:
         await connection.close()
@@ -303,7 +313,8 @@ async def broker_hop(amqp_url: str, *, rate: float, count: int) -> list[float]:
             sent[str(index)] = time.perf_counter()
             await publisher.default_exchange.publish(
                 aio_pika.Message(b"x" * 1024, message_id=str(index), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key="bench.hop")
+                routing_key="bench.hop",
+            )
         await asyncio.wait_for(done.wait(), timeout=30)
         await queue.cancel(tag)
         await queue.delete(if_unused=False, if_empty=False)

@@ -44,8 +44,23 @@ async def start(pid: int, seconds: float, output: Path) -> asyncio.subprocess.Pr
     if binary is None:
         return None
     recorder = await asyncio.create_subprocess_exec(
-        binary, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200", "--format", "raw",
-        "--output", str(output), "--nonblocking", "--subprocesses", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        binary,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(int(seconds)),
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+        "--nonblocking",
+        "--subprocesses",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     await asyncio.sleep(0.5)  # let it attach before the load starts
     return recorder
 
@@ -91,8 +106,11 @@ def summarise(collapsed: Path, target: Path, title: str) -> dict[str, Any]:
         "top_self_pct": {name: share(n) for name, n in self_function.most_common(20)},
     }
     lines = [f"py-spy, {title}: {total} samples (busy stacks only, idle excluded)", ""]
-    for title, key in (("Self time by layer", "self_by_layer_pct"), ("Top functions, inclusive", "top_inclusive_pct"),
-                       ("Top functions, self", "top_self_pct")):
+    for title, key in (
+        ("Self time by layer", "self_by_layer_pct"),
+        ("Top functions, inclusive", "top_inclusive_pct"),
+        ("Top functions, self", "top_self_pct"),
+    ):
         lines += [title, *(f"  {pct:5.1f}%  {name}" for name, pct in summary[key].items()), ""]
     target.with_suffix(".txt").write_text("\n".join(lines))
     # The stacks themselves, for a flame graph (e.g. flamegraph.pl or speedscope.app load this format).

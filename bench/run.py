@@ -47,12 +47,32 @@ class Scale:
 
 
 SCALES = {
-    "short": Scale("short", connections=16, ceiling_seconds=4, fixed_rate=300, fixed_seconds=5,
-                   saturation_seconds=4, isolated_seconds=4, e2e_rate=200, e2e_seconds=8, burst=500,
-                   profile_seconds=4),
-    "full": Scale("full", connections=16, ceiling_seconds=20, fixed_rate=300, fixed_seconds=30,
-                  saturation_seconds=20, isolated_seconds=15, e2e_rate=200, e2e_seconds=60, burst=10_000,
-                  profile_seconds=15),
+    "short": Scale(
+        "short",
+        connections=16,
+        ceiling_seconds=4,
+        fixed_rate=300,
+        fixed_seconds=5,
+        saturation_seconds=4,
+        isolated_seconds=4,
+        e2e_rate=200,
+        e2e_seconds=8,
+        burst=500,
+        profile_seconds=4,
+    ),
+    "full": Scale(
+        "full",
+        connections=16,
+        ceiling_seconds=20,
+        fixed_rate=300,
+        fixed_seconds=30,
+        saturation_seconds=20,
+        isolated_seconds=15,
+        e2e_rate=200,
+        e2e_seconds=60,
+        burst=10_000,
+        profile_seconds=15,
+    ),
 }
 
 
@@ -77,8 +97,9 @@ class Bench:
         spec_file = self.logs / f"load-{tag}.json"
         out_file = self.logs / f"load-{tag}-out.json"
         spec_file.write_text(json.dumps(spec))
-        child = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.loadgen", str(spec_file),
-                                                     str(out_file), cwd=ROOT)
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.loadgen", str(spec_file), str(out_file), cwd=ROOT
+        )
         if await child.wait() != 0:
             raise RuntimeError(f"the load generator failed for phase {tag}")
         return json.loads(out_file.read_text())
@@ -94,19 +115,22 @@ class Bench:
         for name in ("intake", "diagnosis", "outreach", "bare_http"):
             if summary["accepted_2xx"] and name in summary["cpu_cores"]:
                 summary.setdefault("cpu_ms_per_2xx", {})[name] = round(
-                    1000 * summary["cpu_cores"][name] * summary["cpu_cores"]["wall_s"] / summary["accepted_2xx"], 2)
+                    1000 * summary["cpu_cores"][name] * summary["cpu_cores"]["wall_s"] / summary["accepted_2xx"], 2
+                )
         # Minus the one this measurement opens itself.
         summary["db_sessions_opened"] = await observe.sessions_established(self.stage.dsn) - sessions - 1
         self.figures["phases"][key] = summary
         self.raw[key] = [result["latency"][i] for i, s in enumerate(result["status"]) if 200 <= s < 300]
-        print(f"bench: {key}: {summary['throughput_per_s']}/s, latency {summary['latency_ms']}, "
-              f"non-2xx {summary['non_2xx']}, loadgen {summary['cpu_cores']['loadgen']} cores", flush=True)
+        print(
+            f"bench: {key}: {summary['throughput_per_s']}/s, latency {summary['latency_ms']}, "
+            f"non-2xx {summary['non_2xx']}, loadgen {summary['cpu_cores']['loadgen']} cores",
+            flush=True,
+        )
         return result
 
     async def server_groups(self) -> dict[str, list[int]]:
         """PostgreSQL backends of this run's database, and RabbitMQ (shared by every vhost on the machine)."""
-        return {"postgres": await observe.database_backends(self.stage.dsn),
-                "rabbitmq": observe.pids_named("beam.smp")}
+        return {"postgres": await observe.database_backends(self.stage.dsn), "rabbitmq": observe.pids_named("beam.smp")}
 
     def open_spec(self, rate: float, seconds: float, lead: float = 0.5) -> dict[str, Any]:
         return {"model": "open", "rate": rate, "count": int(rate * seconds), "start_wall": time.time() + lead}
@@ -120,44 +144,67 @@ class Bench:
         payload = self.logs / "payload.json"
         payload.write_bytes(self.requests.build(0).split(b"\r\n\r\n", 1)[1])
         out = self.logs / "storage.json"
-        meter = observe.CpuMeter([], {"rabbitmq": observe.pids_named("beam.smp"),
-                                      "postgres": observe.pids_named("postgres")})
+        meter = observe.CpuMeter(
+            [], {"rabbitmq": observe.pids_named("beam.smp"), "postgres": observe.pids_named("postgres")}
+        )
         meter.start()
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.ceilings", "storage", self.stage.dsn, str(self.scale.connections),
-            str(self.scale.ceiling_seconds), str(payload), str(out), cwd=ROOT)
+            sys.executable,
+            "-m",
+            "bench.ceilings",
+            "storage",
+            self.stage.dsn,
+            str(self.scale.connections),
+            str(self.scale.ceiling_seconds),
+            str(payload),
+            str(out),
+            cwd=ROOT,
+        )
         if await child.wait() != 0:
             raise RuntimeError("the storage ceiling failed")
         storage = json.loads(out.read_text())
         self.raw["storage_ceiling"] = storage["latency"]
         self.figures["phases"]["storage_ceiling"] = {
-            "commits": storage["commits"], "seconds": round(storage["seconds"], 2),
+            "commits": storage["commits"],
+            "seconds": round(storage["seconds"], 2),
             "throughput_per_s": round(storage["commits"] / storage["seconds"], 1),
             "latency_ms": latency_ms(storage["latency"]),
-            "cpu_cores": meter.stop(extra={"asyncpg_loop": storage["cpu_seconds"],
-                                           "postgres": storage["postgres_cpu_seconds"]}),
+            "cpu_cores": meter.stop(
+                extra={"asyncpg_loop": storage["cpu_seconds"], "postgres": storage["postgres_cpu_seconds"]}
+            ),
         }
         self.figures["phases"]["storage_ceiling"]["cpu_ms_per_commit"] = {
             name: round(1000 * storage[key] / max(storage["commits"], 1), 3)
             for name, key in (("asyncpg_loop", "cpu_seconds"), ("postgres", "postgres_cpu_seconds"))
         }
-        print(f"bench: storage ceiling: {self.figures['phases']['storage_ceiling']['throughput_per_s']} commits/s",
-              flush=True)
+        print(
+            f"bench: storage ceiling: {self.figures['phases']['storage_ceiling']['throughput_per_s']} commits/s",
+            flush=True,
+        )
 
         port = free_port()
         bare = spawn("bare_http", ["-m", "bench.ceilings", "http", str(port)], self.stage.env(), self.logs)
         try:
             await wait_healthy(bare, port)
-            await self.measured("http_ceiling", [bare], port, "h", **self.closed_spec(seconds=self.scale.ceiling_seconds))
-            await self.measured("http_fixed_rate", [bare], port, "g",
-                                **self.open_spec(self.scale.fixed_rate, self.scale.fixed_seconds / 2))
+            await self.measured(
+                "http_ceiling", [bare], port, "h", **self.closed_spec(seconds=self.scale.ceiling_seconds)
+            )
+            await self.measured(
+                "http_fixed_rate",
+                [bare],
+                port,
+                "g",
+                **self.open_spec(self.scale.fixed_rate, self.scale.fixed_seconds / 2),
+            )
             self.figures["phases"]["http_ceiling_wrk"] = await wrk_ceiling(port, self.scale, payload)
             self.figures["bare_http_peak_rss_mb"] = bare.peak_rss_mb()
         finally:
             bare.stop()
 
     async def broker_hop(self) -> None:
-        hops = await observe.broker_hop(self.stage.amqp_url, rate=self.scale.e2e_rate, count=int(self.scale.e2e_rate * 3))
+        hops = await observe.broker_hop(
+            self.stage.amqp_url, rate=self.scale.e2e_rate, count=int(self.scale.e2e_rate * 3)
+        )
         self.raw["broker_hop"] = hops
         self.figures["phases"]["broker_hop"] = {"messages": len(hops), "latency_ms": latency_ms(hops)}
 
@@ -187,12 +234,15 @@ class Bench:
         self.expected_cases += self.figures["phases"]["warmup"]["accepted_2xx"]
         await self.drain("warmup", 60)
 
-        await self.measured("intake_fixed_rate", procs, port, "f",
-                            **self.open_spec(self.scale.fixed_rate, self.scale.fixed_seconds))
+        await self.measured(
+            "intake_fixed_rate", procs, port, "f", **self.open_spec(self.scale.fixed_rate, self.scale.fixed_seconds)
+        )
         self.expected_cases += self.figures["phases"]["intake_fixed_rate"]["accepted_2xx"]
         await self.drain("intake_fixed_rate", 120)
 
-        await self.measured("intake_saturation", procs, port, "s", **self.closed_spec(seconds=self.scale.saturation_seconds))
+        await self.measured(
+            "intake_saturation", procs, port, "s", **self.closed_spec(seconds=self.scale.saturation_seconds)
+        )
         self.expected_cases += self.figures["phases"]["intake_saturation"]["accepted_2xx"]
         await self.drain("intake_saturation", 180)
 
@@ -207,8 +257,13 @@ class Bench:
             process.pause()
         try:
             schedule = observe.ScheduleMeter(self.services["intake"].pids)
-            await self.measured("intake_isolated_saturation", [self.services["intake"]], port, "i",
-                                **self.closed_spec(seconds=self.scale.isolated_seconds))
+            await self.measured(
+                "intake_isolated_saturation",
+                [self.services["intake"]],
+                port,
+                "i",
+                **self.closed_spec(seconds=self.scale.isolated_seconds),
+            )
             self.figures["phases"]["intake_isolated_saturation"]["intake_schedule"] = schedule.stop()
         finally:
             for process in downstream:
@@ -226,22 +281,32 @@ class Bench:
         def sent() -> int:
             return max(min(int((time.time() - spec["start_wall"]) * rate) + 1, total), 0)
 
-        watcher = asyncio.create_task(observe.watch_cases(self.stage.dsn, ids.cancellation_id, sent, total,
-                                                          stop_after=seconds + 60))
-        result = await self.measured("end_to_end", list(self.services.values()), self.stage.ports["intake"], "e", **spec)
+        watcher = asyncio.create_task(
+            observe.watch_cases(self.stage.dsn, ids.cancellation_id, sent, total, stop_after=seconds + 60)
+        )
+        result = await self.measured(
+            "end_to_end", list(self.services.values()), self.stage.ports["intake"], "e", **spec
+        )
         seen = await watcher
-        acked = {ids.cancellation_id(i): done for i, done, s in
-                 zip(result["index"], result["done_wall"], result["status"], strict=True) if 200 <= s < 300}
+        acked = {
+            ids.cancellation_id(i): done
+            for i, done, s in zip(result["index"], result["done_wall"], result["status"], strict=True)
+            if 200 <= s < 300
+        }
         self.expected_cases += len(acked)
         opened = await observe.opened_at(self.stage.dsn, list(acked))
         visible = [seen[cid] - done for cid, done in acked.items() if cid in seen]
         committed = [opened[cid] - done for cid, done in acked.items() if cid in opened]
         self.raw["end_to_end"] = visible
-        self.figures["phases"]["end_to_end"].update({
-            "cases_seen": len(visible), "cases_missing": len(acked) - len(visible),
-            "to_visible_ms": latency_ms(visible), "to_opened_at_ms": latency_ms(committed),
-            "poll_interval_ms": 25,
-        })
+        self.figures["phases"]["end_to_end"].update(
+            {
+                "cases_seen": len(visible),
+                "cases_missing": len(acked) - len(visible),
+                "to_visible_ms": latency_ms(visible),
+                "to_opened_at_ms": latency_ms(committed),
+                "poll_interval_ms": 25,
+            }
+        )
         print(f"bench: end to end: {self.figures['phases']['end_to_end']['to_visible_ms']}", flush=True)
 
     async def burst(self) -> None:
@@ -252,8 +317,13 @@ class Bench:
         whole.start()
         started = time.time()
         waiter = asyncio.create_task(observe.wait_for_cases(self.stage.dsn, before + self.scale.burst, timeout=300))
-        await self.measured("burst", list(self.services.values()), self.stage.ports["intake"], "b",
-                            **self.closed_spec(count=self.scale.burst))
+        await self.measured(
+            "burst",
+            list(self.services.values()),
+            self.stage.ports["intake"],
+            "b",
+            **self.closed_spec(count=self.scale.burst),
+        )
         finished = await waiter
         cores = whole.stop(joined=await self.server_groups())
         phase = self.figures["phases"]["burst"]
@@ -279,17 +349,23 @@ class Bench:
                 self.figures["profile"] = "py-spy is not installed (pip install -e '.[bench]')"
                 return
             recorders[service] = recorder
-        result = await self.load(self.stage.ports["intake"], "p", **self.closed_spec(seconds=self.scale.profile_seconds))
+        result = await self.load(
+            self.stage.ports["intake"], "p", **self.closed_spec(seconds=self.scale.profile_seconds)
+        )
         self.expected_cases += sum(1 for status in result["status"] if 200 <= status < 300)
         for recorder in recorders.values():
             await recorder.wait()
-        titles = {"intake": "intake under closed-loop saturation",
-                  "diagnosis": "diagnosis working through the queue that intake fills",
-                  "outreach": "outreach working through the queue that diagnosis fills"}
+        titles = {
+            "intake": "intake under closed-loop saturation",
+            "diagnosis": "diagnosis working through the queue that intake fills",
+            "outreach": "outreach working through the queue that diagnosis fills",
+        }
         self.figures["profile"] = {
-            service: profile.summarise(self.logs / f"{service}.pyspy",
-                                       RESULTS / f"{self.name}-profile{'' if service == 'intake' else '-' + service}",
-                                       titles[service])
+            service: profile.summarise(
+                self.logs / f"{service}.pyspy",
+                RESULTS / f"{self.name}-profile{'' if service == 'intake' else '-' + service}",
+                titles[service],
+            )
             for service in recorders
         }
 
@@ -312,9 +388,13 @@ class Bench:
         stop = asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))
         try:
-            for name, phase in (("intake", self.intake_phases), ("isolated", self.isolated), ("e2e", self.end_to_end),
-                                ("burst", self.burst),
-                                ("profile", self.profile_services)):
+            for name, phase in (
+                ("intake", self.intake_phases),
+                ("isolated", self.isolated),
+                ("e2e", self.end_to_end),
+                ("burst", self.burst),
+                ("profile", self.profile_services),
+            ):
                 if name in self.phases:
                     await self.guarded(name, phase)
             self.figures["peak_rss_mb"] = {name: p.peak_rss_mb() for name, p in self.services.items()}
@@ -335,8 +415,15 @@ async def wrk_ceiling(port: int, scale: Scale, payload: Path) -> dict[str, Any] 
     body = payload.read_text().replace("\\", "\\\\").replace('"', '\\"')
     script.write_text(f'wrk.method = "POST"\nwrk.body = "{body}"\nwrk.headers["Content-Type"] = "application/json"\n')
     child = await asyncio.create_subprocess_exec(
-        "wrk", "-t1", f"-c{scale.connections}", f"-d{int(scale.ceiling_seconds)}s", "-s", str(script),
-        f"http://127.0.0.1:{port}/webhooks/stripe", stdout=asyncio.subprocess.PIPE)
+        "wrk",
+        "-t1",
+        f"-c{scale.connections}",
+        f"-d{int(scale.ceiling_seconds)}s",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}/webhooks/stripe",
+        stdout=asyncio.subprocess.PIPE,
+    )
     output = (await child.communicate())[0].decode()
     for line in output.splitlines():
         if line.startswith("Requests/sec:"):
@@ -385,8 +472,11 @@ def main() -> None:
     """Run the benchmark at a scale and write bench/results/<scale>.{json,md,png}."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
-    parser.add_argument("--phases", default=",".join(PHASES),
-                        help=f"comma-separated subset of {','.join(PHASES)}; results then go to <scale>-partial.*")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated subset of {','.join(PHASES)}; results then go to <scale>-partial.*",
+    )
     args = parser.parse_args()
     phases = {name.strip() for name in args.phases.split(",") if name.strip()}
     if unknown := phases - set(PHASES):

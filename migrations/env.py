@@ -26,8 +26,7 @@ def run_offline() -> None:
 
 
 def _run(connection) -> None:  # noqa: ANN001 - alembic passes a sync Connection
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                      compare_type=True)
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
 

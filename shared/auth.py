@@ -9,7 +9,10 @@ from fastapi import HTTPException, Request, status
 from pydantic import SecretStr
 
 UNAUTHORIZED = {
-    401: {"description": "Missing or wrong bearer token", "content": {"application/json": {"example": {"detail": "a valid bearer token is required"}}}}
+    401: {
+        "description": "Missing or wrong bearer token",
+        "content": {"application/json": {"example": {"detail": "a valid bearer token is required"}}},
+    }
 }
 
 

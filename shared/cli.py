@@ -70,17 +70,39 @@ def sample_cancellation(*, customer_id: str, subscription_id: str, feedback: str
         "pending_webhooks": 1,
         "request": {"id": f"req_{uuid.uuid4().hex[:14]}", "idempotency_key": None},
         "type": "customer.subscription.deleted",
-        "data": {"object": {
-            "id": subscription_id, "object": "subscription", "customer": customer_id, "status": "canceled",
-            "cancel_at": None, "cancel_at_period_end": False, "canceled_at": now, "ended_at": now,
-            "cancellation_details": {"reason": "cancellation_requested", "feedback": feedback, "comment": comment},
-            "livemode": False, "metadata": {},
-            "items": {"object": "list", "data": [{
-                "id": f"si_{uuid.uuid4().hex[:14]}", "object": "subscription_item", "quantity": 12,
-                "price": {"id": "price_team_monthly", "object": "price", "currency": "usd", "unit_amount": 4900,
-                          "nickname": "Team", "recurring": {"interval": "month", "interval_count": 1}},
-            }]},
-        }},
+        "data": {
+            "object": {
+                "id": subscription_id,
+                "object": "subscription",
+                "customer": customer_id,
+                "status": "canceled",
+                "cancel_at": None,
+                "cancel_at_period_end": False,
+                "canceled_at": now,
+                "ended_at": now,
+                "cancellation_details": {"reason": "cancellation_requested", "feedback": feedback, "comment": comment},
+                "livemode": False,
+                "metadata": {},
+                "items": {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": f"si_{uuid.uuid4().hex[:14]}",
+                            "object": "subscription_item",
+                            "quantity": 12,
+                            "price": {
+                                "id": "price_team_monthly",
+                                "object": "price",
+                                "currency": "usd",
+                                "unit_amount": 4900,
+                                "nickname": "Team",
+                                "recurring": {"interval": "month", "interval_count": 1},
+                            },
+                        }
+                    ],
+                },
+            }
+        },
     }
 
 
@@ -90,7 +112,9 @@ def cmd_send_test_webhook(args: argparse.Namespace) -> int:
 
     from shared.signing import stripe_signature_header
 
-    secret_list = [s.strip() for s in (args.secret or _setting("BRINK_STRIPE_WEBHOOK_SECRETS") or "").split(",") if s.strip()]
+    secret_list = [
+        s.strip() for s in (args.secret or _setting("BRINK_STRIPE_WEBHOOK_SECRETS") or "").split(",") if s.strip()
+    ]
     if not secret_list:
         print("brink: no Stripe secret; set BRINK_STRIPE_WEBHOOK_SECRETS or pass --secret", file=sys.stderr)
         return 2

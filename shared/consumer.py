@@ -60,9 +60,18 @@ class Consumer:
     bad message is retried or dead-lettered without holding back the others.
     """
 
-    def __init__(self, *, spec: QueueSpec, handlers: dict[str, Handler], broker: Broker,
-                 sessions: async_sessionmaker[AsyncSession], handled: Table, prefetch: int = 32,
-                 batch_size: int = 1, after_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        spec: QueueSpec,
+        handlers: dict[str, Handler],
+        broker: Broker,
+        sessions: async_sessionmaker[AsyncSession],
+        handled: Table,
+        prefetch: int = 32,
+        batch_size: int = 1,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.spec = spec
         self._handlers = handlers
         self._broker = broker
@@ -127,8 +136,9 @@ class Consumer:
             try:
                 outcomes = await self._patiently(lambda: self._handle_together(batch))
             except Exception as error:
-                log.warning("consumer.batch.failed", queue=self.spec.name, size=len(batch),
-                            error=str(error) or repr(error))
+                log.warning(
+                    "consumer.batch.failed", queue=self.spec.name, size=len(batch), error=str(error) or repr(error)
+                )
             else:
                 for arrival, outcome in zip(batch, outcomes, strict=True):
                     await self._acknowledge(arrival, outcome)
@@ -138,8 +148,12 @@ class Consumer:
 
     async def _handle_alone(self, arrival: Arrival) -> None:
         envelope = arrival.envelope
-        with bound_contextvars(correlation_id=envelope.correlation_id, event_id=str(envelope.id),
-                               event_type=envelope.type, queue=self.spec.name):
+        with bound_contextvars(
+            correlation_id=envelope.correlation_id,
+            event_id=str(envelope.id),
+            event_type=envelope.type,
+            queue=self.spec.name,
+        ):
             try:
                 [outcome] = await self._patiently(lambda: self._handle_together([arrival]))
             except Exception as error:
@@ -183,13 +197,20 @@ class Consumer:
         outcomes = []
         async with transaction(self._sessions) as session:
             now = utcnow()
-            first_time = await insert_many_if_new(session, self._handled, [
-                {"consumer": self.spec.name, "event_id": str(a.envelope.id), "handled_at": now} for a in batch
-            ], returning=self._handled.c.event_id)
+            first_time = await insert_many_if_new(
+                session,
+                self._handled,
+                [{"consumer": self.spec.name, "event_id": str(a.envelope.id), "handled_at": now} for a in batch],
+                returning=self._handled.c.event_id,
+            )
             for arrival in batch:
                 envelope = arrival.envelope
-                with bound_contextvars(correlation_id=envelope.correlation_id, event_id=str(envelope.id),
-                                       event_type=envelope.type, queue=self.spec.name):
+                with bound_contextvars(
+                    correlation_id=envelope.correlation_id,
+                    event_id=str(envelope.id),
+                    event_type=envelope.type,
+                    queue=self.spec.name,
+                ):
                     if str(envelope.id) not in first_time:
                         log.info("consumer.message.duplicate")
                         outcomes.append("duplicate")
@@ -240,6 +261,9 @@ class Consumer:
         if ROUTING_KEY_HEADER not in headers and message.routing_key:
             headers[ROUTING_KEY_HEADER] = message.routing_key
         return build_message(
-            message.body, message_id=message.message_id or "", event_type=message.type or "",
-            correlation_id=message.correlation_id or "", headers=headers,
+            message.body,
+            message_id=message.message_id or "",
+            event_type=message.type or "",
+            correlation_id=message.correlation_id or "",
+            headers=headers,
         )

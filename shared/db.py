@@ -162,8 +162,9 @@ async def insert_if_new(session: AsyncSession, table: Any, *, returning: Any, **
     return (await session.execute(statement, values)).scalar_one_or_none()
 
 
-async def insert_many_if_new(session: AsyncSession, table: Any, rows: list[dict[str, Any]], *,
-                             returning: Any) -> set[Any]:
+async def insert_many_if_new(
+    session: AsyncSession, table: Any, rows: list[dict[str, Any]], *, returning: Any
+) -> set[Any]:
     """Insert the rows whose unique key is new, in batched statements; the returned column's values of those.
 
     Run as an executemany of one cached statement (SQLAlchemy's insertmanyvalues): a statement listing the

@@ -29,13 +29,28 @@ REPLAYED_HEADER = "x-brink-replayed"
 # The consumer queues Brink declares today; ``BRINK_DLQ_QUEUES`` or the command line can name others.
 # Kept equal to the queues the services declare by tests/unit/test_ops_dlq_queues.py.
 DEFAULT_CONSUMER_QUEUES = (
-    "diagnosis.cancellations", "diagnosis.signals", "diagnosis.history", "outreach.diagnoses", "outreach.withdrawals",
+    "diagnosis.cancellations",
+    "diagnosis.signals",
+    "diagnosis.history",
+    "outreach.diagnoses",
+    "outreach.withdrawals",
 )
 DEFAULT_LIMIT = 1000
 # Headers that describe one failure; a replayed message starts its retries afresh without them.
-FAILURE_HEADERS = (ATTEMPT_HEADER, ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER, "x-death",
-                   "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
-                   "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-delivery-count")
+FAILURE_HEADERS = (
+    ATTEMPT_HEADER,
+    ERROR_HEADER,
+    FAILED_AT_HEADER,
+    QUEUE_HEADER,
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-delivery-count",
+)
 
 
 class DeadLetterError(RuntimeError):
@@ -92,7 +107,8 @@ def describe(message: AbstractIncomingMessage, dead_queue: str) -> DeadLetter:
         dead_queue=dead_queue,
         message_id=message.message_id or "",
         event_type=message.type or "",
-        original_queue=_text(headers.get(QUEUE_HEADER)) or _text(death.get("queue"))
+        original_queue=_text(headers.get(QUEUE_HEADER))
+        or _text(death.get("queue"))
         or dead_queue.removesuffix(DEAD_SUFFIX),
         reason=reason or "unknown",
         failed_at=_text(headers.get(FAILED_AT_HEADER)) or _text(death.get("time")),
@@ -106,8 +122,9 @@ async def _connected(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractConnec
     try:
         connection = await aio_pika.connect(amqp_url, timeout=10)
     except Exception as error:  # noqa: BLE001 - any failure to connect reads the same to an operator
-        raise DeadLetterError(f"RabbitMQ is not reachable at {describe_broker(amqp_url)} "
-                              f"({error.__class__.__name__})") from None
+        raise DeadLetterError(
+            f"RabbitMQ is not reachable at {describe_broker(amqp_url)} ({error.__class__.__name__})"
+        ) from None
     try:
         yield connection
     finally:
@@ -187,8 +204,9 @@ def _selected(held: _Held, ids: set[str] | None) -> list[int]:
     chosen = [i for i, (_m, letter) in enumerate(held.messages) if ids is None or letter.message_id in ids]
     missing = (ids or set()) - {held.messages[i][1].message_id for i in chosen}
     if missing:
-        raise DeadLetterError(f"not in {held.messages[0][1].dead_queue if held.messages else 'the queue'}: "
-                              f"{', '.join(sorted(missing))}")
+        raise DeadLetterError(
+            f"not in {held.messages[0][1].dead_queue if held.messages else 'the queue'}: {', '.join(sorted(missing))}"
+        )
     return chosen
 
 
@@ -197,13 +215,19 @@ def replay_message(letter: DeadLetter) -> aio_pika.Message:
     headers = {k: v for k, v in letter.headers.items() if k not in FAILURE_HEADERS}
     headers[REPLAYED_HEADER] = int(letter.headers.get(REPLAYED_HEADER, 0) or 0) + 1
     return aio_pika.Message(
-        letter.body, headers=headers, message_id=letter.message_id or None, type=letter.event_type or None,
-        correlation_id=None, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        letter.body,
+        headers=headers,
+        message_id=letter.message_id or None,
+        type=letter.event_type or None,
+        correlation_id=None,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
 
 
-async def replay_dead_letters(amqp_url: str, queue: str, *, ids: set[str] | None = None,
-                              limit: int = DEFAULT_LIMIT) -> list[DeadLetter]:
+async def replay_dead_letters(
+    amqp_url: str, queue: str, *, ids: set[str] | None = None, limit: int = DEFAULT_LIMIT
+) -> list[DeadLetter]:
     """Republish to the original queue with confirms, then ack the dead copy; ``ids=None`` replays all."""
     replayed: list[DeadLetter] = []
     async with _hold(amqp_url, dead_queue_name(queue), limit=limit, confirms=True) as held:
@@ -212,15 +236,17 @@ async def replay_dead_letters(amqp_url: str, queue: str, *, ids: set[str] | None
             outgoing = replay_message(letter)
             outgoing.correlation_id = message.correlation_id
             # The default exchange routes by queue name; mandatory makes a missing queue an error, not a loss.
-            await held.channel.default_exchange.publish(outgoing, routing_key=letter.original_queue,
-                                                        mandatory=True, timeout=10)
+            await held.channel.default_exchange.publish(
+                outgoing, routing_key=letter.original_queue, mandatory=True, timeout=10
+            )
             await held.settle(index)
             replayed.append(letter)
     return replayed
 
 
-async def purge_dead_letters(amqp_url: str, queue: str, *, ids: set[str] | None = None,
-                             limit: int = DEFAULT_LIMIT) -> list[DeadLetter]:
+async def purge_dead_letters(
+    amqp_url: str, queue: str, *, ids: set[str] | None = None, limit: int = DEFAULT_LIMIT
+) -> list[DeadLetter]:
     """Drop dead messages for good; ``ids=None`` drops every one there was when it started."""
     dropped: list[DeadLetter] = []
     async with _hold(amqp_url, dead_queue_name(queue), limit=limit) as held:

@@ -42,8 +42,10 @@ def cmd_list(args: argparse.Namespace, setting: Setting) -> int:
         if not count:
             continue
         for letter in asyncio.run(dlq.list_dead_letters(url, dead_queue, limit=args.limit)):
-            print(f"  {letter.message_id}  {letter.event_type}  from {letter.original_queue}  "
-                  f"failed at {letter.failed_at or '?'}\n    reason: {letter.reason}")
+            print(
+                f"  {letter.message_id}  {letter.event_type}  from {letter.original_queue}  "
+                f"failed at {letter.failed_at or '?'}\n    reason: {letter.reason}"
+            )
     return 0
 
 
@@ -73,8 +75,9 @@ def cmd_purge(args: argparse.Namespace, setting: Setting) -> int:
     what = "every message" if ids is None else f"{len(ids)} message{'s' if len(ids) != 1 else ''}"
     if not args.yes:
         if not sys.stdin.isatty():
-            print("brink: purge deletes messages for good; pass --yes to confirm when not at a terminal",
-                  file=sys.stderr)
+            print(
+                "brink: purge deletes messages for good; pass --yes to confirm when not at a terminal", file=sys.stderr
+            )
             return 2
         answer = input(f"Delete {what} in {dead_queue} for good? Type the queue name to confirm: ")
         if answer.strip() != dead_queue:
@@ -90,7 +93,9 @@ def add_dlq_commands(commands: argparse._SubParsersAction, setting: Setting) -> 
     dlq_parser = commands.add_parser("dlq", help="list, show, replay or purge dead-lettered messages")
     actions = dlq_parser.add_subparsers(dest="action", required=True)
 
-    def command(name: str, help_text: str, run: Callable[[argparse.Namespace, Setting], int]) -> argparse.ArgumentParser:
+    def command(
+        name: str, help_text: str, run: Callable[[argparse.Namespace, Setting], int]
+    ) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=help_text)
         parser.add_argument("--limit", type=int, default=dlq.DEFAULT_LIMIT, help="read at most this many messages")
         parser.set_defaults(func=lambda args: _guarded(run, args, setting))
@@ -101,8 +106,10 @@ def add_dlq_commands(commands: argparse._SubParsersAction, setting: Setting) -> 
     show = command("show", "one dead message: headers and body", cmd_show)
     show.add_argument("queue")
     show.add_argument("message_id")
-    for name, help_text, run in (("replay", "republish to the original queue", cmd_replay),
-                                 ("purge", "delete for good (asks first)", cmd_purge)):
+    for name, help_text, run in (
+        ("replay", "republish to the original queue", cmd_replay),
+        ("purge", "delete for good (asks first)", cmd_purge),
+    ):
         parser = command(name, help_text, run)
         parser.add_argument("queue")
         parser.add_argument("--id", action="append", help="message id (repeatable)")

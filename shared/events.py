@@ -59,7 +59,8 @@ class CancellationReceived(Payload):
     comment: str | None = Field(default=None, description="the customer's own words")
     initiated_by: Initiator = "unknown"
     initiated_by_detail: str | None = Field(
-        default=None, description="who exactly, as the source names them (Chargebee user, Stripe request id)")
+        default=None, description="who exactly, as the source names them (Chargebee user, Stripe request id)"
+    )
     involuntary: bool = False
     scheduled: bool = Field(default=False, description="takes effect later (at period end or cancel_at)")
     effective_at: datetime | None = None
@@ -203,7 +204,9 @@ class Envelope(BaseModel):
     data: dict[str, Any]
 
     @classmethod
-    def wrap(cls, payload: Payload, *, correlation_id: str, source: str, occurred_at: datetime | None = None) -> Envelope:
+    def wrap(
+        cls, payload: Payload, *, correlation_id: str, source: str, occurred_at: datetime | None = None
+    ) -> Envelope:
         """Put a typed payload in an envelope."""
         return cls(
             type=payload.TYPE,

@@ -37,8 +37,11 @@ def configure_logging(*, service: str, level: str = "INFO", fmt: str = "json") -
     )
     structlog.configure(
         # Level first: a filtered-out line (info on a busy intake) then costs no processing at all.
-        processors=[structlog.stdlib.filter_by_level, *shared_processors,
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared_processors,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -133,17 +133,26 @@ class OutgoingMessage:
     properties: aiormq.spec.Basic.Properties
 
 
-def build_message(envelope_body: bytes, *, message_id: str, event_type: str, correlation_id: str,
-                  headers: dict[str, Any] | None = None) -> OutgoingMessage:
+def build_message(
+    envelope_body: bytes,
+    *,
+    message_id: str,
+    event_type: str,
+    correlation_id: str,
+    headers: dict[str, Any] | None = None,
+) -> OutgoingMessage:
     """A persistent JSON message; ``headers`` only when there are some (an empty table still costs bytes)."""
-    return OutgoingMessage(envelope_body, aiormq.spec.Basic.Properties(
-        content_type="application/json",
-        delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
-        message_id=message_id,
-        correlation_id=correlation_id,
-        message_type=event_type,
-        headers=headers or None,
-    ))
+    return OutgoingMessage(
+        envelope_body,
+        aiormq.spec.Basic.Properties(
+            content_type="application/json",
+            delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
+            message_id=message_id,
+            correlation_id=correlation_id,
+            message_type=event_type,
+            headers=headers or None,
+        ),
+    )
 
 
 class Broker:
@@ -195,8 +204,12 @@ class Broker:
         await self.publish_raw(
             EVENTS_EXCHANGE,
             envelope.type,
-            build_message(envelope.to_bytes(), message_id=str(envelope.id), event_type=envelope.type,
-                          correlation_id=envelope.correlation_id),
+            build_message(
+                envelope.to_bytes(),
+                message_id=str(envelope.id),
+                event_type=envelope.type,
+                correlation_id=envelope.correlation_id,
+            ),
         )
 
     async def _publish_channel_for(self, exchange_name: str) -> tuple[aiormq.abc.AbstractChannel, str]:
@@ -212,23 +225,31 @@ class Broker:
         return await exchange.channel.get_underlay_channel(), exchange.name
 
     @staticmethod
-    async def _publish_on(channel: aiormq.abc.AbstractChannel, exchange: str, routing_key: str,
-                          message: OutgoingMessage) -> None:
+    async def _publish_on(
+        channel: aiormq.abc.AbstractChannel, exchange: str, routing_key: str, message: OutgoingMessage
+    ) -> None:
         # What Exchange.publish does, but without waiting for each frame to reach the socket: aiormq holds
         # the channel lock until that drain, so a batch of concurrent publishes went out one event-loop
         # turn at a time (seconds per relay batch while the process served HTTP). The broker's confirm is
         # still awaited before this returns, and a nack or a return still raises.
-        await channel.basic_publish(message.body, exchange=exchange, routing_key=routing_key,
-                                    properties=message.properties, mandatory=True, timeout=PUBLISH_TIMEOUT_SECONDS,
-                                    wait=False)
+        await channel.basic_publish(
+            message.body,
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=message.properties,
+            mandatory=True,
+            timeout=PUBLISH_TIMEOUT_SECONDS,
+            wait=False,
+        )
 
     async def publish_raw(self, exchange_name: str, routing_key: str, message: OutgoingMessage) -> None:
         """Publish one message and wait for the broker's confirm."""
         channel, exchange = await self._publish_channel_for(exchange_name)
         await self._publish_on(channel, exchange, routing_key, message)
 
-    async def publish_many(self, exchange_name: str,
-                           messages: list[tuple[str, OutgoingMessage]]) -> list[BaseException | None]:
+    async def publish_many(
+        self, exchange_name: str, messages: list[tuple[str, OutgoingMessage]]
+    ) -> list[BaseException | None]:
         """Publish (routing key, message) pairs at once and await every confirm; each outcome is None or the error.
 
         The publishes start a connection write buffer's worth per event-loop turn: started all together,
@@ -239,8 +260,10 @@ class Broker:
         tasks: list[asyncio.Future[None]] = []
         try:
             for start in range(0, len(messages), PUBLISHES_PER_TURN):
-                tasks += [asyncio.ensure_future(self._publish_on(channel, exchange, routing_key, message))
-                          for routing_key, message in messages[start:start + PUBLISHES_PER_TURN]]
+                tasks += [
+                    asyncio.ensure_future(self._publish_on(channel, exchange, routing_key, message))
+                    for routing_key, message in messages[start : start + PUBLISHES_PER_TURN]
+                ]
                 await asyncio.sleep(0)
         except asyncio.CancelledError:
             for task in tasks:

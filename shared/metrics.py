@@ -20,28 +20,39 @@ if TYPE_CHECKING:
 
 HTTP_REQUESTS = Counter("brink_http_requests_total", "HTTP requests handled", ["service", "route", "method", "status"])
 HTTP_LATENCY = Histogram(
-    "brink_http_request_duration_seconds", "Time to answer an HTTP request", ["service", "route", "method"],
+    "brink_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["service", "route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 OUTBOX_PUBLISHED = Counter("brink_outbox_published_total", "Outbox rows published and confirmed", ["table"])
 # Gauges read from the database or the broker: with several processes, the latest reading is the answer.
-OUTBOX_BACKLOG = Gauge("brink_outbox_backlog", "Outbox rows not yet published", ["table"],
-                       multiprocess_mode="mostrecent")
-OUTBOX_OLDEST_AGE = Gauge("brink_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["table"],
-                          multiprocess_mode="mostrecent")
+OUTBOX_BACKLOG = Gauge(
+    "brink_outbox_backlog", "Outbox rows not yet published", ["table"], multiprocess_mode="mostrecent"
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "brink_outbox_oldest_age_seconds",
+    "Age of the oldest unpublished outbox row",
+    ["table"],
+    multiprocess_mode="mostrecent",
+)
 PUBLISH_CONFIRM_SECONDS = Histogram(
-    "brink_publish_confirm_duration_seconds", "Time from publishing a batch to the broker's confirms",
+    "brink_publish_confirm_duration_seconds",
+    "Time from publishing a batch to the broker's confirms",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
 DELIVERIES_PER_COMMIT = Histogram(
-    "brink_intake_deliveries_per_commit", "Webhook deliveries recorded by one statement and commit (group commit)",
+    "brink_intake_deliveries_per_commit",
+    "Webhook deliveries recorded by one statement and commit (group commit)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 MESSAGES_CONSUMED = Counter(
     "brink_messages_consumed_total", "Messages taken from a queue, by outcome", ["queue", "outcome"]
 )
 HANDLER_SECONDS = Histogram(
-    "brink_message_handler_duration_seconds", "Time to handle one message and commit", ["queue"],
+    "brink_message_handler_duration_seconds",
+    "Time to handle one message and commit",
+    ["queue"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 REDELIVERIES = Counter("brink_message_redeliveries_total", "Messages the broker delivered again", ["queue"])
@@ -112,14 +123,17 @@ class HTTPMetricsMiddleware:
             HTTP_REQUESTS.labels(self.service, template, method, str(status)).inc()
             HTTP_LATENCY.labels(self.service, template, method).observe(time.perf_counter() - started)
 
+
 # Defined here once so every service and the dashboards agree on names; each service updates its own.
 WEBHOOKS = Counter(
     "brink_webhooks_total", "Webhook deliveries by source, event type and outcome", ["source", "event_type", "outcome"]
 )
-QUEUE_MESSAGES = Gauge("brink_queue_messages", "Messages ready in a RabbitMQ queue", ["queue"],
-                       multiprocess_mode="mostrecent")
-QUEUE_CONSUMERS = Gauge("brink_queue_consumers", "Consumers attached to a RabbitMQ queue", ["queue"],
-                        multiprocess_mode="mostrecent")
+QUEUE_MESSAGES = Gauge(
+    "brink_queue_messages", "Messages ready in a RabbitMQ queue", ["queue"], multiprocess_mode="mostrecent"
+)
+QUEUE_CONSUMERS = Gauge(
+    "brink_queue_consumers", "Consumers attached to a RabbitMQ queue", ["queue"], multiprocess_mode="mostrecent"
+)
 CASES = Gauge("brink_cases", "Cases by status", ["status"], multiprocess_mode="mostrecent")
 TASKS_OVERDUE = Gauge("brink_tasks_overdue", "Open tasks past their due time", multiprocess_mode="mostrecent")
 ESCALATIONS_FIRED = Counter("brink_escalations_fired_total", "Escalation steps fired", ["rung"])

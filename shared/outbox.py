@@ -7,8 +7,22 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (ARRAY, BigInteger, Column, Index, Integer, String, Table, Text, any_, bindparam, func, select,
-                        text, update)
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
@@ -42,8 +56,12 @@ def outbox_table(service: str) -> Table:
         Column("published_at", UTCDateTime(), nullable=True),
         Column("attempts", Integer, nullable=False, server_default="0"),
         Column("last_error", Text, nullable=True),
-        Index(f"ix_{name}_pending", "id", postgresql_where=text("published_at IS NULL"),
-              sqlite_where=text("published_at IS NULL")),
+        Index(
+            f"ix_{name}_pending",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
     )
 
 
@@ -78,9 +96,7 @@ async def add_to_outbox(session: AsyncSession, table: Table, envelope: Envelope)
 async def outbox_backlog(session: AsyncSession, table: Table) -> tuple[int, datetime | None]:
     """Unpublished rows and the creation time of the oldest."""
     row = (
-        await session.execute(
-            select(func.count(), func.min(table.c.created_at)).where(table.c.published_at.is_(None))
-        )
+        await session.execute(select(func.count(), func.min(table.c.created_at)).where(table.c.published_at.is_(None)))
     ).one()
     oldest = row[1]
     if isinstance(oldest, str):  # SQLite aggregates lose the column type
@@ -101,9 +117,18 @@ class OutboxRelay:
     relay held and did not publish; a scan from the bottom every ``full_scan_seconds`` publishes those.
     """
 
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], table: Table, broker: Broker,
-                 batch_size: int = 200, poll_seconds: float = 0.5, max_backoff_seconds: float = 10.0,
-                 gather_seconds: float = 0.02, full_scan_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        table: Table,
+        broker: Broker,
+        batch_size: int = 200,
+        poll_seconds: float = 0.5,
+        max_backoff_seconds: float = 10.0,
+        gather_seconds: float = 0.02,
+        full_scan_seconds: float = 2.0,
+    ) -> None:
         self._sessions = sessions
         self._table = table
         self._broker = broker
@@ -133,8 +158,12 @@ class OutboxRelay:
                 published = await self.publish_pending()
                 backoff = self._poll_seconds
             except Exception as error:  # broker or database down: keep the rows, try again later
-                log.warning("outbox.relay.failed", table=self._table.name, error=str(error) or repr(error),
-                            retry_in=round(backoff, 2))
+                log.warning(
+                    "outbox.relay.failed",
+                    table=self._table.name,
+                    error=str(error) or repr(error),
+                    retry_in=round(backoff, 2),
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
@@ -164,8 +193,13 @@ class OutboxRelay:
         """Publish one batch; returns how many rows were confirmed and marked sent."""
         async with transaction(self._sessions) as session:
             query = (
-                select(self._table.c.id, self._table.c.event_id, self._table.c.event_type,
-                       self._table.c.correlation_id, self._table.c.body)
+                select(
+                    self._table.c.id,
+                    self._table.c.event_id,
+                    self._table.c.event_type,
+                    self._table.c.correlation_id,
+                    self._table.c.body,
+                )
                 .where(self._table.c.published_at.is_(None))
                 .order_by(self._table.c.id)
                 .limit(self._batch_size)
@@ -185,11 +219,21 @@ class OutboxRelay:
                 return 0
             self._floor, self._last_lowest = self._last_lowest, rows[0].id
             started = time.perf_counter()
-            results = await self._broker.publish_many(EVENTS_EXCHANGE, [
-                (row.event_type, build_message(row.body.encode(), message_id=row.event_id, event_type=row.event_type,
-                                               correlation_id=row.correlation_id))
-                for row in rows
-            ])
+            results = await self._broker.publish_many(
+                EVENTS_EXCHANGE,
+                [
+                    (
+                        row.event_type,
+                        build_message(
+                            row.body.encode(),
+                            message_id=row.event_id,
+                            event_type=row.event_type,
+                            correlation_id=row.correlation_id,
+                        ),
+                    )
+                    for row in rows
+                ],
+            )
             metrics.PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
             confirmed = [row.id for row, result in zip(rows, results, strict=True) if result is None]
             failed = [(row.id, result) for row, result in zip(rows, results, strict=True) if result is not None]

@@ -34,8 +34,15 @@ class StuckWork(RuntimeError):
 class Runtime:
     """Owns the connections of one service process; started and stopped by the app's lifespan."""
 
-    def __init__(self, *, service: str, settings: BrinkSettings, outbox: Table | None = None,
-                 handled: Table | None = None, engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        settings: BrinkSettings,
+        outbox: Table | None = None,
+        handled: Table | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> None:
         self.service = service
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
@@ -44,9 +51,15 @@ class Runtime:
         self.outbox = outbox
         self.handled = handled
         self.relay = (
-            OutboxRelay(sessions=self.sessions, table=outbox, broker=self.broker,
-                        poll_seconds=settings.outbox_poll_seconds, gather_seconds=settings.outbox_gather_seconds)
-            if outbox is not None else None
+            OutboxRelay(
+                sessions=self.sessions,
+                table=outbox,
+                broker=self.broker,
+                poll_seconds=settings.outbox_poll_seconds,
+                gather_seconds=settings.outbox_gather_seconds,
+            )
+            if outbox is not None
+            else None
         )
         self.consumers: list[Consumer] = []
         self._loops: list[Callable[[], Awaitable[None]]] = []
@@ -63,9 +76,16 @@ class Runtime:
             retry_delays=tuple(self.settings.retry_delays),
             delivery_limit=self.settings.delivery_limit,
         )
-        consumer = Consumer(spec=spec, handlers=handlers, broker=self.broker, sessions=self.sessions,
-                            handled=self.handled, prefetch=self.settings.prefetch,
-                            batch_size=self.settings.consumer_batch_size, after_commit=self.wake_relay)
+        consumer = Consumer(
+            spec=spec,
+            handlers=handlers,
+            broker=self.broker,
+            sessions=self.sessions,
+            handled=self.handled,
+            prefetch=self.settings.prefetch,
+            batch_size=self.settings.consumer_batch_size,
+            after_commit=self.wake_relay,
+        )
         self.consumers.append(consumer)
         return consumer
 
@@ -207,8 +227,11 @@ def preflight(settings: BrinkSettings) -> None:
         print(f"brink: {error}; {BROKER_HINT}", file=sys.stderr)
         raise SystemExit(1) from None
     except Exception as error:
-        print(f"brink: the database at {settings.database_url.split('@')[-1]} is not reachable: "
-              f"{str(error).splitlines()[0] if str(error) else error.__class__.__name__}", file=sys.stderr)
+        print(
+            f"brink: the database at {settings.database_url.split('@')[-1]} is not reachable: "
+            f"{str(error).splitlines()[0] if str(error) else error.__class__.__name__}",
+            file=sys.stderr,
+        )
         raise SystemExit(1) from None
     finally:
         for name, level in quieted.items():
@@ -228,8 +251,14 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def serve(app_factory: Callable[[], object], *, settings: BrinkSettings, port: int, processes: int = 1,
-          factory_path: str | None = None) -> None:
+def serve(
+    app_factory: Callable[[], object],
+    *,
+    settings: BrinkSettings,
+    port: int,
+    processes: int = 1,
+    factory_path: str | None = None,
+) -> None:
     """Run one service with uvicorn after the preflight checks; ``processes`` > 1 share the port.
 
     Several processes import the app by ``factory_path`` and keep their metrics in one directory
@@ -243,10 +272,26 @@ def serve(app_factory: Callable[[], object], *, settings: BrinkSettings, port: i
     if processes > 1:
         assert factory_path is not None, "several processes need the app factory's import path"
         metrics.prepare_multiprocess_directory()
-        uvicorn.run(factory_path, factory=True, workers=processes, host=settings.host, port=port, log_config=None,
-                    access_log=False, lifespan="on", timeout_graceful_shutdown=10)
+        uvicorn.run(
+            factory_path,
+            factory=True,
+            workers=processes,
+            host=settings.host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
         return
     app = app_factory()
     freeze_startup_objects()
-    uvicorn.run(app, host=settings.host, port=port, log_config=None, access_log=False,
-                lifespan="on", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )

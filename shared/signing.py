@@ -25,8 +25,14 @@ def stripe_signature_header(secrets: list[str], payload: bytes, timestamp: int |
     return ",".join([f"t={t}", *(f"v1={stripe_signature(secret, payload, t)}" for secret in secrets)])
 
 
-def verify_stripe_signature(header: str | None, payload: bytes, secrets: list[str], *,
-                            tolerance: int = DEFAULT_TOLERANCE_SECONDS, now: float | None = None) -> int:
+def verify_stripe_signature(
+    header: str | None,
+    payload: bytes,
+    secrets: list[str],
+    *,
+    tolerance: int = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> int:
     """Check every ``v1`` against every secret in constant time; returns the signed timestamp."""
     if not header:
         raise SignatureError("Stripe-Signature header is missing")

@@ -39,12 +39,17 @@ def run_all() -> int:
 
     preflight(settings)
     upgrade(settings.database_url)
-    print(f"brink: database at {settings.database_url.split('@')[-1]} is migrated; starting {', '.join(SERVICES)}",
-          flush=True)
+    print(
+        f"brink: database at {settings.database_url.split('@')[-1]} is migrated; starting {', '.join(SERVICES)}",
+        flush=True,
+    )
     children = {
         name: subprocess.Popen(
             [sys.executable, "-u", "-m", f"services.{name}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
         )
         for name in SERVICES
     }

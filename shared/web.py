@@ -138,8 +138,9 @@ def health_router(checks: dict[str, ReadinessCheck], *, timeout: float = 3.0) ->
             except Exception as error:  # readiness reports, it does not raise
                 results[name] = f"failing: {str(error) or error.__class__.__name__}"
         ready = all(value == "ok" for value in results.values())
-        return JSONResponse({"status": "ready" if ready else "not ready", "checks": results},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": results}, status_code=200 if ready else 503
+        )
 
     return router
 
@@ -150,19 +151,30 @@ VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
     "required": ["detail", "errors"],
     "properties": {
         "detail": {"type": "string", "title": "Detail"},
-        "errors": {"type": "array", "title": "Errors", "items": {
-            "type": "object", "required": ["field", "problem"],
-            "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
-        }},
+        "errors": {
+            "type": "array",
+            "title": "Errors",
+            "items": {
+                "type": "object",
+                "required": ["field", "problem"],
+                "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
+            },
+        },
     },
 }
 
 
 UNPARSABLE_BODY: dict[str, Any] = {
     "description": "The body is not valid JSON",
-    "content": {"application/json": {"schema": {
-        "type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}},
-    }}},
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["detail"],
+                "properties": {"detail": {"type": "string"}},
+            }
+        }
+    },
 }
 
 
@@ -190,8 +202,13 @@ def document_openapi(app: FastAPI, documented: list[APIRoute]) -> None:
     ``documented`` adds routes served directly (``DirectRoute``), which FastAPI does not see."""
 
     def build() -> dict[str, Any]:
-        return get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
-                           description=app.description, routes=[*documented, *app.routes])
+        return get_openapi(
+            title=app.title,
+            version=app.version,
+            openapi_version=app.openapi_version,
+            description=app.description,
+            routes=[*documented, *app.routes],
+        )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -211,10 +228,18 @@ def document_openapi(app: FastAPI, documented: list[APIRoute]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(*, service: str, title: str, description: str, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
-               readiness: dict[str, ReadinessCheck], api_tokens: list[SecretStr],
-               api_routers: Sequence[APIRouter] = (), direct_routers: Sequence[APIRouter] = (),
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
+    readiness: dict[str, ReadinessCheck],
+    api_tokens: list[SecretStr],
+    api_routers: Sequence[APIRouter] = (),
+    direct_routers: Sequence[APIRouter] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
     """A service's FastAPI app: ``api_routers`` need a bearer token; ``direct_routers`` authenticate
     themselves and are served as ``DirectRoute``, first in line."""
     app = FastAPI(title=title, description=description, version="1.0", lifespan=lifespan)

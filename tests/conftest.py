@@ -174,8 +174,12 @@ async def start_brink(stack: AsyncExitStack, *, database_url: str, amqp_url: str
     await purge_consumer_queues(amqp_url)
     apps = {
         "intake": build_intake(settings_for(IntakeSettings, database_url=database_url, amqp_url=amqp_url, **overrides)),
-        "diagnosis": build_diagnosis(settings_for(DiagnosisSettings, database_url=database_url, amqp_url=amqp_url, **overrides)),
-        "outreach": build_outreach(settings_for(OutreachSettings, database_url=database_url, amqp_url=amqp_url, **overrides)),
+        "diagnosis": build_diagnosis(
+            settings_for(DiagnosisSettings, database_url=database_url, amqp_url=amqp_url, **overrides)
+        ),
+        "outreach": build_outreach(
+            settings_for(OutreachSettings, database_url=database_url, amqp_url=amqp_url, **overrides)
+        ),
     }
     clients = {}
     for name, app in apps.items():

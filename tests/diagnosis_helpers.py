@@ -26,19 +26,35 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def cancellation(*, feedback: str | None = "too_expensive", comment: str | None = None, source: str = "stripe",
-                 billing_reason: str | None = "cancellation_requested", mrr_minor: int = 120_000,
-                 days_left: float = 20) -> CancellationReceived:
+def cancellation(
+    *,
+    feedback: str | None = "too_expensive",
+    comment: str | None = None,
+    source: str = "stripe",
+    billing_reason: str | None = "cancellation_requested",
+    mrr_minor: int = 120_000,
+    days_left: float = 20,
+) -> CancellationReceived:
     """A cancellation of a fresh account, as intake would report it."""
     customer = f"cus_{uuid.uuid4().hex[:12]}"
     subscription = f"sub_{uuid.uuid4().hex[:12]}"
     return CancellationReceived(
-        cancellation_id=f"{source}:{subscription}", account_id=f"{source}:{customer}", source=source,
-        source_event_id=f"evt_{uuid.uuid4().hex[:12]}", source_event_type="customer.subscription.updated",
-        customer_id=customer, subscription_id=subscription, customer_name="Acme Logistics",
-        mrr=Money(amount_minor=mrr_minor, currency="usd"), billing_reason=billing_reason, feedback=feedback,
-        comment=comment, initiated_by="customer", scheduled=True,
-        effective_at=datetime.now(UTC) + timedelta(days=days_left), state_version=1,
+        cancellation_id=f"{source}:{subscription}",
+        account_id=f"{source}:{customer}",
+        source=source,
+        source_event_id=f"evt_{uuid.uuid4().hex[:12]}",
+        source_event_type="customer.subscription.updated",
+        customer_id=customer,
+        subscription_id=subscription,
+        customer_name="Acme Logistics",
+        mrr=Money(amount_minor=mrr_minor, currency="usd"),
+        billing_reason=billing_reason,
+        feedback=feedback,
+        comment=comment,
+        initiated_by="customer",
+        scheduled=True,
+        effective_at=datetime.now(UTC) + timedelta(days=days_left),
+        state_version=1,
     )
 
 
@@ -92,7 +108,8 @@ async def running_diagnosis(*, database_url: str, amqp_url: str, **overrides: An
         heard = await channel.declare_queue(exclusive=True)
         await heard.bind(EVENTS_EXCHANGE, routing_key="diagnosis.completed")
         client = await stack.enter_async_context(
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://diagnosis"))
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://diagnosis")
+        )
         yield Diagnosis(client=client, app=app, heard=heard)
 
 

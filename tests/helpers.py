@@ -15,11 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.signing import stripe_signature_header
 
 
-def stripe_subscription(*, subscription_id: str | None = None, customer_id: str | None = None,
-                        feedback: str | None = "too_expensive", comment: str | None = None,
-                        reason: str = "cancellation_requested", unit_amount: int = 4900, quantity: int = 10,
-                        interval: str = "month", currency: str = "usd", status: str = "canceled",
-                        **fields: Any) -> dict[str, Any]:
+def stripe_subscription(
+    *,
+    subscription_id: str | None = None,
+    customer_id: str | None = None,
+    feedback: str | None = "too_expensive",
+    comment: str | None = None,
+    reason: str = "cancellation_requested",
+    unit_amount: int = 4900,
+    quantity: int = 10,
+    interval: str = "month",
+    currency: str = "usd",
+    status: str = "canceled",
+    **fields: Any,
+) -> dict[str, Any]:
     now = int(time.time())
     subscription = {
         "id": subscription_id or f"sub_{uuid.uuid4().hex[:14]}",
@@ -34,18 +43,38 @@ def stripe_subscription(*, subscription_id: str | None = None, customer_id: str 
         "cancellation_details": {"reason": reason, "feedback": feedback, "comment": comment},
         "livemode": False,
         "metadata": {},
-        "items": {"object": "list", "data": [{
-            "id": f"si_{uuid.uuid4().hex[:14]}", "object": "subscription_item", "quantity": quantity,
-            "price": {"id": "price_team", "object": "price", "currency": currency, "unit_amount": unit_amount,
-                      "nickname": "Team", "recurring": {"interval": interval, "interval_count": 1}},
-        }]},
+        "items": {
+            "object": "list",
+            "data": [
+                {
+                    "id": f"si_{uuid.uuid4().hex[:14]}",
+                    "object": "subscription_item",
+                    "quantity": quantity,
+                    "price": {
+                        "id": "price_team",
+                        "object": "price",
+                        "currency": currency,
+                        "unit_amount": unit_amount,
+                        "nickname": "Team",
+                        "recurring": {"interval": interval, "interval_count": 1},
+                    },
+                }
+            ],
+        },
     }
     subscription.update(fields)
     return subscription
 
 
-def stripe_event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None, created: int | None = None,
-                 previous_attributes: dict[str, Any] | None = None, request_id: str | None = "req_test") -> dict[str, Any]:
+def stripe_event(
+    event_type: str,
+    obj: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    created: int | None = None,
+    previous_attributes: dict[str, Any] | None = None,
+    request_id: str | None = "req_test",
+) -> dict[str, Any]:
     data: dict[str, Any] = {"object": obj}
     if previous_attributes is not None:
         data["previous_attributes"] = previous_attributes
@@ -64,8 +93,10 @@ def stripe_event(event_type: str, obj: dict[str, Any], *, event_id: str | None =
 
 def signed(event: dict[str, Any] | bytes, secret: str, *, timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
     body = event if isinstance(event, bytes) else json.dumps(event).encode()
-    return body, {"Stripe-Signature": stripe_signature_header([secret], body, timestamp),
-                  "Content-Type": "application/json"}
+    return body, {
+        "Stripe-Signature": stripe_signature_header([secret], body, timestamp),
+        "Content-Type": "application/json",
+    }
 
 
 @contextmanager

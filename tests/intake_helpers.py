@@ -30,9 +30,14 @@ def basic_auth(username: str = CHARGEBEE_USER, password: str = CHARGEBEE_PASSWOR
     return {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
 
 
-def chargebee_subscription(*, subscription_id: str | None = None, customer_id: str | None = None,
-                           status: str = "cancelled", resource_version: int | None = None,
-                           **fields: Any) -> dict[str, Any]:
+def chargebee_subscription(
+    *,
+    subscription_id: str | None = None,
+    customer_id: str | None = None,
+    status: str = "cancelled",
+    resource_version: int | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     now = int(time.time())
     subscription: dict[str, Any] = {
         "id": subscription_id or f"AzZ{uuid.uuid4().hex[:13]}",
@@ -61,9 +66,16 @@ def chargebee_subscription(*, subscription_id: str | None = None, customer_id: s
     return subscription
 
 
-def chargebee_event(event_type: str, subscription: dict[str, Any], *, source: str = "admin_console",
-                    event_id: str | None = None, customer: dict[str, Any] | None = None,
-                    user: str | None = None, **content: Any) -> dict[str, Any]:
+def chargebee_event(
+    event_type: str,
+    subscription: dict[str, Any],
+    *,
+    source: str = "admin_console",
+    event_id: str | None = None,
+    customer: dict[str, Any] | None = None,
+    user: str | None = None,
+    **content: Any,
+) -> dict[str, Any]:
     return {
         "id": event_id or f"ev_{uuid.uuid4().hex[:16]}",
         "occurred_at": int(time.time()),
@@ -73,8 +85,14 @@ def chargebee_event(event_type: str, subscription: dict[str, Any], *, source: st
         "api_version": "v2",
         "content": {
             "subscription": subscription,
-            "customer": customer or {"id": subscription["customer_id"], "email": "ana@example.com",
-                                     "first_name": "Ana", "last_name": "Lima", "object": "customer"},
+            "customer": customer
+            or {
+                "id": subscription["customer_id"],
+                "email": "ana@example.com",
+                "first_name": "Ana",
+                "last_name": "Lima",
+                "object": "customer",
+            },
             **content,
         },
         "event_type": event_type,
@@ -83,8 +101,10 @@ def chargebee_event(event_type: str, subscription: dict[str, Any], *, source: st
 
 
 def intake_settings(*, database_url: str, amqp_url: str, **overrides: Any) -> IntakeSettings:
-    values: dict[str, Any] = {"chargebee_webhook_username": CHARGEBEE_USER,
-                              "chargebee_webhook_password": CHARGEBEE_PASSWORD}
+    values: dict[str, Any] = {
+        "chargebee_webhook_username": CHARGEBEE_USER,
+        "chargebee_webhook_password": CHARGEBEE_PASSWORD,
+    }
     values.update(overrides)
     return settings_for(IntakeSettings, database_url=database_url, amqp_url=amqp_url, **values)
 
@@ -119,5 +139,6 @@ async def staged_events(app: FastAPI, cancellation_id: str) -> list[dict[str, An
 async def delivery_row(app: FastAPI, source: str, external_id: str) -> WebhookEvent | None:
     runtime = app.state.runtime
     async with runtime.sessions() as session:
-        return await session.scalar(select(WebhookEvent).where(WebhookEvent.source == source,
-                                                               WebhookEvent.external_id == external_id))
+        return await session.scalar(
+            select(WebhookEvent).where(WebhookEvent.source == source, WebhookEvent.external_id == external_id)
+        )

@@ -20,7 +20,8 @@ from shared.messaging import Broker, QueueSpec
 # Outreach's handled-messages table exists after migration; the test's own queue name keeps its rows apart.
 # Described on a MetaData of its own so the services' models can still define it on the shared one.
 HANDLED = Table(
-    "outreach_handled_messages", MetaData(),
+    "outreach_handled_messages",
+    MetaData(),
     Column("consumer", String(128), primary_key=True),
     Column("event_id", String(36), primary_key=True),
     Column("handled_at", UTCDateTime(), nullable=False),
@@ -30,9 +31,16 @@ HANDLED = Table(
 def diagnosis_completed(*, playbook: str = "price-objection") -> Envelope:
     """A diagnosis.completed event as diagnosis publishes it."""
     payload = DiagnosisCompleted(
-        diagnosis_id=str(uuid.uuid4()), diagnosis_version=1, cancellation_id=str(uuid.uuid4()),
-        account_id="acct_ops", customer_id="cus_ops", source="stripe", symptom="cancelled", root_cause="price",
-        verdict=Verdict(decision="pursue", priority=50), recommended_playbook=playbook,
+        diagnosis_id=str(uuid.uuid4()),
+        diagnosis_version=1,
+        cancellation_id=str(uuid.uuid4()),
+        account_id="acct_ops",
+        customer_id="cus_ops",
+        source="stripe",
+        symptom="cancelled",
+        root_cause="price",
+        verdict=Verdict(decision="pursue", priority=50),
+        recommended_playbook=playbook,
     )
     return Envelope.wrap(payload, correlation_id=f"ops-{uuid.uuid4().hex[:8]}", source="diagnosis")
 
@@ -53,16 +61,25 @@ class PlaybookHandler:
 
 
 @asynccontextmanager
-async def running_consumer(*, database_url: str, amqp_url: str, handler: PlaybookHandler,
-                           retry_delays: tuple[float, ...] = (0.1, 0.2)) -> AsyncIterator[Consumer]:
+async def running_consumer(
+    *, database_url: str, amqp_url: str, handler: PlaybookHandler, retry_delays: tuple[float, ...] = (0.1, 0.2)
+) -> AsyncIterator[Consumer]:
     """A real Consumer on a fresh queue of its own, with the real broker and database."""
     engine = make_engine(database_url)
     broker = Broker(amqp_url)
     await broker.connect()
-    spec = QueueSpec(name=f"opstest.{uuid.uuid4().hex[:8]}", routing_keys=(f"opstest.{uuid.uuid4().hex[:8]}",),
-                     retry_delays=retry_delays)
-    consumer = Consumer(spec=spec, handlers={DiagnosisCompleted.TYPE: handler}, broker=broker,
-                        sessions=make_sessionmaker(engine), handled=HANDLED)
+    spec = QueueSpec(
+        name=f"opstest.{uuid.uuid4().hex[:8]}",
+        routing_keys=(f"opstest.{uuid.uuid4().hex[:8]}",),
+        retry_delays=retry_delays,
+    )
+    consumer = Consumer(
+        spec=spec,
+        handlers={DiagnosisCompleted.TYPE: handler},
+        broker=broker,
+        sessions=make_sessionmaker(engine),
+        handled=HANDLED,
+    )
     await consumer.start()
     try:
         yield consumer
@@ -77,9 +94,14 @@ async def send_to_queue(amqp_url: str, queue: str, envelope: Envelope) -> None:
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
-        message = aio_pika.Message(envelope.to_bytes(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                   content_type="application/json", message_id=str(envelope.id),
-                                   type=envelope.type, correlation_id=envelope.correlation_id)
+        message = aio_pika.Message(
+            envelope.to_bytes(),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type="application/json",
+            message_id=str(envelope.id),
+            type=envelope.type,
+            correlation_id=envelope.correlation_id,
+        )
         await channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
     finally:
         await connection.close()

@@ -17,7 +17,14 @@ from services.outreach.endings import close_case, withdraw
 from services.outreach.escalation import Fired
 from services.outreach.scheduler import Scheduler
 from services.outreach.models import (
-    Case, CaseEvent, EarlyWithdrawal, Notification, RotationCursor, Task, Timer, outbox,
+    Case,
+    CaseEvent,
+    EarlyWithdrawal,
+    Notification,
+    RotationCursor,
+    Task,
+    Timer,
+    outbox,
 )
 from services.outreach.policy import Policy
 from services.outreach.settings import OutreachSettings
@@ -42,27 +49,48 @@ class FakeClock:
         return self.current
 
 
-def diagnosis(*, root_cause: str = "poor_implementation", decision: str = "pursue", version: int = 1,
-              cancellation_id: str | None = None, account_id: str | None = None, mrr_minor: int | None = 49_000,
-              effective_in: timedelta | None = timedelta(days=20), now: datetime = START, priority: int = 50,
-              account_owner: str | None = None, avoid: list[str] | None = None) -> DiagnosisCompleted:
+def diagnosis(
+    *,
+    root_cause: str = "poor_implementation",
+    decision: str = "pursue",
+    version: int = 1,
+    cancellation_id: str | None = None,
+    account_id: str | None = None,
+    mrr_minor: int | None = 49_000,
+    effective_in: timedelta | None = timedelta(days=20),
+    now: datetime = START,
+    priority: int = 50,
+    account_owner: str | None = None,
+    avoid: list[str] | None = None,
+) -> DiagnosisCompleted:
     """A diagnosis.completed payload as the diagnosis service sends it."""
     account_id = account_id or f"stripe:cus_{uuid.uuid4().hex[:12]}"
     return DiagnosisCompleted(
-        diagnosis_id=str(uuid.uuid4()), diagnosis_version=version,
-        cancellation_id=cancellation_id or f"stripe:sub_{uuid.uuid4().hex[:12]}", account_id=account_id,
-        customer_id=account_id.split(":")[1], customer_name="Acme GmbH", account_owner=account_owner, source="stripe",
+        diagnosis_id=str(uuid.uuid4()),
+        diagnosis_version=version,
+        cancellation_id=cancellation_id or f"stripe:sub_{uuid.uuid4().hex[:12]}",
+        account_id=account_id,
+        customer_id=account_id.split(":")[1],
+        customer_name="Acme GmbH",
+        account_owner=account_owner,
+        source="stripe",
         mrr=Money(amount_minor=mrr_minor, currency="usd") if mrr_minor is not None else None,
-        effective_at=now + effective_in if effective_in is not None else None, symptom="unused",
-        root_cause=root_cause, avoid=avoid or [], verdict=Verdict(decision=decision, priority=priority),
+        effective_at=now + effective_in if effective_in is not None else None,
+        symptom="unused",
+        root_cause=root_cause,
+        avoid=avoid or [],
+        verdict=Verdict(decision=decision, priority=priority),
         recommended_playbook=root_cause if decision == "pursue" else decision,
     )
 
 
 def withdrawal(of: DiagnosisCompleted) -> CancellationWithdrawn:
     return CancellationWithdrawn(
-        cancellation_id=of.cancellation_id, account_id=of.account_id, source="stripe",
-        source_event_id=f"evt_{uuid.uuid4().hex[:10]}", source_event_type="customer.subscription.updated",
+        cancellation_id=of.cancellation_id,
+        account_id=of.account_id,
+        source="stripe",
+        source_event_id=f"evt_{uuid.uuid4().hex[:10]}",
+        source_event_type="customer.subscription.updated",
         customer_id=of.customer_id,
     )
 
@@ -97,8 +125,9 @@ class Desk:
 
     async def complete(self, task_id: str, result: str, note: str | None = None) -> Task:
         async with transaction(self.sessions) as session:
-            return await complete_task(session, task_id, result=result, note=note, performed_by=None,
-                                       clock=self.clock, policy=self.policy)
+            return await complete_task(
+                session, task_id, result=result, note=note, performed_by=None, clock=self.clock, policy=self.policy
+            )
 
     async def close(self, case_id: str, outcome: str) -> None:
         async with transaction(self.sessions) as session:
@@ -107,8 +136,15 @@ class Desk:
 
     async def tick(self) -> list[Fired]:
         """One pass of the real scheduler: fire every due timer, one transaction each."""
-        scheduler = Scheduler(sessions=self.sessions, policy=self.policy, clock=self.clock, notifiers={},
-                              poll_seconds=1.0, notify_rounds=1, notify_backoff=timedelta(0))
+        scheduler = Scheduler(
+            sessions=self.sessions,
+            policy=self.policy,
+            clock=self.clock,
+            notifiers={},
+            poll_seconds=1.0,
+            notify_rounds=1,
+            notify_backoff=timedelta(0),
+        )
         fired = await scheduler.fire_timers(limit=100_000)
         self.fired.extend(fired)
         return fired
@@ -147,8 +183,9 @@ class Desk:
 
     async def published(self, event_type: str) -> list[dict[str, Any]]:
         async with self.sessions() as session:
-            rows = await session.execute(select(outbox.c.body).where(outbox.c.event_type == event_type)
-                                         .order_by(outbox.c.id))
+            rows = await session.execute(
+                select(outbox.c.body).where(outbox.c.event_type == event_type).order_by(outbox.c.id)
+            )
             return [json.loads(body)["data"] for (body,) in rows]
 
     async def notifications(self) -> list[Notification]:
@@ -157,15 +194,21 @@ class Desk:
 
 
 def outreach_settings(**overrides: Any) -> OutreachSettings:
-    values: dict[str, Any] = {"api_tokens": ["test-token-outreach"], "rotation_csm": ["ana", "ben", "cleo"],
-                              "rotation_cs_manager": ["maria"], "rotation_vp_customer_success": ["victor"],
-                              "rotation_executive_sponsor": ["eve"], "high_value_mrr_minor": 100_000}
+    values: dict[str, Any] = {
+        "api_tokens": ["test-token-outreach"],
+        "rotation_csm": ["ana", "ben", "cleo"],
+        "rotation_cs_manager": ["maria"],
+        "rotation_vp_customer_success": ["victor"],
+        "rotation_executive_sponsor": ["eve"],
+        "high_value_mrr_minor": 100_000,
+    }
     values.update(overrides)
     return OutreachSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-async def open_desk(url: str, *, channels: tuple[str, ...] = (), clock: FakeClock | None = None, wipe: bool = True,
-                    **overrides: Any) -> tuple[Desk, AsyncEngine]:
+async def open_desk(
+    url: str, *, channels: tuple[str, ...] = (), clock: FakeClock | None = None, wipe: bool = True, **overrides: Any
+) -> tuple[Desk, AsyncEngine]:
     engine = make_engine(url)
     if wipe:
         await wipe_outreach(engine)

@@ -28,19 +28,29 @@ SERVICE = "diagnosis"
 def build_app(settings: DiagnosisSettings) -> FastAPI:
     runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox, handled=handled)
     context = (
-        ContextSource(base_url=settings.context_url, timeout_seconds=settings.context_timeout_seconds,
-                      attempts=settings.context_attempts)
-        if settings.context_url else None
+        ContextSource(
+            base_url=settings.context_url,
+            timeout_seconds=settings.context_timeout_seconds,
+            attempts=settings.context_attempts,
+        )
+        if settings.context_url
+        else None
     )
-    runtime.consume("cancellations", {
-        CancellationReceived.TYPE: partial(consumers.on_cancellation_received, context=context),
-        CancellationWithdrawn.TYPE: consumers.on_cancellation_withdrawn,
-    })
+    runtime.consume(
+        "cancellations",
+        {
+            CancellationReceived.TYPE: partial(consumers.on_cancellation_received, context=context),
+            CancellationWithdrawn.TYPE: consumers.on_cancellation_withdrawn,
+        },
+    )
     runtime.consume("signals", {AccountSignalsUpdated.TYPE: partial(consumers.on_signals_updated, context=context)})
-    runtime.consume("history", {
-        InterventionLogged.TYPE: partial(consumers.on_intervention_logged, context=context),
-        CaseClosed.TYPE: consumers.on_case_closed,
-    })
+    runtime.consume(
+        "history",
+        {
+            InterventionLogged.TYPE: partial(consumers.on_intervention_logged, context=context),
+            CaseClosed.TYPE: consumers.on_case_closed,
+        },
+    )
 
     app = create_app(
         service=SERVICE,

@@ -11,6 +11,7 @@ from services.diagnosis.taxonomy import ROOT_CAUSES, SYMPTOMS
 
 __all__ = ["ROOT_CAUSES", "SYMPTOMS", "Clue", "Scored", "StatedReason", "normalise_symptom", "score_root_causes"]
 
+
 @dataclass(frozen=True)
 class Clue:
     """One piece of evidence: which signal or phrase, what it says, how much it weighed."""
@@ -63,8 +64,9 @@ def normalise_symptom(stated: StatedReason, rules: Rules) -> str:
     return "other" if (feedback or stated.comment) else "unknown"
 
 
-def score_root_causes(*, symptom: str, texts: list[tuple[str, str]], facts: dict[str, Any],
-                      rules: Rules) -> list[Scored]:
+def score_root_causes(
+    *, symptom: str, texts: list[tuple[str, str]], facts: dict[str, Any], rules: Rules
+) -> list[Scored]:
     """Every root cause scored from the symptom, phrases in the texts and the known facts, best first."""
     raw: list[tuple[str, float, list[Clue]]] = []
     for name, cause in rules.root_causes.items():
@@ -78,14 +80,19 @@ def score_root_causes(*, symptom: str, texts: list[tuple[str, str]], facts: dict
                     break
         for condition in cause.signals:
             if condition.signal in facts and condition.holds(facts[condition.signal]):
-                clues.append(Clue(condition.signal, f"{condition.says} ({_show(facts[condition.signal])})",
-                                  condition.weight))
+                clues.append(
+                    Clue(condition.signal, f"{condition.says} ({_show(facts[condition.signal])})", condition.weight)
+                )
         raw.append((name, round(sum(clue.weight for clue in clues), 3), clues))
     # What is not yet known counts as one more, unnamed cause: thin evidence never looks certain.
     positive = sum(max(score, 0.0) for _, score, _ in raw) + rules.discover_below
     ranked = [
-        Scored(root_cause=name, score=score, confidence=round(max(score, 0.0) / positive, 3),
-               evidence=tuple(sorted(clues, key=lambda clue: -abs(clue.weight))))
+        Scored(
+            root_cause=name,
+            score=score,
+            confidence=round(max(score, 0.0) / positive, 3),
+            evidence=tuple(sorted(clues, key=lambda clue: -abs(clue.weight))),
+        )
         for name, score, clues in raw
     ]
     # Ties fall to the order of the rules file, which lists the more common causes first.

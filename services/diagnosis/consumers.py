@@ -20,47 +20,75 @@ from shared.logs import get_logger
 log = get_logger("diagnosis.consumers")
 
 
-async def on_cancellation_received(payload: CancellationReceived, *, envelope: Envelope, session: AsyncSession,
-                                   context: ContextSource | None = None) -> None:
+async def on_cancellation_received(
+    payload: CancellationReceived, *, envelope: Envelope, session: AsyncSession, context: ContextSource | None = None
+) -> None:
     recorded = await service.record_cancellation(session, payload)
     if recorded.newest is None:
         log.info("diagnosis.cancellation.already_withdrawn", cancellation_id=payload.cancellation_id)
         return
-    await service.diagnose(session, recorded.newest, correlation_id=envelope.correlation_id, context=context,
-                           latest_version=0 if recorded.is_new else None, history=recorded.history)
+    await service.diagnose(
+        session,
+        recorded.newest,
+        correlation_id=envelope.correlation_id,
+        context=context,
+        latest_version=0 if recorded.is_new else None,
+        history=recorded.history,
+    )
 
 
-async def on_cancellation_withdrawn(payload: CancellationWithdrawn, *, envelope: Envelope,
-                                    session: AsyncSession) -> None:
+async def on_cancellation_withdrawn(
+    payload: CancellationWithdrawn, *, envelope: Envelope, session: AsyncSession
+) -> None:
     await service.withdraw_cancellation(session, payload)
 
 
-async def on_signals_updated(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession,
-                             context: ContextSource | None = None) -> None:
+async def on_signals_updated(
+    payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession, context: ContextSource | None = None
+) -> None:
     """Diagnose again, unless a diagnosis has already seen these signals (several PUTs in a row)."""
-    await service.rediagnose_account(session, payload.account_id, correlation_id=envelope.correlation_id,
-                                     context=context, unless_seen=payload.signal_version)
+    await service.rediagnose_account(
+        session,
+        payload.account_id,
+        correlation_id=envelope.correlation_id,
+        context=context,
+        unless_seen=payload.signal_version,
+    )
 
 
-async def on_intervention_logged(payload: InterventionLogged, *, envelope: Envelope, session: AsyncSession,
-                                 context: ContextSource | None = None) -> None:
+async def on_intervention_logged(
+    payload: InterventionLogged, *, envelope: Envelope, session: AsyncSession, context: ContextSource | None = None
+) -> None:
     """Remember the attempt; a failed one changes the recommendation, so diagnose again."""
     await service.record_attempt(
-        session, attempt_id=f"intervention:{payload.intervention_id}", account_id=payload.account_id,
-        cancellation_id=payload.cancellation_id, action=payload.action, result=payload.result,
-        note=payload.note, performed_at=payload.performed_at, playbook=payload.playbook,
+        session,
+        attempt_id=f"intervention:{payload.intervention_id}",
+        account_id=payload.account_id,
+        cancellation_id=payload.cancellation_id,
+        action=payload.action,
+        result=payload.result,
+        note=payload.note,
+        performed_at=payload.performed_at,
+        playbook=payload.playbook,
     )
     if payload.result.strip().lower() in load_rules().failed_results:
-        await service.rediagnose_account(session, payload.account_id, correlation_id=envelope.correlation_id,
-                                         context=context)
+        await service.rediagnose_account(
+            session, payload.account_id, correlation_id=envelope.correlation_id, context=context
+        )
 
 
 async def on_case_closed(payload: CaseClosed, *, envelope: Envelope, session: AsyncSession) -> None:
     """A case ended: its playbook counts as tried, and the cancellation is not diagnosed again."""
     await service.record_attempt(
-        session, attempt_id=f"case:{payload.case_id}", account_id=payload.account_id,
-        cancellation_id=payload.cancellation_id, action=f"{payload.root_cause or 'case'} playbook",
-        result=payload.outcome, note=payload.reason, performed_at=payload.closed_at,
-        playbook=payload.root_cause, whole_playbook=payload.outcome != "saved",
+        session,
+        attempt_id=f"case:{payload.case_id}",
+        account_id=payload.account_id,
+        cancellation_id=payload.cancellation_id,
+        action=f"{payload.root_cause or 'case'} playbook",
+        result=payload.outcome,
+        note=payload.reason,
+        performed_at=payload.closed_at,
+        playbook=payload.root_cause,
+        whole_playbook=payload.outcome != "saved",
     )
     await service.close_cancellation(session, payload.cancellation_id)

@@ -27,9 +27,16 @@ class _Retryable(Exception):
 class ContextSource:
     """Reads ``GET <base_url>/accounts/{account_id}``: signal groups shaped as ``PUT /signals`` takes them."""
 
-    def __init__(self, *, base_url: str, timeout_seconds: float = 2.0, attempts: int = 3,
-                 transport: httpx.AsyncBaseTransport | None = None, backoff_seconds: float = 0.2,
-                 cooldown_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        timeout_seconds: float = 2.0,
+        attempts: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff_seconds: float = 0.2,
+        cooldown_seconds: float = 30.0,
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self._cooldown = cooldown_seconds
         self._down_until = 0.0

@@ -71,11 +71,13 @@ def unknowns_for(hypotheses: list[Scored], known: dict[str, Any], rules: Rules) 
     unknowns = []
     for hypothesis in strong:
         cause = rules.root_causes[hypothesis.root_cause]
-        unknowns.append(Unknown(
-            root_cause=hypothesis.root_cause,
-            signals_to_check=[signal for signal in cause.confirm if signal not in known],
-            questions=list(cause.questions),
-        ))
+        unknowns.append(
+            Unknown(
+                root_cause=hypothesis.root_cause,
+                signals_to_check=[signal for signal in cause.confirm if signal not in known],
+                questions=list(cause.questions),
+            )
+        )
     return unknowns
 
 
@@ -98,8 +100,13 @@ def diagnose_case(facts: CaseFacts, rules: Rules | None = None) -> Finding:
         avoid=avoid_list(facts.history, rules),
         decision=verdict.decision,
         reason=verdict.reason,
-        priority=priority(decision=verdict.decision, mrr_major=facts.mrr_major, icp_fit=known.get("company.icp_fit"),
-                          days_left=days_left, rules=rules.priority),
+        priority=priority(
+            decision=verdict.decision,
+            mrr_major=facts.mrr_major,
+            icp_fit=known.get("company.icp_fit"),
+            days_left=days_left,
+            rules=rules.priority,
+        ),
         root_cause=ranked[0].root_cause,
         recommended_playbook=verdict.playbook,
     )

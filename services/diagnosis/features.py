@@ -7,11 +7,24 @@ from typing import Any
 
 
 FEATURE_NAMES = (
-    "usage.seat_utilisation", "usage.key_feature_adoption", "usage.trend", "usage.days_since_last_activity",
-    "onboarding.completed", "onboarding.trained_share", "stakeholders.champion_left",
-    "stakeholders.users_in_evaluation", "stakeholders.has_champion", "stakeholders.has_executive_sponsor",
-    "support.open_tickets", "support.known_issues", "billing.failed_payments", "billing.downgrades",
-    "billing.discounts_given", "company.distress", "company.budget_freeze", "company.icp_fit",
+    "usage.seat_utilisation",
+    "usage.key_feature_adoption",
+    "usage.trend",
+    "usage.days_since_last_activity",
+    "onboarding.completed",
+    "onboarding.trained_share",
+    "stakeholders.champion_left",
+    "stakeholders.users_in_evaluation",
+    "stakeholders.has_champion",
+    "stakeholders.has_executive_sponsor",
+    "support.open_tickets",
+    "support.known_issues",
+    "billing.failed_payments",
+    "billing.downgrades",
+    "billing.discounts_given",
+    "company.distress",
+    "company.budget_freeze",
+    "company.icp_fit",
 )
 
 

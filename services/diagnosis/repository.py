@@ -10,8 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (Boolean, Integer, String, bindparam, cast, exists, func, insert, literal, null, select, union_all,
-                        update)
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    String,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,14 +66,28 @@ _ADD_CANCELLATION = {
 }
 
 
-async def add_cancellation_if_new(session: AsyncSession, *, cancellation_id: str, account_id: str, status: str,
-                                  state_version: int, details: dict[str, Any]) -> bool:
+async def add_cancellation_if_new(
+    session: AsyncSession,
+    *,
+    cancellation_id: str,
+    account_id: str,
+    status: str,
+    state_version: int,
+    details: dict[str, Any],
+) -> bool:
     """Insert-or-ignore, so two reports of one cancellation handled at once never collide on the unique key."""
     statement = _ADD_CANCELLATION["postgresql" if is_postgres(session) else "sqlite"]
-    created = await session.execute(statement, dict(
-        cancellation_id=cancellation_id, account_id=account_id, status=status, state_version=state_version,
-        details=details, received_at=utcnow(),
-    ))
+    created = await session.execute(
+        statement,
+        dict(
+            cancellation_id=cancellation_id,
+            account_id=account_id,
+            status=status,
+            state_version=state_version,
+            details=details,
+            received_at=utcnow(),
+        ),
+    )
     return created.scalar_one_or_none() is not None
 
 
@@ -71,17 +98,21 @@ _UPDATE_UNLESS_NEWER_STORED = (
 )
 
 
-async def update_unless_newer_stored(session: AsyncSession, *, cancellation_id: str, state_version: int,
-                                     **values: Any) -> bool:
+async def update_unless_newer_stored(
+    session: AsyncSession, *, cancellation_id: str, state_version: int, **values: Any
+) -> bool:
     """Apply a report unless the stored one is newer (by the source's ordering); True when it was applied."""
-    applied = await session.execute(_UPDATE_UNLESS_NEWER_STORED, dict(
-        which=cancellation_id, newest=state_version, state_version=state_version, **values))
+    applied = await session.execute(
+        _UPDATE_UNLESS_NEWER_STORED,
+        dict(which=cancellation_id, newest=state_version, state_version=state_version, **values),
+    )
     return applied.scalar_one_or_none() is not None
 
 
 _LOCKED_CANCELLATION = (
     select(CANCELLATIONS.c.status, CANCELLATIONS.c.details)
-    .where(CANCELLATIONS.c.cancellation_id == bindparam("cancellation_id")).with_for_update()
+    .where(CANCELLATIONS.c.cancellation_id == bindparam("cancellation_id"))
+    .with_for_update()
 )
 
 
@@ -106,13 +137,22 @@ def _open_cancellations_statement() -> Any:
     latest = DIAGNOSES.alias("latest")
     newest_version = (
         select(func.max(DIAGNOSES.c.version))
-        .where(DIAGNOSES.c.cancellation_id == CANCELLATIONS.c.cancellation_id).scalar_subquery()
+        .where(DIAGNOSES.c.cancellation_id == CANCELLATIONS.c.cancellation_id)
+        .scalar_subquery()
     )
     return (
-        select(CANCELLATIONS.c.cancellation_id, CANCELLATIONS.c.details, latest.c.version,
-               latest.c.explanation["signal_version"].as_integer().label("seen_signal_version"))
-        .select_from(CANCELLATIONS.outerjoin(latest, (latest.c.cancellation_id == CANCELLATIONS.c.cancellation_id)
-                                             & (latest.c.version == newest_version)))
+        select(
+            CANCELLATIONS.c.cancellation_id,
+            CANCELLATIONS.c.details,
+            latest.c.version,
+            latest.c.explanation["signal_version"].as_integer().label("seen_signal_version"),
+        )
+        .select_from(
+            CANCELLATIONS.outerjoin(
+                latest,
+                (latest.c.cancellation_id == CANCELLATIONS.c.cancellation_id) & (latest.c.version == newest_version),
+            )
+        )
         .where(CANCELLATIONS.c.account_id == bindparam("account_id"), CANCELLATIONS.c.status == "open")
         .order_by(CANCELLATIONS.c.id)
     )
@@ -125,15 +165,23 @@ async def open_cancellations(session: AsyncSession, account_id: str) -> list[Sto
     """The account's cancellations still worth diagnosing (not withdrawn, not closed), each with its latest
     diagnosis version and the signal version that diagnosis saw (0 when none)."""
     return [
-        StoredCancellation(cancellation_id=row.cancellation_id, status="open", details=row.details,
-                           latest_version=row.version or 0, seen_signal_version=row.seen_signal_version or 0)
+        StoredCancellation(
+            cancellation_id=row.cancellation_id,
+            status="open",
+            details=row.details,
+            latest_version=row.version or 0,
+            seen_signal_version=row.seen_signal_version or 0,
+        )
         for row in await session.execute(_OPEN_CANCELLATIONS, {"account_id": account_id})
     ]
 
 
 async def has_open_cancellation(session: AsyncSession, account_id: str) -> bool:
-    return bool(await session.scalar(select(exists().where(
-        CANCELLATIONS.c.account_id == account_id, CANCELLATIONS.c.status == "open"))))
+    return bool(
+        await session.scalar(
+            select(exists().where(CANCELLATIONS.c.account_id == account_id, CANCELLATIONS.c.status == "open"))
+        )
+    )
 
 
 async def signal_rows(session: AsyncSession, account_id: str) -> dict[str, AccountSignal]:
@@ -145,14 +193,26 @@ def _history_selects() -> list[Any]:
     """Signals and attempts, as selects of one shape: ``row_kind`` tells them apart."""
     no_text = cast(null(), String)
     signals = select(
-        literal("signal").label("row_kind"), SIGNALS.c.kind.label("name"), SIGNALS.c["values"].label("body"),
-        SIGNALS.c.signal_version, no_text.label("result"), no_text.label("playbook"),
-        cast(null(), Boolean).label("whole_playbook"), cast(null(), UTCDateTime()).label("performed_at"),
+        literal("signal").label("row_kind"),
+        SIGNALS.c.kind.label("name"),
+        SIGNALS.c["values"].label("body"),
+        SIGNALS.c.signal_version,
+        no_text.label("result"),
+        no_text.label("playbook"),
+        cast(null(), Boolean).label("whole_playbook"),
+        cast(null(), UTCDateTime()).label("performed_at"),
         SIGNALS.c.id,
     ).where(SIGNALS.c.account_id == bindparam("account_id"))
     attempts = select(
-        literal("attempt"), ATTEMPTS.c.action, cast(null(), JSONType), cast(null(), Integer), ATTEMPTS.c.result,
-        ATTEMPTS.c.playbook, ATTEMPTS.c.whole_playbook, ATTEMPTS.c.performed_at, ATTEMPTS.c.id,
+        literal("attempt"),
+        ATTEMPTS.c.action,
+        cast(null(), JSONType),
+        cast(null(), Integer),
+        ATTEMPTS.c.result,
+        ATTEMPTS.c.playbook,
+        ATTEMPTS.c.whole_playbook,
+        ATTEMPTS.c.performed_at,
+        ATTEMPTS.c.id,
     ).where(ATTEMPTS.c.account_id == bindparam("account_id"))
     return [signals, attempts]
 
@@ -163,12 +223,25 @@ _CANCELLATION_VALUES = ("cancellation_id", "account_id", "status", "state_versio
 def _add_cancellation_and_history_statement() -> Any:
     """On PostgreSQL, the insert-or-ignore of a cancellation and its account's history in one statement: the
     insert is a data-modifying CTE, and an ``added`` row says it inserted."""
-    added = (postgresql.insert(CANCELLATIONS)
-             .values({name: bindparam(name, type_=CANCELLATIONS.c[name].type) for name in _CANCELLATION_VALUES})
-             .on_conflict_do_nothing().returning(CANCELLATIONS.c.id).cte("added"))
+    added = (
+        postgresql.insert(CANCELLATIONS)
+        .values({name: bindparam(name, type_=CANCELLATIONS.c[name].type) for name in _CANCELLATION_VALUES})
+        .on_conflict_do_nothing()
+        .returning(CANCELLATIONS.c.id)
+        .cte("added")
+    )
     no_text = cast(null(), String)
-    claimed = select(literal("added"), no_text, cast(null(), JSONType), cast(null(), Integer), no_text, no_text,
-                     cast(null(), Boolean), cast(null(), UTCDateTime()), added.c.id)
+    claimed = select(
+        literal("added"),
+        no_text,
+        cast(null(), JSONType),
+        cast(null(), Integer),
+        no_text,
+        no_text,
+        cast(null(), Boolean),
+        cast(null(), UTCDateTime()),
+        added.c.id,
+    )
     return union_all(*_history_selects(), claimed).order_by("row_kind", "performed_at", "id").add_cte(added)
 
 
@@ -187,8 +260,11 @@ def _history_of(rows: Any) -> tuple[AccountHistory, bool]:
             signals[row.name] = row.body
             signal_version = max(signal_version, row.signal_version)
         elif row.row_kind == "attempt":
-            attempts.append(PastAttempt(action=row.name, result=row.result, playbook=row.playbook,
-                                        whole_playbook=row.whole_playbook))
+            attempts.append(
+                PastAttempt(
+                    action=row.name, result=row.result, playbook=row.playbook, whole_playbook=row.whole_playbook
+                )
+            )
         else:
             added = True
     return AccountHistory(signals=signals, signal_version=signal_version, attempts=attempts), added
@@ -200,19 +276,32 @@ async def account_history(session: AsyncSession, account_id: str) -> AccountHist
     return history
 
 
-async def add_cancellation_and_read_history(session: AsyncSession, *, cancellation_id: str, account_id: str,
-                                            state_version: int, details: dict[str, Any]
-                                            ) -> tuple[bool, AccountHistory]:
+async def add_cancellation_and_read_history(
+    session: AsyncSession, *, cancellation_id: str, account_id: str, state_version: int, details: dict[str, Any]
+) -> tuple[bool, AccountHistory]:
     """Insert-or-ignore an open cancellation, and read its account's history: one round trip on PostgreSQL.
     True when the cancellation is new."""
     if not is_postgres(session):  # SQLite has no data-modifying CTEs
-        added = await add_cancellation_if_new(session, cancellation_id=cancellation_id, account_id=account_id,
-                                              status="open", state_version=state_version, details=details)
+        added = await add_cancellation_if_new(
+            session,
+            cancellation_id=cancellation_id,
+            account_id=account_id,
+            status="open",
+            state_version=state_version,
+            details=details,
+        )
         return added, await account_history(session, account_id)
-    rows = await session.execute(_ADD_CANCELLATION_AND_HISTORY, dict(
-        cancellation_id=cancellation_id, account_id=account_id, status="open", state_version=state_version,
-        details=details, received_at=utcnow(),
-    ))
+    rows = await session.execute(
+        _ADD_CANCELLATION_AND_HISTORY,
+        dict(
+            cancellation_id=cancellation_id,
+            account_id=account_id,
+            status="open",
+            state_version=state_version,
+            details=details,
+            received_at=utcnow(),
+        ),
+    )
     history, added = _history_of(rows)
     return added, history
 
@@ -230,13 +319,21 @@ async def latest_version(session: AsyncSession, cancellation_id: str) -> int:
 
 def _add_diagnosis_and_event_statement() -> Any:
     """On PostgreSQL, the diagnosis row and its outbox row in one statement (a data-modifying CTE)."""
-    diagnosis = insert(DIAGNOSES).values({
-        column.name: bindparam(f"diagnosis_{column.name}", type_=column.type) for column in DIAGNOSES.c
-    }).cte("diagnosis")
-    return insert(outbox).values({
-        name: bindparam(name, type_=outbox.c[name].type)
-        for name in ("event_id", "event_type", "correlation_id", "body", "created_at")
-    }).add_cte(diagnosis)
+    diagnosis = (
+        insert(DIAGNOSES)
+        .values({column.name: bindparam(f"diagnosis_{column.name}", type_=column.type) for column in DIAGNOSES.c})
+        .cte("diagnosis")
+    )
+    return (
+        insert(outbox)
+        .values(
+            {
+                name: bindparam(name, type_=outbox.c[name].type)
+                for name in ("event_id", "event_type", "correlation_id", "body", "created_at")
+            }
+        )
+        .add_cte(diagnosis)
+    )
 
 
 _ADD_DIAGNOSIS_AND_EVENT = _add_diagnosis_and_event_statement()
@@ -256,7 +353,9 @@ async def add_diagnosis_and_event(session: AsyncSession, envelope: Envelope, **d
 async def latest_diagnosis(session: AsyncSession, account_id: str) -> Diagnosis | None:
     return (
         await session.execute(
-            select(Diagnosis).where(Diagnosis.account_id == account_id)
-            .order_by(Diagnosis.created_at.desc(), Diagnosis.version.desc()).limit(1)
+            select(Diagnosis)
+            .where(Diagnosis.account_id == account_id)
+            .order_by(Diagnosis.created_at.desc(), Diagnosis.version.desc())
+            .limit(1)
         )
     ).scalar_one_or_none()

@@ -104,8 +104,13 @@ def _condition(raw: dict[str, Any], where: str) -> Condition:
     kinds = [kind for kind in CONDITION_KINDS if kind in raw]
     if len(kinds) != 1 or "signal" not in raw or "weight" not in raw:
         raise RulesError(f"{where}: a signal rule needs `signal`, `weight` and one of {', '.join(CONDITION_KINDS)}")
-    return Condition(signal=raw["signal"], kind=kinds[0], value=raw[kinds[0]], weight=float(raw["weight"]),
-                     says=str(raw.get("says") or raw["signal"]))
+    return Condition(
+        signal=raw["signal"],
+        kind=kinds[0],
+        value=raw[kinds[0]],
+        weight=float(raw["weight"]),
+        says=str(raw.get("says") or raw["signal"]),
+    )
 
 
 def _phrase(raw: dict[str, Any], where: str) -> Phrase:

@@ -27,8 +27,9 @@ class UsageSignals(SignalGroup):
     active_users: int | None = Field(default=None, ge=0)
     licensed_seats: int | None = Field(default=None, ge=0)
     last_activity_at: AwareDatetime | None = None
-    key_feature_adoption: float | None = Field(default=None, ge=0, le=1,
-                                               description="share of active users using the key features, 0-1")
+    key_feature_adoption: float | None = Field(
+        default=None, ge=0, le=1, description="share of active users using the key features, 0-1"
+    )
     trend: Literal["growing", "flat", "declining"] | None = None
 
 
@@ -102,8 +103,9 @@ class SignalsAccepted(BaseModel):
     account_id: str
     signal_version: int
     groups: list[str] = Field(description="the groups stored")
-    stale: list[str] = Field(default_factory=list,
-                             description="groups not stored: what we hold was observed later than what was sent")
+    stale: list[str] = Field(
+        default_factory=list, description="groups not stored: what we hold was observed later than what was sent"
+    )
     rediagnosing: bool = Field(description="an open cancellation will be diagnosed again")
 
 

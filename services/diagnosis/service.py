@@ -42,13 +42,21 @@ async def record_cancellation(session: AsyncSession, event: CancellationReceived
     """Keep the newest report of a cancellation (by the source's own ordering)."""
     details = event.model_dump(mode="json")
     is_new, history = await repository.add_cancellation_and_read_history(
-        session, cancellation_id=event.cancellation_id, account_id=event.account_id,
-        state_version=event.state_version, details=details,
+        session,
+        cancellation_id=event.cancellation_id,
+        account_id=event.account_id,
+        state_version=event.state_version,
+        details=details,
     )
     if is_new:
         return RecordedCancellation(newest=event, is_new=True, history=history)
-    if await repository.update_unless_newer_stored(session, cancellation_id=event.cancellation_id,
-                                                   state_version=event.state_version, status="open", details=details):
+    if await repository.update_unless_newer_stored(
+        session,
+        cancellation_id=event.cancellation_id,
+        state_version=event.state_version,
+        status="open",
+        details=details,
+    ):
         return RecordedCancellation(newest=event, is_new=False)
     stored = await repository.locked_cancellation(session, event.cancellation_id)
     newest = CancellationReceived.model_validate(stored.details) if stored.status == "open" else None
@@ -59,20 +67,44 @@ async def withdraw_cancellation(session: AsyncSession, event: CancellationWithdr
     """The customer stays: no more diagnoses, unless a newer cancellation of the same subscription arrives."""
     # When the withdrawal overtook the cancellation, the row remembers it so the late, older one stays closed.
     if not await repository.add_cancellation_if_new(
-        session, cancellation_id=event.cancellation_id, account_id=event.account_id, status="withdrawn",
-        state_version=event.state_version, details={},
+        session,
+        cancellation_id=event.cancellation_id,
+        account_id=event.account_id,
+        status="withdrawn",
+        state_version=event.state_version,
+        details={},
     ):
-        await repository.update_unless_newer_stored(session, cancellation_id=event.cancellation_id,
-                                                    state_version=event.state_version, status="withdrawn")
+        await repository.update_unless_newer_stored(
+            session, cancellation_id=event.cancellation_id, state_version=event.state_version, status="withdrawn"
+        )
 
 
-async def record_attempt(session: AsyncSession, *, attempt_id: str, account_id: str, cancellation_id: str,
-                         action: str, result: str, performed_at: Any, note: str | None = None,
-                         playbook: str | None = None, whole_playbook: bool = False) -> None:
+async def record_attempt(
+    session: AsyncSession,
+    *,
+    attempt_id: str,
+    account_id: str,
+    cancellation_id: str,
+    action: str,
+    result: str,
+    performed_at: Any,
+    note: str | None = None,
+    playbook: str | None = None,
+    whole_playbook: bool = False,
+) -> None:
     """Add an attempt to the account's history."""
-    await repository.add_attempt(session, attempt_id=attempt_id, account_id=account_id,
-                                 cancellation_id=cancellation_id, action=action[:200], result=result[:64], note=note,
-                                 playbook=playbook, whole_playbook=whole_playbook, performed_at=performed_at)
+    await repository.add_attempt(
+        session,
+        attempt_id=attempt_id,
+        account_id=account_id,
+        cancellation_id=cancellation_id,
+        action=action[:200],
+        result=result[:64],
+        note=note,
+        playbook=playbook,
+        whole_playbook=whole_playbook,
+        performed_at=performed_at,
+    )
 
 
 async def close_cancellation(session: AsyncSession, cancellation_id: str) -> None:
@@ -80,9 +112,14 @@ async def close_cancellation(session: AsyncSession, cancellation_id: str) -> Non
     await repository.close_if_open(session, cancellation_id)
 
 
-async def rediagnose_account(session: AsyncSession, account_id: str, *, correlation_id: str,
-                             context: ContextSource | None = None,
-                             unless_seen: int | None = None) -> list[DiagnosisCompleted]:
+async def rediagnose_account(
+    session: AsyncSession,
+    account_id: str,
+    *,
+    correlation_id: str,
+    context: ContextSource | None = None,
+    unless_seen: int | None = None,
+) -> list[DiagnosisCompleted]:
     """A new diagnosis version for each open cancellation of the account (skipping ones that saw ``unless_seen``)."""
     done = []
     history = None
@@ -93,14 +130,22 @@ async def rediagnose_account(session: AsyncSession, account_id: str, *, correlat
         # Diagnosing one cancellation changes nothing another one reads: the account's history is read once.
         if history is None:
             history = await repository.account_history(session, account_id)
-        done.append(await diagnose(session, CancellationReceived.model_validate(cancellation.details),
-                                   correlation_id=correlation_id, context=context,
-                                   latest_version=cancellation.latest_version, history=history))
+        done.append(
+            await diagnose(
+                session,
+                CancellationReceived.model_validate(cancellation.details),
+                correlation_id=correlation_id,
+                context=context,
+                latest_version=cancellation.latest_version,
+                history=history,
+            )
+        )
     return done
 
 
-async def _gather_signals(account_id: str, stored: dict[str, dict[str, Any]],
-                          context: ContextSource | None) -> tuple[dict[str, dict[str, Any]], bool]:
+async def _gather_signals(
+    account_id: str, stored: dict[str, dict[str, Any]], context: ContextSource | None
+) -> tuple[dict[str, dict[str, Any]], bool]:
     """Stored signals, filled in by the context source; incomplete when the source could not be read."""
     if context is None:
         return stored, False
@@ -111,9 +156,15 @@ async def _gather_signals(account_id: str, stored: dict[str, dict[str, Any]],
     return {**fetched, **stored}, False
 
 
-async def diagnose(session: AsyncSession, event: CancellationReceived, *, correlation_id: str,
-                   context: ContextSource | None = None, latest_version: int | None = None,
-                   history: repository.AccountHistory | None = None) -> DiagnosisCompleted:
+async def diagnose(
+    session: AsyncSession,
+    event: CancellationReceived,
+    *,
+    correlation_id: str,
+    context: ContextSource | None = None,
+    latest_version: int | None = None,
+    history: repository.AccountHistory | None = None,
+) -> DiagnosisCompleted:
     """Write the next diagnosis version and stage ``diagnosis.completed`` in the outbox.
 
     ``latest_version`` and ``history`` are read here unless the caller already knows them.
@@ -121,36 +172,63 @@ async def diagnose(session: AsyncSession, event: CancellationReceived, *, correl
     if history is None:
         history = await repository.account_history(session, event.account_id)
     signals, incomplete = await _gather_signals(event.account_id, history.signals, context)
-    finding = diagnose_case(CaseFacts(
-        stated=StatedReason(source=event.source, billing_reason=event.billing_reason, feedback=event.feedback,
-                            comment=event.comment, involuntary=event.involuntary),
-        signals=signals,
-        history=history.attempts,
-        mrr_major=event.mrr.amount_minor / 100 if event.mrr else None,
-        effective_at=event.effective_at,
-    ))
+    finding = diagnose_case(
+        CaseFacts(
+            stated=StatedReason(
+                source=event.source,
+                billing_reason=event.billing_reason,
+                feedback=event.feedback,
+                comment=event.comment,
+                involuntary=event.involuntary,
+            ),
+            signals=signals,
+            history=history.attempts,
+            mrr_major=event.mrr.amount_minor / 100 if event.mrr else None,
+            effective_at=event.effective_at,
+        )
+    )
     if latest_version is None:
         latest_version = await repository.latest_version(session, event.cancellation_id)
     version = latest_version + 1
-    completed = _completed(event, finding, version=version, incomplete=incomplete,
-                           signal_version=history.signal_version)
+    completed = _completed(
+        event, finding, version=version, incomplete=incomplete, signal_version=history.signal_version
+    )
     explanation = completed.model_dump(mode="json")
     # Envelope.wrap would dump the payload a second time; the explanation is that very dump.
-    envelope = Envelope(type=completed.TYPE, version=completed.VERSION, correlation_id=correlation_id,
-                        source="diagnosis", data=explanation)
+    envelope = Envelope(
+        type=completed.TYPE,
+        version=completed.VERSION,
+        correlation_id=correlation_id,
+        source="diagnosis",
+        data=explanation,
+    )
     await repository.add_diagnosis_and_event(
-        session, envelope, id=completed.diagnosis_id, cancellation_id=completed.cancellation_id,
-        account_id=completed.account_id, version=version, symptom=completed.symptom,
-        root_cause=completed.root_cause, decision=completed.verdict.decision, explanation=explanation,
+        session,
+        envelope,
+        id=completed.diagnosis_id,
+        cancellation_id=completed.cancellation_id,
+        account_id=completed.account_id,
+        version=version,
+        symptom=completed.symptom,
+        root_cause=completed.root_cause,
+        decision=completed.verdict.decision,
+        explanation=explanation,
         created_at=utcnow(),
     )
-    log.info("diagnosis.completed", cancellation_id=completed.cancellation_id, version=version,
-             root_cause=completed.root_cause, decision=completed.verdict.decision, incomplete=incomplete)
+    log.info(
+        "diagnosis.completed",
+        cancellation_id=completed.cancellation_id,
+        version=version,
+        root_cause=completed.root_cause,
+        decision=completed.verdict.decision,
+        incomplete=incomplete,
+    )
     return completed
 
 
-def _completed(event: CancellationReceived, finding: Finding, *, version: int, incomplete: bool,
-               signal_version: int) -> DiagnosisCompleted:
+def _completed(
+    event: CancellationReceived, finding: Finding, *, version: int, incomplete: bool, signal_version: int
+) -> DiagnosisCompleted:
     return DiagnosisCompleted(
         diagnosis_id=str(uuid.uuid4()),
         diagnosis_version=version,
@@ -168,12 +246,17 @@ def _completed(event: CancellationReceived, finding: Finding, *, version: int, i
         symptom=finding.symptom,
         root_cause=finding.root_cause,
         hypotheses=[
-            Hypothesis(root_cause=h.root_cause, confidence=h.confidence,
-                       evidence=[Evidence(signal=c.signal, detail=c.detail, weight=c.weight) for c in h.evidence])
+            Hypothesis(
+                root_cause=h.root_cause,
+                confidence=h.confidence,
+                evidence=[Evidence(signal=c.signal, detail=c.detail, weight=c.weight) for c in h.evidence],
+            )
             for h in finding.hypotheses
         ],
-        unknowns=[Unknown(root_cause=u.root_cause, signals_to_check=u.signals_to_check, questions=u.questions)
-                  for u in finding.unknowns],
+        unknowns=[
+            Unknown(root_cause=u.root_cause, signals_to_check=u.signals_to_check, questions=u.questions)
+            for u in finding.unknowns
+        ],
         tried=finding.tried,
         avoid=finding.avoid,
         verdict=Verdict(decision=finding.decision, reason=finding.reason, priority=finding.priority),

@@ -87,14 +87,20 @@ def decide(ranked: list[Scored], *, history: list[Attempt], rules: Rules) -> Dec
         if alternative.score < rules.discover_below:
             break
         if alternative.root_cause not in failed and alternative.root_cause not in rules.move_on:
-            return Decision("pursue", f"{top.root_cause} playbook already failed", alternative.root_cause,
-                            alternative.root_cause)
-    return Decision("discover", f"the {top.root_cause} playbook already failed; find out what else is wrong",
-                    top.root_cause, "discover")
+            return Decision(
+                "pursue", f"{top.root_cause} playbook already failed", alternative.root_cause, alternative.root_cause
+            )
+    return Decision(
+        "discover",
+        f"the {top.root_cause} playbook already failed; find out what else is wrong",
+        top.root_cause,
+        "discover",
+    )
 
 
-def priority(*, decision: str, mrr_major: float | None, icp_fit: float | None, days_left: float | None,
-             rules: PriorityRules) -> int:
+def priority(
+    *, decision: str, mrr_major: float | None, icp_fit: float | None, days_left: float | None, rules: PriorityRules
+) -> int:
     """0-100 from revenue at risk, fit and days left; nothing for a customer we move on from."""
     if decision == "move_on":
         return 0

@@ -98,8 +98,9 @@ def count(source: str, event_type: str, outcome: str) -> None:
     metrics.WEBHOOKS.labels(source=source, event_type=event_type, outcome=outcome).inc()
 
 
-def reject(source: str, status: int, reason: str, *, event_type: str = "unknown",
-           headers: dict[str, str] | None = None) -> HTTPException:
+def reject(
+    source: str, status: int, reason: str, *, event_type: str = "unknown", headers: dict[str, str] | None = None
+) -> HTTPException:
     """Log and count a refused request; the caller raises the returned error."""
     log.warning("intake.webhook.rejected", source=source, status=status, reason=reason)
     count(source, event_type, "rejected")
@@ -142,6 +143,11 @@ async def store(state: IntakeState, delivery: Delivery, event: Payload | None, i
     if outcome == "accepted":
         runtime.wake_relay()
     count(delivery.source, delivery.event_type, outcome)
-    log.info(f"intake.webhook.{outcome}", source=delivery.source, external_id=delivery.external_id,
-             event_type=delivery.event_type, reason=ignored_reason)
+    log.info(
+        f"intake.webhook.{outcome}",
+        source=delivery.source,
+        external_id=delivery.external_id,
+        event_type=delivery.event_type,
+        reason=ignored_reason,
+    )
     return outcome

@@ -26,8 +26,11 @@ DELIVERY_CONNECTIONS = 16
 
 def build_app(settings: IntakeSettings) -> FastAPI:
     """The intake app; its runtime (database, broker, outbox relay) starts with the lifespan."""
-    deliveries = (None if settings.is_sqlite
-                  else PostgresDeliveries(asyncpg_dsn(settings.database_url), max_connections=DELIVERY_CONNECTIONS))
+    deliveries = (
+        None
+        if settings.is_sqlite
+        else PostgresDeliveries(asyncpg_dsn(settings.database_url), max_connections=DELIVERY_CONNECTIONS)
+    )
     # With webhooks on their own pool, the engine serves only the relay, reports and health checks.
     engine = None if deliveries is None else make_engine(settings.database_url, pool_size=3)
     runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox, engine=engine)
@@ -71,8 +74,13 @@ def app_from_environment() -> FastAPI:
 def main() -> None:
     settings = load_settings(IntakeSettings)
     configure_logging(service=SERVICE, level=settings.log_level, fmt=settings.log_format)
-    serve(lambda: build_app(settings), settings=settings, port=settings.intake_port,
-          processes=settings.intake_processes, factory_path="services.intake.app:app_from_environment")
+    serve(
+        lambda: build_app(settings),
+        settings=settings,
+        port=settings.intake_port,
+        processes=settings.intake_processes,
+        factory_path="services.intake.app:app_from_environment",
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ router = APIRouter(tags=["cancellations"])
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **UNAUTHORIZED,
     413: TOO_LARGE,
-    422: error("A field is invalid, or the Idempotency-Key was already used with a different body",
-               "Idempotency-Key 'k1' was already used with a different body"),
+    422: error(
+        "A field is invalid, or the Idempotency-Key was already used with a different body",
+        "Idempotency-Key 'k1' was already used with a different body",
+    ),
     503: UNAVAILABLE,
 }
 
@@ -50,21 +52,36 @@ def to_event(report: CancellationReport, *, event_id: str) -> CancellationReceiv
     )
 
 
-@router.post("/v1/cancellations", status_code=202, response_model=CancellationAck, responses=RESPONSES,
-             summary="Report a cancellation from an internal tool",
-             description="Send the same Idempotency-Key when retrying: the same key with the same body gets the "
-                         "same answer and publishes nothing new; the same key with a different body is refused (422).")
+@router.post(
+    "/v1/cancellations",
+    status_code=202,
+    response_model=CancellationAck,
+    responses=RESPONSES,
+    summary="Report a cancellation from an internal tool",
+    description="Send the same Idempotency-Key when retrying: the same key with the same body gets the "
+    "same answer and publishes nothing new; the same key with a different body is refused (422).",
+)
 async def report_cancellation(
-    report: CancellationReport, request: Request, response: Response, runtime: RuntimeDep,
+    report: CancellationReport,
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> CancellationAck:
     event_id = idempotency_key or str(uuid.uuid4())
     event = to_event(report, event_id=event_id)
     digest = fingerprint(report)
-    delivery = Delivery(source=SOURCE, external_id=event_id, event_type=EVENT_TYPE,
-                        payload={"fingerprint": digest, "cancellation_id": event.cancellation_id,
-                                 "report": report.model_dump(mode="json")},
-                        correlation_id=request.scope["state"]["correlation_id"])
+    delivery = Delivery(
+        source=SOURCE,
+        external_id=event_id,
+        event_type=EVENT_TYPE,
+        payload={
+            "fingerprint": digest,
+            "cancellation_id": event.cancellation_id,
+            "report": report.model_dump(mode="json"),
+        },
+        correlation_id=request.scope["state"]["correlation_id"],
+    )
 
     async def work(session: AsyncSession) -> tuple[str, str, bool]:
         outcome = await record_delivery(session, delivery=delivery, event=event)

@@ -45,32 +45,45 @@ def plan_lines(subscription: dict[str, Any]) -> list[PlanLine]:
                 quantity=as_int(item.get("quantity"), 1),
                 unit_amount=as_int(item.get("unit_price")) if item.get("unit_price") is not None else None,
                 amount=as_int(item.get("amount")) if item.get("amount") is not None else None,
-                currency=currency, interval=interval, interval_count=interval_count,
+                currency=currency,
+                interval=interval,
+                interval_count=interval_count,
             )
             # One-off charges recur never, so they carry no MRR.
-            for item in items if isinstance(item, dict) and item.get("item_type") != "charge"
+            for item in items
+            if isinstance(item, dict) and item.get("item_type") != "charge"
         ]
     lines: list[PlanLine] = []
     if subscription.get("plan_id"):
         unit = subscription.get("plan_unit_price")
-        lines.append(plan_line(
-            plan_id=str(subscription["plan_id"]), name=None,
-            quantity=as_int(subscription.get("plan_quantity"), 1),
-            unit_amount=as_int(unit) if unit is not None else None,
-            amount=as_int(subscription["plan_amount"]) if subscription.get("plan_amount") is not None else None,
-            currency=currency, interval=interval, interval_count=interval_count,
-        ))
+        lines.append(
+            plan_line(
+                plan_id=str(subscription["plan_id"]),
+                name=None,
+                quantity=as_int(subscription.get("plan_quantity"), 1),
+                unit_amount=as_int(unit) if unit is not None else None,
+                amount=as_int(subscription["plan_amount"]) if subscription.get("plan_amount") is not None else None,
+                currency=currency,
+                interval=interval,
+                interval_count=interval_count,
+            )
+        )
     for addon in subscription.get("addons") or []:
         if not isinstance(addon, dict):
             continue
         unit = addon.get("unit_price")
-        lines.append(plan_line(
-            plan_id=str(addon.get("id") or "unknown"), name="addon",
-            quantity=as_int(addon.get("quantity"), 1),
-            unit_amount=as_int(unit) if unit is not None else None,
-            amount=as_int(addon["amount"]) if addon.get("amount") is not None else None,
-            currency=currency, interval=interval, interval_count=interval_count,
-        ))
+        lines.append(
+            plan_line(
+                plan_id=str(addon.get("id") or "unknown"),
+                name="addon",
+                quantity=as_int(addon.get("quantity"), 1),
+                unit_amount=as_int(unit) if unit is not None else None,
+                amount=as_int(addon["amount"]) if addon.get("amount") is not None else None,
+                currency=currency,
+                interval=interval,
+                interval_count=interval_count,
+            )
+        )
     return lines
 
 
@@ -106,8 +119,9 @@ def _customer_name(customer: dict[str, Any]) -> str | None:
     return customer.get("company") or person or None
 
 
-def _received(event: dict[str, Any], *, scheduled: bool, billing_reason: str | None = None,
-              effective: Any = None) -> CancellationReceived:
+def _received(
+    event: dict[str, Any], *, scheduled: bool, billing_reason: str | None = None, effective: Any = None
+) -> CancellationReceived:
     subscription, customer = _parts(event)
     reason = billing_reason or subscription.get("cancel_reason")
     lines = plan_lines(subscription)
@@ -137,8 +151,9 @@ def map_cancelled(event: dict[str, Any]) -> CancellationReceived:
 def map_cancellation_scheduled(event: dict[str, Any]) -> CancellationReceived:
     """The subscription will not renew: it ends at ``cancelled_at`` (usually the term end)."""
     subscription, _ = _parts(event)
-    return _received(event, scheduled=True,
-                     effective=subscription.get("cancelled_at") or subscription.get("current_term_end"))
+    return _received(
+        event, scheduled=True, effective=subscription.get("cancelled_at") or subscription.get("current_term_end")
+    )
 
 
 def _withdrawn(reason: str) -> Callable[[dict[str, Any]], CancellationWithdrawn]:

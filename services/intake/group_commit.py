@@ -40,9 +40,15 @@ class GroupCommitter(Generic[Item, Result]):
     the batch gets the error.
     """
 
-    def __init__(self, write: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]], *,
-                 isolate: Callable[[BaseException], bool], max_in_flight: int, max_batch: int,
-                 observe_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        write: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
+        *,
+        isolate: Callable[[BaseException], bool],
+        max_in_flight: int,
+        max_batch: int,
+        observe_batch: Callable[[int], None] | None = None,
+    ) -> None:
         if max_in_flight < 1 or max_batch < 1:
             raise ValueError("max_in_flight and max_batch must be at least 1")
         self._write = write
@@ -85,8 +91,11 @@ class GroupCommitter(Generic[Item, Result]):
         for waiting in self._waiting:
             if waiting.future.done():  # its request went away before it was sent
                 continue
-            if (len(batch) < self._max_batch and self._busy_keys.isdisjoint(waiting.keys)
-                    and held_back.isdisjoint(waiting.keys)):
+            if (
+                len(batch) < self._max_batch
+                and self._busy_keys.isdisjoint(waiting.keys)
+                and held_back.isdisjoint(waiting.keys)
+            ):
                 batch.append(waiting)
                 self._busy_keys.update(waiting.keys)
             else:

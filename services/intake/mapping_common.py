@@ -37,8 +37,17 @@ def monthly_minor(amount_minor: int | None, *, interval: str, interval_count: in
     return round(amount_minor / months)
 
 
-def plan_line(*, plan_id: str, name: str | None, quantity: int, unit_amount: int | None, currency: str | None,
-              interval: str, interval_count: int, amount: int | None = None) -> PlanLine:
+def plan_line(
+    *,
+    plan_id: str,
+    name: str | None,
+    quantity: int,
+    unit_amount: int | None,
+    currency: str | None,
+    interval: str,
+    interval_count: int,
+    amount: int | None = None,
+) -> PlanLine:
     """One plan or add-on with its monthly value; ``amount`` (already times quantity) wins when given."""
     total = amount if amount is not None else (unit_amount * quantity if unit_amount is not None else None)
     return PlanLine(

@@ -119,8 +119,14 @@ async def keep_session_state(_connection: asyncpg.Connection) -> None:
 class PostgresDeliveries:
     """Intake's own asyncpg pool, used only to record webhook deliveries, several to a statement under load."""
 
-    def __init__(self, dsn: str, *, max_connections: int, generic_plan_after_bytes: int = GENERIC_PLAN_MIN_BYTES,
-                 recheck_every: int = RECHECK_EVERY) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_connections: int,
+        generic_plan_after_bytes: int = GENERIC_PLAN_MIN_BYTES,
+        recheck_every: int = RECHECK_EVERY,
+    ) -> None:
         self._dsn = dsn
         self._max_connections = max_connections
         self._pool: asyncpg.Pool | None = None
@@ -129,15 +135,23 @@ class PostgresDeliveries:
         self._planning_each = False
         self._statements_planned = 0
         self._committer: GroupCommitter[DeliveryRow, Outcome] = GroupCommitter(
-            self._write, isolate=lambda error: not is_database_outage(error),
-            max_in_flight=min(STATEMENTS_IN_FLIGHT, max_connections), max_batch=MAX_BATCH,
-            observe_batch=metrics.DELIVERIES_PER_COMMIT.observe)
+            self._write,
+            isolate=lambda error: not is_database_outage(error),
+            max_in_flight=min(STATEMENTS_IN_FLIGHT, max_connections),
+            max_batch=MAX_BATCH,
+            observe_batch=metrics.DELIVERIES_PER_COMMIT.observe,
+        )
 
     async def start(self) -> None:
         # min_size 0: the pool connects on first use, so a database still starting does not stop the service.
-        self._pool = await asyncpg.create_pool(self._dsn, min_size=0, max_size=self._max_connections,
-                                               reset=keep_session_state, init=self._choose_plan_mode,
-                                               server_settings={"application_name": APPLICATION_NAME})
+        self._pool = await asyncpg.create_pool(
+            self._dsn,
+            min_size=0,
+            max_size=self._max_connections,
+            reset=keep_session_state,
+            init=self._choose_plan_mode,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
 
     @property
     def plans_each_statement(self) -> bool:
@@ -212,12 +226,20 @@ def delivery_row(delivery: Delivery, event: Payload | None, ignored_reason: str 
         envelope = Envelope.wrap(event, correlation_id=delivery.correlation_id, source=f"intake.{delivery.source}")
         envelope_id, body = str(envelope.id), envelope.model_dump_json()
     return DeliveryRow(
-        delivery.source, delivery.external_id, delivery.event_type,
-        "ignored" if event is None else None, ignored_reason,
+        delivery.source,
+        delivery.external_id,
+        delivery.event_type,
+        "ignored" if event is None else None,
+        ignored_reason,
         event.TYPE if event is not None else None,
         delivery.correlation_id,
-        delivery.payload_json or json.dumps(delivery.payload, separators=(",", ":")), now,
-        subscription_id, state, version, envelope_id, body,
+        delivery.payload_json or json.dumps(delivery.payload, separators=(",", ":")),
+        now,
+        subscription_id,
+        state,
+        version,
+        envelope_id,
+        body,
     )
 
 

@@ -35,7 +35,9 @@ class CancellationReport(BaseModel):
     involuntary: bool = False
     scheduled: bool = False
     effective_at: AwareDatetime | None = None
-    occurred_at: AwareDatetime | None = Field(default=None, description="when it happened; orders reports of one subscription")
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="when it happened; orders reports of one subscription"
+    )
     livemode: bool = True
 
 

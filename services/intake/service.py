@@ -37,13 +37,21 @@ def state_after(event: Payload) -> str:
     return "active"
 
 
-async def claim_newest_state(session: AsyncSession, *, source: str, subscription_id: str, state: str,
-                             version: int) -> bool:
+async def claim_newest_state(
+    session: AsyncSession, *, source: str, subscription_id: str, state: str, version: int
+) -> bool:
     """Record ``state`` at ``version`` unless a newer one is known; False means the event is superseded."""
     table = SubscriptionState.__table__
-    inserted = await insert_if_new(session, table, returning=table.c.id, source=source,
-                                   subscription_id=subscription_id, state=state, state_version=version,
-                                   updated_at=utcnow())
+    inserted = await insert_if_new(
+        session,
+        table,
+        returning=table.c.id,
+        source=source,
+        subscription_id=subscription_id,
+        state=state,
+        state_version=version,
+        updated_at=utcnow(),
+    )
     if inserted is not None:
         return True
     # One conditional UPDATE: on PostgreSQL a concurrent writer's row lock makes this re-check the version.
@@ -55,8 +63,9 @@ async def claim_newest_state(session: AsyncSession, *, source: str, subscription
     return bool(result.rowcount)
 
 
-async def record_delivery(session: AsyncSession, *, delivery: Delivery, event: Payload | None,
-                          ignored_reason: str | None = None) -> Outcome:
+async def record_delivery(
+    session: AsyncSession, *, delivery: Delivery, event: Payload | None, ignored_reason: str | None = None
+) -> Outcome:
     """Store the delivery and its event in the caller's transaction; a repeat or a late older event changes nothing."""
     row_id = await insert_if_new(
         session,
@@ -78,7 +87,10 @@ async def record_delivery(session: AsyncSession, *, delivery: Delivery, event: P
         return "ignored"
     subscription_id = getattr(event, "subscription_id", None)
     if subscription_id and not await claim_newest_state(
-        session, source=delivery.source, subscription_id=subscription_id, state=state_after(event),
+        session,
+        source=delivery.source,
+        subscription_id=subscription_id,
+        state=state_after(event),
         version=event.state_version,  # type: ignore[attr-defined]
     ):
         await session.execute(

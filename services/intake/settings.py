@@ -31,5 +31,7 @@ class IntakeSettings(BrinkSettings):
     @model_validator(mode="after")
     def _chargebee_pair(self) -> IntakeSettings:
         if (self.chargebee_webhook_username is None) != (self.chargebee_webhook_password is None):
-            raise ValueError("set both BRINK_CHARGEBEE_WEBHOOK_USERNAME and BRINK_CHARGEBEE_WEBHOOK_PASSWORD, or neither")
+            raise ValueError(
+                "set both BRINK_CHARGEBEE_WEBHOOK_USERNAME and BRINK_CHARGEBEE_WEBHOOK_PASSWORD, or neither"
+            )
         return self

@@ -43,10 +43,16 @@ def _invoice_lines(invoice: dict[str, Any]) -> list[PlanLine]:
     """Recurring lines of an invoice (one-off invoice items carry no MRR)."""
     lines = (invoice.get("lines") or {}).get("data") or []
     recurring = [
-        line for line in lines
-        if line.get("type") == "subscription" or (isinstance(line.get("price"), dict) and line["price"].get("recurring"))
+        line
+        for line in lines
+        if line.get("type") == "subscription"
+        or (isinstance(line.get("price"), dict) and line["price"].get("recurring"))
     ]
-    return [_item_line(line) for line in recurring if isinstance(line.get("price"), dict) or isinstance(line.get("plan"), dict)]
+    return [
+        _item_line(line)
+        for line in recurring
+        if isinstance(line.get("price"), dict) or isinstance(line.get("plan"), dict)
+    ]
 
 
 def initiator(event: dict[str, Any]) -> Initiator:
@@ -96,8 +102,9 @@ def _livemode(event: dict[str, Any], obj: dict[str, Any]) -> bool:
     return bool(event.get("livemode", obj.get("livemode", False)))
 
 
-def _received(event: dict[str, Any], subscription: dict[str, Any], *, scheduled: bool,
-              effective: Any) -> CancellationReceived:
+def _received(
+    event: dict[str, Any], subscription: dict[str, Any], *, scheduled: bool, effective: Any
+) -> CancellationReceived:
     details = subscription.get("cancellation_details") or {}
     _, customer = _customer(subscription)
     lines = plan_lines(subscription)
@@ -144,18 +151,22 @@ def map_subscription_updated(event: dict[str, Any]) -> Payload:
     subscription = event["data"]["object"]
     previous = event["data"].get("previous_attributes") or {}
     now_scheduled = _is_scheduled(subscription.get("cancel_at_period_end"), subscription.get("cancel_at"))
-    was_scheduled = _is_scheduled(previous.get("cancel_at_period_end", subscription.get("cancel_at_period_end")),
-                                  previous.get("cancel_at", subscription.get("cancel_at")))
+    was_scheduled = _is_scheduled(
+        previous.get("cancel_at_period_end", subscription.get("cancel_at_period_end")),
+        previous.get("cancel_at", subscription.get("cancel_at")),
+    )
     status = subscription.get("status")
     if now_scheduled and not was_scheduled and status != "canceled":
         effective = subscription.get("cancel_at") or _period_end(subscription)
         return _received(event, subscription, scheduled=True, effective=effective)
     if was_scheduled and not now_scheduled and status != "canceled":
-        return CancellationWithdrawn(**_common(event, subscription, str(subscription["id"])),
-                                     reason="scheduled_cancellation_removed")
+        return CancellationWithdrawn(
+            **_common(event, subscription, str(subscription["id"])), reason="scheduled_cancellation_removed"
+        )
     if previous.get("status") in RESUMED_FROM and status == "active":
-        return CancellationWithdrawn(**_common(event, subscription, str(subscription["id"])),
-                                     reason=f"resumed_from_{previous['status']}")
+        return CancellationWithdrawn(
+            **_common(event, subscription, str(subscription["id"])), reason=f"resumed_from_{previous['status']}"
+        )
     changed = ", ".join(sorted(previous)) or "nothing"
     raise Ignored(f"the subscription update changed {changed}, not its cancellation")
 

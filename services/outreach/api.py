@@ -12,7 +12,14 @@ from services.outreach.clock import Clock
 from services.outreach.endings import CaseAlreadyClosed, close_case
 from services.outreach.policy import Policy
 from services.outreach.schemas import (
-    CaseDetail, CaseList, CaseView, CompleteTask, RecordOutcome, ReportSummary, TaskList, TaskView,
+    CaseDetail,
+    CaseList,
+    CaseView,
+    CompleteTask,
+    RecordOutcome,
+    ReportSummary,
+    TaskList,
+    TaskView,
 )
 from services.outreach.tasks import TaskNotFound, TaskNotOpen, complete_task, list_tasks
 from shared.auth import UNAUTHORIZED
@@ -40,17 +47,26 @@ PolicyDep = Annotated[Policy, Depends(get_policy)]
 
 
 @router.get("/cases", response_model=CaseList, responses=UNAUTHORIZED, summary="Cases, newest first")
-async def list_cases(session: SessionDep, status: CaseStatus | None = None, owner: str | None = None,
-                     account_id: str | None = None, limit: int = Query(50, ge=1, le=500),
-                     offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> CaseList:
-    cases = await service.list_cases(session, status=status, owner=owner, account_id=account_id, limit=limit,
-                                     offset=offset)
+async def list_cases(
+    session: SessionDep,
+    status: CaseStatus | None = None,
+    owner: str | None = None,
+    account_id: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+) -> CaseList:
+    cases = await service.list_cases(
+        session, status=status, owner=owner, account_id=account_id, limit=limit, offset=offset
+    )
     return CaseList(items=[CaseView.model_validate(case) for case in cases], limit=limit, offset=offset)
 
 
-@router.get("/cases/{case_id}", response_model=CaseDetail,
-            responses={**UNAUTHORIZED, 404: {"description": "No such case"}},
-            summary="One case with its diagnosis, tasks and history")
+@router.get(
+    "/cases/{case_id}",
+    response_model=CaseDetail,
+    responses={**UNAUTHORIZED, 404: {"description": "No such case"}},
+    summary="One case with its diagnosis, tasks and history",
+)
 async def get_case(case_id: str, session: SessionDep) -> CaseDetail:
     case = await service.get_case(session, case_id)
     if case is None:
@@ -58,45 +74,91 @@ async def get_case(case_id: str, session: SessionDep) -> CaseDetail:
     return CaseDetail.model_validate(case)
 
 
-@router.post("/cases/{case_id}/outcome", response_model=CaseDetail,
-             responses={**UNAUTHORIZED, 404: {"description": "No such case"},
-                        409: {"description": "The case is closed already"}},
-             summary="Record an ending by hand (saved, lost or moved on)")
-async def record_outcome(case_id: str, body: RecordOutcome, session: SessionDep, clock: ClockDep,
-                         policy: PolicyDep) -> CaseDetail:
+@router.post(
+    "/cases/{case_id}/outcome",
+    response_model=CaseDetail,
+    responses={
+        **UNAUTHORIZED,
+        404: {"description": "No such case"},
+        409: {"description": "The case is closed already"},
+    },
+    summary="Record an ending by hand (saved, lost or moved on)",
+)
+async def record_outcome(
+    case_id: str, body: RecordOutcome, session: SessionDep, clock: ClockDep, policy: PolicyDep
+) -> CaseDetail:
     case = await service.get_case(session, case_id, lock=True)
     if case is None:
         raise HTTPException(404, f"no case {case_id!r}")
     try:
-        await close_case(session, case, outcome=body.outcome, reason=body.reason or "recorded by hand",
-                         clock=clock, policy=policy, actor=body.recorded_by)
+        await close_case(
+            session,
+            case,
+            outcome=body.outcome,
+            reason=body.reason or "recorded by hand",
+            clock=clock,
+            policy=policy,
+            actor=body.recorded_by,
+        )
     except CaseAlreadyClosed as error:
         raise HTTPException(409, str(error)) from None
     return CaseDetail.model_validate(await service.get_case(session, case_id))
 
 
 @router.get("/tasks", response_model=TaskList, responses=UNAUTHORIZED, summary="Tasks by due time, filtered")
-async def get_tasks(session: SessionDep, clock: ClockDep, owner: str | None = None, status: TaskStatus | None = None,
-                    due_before: datetime | None = None, due_after: datetime | None = None,
-                    overdue: bool = False, case_id: str | None = None, limit: int = Query(50, ge=1, le=500),
-                    offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> TaskList:
+async def get_tasks(
+    session: SessionDep,
+    clock: ClockDep,
+    owner: str | None = None,
+    status: TaskStatus | None = None,
+    due_before: datetime | None = None,
+    due_after: datetime | None = None,
+    overdue: bool = False,
+    case_id: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+) -> TaskList:
     for name, value in (("due_before", due_before), ("due_after", due_after)):
         if value is not None and value.tzinfo is None:
             raise HTTPException(422, f"{name} needs a timezone, e.g. 2026-11-24T12:00:00Z")
-    tasks = await list_tasks(session, now=clock.now(), owner=owner, status=status, due_before=due_before,
-                             due_after=due_after, overdue=overdue, case_id=case_id, limit=limit, offset=offset)
+    tasks = await list_tasks(
+        session,
+        now=clock.now(),
+        owner=owner,
+        status=status,
+        due_before=due_before,
+        due_after=due_after,
+        overdue=overdue,
+        case_id=case_id,
+        limit=limit,
+        offset=offset,
+    )
     return TaskList(items=[TaskView.model_validate(task) for task in tasks], limit=limit, offset=offset)
 
 
-@router.post("/tasks/{task_id}/complete", response_model=TaskView,
-             responses={**UNAUTHORIZED, 404: {"description": "No such task"},
-                        409: {"description": "The task was completed or cancelled already"}},
-             summary="Record what happened; publishes intervention.logged")
-async def complete(task_id: str, body: CompleteTask, session: SessionDep, clock: ClockDep,
-                   policy: PolicyDep) -> TaskView:
+@router.post(
+    "/tasks/{task_id}/complete",
+    response_model=TaskView,
+    responses={
+        **UNAUTHORIZED,
+        404: {"description": "No such task"},
+        409: {"description": "The task was completed or cancelled already"},
+    },
+    summary="Record what happened; publishes intervention.logged",
+)
+async def complete(
+    task_id: str, body: CompleteTask, session: SessionDep, clock: ClockDep, policy: PolicyDep
+) -> TaskView:
     try:
-        task = await complete_task(session, task_id, result=body.result, note=body.note,
-                                   performed_by=body.performed_by, clock=clock, policy=policy)
+        task = await complete_task(
+            session,
+            task_id,
+            result=body.result,
+            note=body.note,
+            performed_by=body.performed_by,
+            clock=clock,
+            policy=policy,
+        )
     except TaskNotFound:
         raise HTTPException(404, f"no task {task_id!r}") from None
     except TaskNotOpen as error:
@@ -104,10 +166,15 @@ async def complete(task_id: str, body: CompleteTask, session: SessionDep, clock:
     return TaskView.model_validate(task)
 
 
-@router.get("/reports/summary", response_model=ReportSummary, responses=UNAUTHORIZED,
-            summary="Save rate and revenue saved and lost, by root cause and week; time to first touch")
-async def report_summary(session: SessionDep, since: datetime | None = None,
-                         until: datetime | None = None) -> ReportSummary:
+@router.get(
+    "/reports/summary",
+    response_model=ReportSummary,
+    responses=UNAUTHORIZED,
+    summary="Save rate and revenue saved and lost, by root cause and week; time to first touch",
+)
+async def report_summary(
+    session: SessionDep, since: datetime | None = None, until: datetime | None = None
+) -> ReportSummary:
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise HTTPException(422, f"{name} needs a timezone, e.g. 2026-11-24T00:00:00Z")

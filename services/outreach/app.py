@@ -41,7 +41,9 @@ def build_notifiers(settings: OutreachSettings, client: httpx.AsyncClient) -> di
     if settings.outbound_webhook_url is not None and settings.outbound_webhook_secret is not None:
         notifiers["webhook"] = WebhookNotifier(
             WebhookConfig(url=settings.outbound_webhook_url, secret=settings.outbound_webhook_secret),
-            client=client, **retry)
+            client=client,
+            **retry,
+        )
     return notifiers
 
 
@@ -58,24 +60,36 @@ def build_policy(settings: OutreachSettings, channels: tuple[str, ...]) -> Polic
     )
 
 
-def build_app(settings: OutreachSettings, *, clock: Clock | None = None,
-              desk_settings: DeskSettings | None = None) -> FastAPI:
+def build_app(
+    settings: OutreachSettings, *, clock: Clock | None = None, desk_settings: DeskSettings | None = None
+) -> FastAPI:
     clock = clock or SystemClock()
     runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox, handled=handled)
     client = httpx.AsyncClient(timeout=settings.notify_timeout_seconds)
     notifiers = build_notifiers(settings, client)
     policy = build_policy(settings, tuple(notifiers))
-    runtime.consume("diagnoses", {
-        DiagnosisCompleted.TYPE: partial(consumers.on_diagnosis_completed, policy=policy, clock=clock),
-    })
+    runtime.consume(
+        "diagnoses",
+        {
+            DiagnosisCompleted.TYPE: partial(consumers.on_diagnosis_completed, policy=policy, clock=clock),
+        },
+    )
     # A queue of its own: a withdrawal may overtake its diagnosis, which the case opening handles.
-    runtime.consume("withdrawals", {
-        CancellationWithdrawn.TYPE: partial(consumers.on_cancellation_withdrawn, policy=policy, clock=clock),
-    })
+    runtime.consume(
+        "withdrawals",
+        {
+            CancellationWithdrawn.TYPE: partial(consumers.on_cancellation_withdrawn, policy=policy, clock=clock),
+        },
+    )
     scheduler = Scheduler(
-        sessions=runtime.sessions, policy=policy, clock=clock, notifiers=notifiers,
-        poll_seconds=settings.scheduler_poll_seconds, notify_rounds=settings.notify_rounds,
-        notify_backoff=timedelta(seconds=settings.notify_backoff_seconds), after_commit=runtime.wake_relay,
+        sessions=runtime.sessions,
+        policy=policy,
+        clock=clock,
+        notifiers=notifiers,
+        poll_seconds=settings.scheduler_poll_seconds,
+        notify_rounds=settings.notify_rounds,
+        notify_backoff=timedelta(seconds=settings.notify_backoff_seconds),
+        after_commit=runtime.wake_relay,
     )
     runtime.run_in_background(scheduler.run_timers)
     runtime.run_in_background(scheduler.run_notifications)

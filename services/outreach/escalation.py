@@ -59,7 +59,8 @@ async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy
     for timer, case, timer_task in (await session.execute(query)).all():
         # Belt and braces: only the instance whose update flips fired_at does the work.
         claimed = await session.execute(
-            update(TIMERS).where(TIMERS.c.id == timer.id, TIMERS.c.fired_at.is_(None), TIMERS.c.cancelled_at.is_(None))
+            update(TIMERS)
+            .where(TIMERS.c.id == timer.id, TIMERS.c.fired_at.is_(None), TIMERS.c.cancelled_at.is_(None))
             .values(fired_at=now)
         )
         if claimed.rowcount != 1:
@@ -70,8 +71,9 @@ async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy
     return fired
 
 
-async def _fire(session: AsyncSession, timer: Timer, case: Case, task: Task | None, *, clock: Clock,
-                policy: Policy) -> tuple[str, str | None]:
+async def _fire(
+    session: AsyncSession, timer: Timer, case: Case, task: Task | None, *, clock: Clock, policy: Policy
+) -> tuple[str, str | None]:
     if case.status != "open":
         return "case_closed", None
     if timer.kind == "expire":
@@ -84,27 +86,48 @@ async def _fire(session: AsyncSession, timer: Timer, case: Case, task: Task | No
 
 
 async def _expire(session: AsyncSession, case: Case, *, clock: Clock, policy: Policy) -> str:
-    open_tasks = await session.scalar(select(func.count()).select_from(Task).where(
-        Task.case_id == case.id, Task.status == "open"))
+    open_tasks = await session.scalar(
+        select(func.count()).select_from(Task).where(Task.case_id == case.id, Task.status == "open")
+    )
     if case.sequence_exhausted or not open_tasks:
-        await close_case(session, case, outcome="lost", reason="effective date passed with the sequence exhausted",
-                         clock=clock, policy=policy)
+        await close_case(
+            session,
+            case,
+            outcome="lost",
+            reason="effective date passed with the sequence exhausted",
+            clock=clock,
+            policy=policy,
+        )
         return "lost"
     record(session, case, "effective_date_passed", at=clock.now(), open_tasks=open_tasks)
     return "still_working"
 
 
-async def escalate(session: AsyncSession, case: Case, task: Task, *, clock: Clock,
-                   policy: Policy) -> tuple[str, str | None]:
+async def escalate(
+    session: AsyncSession, case: Case, task: Task, *, clock: Clock, policy: Policy
+) -> tuple[str, str | None]:
     """Climb one rung for an unanswered task, skipping rungs tried recently or below the revenue threshold."""
     now = clock.now()
     tried: set[str] = set()
-    if depends_on_tried(level=case.escalation_level, mrr_minor=case.mrr_minor,
-                        high_value_threshold_minor=policy.high_value_mrr_minor, ladder=policy.ladder):
-        tried = await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window,
-                                     extra=list(case.diagnosis.get("avoid") or []))
-    climb = next_rung(level=case.escalation_level, mrr_minor=case.mrr_minor,
-                      high_value_threshold_minor=policy.high_value_mrr_minor, tried=tried, ladder=policy.ladder)
+    if depends_on_tried(
+        level=case.escalation_level,
+        mrr_minor=case.mrr_minor,
+        high_value_threshold_minor=policy.high_value_mrr_minor,
+        ladder=policy.ladder,
+    ):
+        tried = await recently_tried(
+            session,
+            account_id=case.account_id,
+            since=now - policy.tried_window,
+            extra=list(case.diagnosis.get("avoid") or []),
+        )
+    climb = next_rung(
+        level=case.escalation_level,
+        mrr_minor=case.mrr_minor,
+        high_value_threshold_minor=policy.high_value_mrr_minor,
+        tried=tried,
+        ladder=policy.ladder,
+    )
     for name, reason in climb.skipped:
         record(session, case, "rung_skipped", at=now, rung=name, reason=reason)
     case.escalation_level, case.updated_at = climb.level, now
@@ -112,8 +135,14 @@ async def escalate(session: AsyncSession, case: Case, task: Task, *, clock: Cloc
         case.sequence_exhausted = True
         record(session, case, "sequence_exhausted", at=now, unanswered_task_id=task.id)
         if case.effective_at is None or case.effective_at <= now:
-            await close_case(session, case, outcome="lost", reason="sequence exhausted after the effective date",
-                             clock=clock, policy=policy)
+            await close_case(
+                session,
+                case,
+                outcome="lost",
+                reason="sequence exhausted after the effective date",
+                clock=clock,
+                policy=policy,
+            )
             return "exhausted_lost", None
         return "exhausted", None
     rung = climb.rung
@@ -122,13 +151,41 @@ async def escalate(session: AsyncSession, case: Case, task: Task, *, clock: Cloc
     # released the case just before this one locked it.
     position = await next_position(session, case.id)
     new_task = add_task(
-        session, case, kind="escalation", action=rung.action, title=rung.title, owner_role=rung.owner_role,
-        owner=owner, position=position, due_at=now, now=now, rung=rung.name, escalate_after=policy.escalation_after,
+        session,
+        case,
+        kind="escalation",
+        action=rung.action,
+        title=rung.title,
+        owner_role=rung.owner_role,
+        owner=owner,
+        position=position,
+        due_at=now,
+        now=now,
+        rung=rung.name,
+        escalate_after=policy.escalation_after,
     )
-    record(session, case, "escalated", at=now, rung=rung.name, level=climb.level, task_id=new_task.id,
-           owner=new_task.owner, unanswered_task_id=task.id)
-    notifications.enqueue(session, case=case, kind="case.escalated", policy=policy, clock=clock, rung=rung.name,
-                          task_id=new_task.id, task_owner=new_task.owner, action=rung.action)
+    record(
+        session,
+        case,
+        "escalated",
+        at=now,
+        rung=rung.name,
+        level=climb.level,
+        task_id=new_task.id,
+        owner=new_task.owner,
+        unanswered_task_id=task.id,
+    )
+    notifications.enqueue(
+        session,
+        case=case,
+        kind="case.escalated",
+        policy=policy,
+        clock=clock,
+        rung=rung.name,
+        task_id=new_task.id,
+        task_owner=new_task.owner,
+        action=rung.action,
+    )
     await session.flush()
     log.info("outreach.case.escalated", case_id=case.id, rung=rung.name, owner=new_task.owner)
     return "escalated", rung.name

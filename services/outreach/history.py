@@ -13,8 +13,9 @@ from shared.outbox import add_to_outbox
 SOURCE = "outreach"
 
 
-def record(session: AsyncSession, case: Case, kind: str, *, at: Any, actor: str | None = None,
-           **detail: Any) -> CaseEvent:
+def record(
+    session: AsyncSession, case: Case, kind: str, *, at: Any, actor: str | None = None, **detail: Any
+) -> CaseEvent:
     """Append one entry to the case's history (flushed with the caller's transaction)."""
     event = CaseEvent(case_id=case.id, at=at, kind=kind, actor=actor, detail=detail)
     session.add(event)

@@ -17,10 +17,20 @@ class Rung:
 LADDER: tuple[Rung, ...] = (
     Rung("cs_manager", "call", "cs_manager", "Escalation: the CS manager calls the customer"),
     Rung("vp_customer_success", "call", "vp_customer_success", "Escalation: the VP of customer success calls"),
-    Rung("executive_outreach", "executive_outreach", "executive_sponsor",
-         "Escalation: our executive reaches their executive", high_value_only=True),
-    Rung("onsite_visit", "onsite_visit", "vp_customer_success",
-         "Escalation: visit the customer on site", high_value_only=True),
+    Rung(
+        "executive_outreach",
+        "executive_outreach",
+        "executive_sponsor",
+        "Escalation: our executive reaches their executive",
+        high_value_only=True,
+    ),
+    Rung(
+        "onsite_visit",
+        "onsite_visit",
+        "vp_customer_success",
+        "Escalation: visit the customer on site",
+        high_value_only=True,
+    ),
 )
 
 # Cheap, repeatable touches; everything else is not repeated while it was tried recently.
@@ -37,8 +47,9 @@ def was_tried(key: str, tried: set[str]) -> bool:
     return key not in REPEATABLE_ACTIONS and key in tried
 
 
-def depends_on_tried(*, level: int, mrr_minor: int | None, high_value_threshold_minor: int,
-                     ladder: tuple[Rung, ...] = LADDER) -> bool:
+def depends_on_tried(
+    *, level: int, mrr_minor: int | None, high_value_threshold_minor: int, ladder: tuple[Rung, ...] = LADDER
+) -> bool:
     """Whether ``next_rung`` could answer differently for different tried sets: the first rung above ``level``
     that the revenue allows is not repeatable."""
     for rung in ladder[level:]:
@@ -57,8 +68,14 @@ class Climb:
     skipped: tuple[tuple[str, str], ...]
 
 
-def next_rung(*, level: int, mrr_minor: int | None, high_value_threshold_minor: int, tried: set[str],
-              ladder: tuple[Rung, ...] = LADDER) -> Climb:
+def next_rung(
+    *,
+    level: int,
+    mrr_minor: int | None,
+    high_value_threshold_minor: int,
+    tried: set[str],
+    ladder: tuple[Rung, ...] = LADDER,
+) -> Climb:
     """The next rung above ``level`` (1-based count of rungs already climbed) worth climbing."""
     skipped: list[tuple[str, str]] = []
     for index in range(level, len(ladder)):
@@ -71,4 +88,3 @@ def next_rung(*, level: int, mrr_minor: int | None, high_value_threshold_minor: 
             continue
         return Climb(level=index + 1, rung=rung, skipped=tuple(skipped))
     return Climb(level=len(ladder), rung=None, skipped=tuple(skipped))
-

@@ -44,10 +44,12 @@ class Case(Base):
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     playbook: Mapped[str | None] = mapped_column(String(64), doc="name of the playbook being worked")
-    escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0",
-                                                  doc="rungs of the ladder climbed so far (0: none)")
-    sequence_exhausted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"),
-                                                     doc="no rung of the ladder is left to climb")
+    escalation_level: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", doc="rungs of the ladder climbed so far (0: none)"
+    )
+    sequence_exhausted: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false"), doc="no rung of the ladder is left to climb"
+    )
     first_touched_at: Mapped[datetime | None] = mapped_column(doc="first task completed, whatever its result")
     closed_reason: Mapped[str | None] = mapped_column(Text)
 
@@ -73,8 +75,9 @@ class Task(Base):
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
-    kind: Mapped[str] = mapped_column(String(16), default="step", server_default="step",
-                                      doc="step (of a playbook), escalation (a rung) or closing")
+    kind: Mapped[str] = mapped_column(
+        String(16), default="step", server_default="step", doc="step (of a playbook), escalation (a rung) or closing"
+    )
     offer: Mapped[str | None] = mapped_column(String(64), doc="for action offer: what is offered")
     playbook: Mapped[str | None] = mapped_column(String(64))
     rung: Mapped[str | None] = mapped_column(String(32), doc="for escalation tasks: the ladder rung")
@@ -104,8 +107,12 @@ class Timer(Base):
 
     __tablename__ = "outreach_timers"
     __table_args__ = (
-        Index("ix_outreach_timers_pending", "due_at", postgresql_where=text("fired_at IS NULL AND cancelled_at IS NULL"),
-              sqlite_where=text("fired_at IS NULL AND cancelled_at IS NULL")),
+        Index(
+            "ix_outreach_timers_pending",
+            "due_at",
+            postgresql_where=text("fired_at IS NULL AND cancelled_at IS NULL"),
+            sqlite_where=text("fired_at IS NULL AND cancelled_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -148,8 +155,12 @@ class Notification(Base):
 
     __tablename__ = "outreach_notifications"
     __table_args__ = (
-        Index("ix_outreach_notifications_pending", "next_attempt_at", postgresql_where=text("status = 'pending'"),
-              sqlite_where=text("status = 'pending'")),
+        Index(
+            "ix_outreach_notifications_pending",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

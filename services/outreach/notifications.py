@@ -32,17 +32,38 @@ def enqueue(session: AsyncSession, *, case: Case, kind: str, policy: Policy, clo
     """Queue one notification per interested channel, in the caller's transaction."""
     now = clock.now()
     body = {
-        "type": kind, "case_id": case.id, "cancellation_id": case.cancellation_id, "account_id": case.account_id,
-        "customer_name": case.customer_name, "status": case.status, "root_cause": case.root_cause,
-        "priority": case.priority, "mrr_minor": case.mrr_minor, "currency": case.currency, "owner": case.owner,
-        "occurred_at": now.isoformat(), **detail,
+        "type": kind,
+        "case_id": case.id,
+        "cancellation_id": case.cancellation_id,
+        "account_id": case.account_id,
+        "customer_name": case.customer_name,
+        "status": case.status,
+        "root_cause": case.root_cause,
+        "priority": case.priority,
+        "mrr_minor": case.mrr_minor,
+        "currency": case.currency,
+        "owner": case.owner,
+        "occurred_at": now.isoformat(),
+        **detail,
     }
     for channel in policy.channels:
         if wants(channel, kind=kind, case=case, policy=policy):
-            session.add(Notification(
-                id=str(uuid.uuid4()), channel=channel, kind=kind, case_id=case.id, body=body, status="pending",
-                attempts=0, next_attempt_at=now, locked_until=None, last_error=None, created_at=now, sent_at=None,
-            ))
+            session.add(
+                Notification(
+                    id=str(uuid.uuid4()),
+                    channel=channel,
+                    kind=kind,
+                    case_id=case.id,
+                    body=body,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    locked_until=None,
+                    last_error=None,
+                    created_at=now,
+                    sent_at=None,
+                )
+            )
 
 
 async def _claim(sessions: async_sessionmaker[AsyncSession], *, clock: Clock, batch: int) -> list[Notification]:
@@ -50,8 +71,11 @@ async def _claim(sessions: async_sessionmaker[AsyncSession], *, clock: Clock, ba
     async with transaction(sessions) as session:
         query = (
             select(Notification)
-            .where(Notification.status == "pending", Notification.next_attempt_at <= now,
-                   or_(Notification.locked_until.is_(None), Notification.locked_until < now))
+            .where(
+                Notification.status == "pending",
+                Notification.next_attempt_at <= now,
+                or_(Notification.locked_until.is_(None), Notification.locked_until < now),
+            )
             .order_by(Notification.next_attempt_at)
             .limit(batch)
         )
@@ -63,8 +87,15 @@ async def _claim(sessions: async_sessionmaker[AsyncSession], *, clock: Clock, ba
     return claimed
 
 
-async def deliver_due(sessions: async_sessionmaker[AsyncSession], *, notifiers: dict[str, Notifier], clock: Clock,
-                      rounds: int, backoff: timedelta, batch: int = 50) -> int:
+async def deliver_due(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    notifiers: dict[str, Notifier],
+    clock: Clock,
+    rounds: int,
+    backoff: timedelta,
+    batch: int = 50,
+) -> int:
     """Deliver pending notifications outside any case transaction; returns how many were sent."""
     sent = 0
     for notification in await _claim(sessions, clock=clock, batch=batch):
@@ -84,12 +115,22 @@ async def deliver_due(sessions: async_sessionmaker[AsyncSession], *, notifiers: 
         elif attempts >= rounds:
             values |= {"status": "failed", "last_error": error[:500]}
             metrics.NOTIFICATIONS_FAILED.labels(notification.channel).inc()
-            log.warning("outreach.notification.failed", channel=notification.channel, kind=notification.kind,
-                        notification_id=notification.id, error=error)
+            log.warning(
+                "outreach.notification.failed",
+                channel=notification.channel,
+                kind=notification.kind,
+                notification_id=notification.id,
+                error=error,
+            )
         else:
-            values |= {"next_attempt_at": clock.now() + backoff * (2 ** attempts), "last_error": error[:500]}
-            log.info("outreach.notification.retry_later", channel=notification.channel,
-                     notification_id=notification.id, attempts=attempts, error=error)
+            values |= {"next_attempt_at": clock.now() + backoff * (2**attempts), "last_error": error[:500]}
+            log.info(
+                "outreach.notification.retry_later",
+                channel=notification.channel,
+                notification_id=notification.id,
+                attempts=attempts,
+                error=error,
+            )
         async with transaction(sessions) as session:
             await session.execute(update(Notification).where(Notification.id == notification.id).values(**values))
     return sent

@@ -59,8 +59,9 @@ async def next_in_rotations(session: AsyncSession, *, roles: list[str], rotation
     return [next(people[role]) for role in roles]
 
 
-async def owners_for(session: AsyncSession, *, roles: list[str], case_owner: str | None,
-                     rotations: dict[str, list[str]]) -> list[str]:
+async def owners_for(
+    session: AsyncSession, *, roles: list[str], case_owner: str | None, rotations: dict[str, list[str]]
+) -> list[str]:
     """The owner for each role, in order: the CSM role goes to the case's owner; other roles (and owner-less
     cases) take turns."""
     taking_turns = [role for role in roles if not (role == "csm" and case_owner)]
@@ -68,8 +69,9 @@ async def owners_for(session: AsyncSession, *, roles: list[str], case_owner: str
     return [case_owner if role == "csm" and case_owner else next(people) for role in roles]
 
 
-async def owners_for_new_case(session: AsyncSession, *, account_owner: str | None, roles: list[str],
-                              rotations: dict[str, list[str]]) -> tuple[str, list[str]]:
+async def owners_for_new_case(
+    session: AsyncSession, *, account_owner: str | None, roles: list[str], rotations: dict[str, list[str]]
+) -> tuple[str, list[str]]:
     """The new case's owner (the account owner, else the CSM rotation's next) and each role's owner, in order."""
     if account_owner:
         return account_owner, await owners_for(session, roles=roles, case_owner=account_owner, rotations=rotations)

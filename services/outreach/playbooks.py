@@ -13,13 +13,22 @@ from services.outreach.rotation import ROLES
 
 PLAYBOOK_DIR = Path(__file__).parent / "playbooks"
 ROOT_CAUSES = (
-    "poor_implementation", "stakeholders_not_bought_in", "rocky_onboarding", "executive_mandate", "known_issue",
-    "champion_left", "payment_failure", "wrong_fit", "company_distress", "not_icp",
+    "poor_implementation",
+    "stakeholders_not_bought_in",
+    "rocky_onboarding",
+    "executive_mandate",
+    "known_issue",
+    "champion_left",
+    "payment_failure",
+    "wrong_fit",
+    "company_distress",
+    "not_icp",
 )
 REQUIRED = ("discover", "move_on")
 
-Action = Literal["call", "email", "training_session", "implementation_help", "executive_outreach",
-                 "onsite_visit", "offer", "closing"]
+Action = Literal[
+    "call", "email", "training_session", "implementation_help", "executive_outreach", "onsite_visit", "offer", "closing"
+]
 Offer = Literal["free_trial_extension", "free_support_services", "discount", "plan_change", "payment_update"]
 Role = Literal["csm", "cs_manager", "vp_customer_success", "executive_sponsor"]
 assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]

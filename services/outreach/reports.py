@@ -24,8 +24,12 @@ def _tally(rows: list) -> dict:
         if row.mrr_minor is None or row.status == "open":
             continue
         (saved if row.status == "saved" else lost)[row.currency or "unknown"] += row.mrr_minor
-    return {"cases": len(rows), **counts, "save_rate": round(counts["saved"] / closed, 4) if closed else None,
-            "revenue": MoneyByCurrency(saved=dict(saved), lost=dict(lost))}
+    return {
+        "cases": len(rows),
+        **counts,
+        "save_rate": round(counts["saved"] / closed, 4) if closed else None,
+        "revenue": MoneyByCurrency(saved=dict(saved), lost=dict(lost)),
+    }
 
 
 def _week(moment: datetime) -> str:
@@ -33,7 +37,9 @@ def _week(moment: datetime) -> str:
     return f"{year}-W{week:02d}"
 
 
-async def summary(session: AsyncSession, *, since: datetime | None = None, until: datetime | None = None) -> ReportSummary:
+async def summary(
+    session: AsyncSession, *, since: datetime | None = None, until: datetime | None = None
+) -> ReportSummary:
     """Cases opened in [since, until), tallied overall, by root cause and by ISO week of opening."""
     query = select(Case.status, Case.root_cause, Case.mrr_minor, Case.currency, Case.opened_at, Case.first_touched_at)
     if since:
@@ -48,11 +54,14 @@ async def summary(session: AsyncSession, *, since: datetime | None = None, until
         by_week[_week(row.opened_at)].append(row)
     hours = [(row.first_touched_at - row.opened_at).total_seconds() / 3600 for row in rows if row.first_touched_at]
     return ReportSummary(
-        since=since, until=until, total=Tally(**_tally(rows)),
+        since=since,
+        until=until,
+        total=Tally(**_tally(rows)),
         by_root_cause=[RootCauseTally(root_cause=cause, **_tally(group)) for cause, group in sorted(by_cause.items())],
         by_week=[WeekTally(week=week, **_tally(group)) for week, group in sorted(by_week.items())],
         time_to_first_touch=FirstTouch(
-            touched=len(hours), median_hours=round(statistics.median(hours), 2) if hours else None,
+            touched=len(hours),
+            median_hours=round(statistics.median(hours), 2) if hours else None,
             mean_hours=round(statistics.fmean(hours), 2) if hours else None,
         ),
     )

@@ -28,9 +28,18 @@ LATE_TIMER_GRACE_SECONDS = 120.0
 class Scheduler:
     """Drives durable timers and the notification queue; safe to run in several instances at once."""
 
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], policy: Policy, clock: Clock,
-                 notifiers: dict[str, Notifier], poll_seconds: float, notify_rounds: int,
-                 notify_backoff: timedelta, after_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        policy: Policy,
+        clock: Clock,
+        notifiers: dict[str, Notifier],
+        poll_seconds: float,
+        notify_rounds: int,
+        notify_backoff: timedelta,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.policy = policy
         self.clock = clock
@@ -58,8 +67,13 @@ class Scheduler:
 
     async def deliver_notifications(self) -> int:
         """One pass over the notification queue."""
-        return await deliver_due(self.sessions, notifiers=self.notifiers, clock=self.clock,
-                                 rounds=self.notify_rounds, backoff=self.notify_backoff)
+        return await deliver_due(
+            self.sessions,
+            notifiers=self.notifiers,
+            clock=self.clock,
+            rounds=self.notify_rounds,
+            backoff=self.notify_backoff,
+        )
 
     async def refresh_gauges(self) -> None:
         async with transaction(self.sessions) as session:
@@ -100,7 +114,11 @@ class Scheduler:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the database may be down: keep the loop alive and back off
-                log.warning("outreach.scheduler.pass_failed", loop=name, error=str(error) or repr(error),
-                            retry_in=round(delay, 2))
+                log.warning(
+                    "outreach.scheduler.pass_failed",
+                    loop=name,
+                    error=str(error) or repr(error),
+                    retry_in=round(delay, 2),
+                )
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
             await asyncio.sleep(delay)

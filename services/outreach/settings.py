@@ -34,8 +34,13 @@ class OutreachSettings(BrinkSettings):
     notify_backoff_seconds: float = Field(default=1, gt=0)
     notify_timeout_seconds: float = Field(default=10, gt=0)
 
-    _split_rotation = field_validator("rotation_csm", "rotation_cs_manager", "rotation_vp_customer_success",
-                                      "rotation_executive_sponsor", mode="before")(split_commas)
+    _split_rotation = field_validator(
+        "rotation_csm",
+        "rotation_cs_manager",
+        "rotation_vp_customer_success",
+        "rotation_executive_sponsor",
+        mode="before",
+    )(split_commas)
 
     @model_validator(mode="after")
     def _webhook_needs_a_secret(self) -> OutreachSettings:

@@ -22,9 +22,13 @@ def may_skip(playbook: Playbook) -> bool:
 _TASKS, _CASES = Task.__table__, Case.__table__
 # Built once and run with bound parameters (as Core: building the ORM query each time cost more than running it).
 DONE_FOR_ACCOUNT = (
-    select(_TASKS.c.action, _TASKS.c.offer).join(_CASES, _CASES.c.id == _TASKS.c.case_id)
-    .where(_CASES.c.account_id == bindparam("account_id"), _TASKS.c.status == "done",
-           _TASKS.c.completed_at >= bindparam("since", type_=_TASKS.c.completed_at.type))
+    select(_TASKS.c.action, _TASKS.c.offer)
+    .join(_CASES, _CASES.c.id == _TASKS.c.case_id)
+    .where(
+        _CASES.c.account_id == bindparam("account_id"),
+        _TASKS.c.status == "done",
+        _TASKS.c.completed_at >= bindparam("since", type_=_TASKS.c.completed_at.type),
+    )
 )
 
 
@@ -39,26 +43,65 @@ async def next_position(session: AsyncSession, case_id: str) -> int:
     return 0 if last is None else last + 1
 
 
-def add_timer(session: AsyncSession, *, case: Case, task: Task | None, kind: str, due_at: datetime,
-              now: datetime) -> Timer:
-    timer = Timer(id=str(uuid.uuid4()), case_id=case.id, task_id=task.id if task else None, kind=kind,
-                  due_at=due_at, created_at=now, fired_at=None, cancelled_at=None, outcome=None)
+def add_timer(
+    session: AsyncSession, *, case: Case, task: Task | None, kind: str, due_at: datetime, now: datetime
+) -> Timer:
+    timer = Timer(
+        id=str(uuid.uuid4()),
+        case_id=case.id,
+        task_id=task.id if task else None,
+        kind=kind,
+        due_at=due_at,
+        created_at=now,
+        fired_at=None,
+        cancelled_at=None,
+        outcome=None,
+    )
     session.add(timer)
     return timer
 
 
-def add_task(session: AsyncSession, case: Case, *, kind: str, action: str, title: str, owner_role: str, owner: str,
-             position: int, due_at: datetime, now: datetime, offer: str | None = None, playbook: str | None = None,
-             rung: str | None = None, escalate_after: timedelta | None = None) -> Task:
+def add_task(
+    session: AsyncSession,
+    case: Case,
+    *,
+    kind: str,
+    action: str,
+    title: str,
+    owner_role: str,
+    owner: str,
+    position: int,
+    due_at: datetime,
+    now: datetime,
+    offer: str | None = None,
+    playbook: str | None = None,
+    rung: str | None = None,
+    escalate_after: timedelta | None = None,
+) -> Task:
     """A task for ``owner``, and its escalation timer when an unanswered task should escalate.
 
     Nothing is flushed: the timer's relationship to its task makes the unit of work insert the task first.
     """
     task = Task(
-        id=str(uuid.uuid4()), case_id=case.id, position=position, kind=kind, action=action, offer=offer,
-        title=title, playbook=playbook, rung=rung, owner_role=owner_role, owner=owner, status="open",
-        due_at=due_at, escalate_after_seconds=int(escalate_after.total_seconds()) if escalate_after else None,
-        result=None, note=None, completed_by=None, created_at=now, completed_at=None,
+        id=str(uuid.uuid4()),
+        case_id=case.id,
+        position=position,
+        kind=kind,
+        action=action,
+        offer=offer,
+        title=title,
+        playbook=playbook,
+        rung=rung,
+        owner_role=owner_role,
+        owner=owner,
+        status="open",
+        due_at=due_at,
+        escalate_after_seconds=int(escalate_after.total_seconds()) if escalate_after else None,
+        result=None,
+        note=None,
+        completed_by=None,
+        created_at=now,
+        completed_at=None,
     )
     session.add(task)
     if escalate_after is not None:
@@ -66,8 +109,9 @@ def add_task(session: AsyncSession, case: Case, *, kind: str, action: str, title
     return task
 
 
-def steps_to_work(session: AsyncSession, case: Case, playbook: Playbook, *, now: datetime, tried: set[str],
-                  done_here: set[str]) -> list[Step]:
+def steps_to_work(
+    session: AsyncSession, case: Case, playbook: Playbook, *, now: datetime, tried: set[str], done_here: set[str]
+) -> list[Step]:
     """The playbook's steps minus those done on this case or tried recently for the account (each skip recorded)."""
     steps = []
     for step in playbook.steps:
@@ -82,31 +126,62 @@ def steps_to_work(session: AsyncSession, case: Case, playbook: Playbook, *, now:
     return steps
 
 
-def add_playbook_steps(session: AsyncSession, case: Case, playbook: Playbook, steps: list[Step], *, owners: list[str],
-                       position: int, now: datetime) -> list[Task]:
+def add_playbook_steps(
+    session: AsyncSession,
+    case: Case,
+    playbook: Playbook,
+    steps: list[Step],
+    *,
+    owners: list[str],
+    position: int,
+    now: datetime,
+) -> list[Task]:
     """Tasks for ``steps`` (with their ``owners``), numbered from ``position`` on."""
     return [
         add_task(
-            session, case, kind="closing" if step.action == "closing" else "step", action=step.action,
-            offer=step.offer, title=step.title, owner_role=step.owner_role, owner=owner, position=position + index,
-            due_at=now + step.due_after, now=now, playbook=playbook.name,
+            session,
+            case,
+            kind="closing" if step.action == "closing" else "step",
+            action=step.action,
+            offer=step.offer,
+            title=step.title,
+            owner_role=step.owner_role,
+            owner=owner,
+            position=position + index,
+            due_at=now + step.due_after,
+            now=now,
+            playbook=playbook.name,
             escalate_after=step.escalate_after if playbook.escalates else None,
         )
         for index, (step, owner) in enumerate(zip(steps, owners, strict=True))
     ]
 
 
-async def cancel_open_work(session: AsyncSession, case: Case, *, now: datetime, reason: str,
-                           kinds: tuple[str, ...] = ("step", "escalation", "closing")) -> int:
+async def cancel_open_work(
+    session: AsyncSession,
+    case: Case,
+    *,
+    now: datetime,
+    reason: str,
+    kinds: tuple[str, ...] = ("step", "escalation", "closing"),
+) -> int:
     """Cancel the case's open tasks of the given kinds and their pending timers; returns the tasks cancelled."""
     open_tasks = select(Task.id).where(Task.case_id == case.id, Task.status == "open", Task.kind.in_(kinds))
     await session.execute(
-        update(Timer).where(Timer.case_id == case.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None),
-                            Timer.task_id.in_(open_tasks))
-        .values(cancelled_at=now, outcome=reason).execution_options(synchronize_session=False)
+        update(Timer)
+        .where(
+            Timer.case_id == case.id,
+            Timer.fired_at.is_(None),
+            Timer.cancelled_at.is_(None),
+            Timer.task_id.in_(open_tasks),
+        )
+        .values(cancelled_at=now, outcome=reason)
+        .execution_options(synchronize_session=False)
     )
     result = await session.execute(
-        update(Task).where(Task.case_id == case.id, Task.status == "open", Task.kind.in_(kinds))
-        .values(status="cancelled", note=reason).execution_options(synchronize_session=False)
+        update(Task)
+        .where(Task.case_id == case.id, Task.status == "open", Task.kind.in_(kinds))
+        .values(status="cancelled", note=reason)
+        .execution_options(synchronize_session=False)
     )
     return result.rowcount or 0

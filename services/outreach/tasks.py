@@ -24,9 +24,19 @@ class TaskNotOpen(Exception):
     """The task was completed or cancelled already; the message says when and why."""
 
 
-async def list_tasks(session: AsyncSession, *, now: datetime, owner: str | None = None, status: str | None = None,
-                     due_before: datetime | None = None, due_after: datetime | None = None, overdue: bool = False,
-                     case_id: str | None = None, limit: int = 50, offset: int = 0) -> list[Task]:
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    owner: str | None = None,
+    status: str | None = None,
+    due_before: datetime | None = None,
+    due_after: datetime | None = None,
+    overdue: bool = False,
+    case_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Task]:
     """Tasks by due time, filtered; ``overdue`` means open and due before ``now``."""
     query = select(Task).order_by(Task.due_at, Task.id)
     if owner:
@@ -44,16 +54,25 @@ async def list_tasks(session: AsyncSession, *, now: datetime, owner: str | None 
     return list((await session.execute(query.limit(limit).offset(offset))).scalars())
 
 
-async def complete_task(session: AsyncSession, task_id: str, *, result: str, note: str | None,
-                        performed_by: str | None, clock: Clock, policy: Policy,
-                        correlation_id: str | None = None) -> Task:
+async def complete_task(
+    session: AsyncSession,
+    task_id: str,
+    *,
+    result: str,
+    note: str | None,
+    performed_by: str | None,
+    clock: Clock,
+    policy: Policy,
+    correlation_id: str | None = None,
+) -> Task:
     """Record what happened; an answered task stops its escalation, a closing task ends the case."""
     task = (await session.execute(select(Task).where(Task.id == task_id).with_for_update())).scalar_one_or_none()
     if task is None:
         raise TaskNotFound(task_id)
     if task.status == "done":
-        raise TaskNotOpen(f"task {task_id} was already completed at {task.completed_at.isoformat()} "
-                          f"with result {task.result!r}")
+        raise TaskNotOpen(
+            f"task {task_id} was already completed at {task.completed_at.isoformat()} with result {task.result!r}"
+        )
     if task.status != "open":
         raise TaskNotOpen(f"task {task_id} was {task.status}: {task.note or 'no reason recorded'}")
     case = (await session.execute(select(Case).where(Case.id == task.case_id).with_for_update())).scalar_one()
@@ -65,18 +84,48 @@ async def complete_task(session: AsyncSession, task_id: str, *, result: str, not
     if result != "no_answer":
         # Someone answered: this task no longer escalates. Unanswered, its timer stays and climbs the ladder.
         await session.execute(
-            update(Timer).where(Timer.task_id == task.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+            update(Timer)
+            .where(Timer.task_id == task.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
             .values(cancelled_at=now, outcome="answered")
         )
-    record(session, case, "task_completed", at=now, actor=who, task_id=task.id, action=task.action,
-           offer=task.offer, result=result, note=note)
-    await publish(session, InterventionLogged(
-        intervention_id=str(uuid.uuid4()), case_id=case.id, cancellation_id=case.cancellation_id,
-        account_id=case.account_id, action=task.action if task.offer is None else f"offer:{task.offer}",
-        result=result, note=note, performed_by=who, performed_at=now, playbook=task.playbook or case.playbook,
-    ), correlation_id=correlation_id or case.cancellation_id)
+    record(
+        session,
+        case,
+        "task_completed",
+        at=now,
+        actor=who,
+        task_id=task.id,
+        action=task.action,
+        offer=task.offer,
+        result=result,
+        note=note,
+    )
+    await publish(
+        session,
+        InterventionLogged(
+            intervention_id=str(uuid.uuid4()),
+            case_id=case.id,
+            cancellation_id=case.cancellation_id,
+            account_id=case.account_id,
+            action=task.action if task.offer is None else f"offer:{task.offer}",
+            result=result,
+            note=note,
+            performed_by=who,
+            performed_at=now,
+            playbook=task.playbook or case.playbook,
+        ),
+        correlation_id=correlation_id or case.cancellation_id,
+    )
     if task.kind == "closing" and case.status == "open":
-        await close_case(session, case, outcome="moved_on", reason=note or "closing task done", clock=clock,
-                         policy=policy, actor=who, correlation_id=correlation_id)
+        await close_case(
+            session,
+            case,
+            outcome="moved_on",
+            reason=note or "closing task done",
+            clock=clock,
+            policy=policy,
+            actor=who,
+            correlation_id=correlation_id,
+        )
     await session.flush()
     return task

@@ -52,12 +52,21 @@ async def empty_outreach(postgres_url: str) -> None:
 def brink_urls(postgres_url: str, amqp_url: str, clock: MovableClock, empty_outreach: None) -> Iterator[dict[str, str]]:
     """Intake and outreach served over real HTTP, on PostgreSQL and RabbitMQ; the desk asks intake for its outbox."""
     with ExitStack() as stack:
-        intake = stack.enter_context(serve(build_intake(settings_for(
-            IntakeSettings, database_url=postgres_url, amqp_url=amqp_url))))
+        intake = stack.enter_context(
+            serve(build_intake(settings_for(IntakeSettings, database_url=postgres_url, amqp_url=amqp_url)))
+        )
         desk_settings = DeskSettings(_env_file=None, service_urls=[f"intake={intake}"], refresh_seconds=2)
-        outreach = stack.enter_context(serve(build_outreach(settings_for(
-            OutreachSettings, database_url=postgres_url, amqp_url=amqp_url, scheduler_poll_seconds=0.2),
-            clock=clock, desk_settings=desk_settings)))
+        outreach = stack.enter_context(
+            serve(
+                build_outreach(
+                    settings_for(
+                        OutreachSettings, database_url=postgres_url, amqp_url=amqp_url, scheduler_poll_seconds=0.2
+                    ),
+                    clock=clock,
+                    desk_settings=desk_settings,
+                )
+            )
+        )
         yield {"intake": intake, "outreach": outreach}
 
 
@@ -73,28 +82,56 @@ async def seed(broker: Broker, outreach: str) -> dict[str, str]:
     """Three cases the way diagnosis sends them; one saved by a withdrawal and one lost by hand, for the results."""
     run = uuid.uuid4().hex[:6]
     seeds = {
-        "main": rich_diagnosis(customer=f"Acme GmbH {run}", root_cause="rocky_onboarding", owner="olga", priority=80,
-                               mrr_minor=120_000),
-        "saved": rich_diagnosis(customer=f"Beta BV {run}", root_cause="known_issue", owner="pete", priority=50,
-                                mrr_minor=30_000),
-        "lost": rich_diagnosis(customer=f"Gamma AB {run}", root_cause="rocky_onboarding", owner="pete", priority=40,
-                               mrr_minor=15_000),
-        "other": rich_diagnosis(customer=f"Delta Oy {run}", root_cause="champion_left", owner="pete", priority=65,
-                                mrr_minor=80_000, days_left=9),
-        "small": rich_diagnosis(customer=f"Epsilon SRL {run}", root_cause="payment_failure", owner="rui", priority=25,
-                                mrr_minor=4_900, days_left=3),
+        "main": rich_diagnosis(
+            customer=f"Acme GmbH {run}", root_cause="rocky_onboarding", owner="olga", priority=80, mrr_minor=120_000
+        ),
+        "saved": rich_diagnosis(
+            customer=f"Beta BV {run}", root_cause="known_issue", owner="pete", priority=50, mrr_minor=30_000
+        ),
+        "lost": rich_diagnosis(
+            customer=f"Gamma AB {run}", root_cause="rocky_onboarding", owner="pete", priority=40, mrr_minor=15_000
+        ),
+        "other": rich_diagnosis(
+            customer=f"Delta Oy {run}",
+            root_cause="champion_left",
+            owner="pete",
+            priority=65,
+            mrr_minor=80_000,
+            days_left=9,
+        ),
+        "small": rich_diagnosis(
+            customer=f"Epsilon SRL {run}",
+            root_cause="payment_failure",
+            owner="rui",
+            priority=25,
+            mrr_minor=4_900,
+            days_left=3,
+        ),
     }
     for payload in seeds.values():
         await broker.publish(Envelope.wrap(payload, correlation_id=f"desk-{run}", source="test"))
     async with httpx.AsyncClient(base_url=outreach) as api:
         ids = {name: await case_id_of(api, payload.account_id) for name, payload in seeds.items()}
         saved = seeds["saved"]
-        await broker.publish(Envelope.wrap(CancellationWithdrawn(
-            cancellation_id=saved.cancellation_id, account_id=saved.account_id, source="stripe",
-            source_event_id=f"evt_{run}", source_event_type="customer.subscription.updated",
-            customer_id=saved.customer_id), correlation_id=f"desk-{run}", source="test"))
-        lost = await api.post(f"/v1/cases/{ids['lost']}/outcome", headers={"Authorization": f"Bearer {TOKEN}"},
-                              json={"outcome": "lost", "reason": "went with a competitor"})
+        await broker.publish(
+            Envelope.wrap(
+                CancellationWithdrawn(
+                    cancellation_id=saved.cancellation_id,
+                    account_id=saved.account_id,
+                    source="stripe",
+                    source_event_id=f"evt_{run}",
+                    source_event_type="customer.subscription.updated",
+                    customer_id=saved.customer_id,
+                ),
+                correlation_id=f"desk-{run}",
+                source="test",
+            )
+        )
+        lost = await api.post(
+            f"/v1/cases/{ids['lost']}/outcome",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={"outcome": "lost", "reason": "went with a competitor"},
+        )
         assert lost.status_code == 200
     return {name: ids[name] for name in ids} | {"customer": seeds["main"].customer_name}
 
@@ -103,14 +140,16 @@ async def shot(page: Any, artifacts: Path, name: str) -> None:
     await page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
-async def test_sign_in_work_a_case_and_see_every_page(browser: Any, brink_urls: dict[str, str], broker: Broker,
-                                                      artifacts: Path, clock: MovableClock) -> None:
+async def test_sign_in_work_a_case_and_see_every_page(
+    browser: Any, brink_urls: dict[str, str], broker: Broker, artifacts: Path, clock: MovableClock
+) -> None:
     outreach = brink_urls["outreach"]
     seeded = await seed(broker, outreach)
     clock.offset = timedelta(hours=4)  # the first calls were due within 3 hours: now they are overdue
     # A poison message: diagnosis.completed without its fields is retried, then dead-lettered.
-    await broker.publish(Envelope(type="diagnosis.completed", data={"nonsense": True}, correlation_id="poison",
-                                  source="test"))
+    await broker.publish(
+        Envelope(type="diagnosis.completed", data={"nonsense": True}, correlation_id="poison", source="test")
+    )
     context = await browser.new_context(viewport=LAPTOP, base_url=outreach)
     page = await context.new_page()
 

@@ -50,17 +50,35 @@ async def snapshot(database_url: str, queue_depths: dict[str, int]) -> Snapshot:
             table: await connection.fetchval(f"SELECT count(*) FROM {table} WHERE published_at IS NULL")  # noqa: S608
             for table in OUTBOX_TABLES
         }
-        cases = Counter({row[0]: row[1] for row in await connection.fetch(
-            "SELECT cancellation_id, count(*) FROM outreach_cases GROUP BY cancellation_id")})
-        diagnoses = Counter({row[0]: row[1] for row in await connection.fetch(
-            "SELECT cancellation_id, count(*) FROM diagnosis_diagnoses GROUP BY cancellation_id")})
-        first = Counter({row[0]: row[1] for row in await connection.fetch(
-            "SELECT cancellation_id, count(*) FROM diagnosis_diagnoses WHERE version = 1 GROUP BY cancellation_id")})
+        cases = Counter(
+            {
+                row[0]: row[1]
+                for row in await connection.fetch(
+                    "SELECT cancellation_id, count(*) FROM outreach_cases GROUP BY cancellation_id"
+                )
+            }
+        )
+        diagnoses = Counter(
+            {
+                row[0]: row[1]
+                for row in await connection.fetch(
+                    "SELECT cancellation_id, count(*) FROM diagnosis_diagnoses GROUP BY cancellation_id"
+                )
+            }
+        )
+        first = Counter(
+            {
+                row[0]: row[1]
+                for row in await connection.fetch(
+                    "SELECT cancellation_id, count(*) FROM diagnosis_diagnoses WHERE version = 1 GROUP BY cancellation_id"
+                )
+            }
+        )
         repeated_tasks = await connection.fetchval(
             "SELECT count(*) FROM (SELECT case_id, position FROM outreach_tasks "
-            "GROUP BY case_id, position HAVING count(*) > 1) AS repeated")
-        accepted = await connection.fetchval(
-            "SELECT count(*) FROM intake_webhook_events WHERE outcome = 'accepted'")
+            "GROUP BY case_id, position HAVING count(*) > 1) AS repeated"
+        )
+        accepted = await connection.fetchval("SELECT count(*) FROM intake_webhook_events WHERE outcome = 'accepted'")
         handled = Counter()
         for table in ("diagnosis_handled_messages", "outreach_handled_messages"):
             for row in await connection.fetch(f"SELECT consumer, count(*) FROM {table} GROUP BY consumer"):  # noqa: S608
@@ -70,7 +88,9 @@ async def snapshot(database_url: str, queue_depths: dict[str, int]) -> Snapshot:
     return Snapshot(pending, queue_depths, cases, diagnoses, first, repeated_tasks, accepted, handled)
 
 
-async def wait_for_quiescence(database_url: str, read_queues: Callable[[], dict[str, int]], *, timeout: float, settle_polls: int = 3) -> Snapshot:
+async def wait_for_quiescence(
+    database_url: str, read_queues: Callable[[], dict[str, int]], *, timeout: float, settle_polls: int = 3
+) -> Snapshot:
     """Poll until nothing is in flight and the case count has not moved for ``settle_polls`` polls."""
     deadline = time.monotonic() + timeout
     steady = 0
@@ -102,16 +122,19 @@ class Verdict:
         return not self.lost and not self.duplicated and self.stuck == 0
 
     def summary(self) -> str:
-        return (f"sent {self.sent}  accepted {self.accepted}  cases {self.cases}  lost {len(self.lost)}  "
-                f"recovered {len(self.recovered)}  duplicated {len(self.duplicated)}  stuck {self.stuck}  "
-                f"unacknowledged {len(self.unacknowledged)}")
+        return (
+            f"sent {self.sent}  accepted {self.accepted}  cases {self.cases}  lost {len(self.lost)}  "
+            f"recovered {len(self.recovered)}  duplicated {len(self.duplicated)}  stuck {self.stuck}  "
+            f"unacknowledged {len(self.unacknowledged)}"
+        )
 
 
 def classify(deliveries: list[Delivery], state: Snapshot) -> Verdict:
     """lost: answered 2xx, no case. recovered: never 2xx, yet a case. duplicated: a second case or
     diagnosis for one cancellation, or a playbook step applied twice. stuck: unpublished or queued."""
-    verdict = Verdict(sent=len(deliveries), accepted=sum(d.accepted for d in deliveries),
-                      cases=sum(state.cases.values()))
+    verdict = Verdict(
+        sent=len(deliveries), accepted=sum(d.accepted for d in deliveries), cases=sum(state.cases.values())
+    )
     for delivery in deliveries:
         has_case = state.cases[delivery.cancellation_id] > 0
         if delivery.accepted and not has_case:
@@ -120,8 +143,11 @@ def classify(deliveries: list[Delivery], state: Snapshot) -> Verdict:
             verdict.recovered.append(delivery.event_id)
         elif not delivery.accepted:
             verdict.unacknowledged.append(delivery.event_id)
-        if (state.cases[delivery.cancellation_id] > 1 or state.diagnoses[delivery.cancellation_id] > 1
-                or state.first_diagnoses[delivery.cancellation_id] > 1):
+        if (
+            state.cases[delivery.cancellation_id] > 1
+            or state.diagnoses[delivery.cancellation_id] > 1
+            or state.first_diagnoses[delivery.cancellation_id] > 1
+        ):
             verdict.duplicated.append(delivery.event_id)
     verdict.duplicated.extend(["task"] * state.repeated_tasks)
     verdict.stuck = state.in_flight

@@ -85,7 +85,8 @@ class PrivateRabbit:
 
     def _env(self) -> dict[str, str]:
         return {
-            **os.environ, **self.home_env,
+            **os.environ,
+            **self.home_env,
             "RABBITMQ_NODENAME": self.name,
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
@@ -99,12 +100,23 @@ class PrivateRabbit:
         }
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.prefix, str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.name, *args],
-                              env=self._env(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [*self.prefix, str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.name, *args],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def start(self) -> None:
-        subprocess.run([*self.prefix, str(RABBITMQ_BIN / "rabbitmq-server"), "-detached"], env=self._env(),
-                       check=True, capture_output=True, timeout=60, cwd=self.base)
+        subprocess.run(
+            [*self.prefix, str(RABBITMQ_BIN / "rabbitmq-server"), "-detached"],
+            env=self._env(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+            cwd=self.base,
+        )
         self.running = True
         self.ctl("wait", str(self.base / "pid"), "--timeout", "90", timeout=120)
         result = self.ctl("await_startup", "--timeout", "90", timeout=120)
@@ -161,22 +173,50 @@ class PrivatePostgres:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/brink"
 
     def _run(self, *args: str, timeout: float = 120) -> None:
-        subprocess.run([*self.prefix, *args], env={**os.environ, **self.home_env}, check=True,
-                       capture_output=True, timeout=timeout, cwd=self.base)
+        subprocess.run(
+            [*self.prefix, *args],
+            env={**os.environ, **self.home_env},
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+            cwd=self.base,
+        )
 
     def _pg_ctl(self, action: str, *extra: str) -> None:
         options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c max_connections=300"
-        self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-o", options,
-                  "-l", str(self.base / "postgres.log"), "-w", "-t", "60", action, *extra)
+        self._run(
+            str(POSTGRES_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.base / "postgres.log"),
+            "-w",
+            "-t",
+            "60",
+            action,
+            *extra,
+        )
 
     def start(self) -> None:
         if not self.data.exists():
-            self._run(str(POSTGRES_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                      "-E", "UTF8", "--no-sync")
+            self._run(
+                str(POSTGRES_BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            )
             self._pg_ctl("start")
             self.running = True
-            self._run(str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                      "brink")
+            self._run(
+                str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "brink"
+            )
             return
         self._pg_ctl("start")
         self.running = True

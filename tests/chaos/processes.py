@@ -44,9 +44,14 @@ class ServiceProcess:
         env = {**self.env, f"BRINK_{self.service.upper()}_PORT": str(self.port)}
         with log_path.open("wb") as log:
             # cwd is a scratch directory, so a developer's .env never leaks into the run.
-            self.process = subprocess.Popen([sys.executable, "-m", f"services.{self.service}"], env=env,
-                                            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.service}"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -83,13 +88,15 @@ class ServiceProcess:
 
 
 @contextmanager
-def running_services(env: dict[str, str], workdir: Path,
-                     names: tuple[str, ...] = ("intake", "diagnosis", "outreach")) -> Iterator[dict[str, ServiceProcess]]:
+def running_services(
+    env: dict[str, str], workdir: Path, names: tuple[str, ...] = ("intake", "diagnosis", "outreach")
+) -> Iterator[dict[str, ServiceProcess]]:
     """One process per service, started in order and always stopped, for tests that need real processes."""
     from tests.chaos.infra import free_port
 
-    processes = {name: ServiceProcess(service=name, instance=1, port=free_port(), env=env, workdir=workdir)
-                 for name in names}
+    processes = {
+        name: ServiceProcess(service=name, instance=1, port=free_port(), env=env, workdir=workdir) for name in names
+    }
     try:
         for process in processes.values():
             process.start()

@@ -27,8 +27,16 @@ from tests.chaos.processes import ServiceProcess
 from tests.chaos.stripe_sender import Stream
 from tests.helpers import stripe_event, stripe_subscription
 
-FEEDBACK = ("too_expensive", "missing_features", "unused", "switched_service", "too_complex", "low_quality",
-            "customer_service", None)
+FEEDBACK = (
+    "too_expensive",
+    "missing_features",
+    "unused",
+    "switched_service",
+    "too_complex",
+    "low_quality",
+    "customer_service",
+    None,
+)
 
 
 @dataclass(frozen=True)
@@ -82,8 +90,9 @@ class Cluster:
         # Two instances of each consumer: two consumers per queue, two relays per outbox.
         for service, instances in (("intake", 1), ("diagnosis", 2), ("outreach", 2)):
             for instance in range(1, instances + 1):
-                process = ServiceProcess(service=service, instance=instance, port=free_port(), env=env,
-                                         workdir=self.workdir)
+                process = ServiceProcess(
+                    service=service, instance=instance, port=free_port(), env=env, workdir=self.workdir
+                )
                 self.services[process.label] = process
         for process in self.services.values():
             process.start()
@@ -145,8 +154,10 @@ async def inject_faults(cluster: Cluster, stream: Stream, scale: Scale, started:
 
 def build_event(index: int) -> dict:
     """The index-th cancellation of the stream: a new subscription each time, so each should become one case."""
-    return stripe_event("customer.subscription.deleted",
-                        stripe_subscription(feedback=FEEDBACK[index % len(FEEDBACK)], quantity=1 + index % 7))
+    return stripe_event(
+        "customer.subscription.deleted",
+        stripe_subscription(feedback=FEEDBACK[index % len(FEEDBACK)], quantity=1 + index % 7),
+    )
 
 
 def count_in_logs(cluster: Cluster, event_name: str) -> int:
@@ -168,17 +179,27 @@ def unexpected_errors(cluster: Cluster) -> Counter[str]:
 
 async def run(scale: Scale, cluster: Cluster) -> int:
     started = time.monotonic()
-    say(f"at least {scale.events} signed Stripe webhooks at {scale.rate:.0f}/s against intake-1; "
-        f"{len(cluster.services)} service processes", started)
-    stream = Stream(url=f"{cluster.services['intake-1'].base_url}/webhooks/stripe", secret=cluster.secret,
-                    rate_per_second=scale.rate)
+    say(
+        f"at least {scale.events} signed Stripe webhooks at {scale.rate:.0f}/s against intake-1; "
+        f"{len(cluster.services)} service processes",
+        started,
+    )
+    stream = Stream(
+        url=f"{cluster.services['intake-1'].base_url}/webhooks/stripe",
+        secret=cluster.secret,
+        rate_per_second=scale.rate,
+    )
     faults = asyncio.create_task(inject_faults(cluster, stream, scale, started))
     deliveries = await stream.run(build_event, at_least=scale.events, until=faults)
     await faults
-    say(f"stream finished: {len(deliveries)} events, {sum(d.attempts for d in deliveries)} attempts, "
-        f"{sum(d.extra_copies for d in deliveries)} deliberate duplicate deliveries", started)
-    state = await wait_for_quiescence(cluster.postgres.url, cluster.rabbit.queue_depths,
-                                      timeout=scale.quiescence_timeout)
+    say(
+        f"stream finished: {len(deliveries)} events, {sum(d.attempts for d in deliveries)} attempts, "
+        f"{sum(d.extra_copies for d in deliveries)} deliberate duplicate deliveries",
+        started,
+    )
+    state = await wait_for_quiescence(
+        cluster.postgres.url, cluster.rabbit.queue_depths, timeout=scale.quiescence_timeout
+    )
     say("quiescent" if state.in_flight == 0 else f"not quiescent after {scale.quiescence_timeout:.0f}s", started)
     verdict = classify(deliveries, state)
     retried = sum(1 for d in deliveries if d.attempts > 1)
@@ -186,11 +207,15 @@ async def run(scale: Scale, cluster: Cluster) -> int:
     print(f"chaos: {retried} events needed more than one attempt; answers: {dict(sorted(statuses.items()))}")
     for error, times in unexpected_errors(cluster).most_common(5):
         print(f"chaos: 500 from intake {times}x: {error}")
-    print(f"chaos: messages handled per consumer: {dict(state.handled)}; "
-          f"redeliveries absorbed by the idempotency guard: {count_in_logs(cluster, 'consumer.message.duplicate')}")
-    print(f"chaos: outbox pending {state.pending_outbox}; main/retry queues "
-          f"{ {k: v for k, v in state.queue_depths.items() if not k.endswith('.dead') and v} or 'empty'}; "
-          f"dead or unrouted {verdict.dead or 'none'}")
+    print(
+        f"chaos: messages handled per consumer: {dict(state.handled)}; "
+        f"redeliveries absorbed by the idempotency guard: {count_in_logs(cluster, 'consumer.message.duplicate')}"
+    )
+    print(
+        f"chaos: outbox pending {state.pending_outbox}; main/retry queues "
+        f"{ {k: v for k, v in state.queue_depths.items() if not k.endswith('.dead') and v} or 'empty' }; "
+        f"dead or unrouted {verdict.dead or 'none'}"
+    )
     for name, ids in (("lost", verdict.lost), ("duplicated", verdict.duplicated), ("recovered", verdict.recovered)):
         if ids:
             print(f"chaos: {name} e.g. {ids[:5]}")

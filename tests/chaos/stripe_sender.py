@@ -44,8 +44,9 @@ class RetryPolicy:
 
 def delivery_for(event: dict[str, Any]) -> Delivery:
     subscription = event["data"]["object"]
-    return Delivery(event_id=event["id"], cancellation_id=f"stripe:{subscription['id']}",
-                    body=json.dumps(event).encode())
+    return Delivery(
+        event_id=event["id"], cancellation_id=f"stripe:{subscription['id']}", body=json.dumps(event).encode()
+    )
 
 
 async def post_once(client: httpx.AsyncClient, url: str, secret: str, body: bytes) -> int | str:
@@ -58,8 +59,9 @@ async def post_once(client: httpx.AsyncClient, url: str, secret: str, body: byte
     return response.status_code
 
 
-async def deliver(client: httpx.AsyncClient, url: str, secret: str, delivery: Delivery,
-                  policy: RetryPolicy = RetryPolicy()) -> None:
+async def deliver(
+    client: httpx.AsyncClient, url: str, secret: str, delivery: Delivery, policy: RetryPolicy = RetryPolicy()
+) -> None:
     """Deliver until 2xx, like Stripe; records every attempt's outcome."""
     started = time.monotonic()
     delay = policy.first_delay
@@ -76,8 +78,9 @@ async def deliver(client: httpx.AsyncClient, url: str, secret: str, delivery: De
 class Stream:
     """A paced stream of deliveries, with some events delivered twice as Stripe sometimes does."""
 
-    def __init__(self, *, url: str, secret: str, rate_per_second: float, concurrency: int = 16,
-                 duplicate_ratio: float = 0.05) -> None:
+    def __init__(
+        self, *, url: str, secret: str, rate_per_second: float, concurrency: int = 16, duplicate_ratio: float = 0.05
+    ) -> None:
         self.url = url
         self.secret = secret
         self.rate = rate_per_second
@@ -86,8 +89,14 @@ class Stream:
         self.deliveries: list[Delivery] = []
         self.finished = 0
 
-    async def run(self, make_event: Callable[[int], dict[str, Any]], *, at_least: int,
-                  until: asyncio.Future[Any] | None = None, tail_seconds: float = 5.0) -> list[Delivery]:
+    async def run(
+        self,
+        make_event: Callable[[int], dict[str, Any]],
+        *,
+        at_least: int,
+        until: asyncio.Future[Any] | None = None,
+        tail_seconds: float = 5.0,
+    ) -> list[Delivery]:
         """Send ``at_least`` events, and keep sending while ``until`` is pending and ``tail_seconds`` after,
         so every fault lands in the middle of the stream however long the machine takes to inject it."""
         self.deliveries = []
@@ -100,8 +109,12 @@ class Stream:
                     await deliver(client, self.url, self.secret, delivery)
                     if delivery.accepted and random.random() < self.duplicate_ratio:
                         delivery.extra_copies += 1
-                        await deliver(client, self.url, self.secret, Delivery(
-                            delivery.event_id, delivery.cancellation_id, delivery.body))
+                        await deliver(
+                            client,
+                            self.url,
+                            self.secret,
+                            Delivery(delivery.event_id, delivery.cancellation_id, delivery.body),
+                        )
                 self.finished += 1
 
             tasks = []

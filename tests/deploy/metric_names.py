@@ -10,8 +10,12 @@ from prometheus_client.metrics import MetricWrapperBase
 from shared import metrics
 
 METRIC_NAME = re.compile(r"\b(brink_[a-z0-9_]+)\b")
-SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
-            "gauge": ("",), "summary": ("_count", "_sum", "_created")}
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gauge": ("",),
+    "summary": ("_count", "_sum", "_created"),
+}
 
 
 def exported_names() -> set[str]:

@@ -16,8 +16,9 @@ DASHBOARD = GRAFANA / "dashboards" / "brink.json"
 
 def dashboard_queries() -> dict[str, str]:
     panels = json.loads(DASHBOARD.read_text())["panels"]
-    return {f"{panel['title']} {target['refId']}": target["expr"]
-            for panel in panels for target in panel.get("targets", [])}
+    return {
+        f"{panel['title']} {target['refId']}": target["expr"] for panel in panels for target in panel.get("targets", [])
+    }
 
 
 def test_dashboard_queries_use_only_metrics_brink_exports() -> None:
@@ -25,16 +26,30 @@ def test_dashboard_queries_use_only_metrics_brink_exports() -> None:
     assert len(queries) >= 15
     assert unknown_metrics(queries.values()) == set()
     used = set().union(*(metrics_in(expr) for expr in queries.values()))
-    for figure in ("brink_queue_messages", "brink_messages_dead_lettered_total", "brink_outbox_backlog",
-                   "brink_webhooks_total", "brink_cases", "brink_escalations_fired_total"):
+    for figure in (
+        "brink_queue_messages",
+        "brink_messages_dead_lettered_total",
+        "brink_outbox_backlog",
+        "brink_webhooks_total",
+        "brink_cases",
+        "brink_escalations_fired_total",
+    ):
         assert figure in used
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     """promtool parses each query as a recording rule: a typo in PromQL fails here."""
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query_{n}", "expr": expr} for n, expr in enumerate(dashboard_queries().values())
-    ]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query_{n}", "expr": expr}
+                    for n, expr in enumerate(dashboard_queries().values())
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump(rules))
     result = run(tool("promtool"), "check", "rules", str(path))

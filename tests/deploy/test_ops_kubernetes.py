@@ -19,16 +19,24 @@ PORTS = {"intake": 8000, "diagnosis": 8001, "outreach": 8002}
 
 
 def documents() -> list[tuple[Path, dict]]:
-    return [(path, doc) for path in sorted(K8S.glob("*.yaml")) if path.name != "kustomization.yaml"
-            for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [
+        (path, doc)
+        for path in sorted(K8S.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
 
 
 def of_kind(kind: str) -> dict[str, dict]:
     return {doc["metadata"]["name"]: doc for _path, doc in documents() if doc["kind"] == kind}
 
 
-@pytest.mark.parametrize("path, doc", [(p, d) for p, d in documents() if d["kind"] not in KEDA_KINDS],
-                         ids=lambda value: value.name if isinstance(value, Path) else value["kind"])
+@pytest.mark.parametrize(
+    "path, doc",
+    [(p, d) for p, d in documents() if d["kind"] not in KEDA_KINDS],
+    ids=lambda value: value.name if isinstance(value, Path) else value["kind"],
+)
 def test_manifest_matches_the_kubernetes_schema(path: Path, doc: dict) -> None:
     kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
@@ -87,8 +95,12 @@ def test_keda_scales_each_consumer_on_its_queue_depth(name: str) -> None:
     assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
     [trigger] = spec["triggers"]
     assert trigger["type"] == "rabbitmq"
-    assert trigger["metadata"] == {"protocol": "amqp", "queueName": CONSUMER_QUEUES[name], "mode": "QueueLength",
-                                   "value": trigger["metadata"]["value"]}
+    assert trigger["metadata"] == {
+        "protocol": "amqp",
+        "queueName": CONSUMER_QUEUES[name],
+        "mode": "QueueLength",
+        "value": trigger["metadata"]["value"],
+    }
     assert int(trigger["metadata"]["value"]) > 0
     assert trigger["authenticationRef"]["name"] in of_kind("TriggerAuthentication")
 

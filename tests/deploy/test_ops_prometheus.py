@@ -35,8 +35,11 @@ def test_alerts_fire_on_the_series_they_are_meant_for() -> None:
 def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     """The check above can fail: a rule with bad PromQL does not pass."""
     broken = tmp_path / "broken.yml"
-    broken.write_text(yaml.safe_dump({"groups": [{"name": "x", "rules": [
-        {"alert": "Broken", "expr": "max by (queue (brink_queue_messages)"}]}]}))
+    broken.write_text(
+        yaml.safe_dump(
+            {"groups": [{"name": "x", "rules": [{"alert": "Broken", "expr": "max by (queue (brink_queue_messages)"}]}]}
+        )
+    )
     result = run(tool("promtool"), "check", "rules", str(broken))
     assert result.returncode != 0
 
@@ -46,6 +49,11 @@ def test_alert_rules_use_only_metrics_brink_exports() -> None:
     expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
     assert unknown_metrics(expressions) == set()
     used = set().union(*(metrics_in(expr) for expr in expressions))
-    for needed in ("brink_queue_messages", "brink_queue_consumers", "brink_outbox_oldest_age_seconds",
-                   "brink_outbox_backlog", "brink_webhooks_total"):
+    for needed in (
+        "brink_queue_messages",
+        "brink_queue_consumers",
+        "brink_outbox_oldest_age_seconds",
+        "brink_outbox_backlog",
+        "brink_webhooks_total",
+    ):
         assert needed in used

@@ -56,15 +56,26 @@ def wait_ready(url: str, deadline: float) -> None:
 def test_example_from_the_readme_shows_a_case_within_five_seconds(brink_env: dict[str, str], tmp_path: Path) -> None:
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log:
-        run = subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], cwd=tmp_path, env=brink_env,
-                               stdout=log, stderr=subprocess.STDOUT)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "run"],
+            cwd=tmp_path,
+            env=brink_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         for name in ("INTAKE", "DIAGNOSIS", "OUTREACH"):
             wait_ready(f"http://127.0.0.1:{brink_env[f'BRINK_{name}_PORT']}/readyz", deadline)
 
-        sent = subprocess.run([sys.executable, "-m", "shared.cli", "send-test-webhook"], cwd=tmp_path,
-                              env=brink_env, capture_output=True, text=True, timeout=30)
+        sent = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "send-test-webhook"],
+            cwd=tmp_path,
+            env=brink_env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.startswith("200 ")
         customer = sent.stdout.split("for customer ")[1].strip()
@@ -72,8 +83,11 @@ def test_example_from_the_readme_shows_a_case_within_five_seconds(brink_env: dic
         started = time.monotonic()
         cases: list[dict] = []
         while time.monotonic() - started < 5 and not cases:
-            response = httpx.get(f"http://127.0.0.1:{brink_env['BRINK_OUTREACH_PORT']}/v1/cases",
-                                 headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2)
+            response = httpx.get(
+                f"http://127.0.0.1:{brink_env['BRINK_OUTREACH_PORT']}/v1/cases",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=2,
+            )
             cases = [c for c in response.json()["items"] if c["account_id"] == f"stripe:{customer}"]
             time.sleep(0.1)
         assert cases, "no case within 5 seconds; log:\n" + log_path.read_text()[-3000:]

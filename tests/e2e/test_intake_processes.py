@@ -38,23 +38,36 @@ def niceness_of(pid: int) -> int:
 
 def accepted_in_metrics(port: int) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("brink_webhooks_total{") and 'outcome="accepted"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("brink_webhooks_total{") and 'outcome="accepted"' in line
+    )
 
 
 async def test_two_intake_processes_publish_each_webhook_once_and_report_together(
-        postgres_url: str, amqp_url: str, tmp_path: Path) -> None:
+    postgres_url: str, amqp_url: str, tmp_path: Path
+) -> None:
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BRINK_", "PROMETHEUS_"))},
-           "PYTHONPATH": str(ROOT), "BRINK_DATABASE_URL": postgres_url, "BRINK_AMQP_URL": amqp_url,
-           "BRINK_API_TOKENS": TOKEN, "BRINK_STRIPE_WEBHOOK_SECRETS": STRIPE_SECRET, "BRINK_INTAKE_PORT": str(port),
-           "BRINK_HOST": "127.0.0.1", "BRINK_LOG_LEVEL": "WARNING", "BRINK_INTAKE_PROCESSES": "2",
-           "BRINK_NICENESS": "7"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("BRINK_", "PROMETHEUS_"))},
+        "PYTHONPATH": str(ROOT),
+        "BRINK_DATABASE_URL": postgres_url,
+        "BRINK_AMQP_URL": amqp_url,
+        "BRINK_API_TOKENS": TOKEN,
+        "BRINK_STRIPE_WEBHOOK_SECRETS": STRIPE_SECRET,
+        "BRINK_INTAKE_PORT": str(port),
+        "BRINK_HOST": "127.0.0.1",
+        "BRINK_LOG_LEVEL": "WARNING",
+        "BRINK_INTAKE_PROCESSES": "2",
+        "BRINK_NICENESS": "7",
+    }
     connection = await aio_pika.connect(amqp_url)
     log_path = tmp_path / "intake.log"
     with log_path.open("wb") as log:
-        intake = subprocess.Popen([sys.executable, "-m", "services.intake"], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
+        intake = subprocess.Popen(
+            [sys.executable, "-m", "services.intake"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}/readyz", time.monotonic() + 60)
         workers = children_of(intake.pid)
@@ -66,12 +79,16 @@ async def test_two_intake_processes_publish_each_webhook_once_and_report_togethe
         watch = await channel.declare_queue("", exclusive=True)
         await watch.bind(exchange, "cancellation.received")
 
-        requests = [signed(stripe_event("customer.subscription.deleted", stripe_subscription()), STRIPE_SECRET)
-                    for _ in range(WEBHOOKS)]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                                     limits=httpx.Limits(max_connections=24)) as client:
-            answers = await asyncio.gather(*(client.post("/webhooks/stripe", content=body, headers=headers)
-                                             for body, headers in requests))
+        requests = [
+            signed(stripe_event("customer.subscription.deleted", stripe_subscription()), STRIPE_SECRET)
+            for _ in range(WEBHOOKS)
+        ]
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, limits=httpx.Limits(max_connections=24)
+        ) as client:
+            answers = await asyncio.gather(
+                *(client.post("/webhooks/stripe", content=body, headers=headers) for body, headers in requests)
+            )
         assert [a.json()["outcome"] for a in answers] == ["accepted"] * WEBHOOKS
 
         # Every scrape, whichever process answers it, counts the webhooks both processes took.

@@ -44,23 +44,43 @@ def full_events(source: str) -> list[dict[str, Any]]:
 
 STRIPE_BASES = [
     stripe_event("customer.subscription.deleted", stripe_subscription()),
-    stripe_event("customer.subscription.updated", stripe_subscription(status="active", cancel_at_period_end=True),
-                 previous_attributes={"cancel_at_period_end": False}),
-    stripe_event("customer.subscription.updated", stripe_subscription(status="active"),
-                 previous_attributes={"cancel_at_period_end": True}),
+    stripe_event(
+        "customer.subscription.updated",
+        stripe_subscription(status="active", cancel_at_period_end=True),
+        previous_attributes={"cancel_at_period_end": False},
+    ),
+    stripe_event(
+        "customer.subscription.updated",
+        stripe_subscription(status="active"),
+        previous_attributes={"cancel_at_period_end": True},
+    ),
     *full_events("stripe"),
 ]
 CHARGEBEE_BASES = [
     chargebee_event(kind, chargebee_subscription(status=status))
-    for kind, status in (("subscription_cancelled", "cancelled"), ("subscription_cancellation_scheduled", "non_renewing"),
-                         ("subscription_scheduled_cancellation_removed", "active"), ("subscription_reactivated", "active"),
-                         ("payment_failed", "active"))
+    for kind, status in (
+        ("subscription_cancelled", "cancelled"),
+        ("subscription_cancellation_scheduled", "non_renewing"),
+        ("subscription_scheduled_cancellation_removed", "active"),
+        ("subscription_reactivated", "active"),
+        ("payment_failed", "active"),
+    )
 ] + full_events("chargebee")
 
-json_scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-(2**70), max_value=2**70)
-                | st.floats(allow_nan=False) | st.floats() | st.text(max_size=20))
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.floats()
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def paths(document: Any, prefix: tuple = ()) -> list[tuple]:
@@ -76,7 +96,13 @@ def paths(document: Any, prefix: tuple = ()) -> list[tuple]:
 
 def replace_at(document: Any, path: tuple, value: Any) -> None:
     for step in path[:-1]:
-        if isinstance(document, dict) and step in document or isinstance(document, list) and isinstance(step, int) and step < len(document):
+        if (
+            isinstance(document, dict)
+            and step in document
+            or isinstance(document, list)
+            and isinstance(step, int)
+            and step < len(document)
+        ):
             document = document[step]
         else:
             return
@@ -96,7 +122,13 @@ def mutated(draw: st.DrawFn, bases: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             parent = event
             for step in path[:-1]:
-                parent = parent.get(step) if isinstance(parent, dict) else parent[step] if isinstance(parent, list) and isinstance(step, int) and step < len(parent) else None
+                parent = (
+                    parent.get(step)
+                    if isinstance(parent, dict)
+                    else parent[step]
+                    if isinstance(parent, list) and isinstance(step, int) and step < len(parent)
+                    else None
+                )
             if isinstance(parent, dict):
                 parent.pop(path[-1], None)
     return event
@@ -133,16 +165,27 @@ def with_change(event: dict[str, Any], path: tuple, value: Any) -> dict[str, Any
 # tests/security/test_hostile_bodies.py posts each one and expects a 400.
 WRONG_TYPED = {
     "stripe-item-is-a-list": ("stripe", with_change(STRIPE_BASES[0], ("data", "object", "items", "data", 0), [])),
-    "stripe-previous-attributes-is-a-list": ("stripe", with_change(STRIPE_BASES[1], ("data", "previous_attributes"), [1])),
-    "stripe-currency-is-a-boolean": ("stripe", with_change(
-        STRIPE_BASES[0], ("data", "object", "items", "data", 0, "price", "currency"), True)),
+    "stripe-previous-attributes-is-a-list": (
+        "stripe",
+        with_change(STRIPE_BASES[1], ("data", "previous_attributes"), [1]),
+    ),
+    "stripe-currency-is-a-boolean": (
+        "stripe",
+        with_change(STRIPE_BASES[0], ("data", "object", "items", "data", 0, "price", "currency"), True),
+    ),
     "chargebee-content-is-a-list": ("chargebee", with_change(CHARGEBEE_BASES[4], ("content",), [1])),
 }
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["id", "type", "event_type", "data", "content", "created", "request",
-                                        "livemode", "occurred_at", "source"]), json_values))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["id", "type", "event_type", "data", "content", "created", "request", "livemode", "occurred_at", "source"]
+        ),
+        json_values,
+    )
+)
 def test_any_json_object_maps_ignores_or_refuses(event: dict[str, Any]) -> None:
     maps_or_refuses_cleanly(map_stripe_event, event)
     maps_or_refuses_cleanly(map_chargebee_event, event)
@@ -153,7 +196,9 @@ secrets = st.lists(st.text(min_size=1, max_size=30).map(lambda s: "whsec_" + s),
 
 @settings(max_examples=300, deadline=None)
 @given(secrets, st.binary(max_size=500), st.data())
-def test_a_fresh_signature_by_any_configured_secret_verifies(configured: list[str], body: bytes, data: st.DataObject) -> None:
+def test_a_fresh_signature_by_any_configured_secret_verifies(
+    configured: list[str], body: bytes, data: st.DataObject
+) -> None:
     signer = data.draw(st.sampled_from(configured))
     now = int(time.time())
     assert verify_stripe_signature(stripe_signature_header([signer], body, now), body, configured, now=now) == now
@@ -170,10 +215,17 @@ def test_a_signature_never_verifies_another_body(configured: list[str], body: by
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.one_of(st.none(), st.text(max_size=300),
-                 st.lists(st.tuples(st.sampled_from(["t", "v1", "v0", "", "T", " t", "v1 "]), st.text(max_size=80)),
-                          max_size=6).map(lambda pairs: ",".join(f"{k}={v}" for k, v in pairs))),
-       st.binary(max_size=100), secrets)
+@given(
+    st.one_of(
+        st.none(),
+        st.text(max_size=300),
+        st.lists(
+            st.tuples(st.sampled_from(["t", "v1", "v0", "", "T", " t", "v1 "]), st.text(max_size=80)), max_size=6
+        ).map(lambda pairs: ",".join(f"{k}={v}" for k, v in pairs)),
+    ),
+    st.binary(max_size=100),
+    secrets,
+)
 def test_any_header_verifies_or_raises_signature_error(header: str | None, body: bytes, configured: list[str]) -> None:
     """Arbitrary headers never crash the check: either a genuine signature or SignatureError (the 401)."""
     try:

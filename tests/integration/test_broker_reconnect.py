@@ -19,8 +19,12 @@ from tests.integration.test_webhook_to_case import cases_for
 
 
 def close_connections_of(vhost: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "--vhost", vhost, "brink reconnect test"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "close_all_connections", "--vhost", vhost, "brink reconnect test"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 async def send_cancellation(brink) -> str:
@@ -34,7 +38,9 @@ async def send_cancellation(brink) -> str:
 async def test_consumers_resume_after_the_broker_closes_every_connection(postgres_url: str, amqp_url: str) -> None:
     vhost = urlsplit(amqp_url).path.lstrip("/")
     if not vhost:
-        unavailable("a private RabbitMQ virtual host (BRINK_TEST_AMQP_URL points at a shared one)", RuntimeError("no vhost"))
+        unavailable(
+            "a private RabbitMQ virtual host (BRINK_TEST_AMQP_URL points at a shared one)", RuntimeError("no vhost")
+        )
     async with AsyncExitStack() as stack:
         brink = await start_brink(stack, database_url=postgres_url, amqp_url=amqp_url)
         before = await send_cancellation(brink)

@@ -36,8 +36,9 @@ async def sessions(database_url: str):  # noqa: ANN201
 
 
 def signals_event(account: str) -> Envelope:
-    return Envelope.wrap(AccountSignalsUpdated(account_id=account, signal_version=1), correlation_id="c-1",
-                         source="test")
+    return Envelope.wrap(
+        AccountSignalsUpdated(account_id=account, signal_version=1), correlation_id="c-1", source="test"
+    )
 
 
 async def dead_messages(broker: Broker, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
@@ -53,14 +54,31 @@ async def dead_messages(broker: Broker, queue: str) -> list[aio_pika.abc.Abstrac
 
 
 def consumer_for(broker: Broker, sessions, handler, *, retry_delays=(0.1, 0.2), batch_size: int = 1) -> Consumer:  # noqa: ANN001
-    spec = QueueSpec(name=f"test.{uuid.uuid4().hex[:8]}", routing_keys=(AccountSignalsUpdated.TYPE,),
-                     retry_delays=retry_delays, delivery_limit=5)
-    return Consumer(spec=spec, handlers={AccountSignalsUpdated.TYPE: handler}, broker=broker,
-                    sessions=sessions, handled=handled, prefetch=8, batch_size=batch_size)
+    spec = QueueSpec(
+        name=f"test.{uuid.uuid4().hex[:8]}",
+        routing_keys=(AccountSignalsUpdated.TYPE,),
+        retry_delays=retry_delays,
+        delivery_limit=5,
+    )
+    return Consumer(
+        spec=spec,
+        handlers={AccountSignalsUpdated.TYPE: handler},
+        broker=broker,
+        sessions=sessions,
+        handled=handled,
+        prefetch=8,
+        batch_size=batch_size,
+    )
 
 
-async def start_consumer(broker: Broker, sessions, handler, *, retry_delays=(0.1, 0.2),  # noqa: ANN001
-                         batch_size: int = 1) -> Consumer:
+async def start_consumer(
+    broker: Broker,
+    sessions,
+    handler,
+    *,
+    retry_delays=(0.1, 0.2),  # noqa: ANN001
+    batch_size: int = 1,
+) -> Consumer:
     consumer = consumer_for(broker, sessions, handler, retry_delays=retry_delays, batch_size=batch_size)
     await consumer.start()
     return consumer
@@ -126,7 +144,11 @@ async def test_an_undecodable_message_goes_straight_to_the_dead_queue(broker: Br
         raise AssertionError("a poison message must not reach the handler")
 
     consumer = await start_consumer(broker, sessions, never)
-    await broker.publish_raw("brink.events", AccountSignalsUpdated.TYPE, OutgoingMessage(b"{not json", aiormq.spec.Basic.Properties(message_id="poison-1")))
+    await broker.publish_raw(
+        "brink.events",
+        AccountSignalsUpdated.TYPE,
+        OutgoingMessage(b"{not json", aiormq.spec.Basic.Properties(message_id="poison-1")),
+    )
     dead = await eventually(lambda: dead_messages(broker, consumer.spec.dead_queue), timeout=10)
     await consumer.stop()
     assert dead[0].message_id == "poison-1"
@@ -142,7 +164,9 @@ async def queued_before_start(broker: Broker, consumer: Consumer, envelopes: lis
 
 async def effects_of(sessions, consumer: Consumer) -> list[str]:  # noqa: ANN001
     async with sessions() as session:
-        rows = await session.execute(select(handled.c.event_id).where(handled.c.consumer == f"{consumer.spec.name}:effect"))
+        rows = await session.execute(
+            select(handled.c.event_id).where(handled.c.consumer == f"{consumer.spec.name}:effect")
+        )
         return sorted(rows.scalars())
 
 
@@ -163,8 +187,11 @@ async def test_messages_that_arrive_together_commit_in_one_transaction(broker: B
 async def test_one_failing_message_in_a_batch_costs_the_others_nothing(broker: Broker, sessions) -> None:  # noqa: ANN001
     async def handler(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
         # An effect in the handler's transaction: a batch rolled back must not leave it behind.
-        await session.execute(handled.insert().values(consumer=f"{consumer.spec.name}:effect",
-                                                      event_id=str(envelope.id), handled_at=utcnow()))
+        await session.execute(
+            handled.insert().values(
+                consumer=f"{consumer.spec.name}:effect", event_id=str(envelope.id), handled_at=utcnow()
+            )
+        )
         if payload.account_id == "acct-bad":
             raise ValueError("no playbook for acct-bad")
 
@@ -178,4 +205,3 @@ async def test_one_failing_message_in_a_batch_costs_the_others_nothing(broker: B
     assert [message.message_id for message in dead] == [str(bad.id)]
     # Each good message's effect committed exactly once (a second insert would have failed on the key).
     assert await effects_of(sessions, consumer) == sorted(str(envelope.id) for envelope in good)
-

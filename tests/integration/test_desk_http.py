@@ -56,15 +56,21 @@ async def test_pages_need_the_session_cookie(desk: httpx.AsyncClient) -> None:
 
 
 async def test_completing_a_task_needs_the_session_csrf_token_and_logs_the_intervention(
-        brink: Brink, desk: httpx.AsyncClient) -> None:
+    brink: Brink, desk: httpx.AsyncClient
+) -> None:
     runtime = brink.apps["outreach"].state.runtime
-    payload = rich_diagnosis(customer="Acme GmbH", root_cause="rocky_onboarding", owner="olga", priority=60,
-                             mrr_minor=49_000)
+    payload = rich_diagnosis(
+        customer="Acme GmbH", root_cause="rocky_onboarding", owner="olga", priority=60, mrr_minor=49_000
+    )
     await publish(runtime, payload)
     case_id = await case_id_of(brink.outreach, payload.account_id)
     csrf = await sign_in(desk)
     async with runtime.sessions() as session:
-        task = (await session.execute(select(Task).where(Task.case_id == case_id).order_by(Task.position))).scalars().first()
+        task = (
+            (await session.execute(select(Task).where(Task.case_id == case_id).order_by(Task.position)))
+            .scalars()
+            .first()
+        )
     url = f"/desk/cases/{case_id}/tasks/{task.id}/complete"
 
     missing = await desk.post(url, data={"result": "reached"})
@@ -93,7 +99,8 @@ async def test_completing_a_task_needs_the_session_csrf_token_and_logs_the_inter
 
 
 async def test_the_queue_is_in_priority_order_and_filters_by_owner_root_cause_and_status(
-        brink: Brink, desk: httpx.AsyncClient) -> None:
+    brink: Brink, desk: httpx.AsyncClient
+) -> None:
     runtime = brink.apps["outreach"].state.runtime
     seeds = [
         rich_diagnosis(customer="Low Ltd", root_cause="rocky_onboarding", owner="olga", priority=20, mrr_minor=9_000),
@@ -114,15 +121,18 @@ async def test_the_queue_is_in_priority_order_and_filters_by_owner_root_cause_an
     assert positions == sorted(positions)
     assert customers((await desk.get("/desk", params={"owner": "pete"})).text) == ["High Inc", "Mid SA"]
     assert customers((await desk.get("/desk", params={"root_cause": "rocky_onboarding"})).text) == ["Mid SA", "Low Ltd"]
-    assert customers((await desk.get("/desk", params={"owner": "pete", "root_cause": "rocky_onboarding"})).text) == ["Mid SA"]
+    assert customers((await desk.get("/desk", params={"owner": "pete", "root_cause": "rocky_onboarding"})).text) == [
+        "Mid SA"
+    ]
     assert customers((await desk.get("/desk", params={"status": "saved"})).text) == []
     assert "No cases match" in (await desk.get("/desk", params={"status": "lost"})).text
 
 
-async def test_results_draw_the_report_and_flow_shows_queues_and_the_outbox(brink: Brink, desk: httpx.AsyncClient) -> None:
+async def test_results_draw_the_report_and_flow_shows_queues_and_the_outbox(
+    brink: Brink, desk: httpx.AsyncClient
+) -> None:
     runtime = brink.apps["outreach"].state.runtime
-    payload = rich_diagnosis(customer="Saved Co", root_cause="known_issue", owner="pete", priority=50,
-                             mrr_minor=30_000)
+    payload = rich_diagnosis(customer="Saved Co", root_cause="known_issue", owner="pete", priority=50, mrr_minor=30_000)
     await publish(runtime, payload)
     case_id = await case_id_of(brink.outreach, payload.account_id)
     closed = await brink.outreach.post(f"/v1/cases/{case_id}/outcome", headers=brink.auth, json={"outcome": "saved"})

@@ -24,12 +24,22 @@ async def status_of(diagnosis: Diagnosis, cancellation_id: str) -> str | None:
 
 
 def intervention(event, *, action: str, result: str) -> InterventionLogged:
-    return InterventionLogged(intervention_id=uuid.uuid4().hex, case_id="case-1", cancellation_id=event.cancellation_id,
-                              account_id=event.account_id, action=action, result=result, note="call on Tuesday",
-                              performed_by="sam@example.com", performed_at=datetime.now(UTC))
+    return InterventionLogged(
+        intervention_id=uuid.uuid4().hex,
+        case_id="case-1",
+        cancellation_id=event.cancellation_id,
+        account_id=event.account_id,
+        action=action,
+        result=result,
+        note="call on Tuesday",
+        performed_by="sam@example.com",
+        performed_at=datetime.now(UTC),
+    )
 
 
-async def test_a_failed_honest_attempt_at_the_fit_moves_on_and_is_not_repeated(database_url: str, amqp_url: str) -> None:
+async def test_a_failed_honest_attempt_at_the_fit_moves_on_and_is_not_repeated(
+    database_url: str, amqp_url: str
+) -> None:
     event = cancellation(feedback="missing_features", comment="We need something that works offline.")
     async with running_diagnosis(database_url=database_url, amqp_url=amqp_url) as diagnosis:
         await diagnosis.put_signals(event.account_id, {"usage": group(key_feature_adoption=0.7)})
@@ -66,7 +76,9 @@ async def test_a_successful_step_is_history_but_no_new_diagnosis(database_url: s
 
 async def attempts_of(diagnosis: Diagnosis, account_id: str, *, count: int) -> bool:
     async with diagnosis.app.state.runtime.sessions() as session:
-        recorded = await session.scalar(select(func.count()).select_from(Attempt).where(Attempt.account_id == account_id))
+        recorded = await session.scalar(
+            select(func.count()).select_from(Attempt).where(Attempt.account_id == account_id)
+        )
     return recorded >= count
 
 
@@ -75,10 +87,17 @@ async def test_a_withdrawn_cancellation_is_not_diagnosed_again(database_url: str
     async with running_diagnosis(database_url=database_url, amqp_url=amqp_url) as diagnosis:
         await diagnosis.publish(event)
         await diagnosis.completed_for(event.cancellation_id)
-        await diagnosis.publish(CancellationWithdrawn(
-            cancellation_id=event.cancellation_id, account_id=event.account_id, source="stripe",
-            source_event_id="evt_w", source_event_type="customer.subscription.updated",
-            customer_id=event.customer_id, state_version=2))
+        await diagnosis.publish(
+            CancellationWithdrawn(
+                cancellation_id=event.cancellation_id,
+                account_id=event.account_id,
+                source="stripe",
+                source_event_id="evt_w",
+                source_event_type="customer.subscription.updated",
+                customer_id=event.customer_id,
+                state_version=2,
+            )
+        )
         await eventually(lambda: _is(diagnosis, event.cancellation_id, "withdrawn"))
         response = await diagnosis.put_signals(event.account_id, {"onboarding": group(completed=False)})
     assert response.json()["rediagnosing"] is False
@@ -89,9 +108,16 @@ async def test_a_closed_case_counts_as_tried_and_stops_rediagnosis(database_url:
     async with running_diagnosis(database_url=database_url, amqp_url=amqp_url) as diagnosis:
         await diagnosis.publish(event)
         await diagnosis.completed_for(event.cancellation_id)
-        await diagnosis.publish(CaseClosed(case_id="case-7", cancellation_id=event.cancellation_id,
-                                           account_id=event.account_id, outcome="lost",
-                                           root_cause="poor_implementation", closed_at=datetime.now(UTC)))
+        await diagnosis.publish(
+            CaseClosed(
+                case_id="case-7",
+                cancellation_id=event.cancellation_id,
+                account_id=event.account_id,
+                outcome="lost",
+                root_cause="poor_implementation",
+                closed_at=datetime.now(UTC),
+            )
+        )
         await eventually(lambda: _is(diagnosis, event.cancellation_id, "closed"))
         response = await diagnosis.put_signals(event.account_id, {"onboarding": group(completed=True)})
     assert response.json()["rediagnosing"] is False
@@ -109,9 +135,13 @@ def closed_port() -> int:
 
 async def test_context_source_down_still_diagnoses_marked_incomplete(database_url: str, amqp_url: str) -> None:
     event = cancellation(feedback="too_expensive")
-    async with running_diagnosis(database_url=database_url, amqp_url=amqp_url,
-                                 context_url=f"http://127.0.0.1:{closed_port()}", context_attempts=2,
-                                 context_timeout_seconds=0.5) as diagnosis:
+    async with running_diagnosis(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        context_url=f"http://127.0.0.1:{closed_port()}",
+        context_attempts=2,
+        context_timeout_seconds=0.5,
+    ) as diagnosis:
         await diagnosis.publish(event)
         [completed] = await diagnosis.completed_for(event.cancellation_id)
     assert completed["incomplete"] is True

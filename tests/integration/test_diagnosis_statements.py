@@ -22,9 +22,15 @@ async def test_a_new_cancellation_and_a_failed_intervention_take_few_statements(
     engine = make_engine(postgres_url)
     sessions = make_sessionmaker(engine)
     received = cancellation(feedback="missing_features", comment="We need something that works offline.")
-    failed = InterventionLogged(intervention_id=uuid.uuid4().hex, case_id="case-1",
-                                cancellation_id=received.cancellation_id, account_id=received.account_id,
-                                action="honest_fit_review", result="failed", performed_at=datetime.now(UTC))
+    failed = InterventionLogged(
+        intervention_id=uuid.uuid4().hex,
+        case_id="case-1",
+        cancellation_id=received.cancellation_id,
+        account_id=received.account_id,
+        action="honest_fit_review",
+        result="failed",
+        performed_at=datetime.now(UTC),
+    )
     try:
         async with engine.connect():
             pass  # the first connection's own queries (server version and so on) are not the handler's
@@ -32,10 +38,12 @@ async def test_a_new_cancellation_and_a_failed_intervention_take_few_statements(
         async with sessions() as session:
             with counting_statements(engine) as first:
                 await consumers.on_cancellation_received(
-                    received, envelope=Envelope.wrap(received, correlation_id="c1", source="test"), session=session)
+                    received, envelope=Envelope.wrap(received, correlation_id="c1", source="test"), session=session
+                )
             with counting_statements(engine) as second:
                 await consumers.on_intervention_logged(
-                    failed, envelope=Envelope.wrap(failed, correlation_id="c2", source="test"), session=session)
+                    failed, envelope=Envelope.wrap(failed, correlation_id="c2", source="test"), session=session
+                )
             await session.rollback()
     finally:
         await engine.dispose()

@@ -52,7 +52,9 @@ async def own_amqp_url(amqp_url: str) -> AsyncIterator[str]:
     vhost = f"brink-floods-{uuid.uuid4().hex[:10]}"
     await asyncio.to_thread(rabbitmqctl, "add_vhost", vhost)
     try:
-        await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+        await asyncio.to_thread(
+            rabbitmqctl, "set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*"
+        )
         yield amqp_url.rsplit("/", 1)[0] + "/" + vhost
     finally:
         await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
@@ -92,11 +94,19 @@ async def published_by_intake(brink: Brink) -> dict[str, list[dict[str, Any]]]:
 def queued_messages(amqp_url: str) -> int:
     """Messages ready or unacknowledged in this run's virtual host, dead-letter queues aside."""
     vhost = urlsplit(amqp_url).path.lstrip("/") or "/"
-    listing = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "--no-table-headers", "name", "messages"],
-                             check=True, capture_output=True, text=True, timeout=60).stdout
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "--no-table-headers", "name", "messages"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     depths = [line.split() for line in listing.splitlines()]
-    return sum(int(depth) for name, depth in (row for row in depths if len(row) == 2)
-               if not name.endswith(".dead") and name != "brink.unrouted")
+    return sum(
+        int(depth)
+        for name, depth in (row for row in depths if len(row) == 2)
+        if not name.endswith(".dead") and name != "brink.unrouted"
+    )
 
 
 async def settled(brink: Brink, amqp_url: str) -> None:
@@ -119,8 +129,9 @@ async def settled(brink: Brink, amqp_url: str) -> None:
 
 async def _outbox_empty(runtime: Any) -> bool:
     async with runtime.sessions() as session:
-        pending = await session.scalar(select(func.count()).select_from(runtime.outbox)
-                                       .where(runtime.outbox.c.published_at.is_(None)))
+        pending = await session.scalar(
+            select(func.count()).select_from(runtime.outbox).where(runtime.outbox.c.published_at.is_(None))
+        )
     return pending == 0
 
 
@@ -146,14 +157,35 @@ async def test_a_flood_of_concurrent_duplicates_is_applied_once(brink_pg: Brink,
     ids = [f"stripe:{event['data']['object']['id']}" for event in events]
     staged = await published_by_intake(brink)
     assert all(len(staged[cancellation]) == 1 for cancellation in ids)
-    diagnoses = Counter(dict(await rows(brink, "diagnosis", select(Diagnosis.cancellation_id, func.count())
-                                        .where(Diagnosis.cancellation_id.in_(ids)).group_by(Diagnosis.cancellation_id))))
-    cases = Counter(dict(await rows(brink, "outreach", select(Case.cancellation_id, func.count())
-                                    .where(Case.cancellation_id.in_(ids)).group_by(Case.cancellation_id))))
+    diagnoses = Counter(
+        dict(
+            await rows(
+                brink,
+                "diagnosis",
+                select(Diagnosis.cancellation_id, func.count())
+                .where(Diagnosis.cancellation_id.in_(ids))
+                .group_by(Diagnosis.cancellation_id),
+            )
+        )
+    )
+    cases = Counter(
+        dict(
+            await rows(
+                brink,
+                "outreach",
+                select(Case.cancellation_id, func.count())
+                .where(Case.cancellation_id.in_(ids))
+                .group_by(Case.cancellation_id),
+            )
+        )
+    )
     assert diagnoses == Counter({cancellation: 1 for cancellation in ids})
     assert cases == Counter({cancellation: 1 for cancellation in ids})
-    repeated_steps = await rows(brink, "outreach", select(Task.case_id, Task.position).group_by(Task.case_id, Task.position)
-                                .having(func.count() > 1))
+    repeated_steps = await rows(
+        brink,
+        "outreach",
+        select(Task.case_id, Task.position).group_by(Task.case_id, Task.position).having(func.count() > 1),
+    )
     assert repeated_steps == []
 
 
@@ -162,15 +194,41 @@ def history(now: int) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
     scheduled = stripe_subscription(status="active", cancel_at_period_end=True, ended_at=None, canceled_at=None)
     removed = dict(scheduled, cancel_at_period_end=False)
     steps = [
-        ("received", stripe_event("customer.subscription.updated", scheduled, created=now - 40,
-                                  previous_attributes={"cancel_at_period_end": False})),
-        ("withdrawn", stripe_event("customer.subscription.updated", removed, created=now - 30,
-                                   previous_attributes={"cancel_at_period_end": True})),
-        ("received", stripe_event("customer.subscription.updated", scheduled, created=now - 20,
-                                  previous_attributes={"cancel_at_period_end": False})),
-        ("received", stripe_event("customer.subscription.deleted",
-                                  dict(scheduled, status="canceled", ended_at=now - 10, canceled_at=now - 10),
-                                  created=now - 10)),
+        (
+            "received",
+            stripe_event(
+                "customer.subscription.updated",
+                scheduled,
+                created=now - 40,
+                previous_attributes={"cancel_at_period_end": False},
+            ),
+        ),
+        (
+            "withdrawn",
+            stripe_event(
+                "customer.subscription.updated",
+                removed,
+                created=now - 30,
+                previous_attributes={"cancel_at_period_end": True},
+            ),
+        ),
+        (
+            "received",
+            stripe_event(
+                "customer.subscription.updated",
+                scheduled,
+                created=now - 20,
+                previous_attributes={"cancel_at_period_end": False},
+            ),
+        ),
+        (
+            "received",
+            stripe_event(
+                "customer.subscription.deleted",
+                dict(scheduled, status="canceled", ended_at=now - 10, canceled_at=now - 10),
+                created=now - 10,
+            ),
+        ),
     ]
     return f"stripe:{scheduled['id']}", steps
 
@@ -196,7 +254,7 @@ async def test_shuffled_histories_are_published_in_their_own_order(brink_pg: Bri
 
     staged = await published_by_intake(brink)
     for cancellation, order in orders.items():
-        steps = histories[cancellation][:len(order)]
+        steps = histories[cancellation][: len(order)]
         versions = [envelope["data"]["state_version"] for envelope in staged[cancellation]]
         # Never an older event after a newer one, and the newest event always goes out.
         assert versions == sorted(set(versions)), (cancellation, order, versions)
@@ -216,7 +274,9 @@ async def test_withdrawn_before_received_never_opens_a_case(brink_pg: Brink, own
 
     assert late["outcome"] == "superseded"
     await settled(brink, own_amqp_url)
-    assert [envelope["type"] for envelope in (await published_by_intake(brink))[cancellation]] == ["cancellation.withdrawn"]
+    assert [envelope["type"] for envelope in (await published_by_intake(brink))[cancellation]] == [
+        "cancellation.withdrawn"
+    ]
     assert await rows(brink, "outreach", select(Case.id).where(Case.cancellation_id == cancellation)) == []
     assert await rows(brink, "diagnosis", select(Diagnosis.id).where(Diagnosis.cancellation_id == cancellation)) == []
 
@@ -231,6 +291,8 @@ async def test_an_old_update_after_the_cancellation_changes_nothing(brink_pg: Br
     assert (await post(brink, early_removal))["outcome"] == "superseded"
 
     await settled(brink, own_amqp_url)
-    assert [envelope["type"] for envelope in (await published_by_intake(brink))[cancellation]] == ["cancellation.received"]
+    assert [envelope["type"] for envelope in (await published_by_intake(brink))[cancellation]] == [
+        "cancellation.received"
+    ]
     [(status,)] = await rows(brink, "outreach", select(Case.status).where(Case.cancellation_id == cancellation))
     assert status == "open"

@@ -26,15 +26,20 @@ def through(proxy: TcpProxy, amqp_url: str) -> str:
 
 
 async def test_accepts_while_the_broker_is_unreachable_and_publishes_each_event_once(
-        postgres_url: str, amqp_url: str) -> None:
+    postgres_url: str, amqp_url: str
+) -> None:
     upstream = urlsplit(amqp_url)
     proxy = TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5672)
     await proxy.start()
     watcher = await aio_pika.connect(amqp_url)
     try:
         channel = await watcher.channel()
-        exchange = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True,
-                                                  arguments={"alternate-exchange": "brink.unrouted"})
+        exchange = await channel.declare_exchange(
+            EVENTS_EXCHANGE,
+            aio_pika.ExchangeType.TOPIC,
+            durable=True,
+            arguments={"alternate-exchange": "brink.unrouted"},
+        )
         queue = await channel.declare_queue(f"test.intake.outage.{uuid.uuid4().hex[:8]}", exclusive=True)
         await queue.bind(exchange, routing_key="cancellation.#")
         ours: set[str] = set()  # the suite shares one database: count only this test's cancellations

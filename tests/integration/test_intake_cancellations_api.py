@@ -22,9 +22,15 @@ async def intake(database_url: str, amqp_url: str) -> AsyncIterator[Intake]:
 
 
 def report(**fields) -> dict:
-    body = {"customer_id": f"cust-{uuid.uuid4().hex[:8]}", "subscription_id": f"s-{uuid.uuid4().hex[:8]}",
-            "feedback": "switched_service", "comment": "Moving to a competitor, told us on a call",
-            "initiated_by": "staff", "initiated_by_detail": "jane@vendor.example", "mrr": {"amount_minor": 12000, "currency": "eur"}}
+    body = {
+        "customer_id": f"cust-{uuid.uuid4().hex[:8]}",
+        "subscription_id": f"s-{uuid.uuid4().hex[:8]}",
+        "feedback": "switched_service",
+        "comment": "Moving to a competitor, told us on a call",
+        "initiated_by": "staff",
+        "initiated_by_detail": "jane@vendor.example",
+        "mrr": {"amount_minor": 12000, "currency": "eur"},
+    }
     body.update(fields)
     return body
 
@@ -39,7 +45,11 @@ async def test_a_report_is_staged_with_its_fields(intake: Intake) -> None:
     [staged] = await staged_events(app, answer["cancellation_id"])
     data = staged["data"]
     assert (data["account_id"], data["feedback"], data["initiated_by"], data["scheduled"]) == (
-        "acct-99", "switched_service", "staff", True)
+        "acct-99",
+        "switched_service",
+        "staff",
+        True,
+    )
     assert data["mrr"] == {"amount_minor": 12000, "currency": "eur"} and data["source"] == "api"
     assert data["initiated_by_detail"] == "jane@vendor.example"
 
@@ -89,13 +99,16 @@ async def test_without_a_key_each_report_is_new(intake: Intake) -> None:
     assert len(await staged_events(app, first.json()["cancellation_id"])) == 2
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"comment": "no customer"}, "customer_id"),
-    ({"customer_id": "c", "initiated_by": "martians"}, "initiated_by"),
-    ({"customer_id": "c", "mrr": {"amount_minor": 10, "currency": "euros"}}, "mrr.currency"),
-    ({"customer_id": "c", "colour": "red"}, "colour"),
-    ({"customer_id": "c", "effective_at": "2026-12-31T00:00:00"}, "effective_at"),  # no time zone
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"comment": "no customer"}, "customer_id"),
+        ({"customer_id": "c", "initiated_by": "martians"}, "initiated_by"),
+        ({"customer_id": "c", "mrr": {"amount_minor": 10, "currency": "euros"}}, "mrr.currency"),
+        ({"customer_id": "c", "colour": "red"}, "colour"),
+        ({"customer_id": "c", "effective_at": "2026-12-31T00:00:00"}, "effective_at"),  # no time zone
+    ],
+)
 async def test_invalid_fields_are_422_naming_them(intake: Intake, body: dict, field: str) -> None:
     _, client = intake
     response = await client.post("/v1/cancellations", json=body, headers=BEARER)

@@ -35,11 +35,14 @@ async def end_delivery_backends(admin: asyncpg.Connection, *, waiting: bool) -> 
     condition = "wait_event_type = 'Lock'" if waiting else "state = 'idle'"
     return await admin.fetchval(
         f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {condition} AND query LIKE $1"
-        " AND pid <> pg_backend_pid()", DELIVERY_STATEMENT)
+        " AND pid <> pg_backend_pid()",
+        DELIVERY_STATEMENT,
+    )
 
 
 async def test_a_connection_ended_mid_statement_is_a_503_and_the_next_webhooks_are_stored(
-        postgres_url: str, amqp_url: str, admin: asyncpg.Connection) -> None:
+    postgres_url: str, amqp_url: str, admin: asyncpg.Connection
+) -> None:
     locker = await asyncpg.connect(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + postgres_url.rsplit("/", 1)[1])
     try:
         async with running_intake(intake_settings(database_url=postgres_url, amqp_url=amqp_url)) as (_, client):
@@ -68,7 +71,8 @@ async def test_a_connection_ended_mid_statement_is_a_503_and_the_next_webhooks_a
 
 
 async def test_a_connection_ended_while_idle_in_the_pool_does_not_fail_the_next_webhook(
-        postgres_url: str, amqp_url: str, admin: asyncpg.Connection) -> None:
+    postgres_url: str, amqp_url: str, admin: asyncpg.Connection
+) -> None:
     """PostgreSQL's "terminating connection" can reach an idle pooled connection a moment before its close
     does (a restart, an idle timeout). The next webhook must not be answered 500 on that connection."""
     upstream = urlsplit(postgres_url)

@@ -23,14 +23,24 @@ def delivery(event: dict, *, payload_json: str | None = None) -> tuple[Delivery,
         mapped, reason = map_stripe_event(event), None
     except Ignored as ignored:
         mapped, reason = None, str(ignored)
-    return (Delivery(source="stripe", external_id=event["id"], event_type=event["type"], payload=event,
-                     correlation_id=str(uuid.uuid4()), payload_json=payload_json or json.dumps(event)),
-            mapped, reason)
+    return (
+        Delivery(
+            source="stripe",
+            external_id=event["id"],
+            event_type=event["type"],
+            payload=event,
+            correlation_id=str(uuid.uuid4()),
+            payload_json=payload_json or json.dumps(event),
+        ),
+        mapped,
+        reason,
+    )
 
 
 def cancellation(*, subscription_id: str | None = None, created: int | None = None) -> dict:
-    return stripe_event("customer.subscription.deleted", stripe_subscription(subscription_id=subscription_id),
-                        created=created)
+    return stripe_event(
+        "customer.subscription.deleted", stripe_subscription(subscription_id=subscription_id), created=created
+    )
 
 
 def commits_so_far() -> tuple[float, float]:
@@ -55,13 +65,15 @@ async def database(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def test_deliveries_arriving_together_share_commits_and_get_the_outcomes_of_one_at_a_time(
-        deliveries: PostgresDeliveries, database: asyncpg.Connection) -> None:
+    deliveries: PostgresDeliveries, database: asyncpg.Connection
+) -> None:
     distinct = [cancellation() for _ in range(30)]
     retried = cancellation()
     subscription = f"sub_{uuid.uuid4().hex[:14]}"
-    versions = [cancellation(subscription_id=subscription, created=created) for created in (1_700_000_100,
-                                                                                            1_700_000_300,
-                                                                                            1_700_000_200)]
+    versions = [
+        cancellation(subscription_id=subscription, created=created)
+        for created in (1_700_000_100, 1_700_000_300, 1_700_000_200)
+    ]
     arriving = [*distinct, retried, retried, *versions]
     statements_before, rows_before = commits_so_far()
 
@@ -76,15 +88,22 @@ async def test_deliveries_arriving_together_share_commits_and_get_the_outcomes_o
     ids = [event["id"] for event in arriving]
     staged = await database.fetchval(
         "SELECT count(*) FROM intake_outbox o JOIN intake_webhook_events e ON e.correlation_id = o.correlation_id"
-        " WHERE e.external_id = ANY($1::text[])", ids)
+        " WHERE e.external_id = ANY($1::text[])",
+        ids,
+    )
     assert staged == 33  # every accepted delivery, once
-    assert await database.fetchval(
-        "SELECT state_version FROM intake_subscription_states WHERE source = 'stripe' AND subscription_id = $1",
-        subscription) == 1_700_000_300
+    assert (
+        await database.fetchval(
+            "SELECT state_version FROM intake_subscription_states WHERE source = 'stripe' AND subscription_id = $1",
+            subscription,
+        )
+        == 1_700_000_300
+    )
 
 
 async def test_a_delivery_the_database_refuses_fails_alone_and_its_batch_is_stored(
-        deliveries: PostgresDeliveries, database: asyncpg.Connection) -> None:
+    deliveries: PostgresDeliveries, database: asyncpg.Connection
+) -> None:
     good = [cancellation() for _ in range(12)]
     refused = cancellation()
     arriving = [delivery(event) for event in good[:6]]
@@ -95,8 +114,10 @@ async def test_a_delivery_the_database_refuses_fails_alone_and_its_batch_is_stor
 
     assert isinstance(results[6], asyncpg.DataError)
     assert [result for n, result in enumerate(results) if n != 6] == ["accepted"] * 12
-    stored = await database.fetch("SELECT external_id FROM intake_webhook_events WHERE external_id = ANY($1::text[])",
-                                  [event["id"] for event in [*good, refused]])
+    stored = await database.fetch(
+        "SELECT external_id FROM intake_webhook_events WHERE external_id = ANY($1::text[])",
+        [event["id"] for event in [*good, refused]],
+    )
     assert {row["external_id"] for row in stored} == {event["id"] for event in good}
 
 
@@ -106,11 +127,13 @@ async def delivery_backends(database: asyncpg.Connection) -> set[int]:
 
 
 async def test_connections_plan_each_statement_while_the_inbox_is_small_and_keep_one_plan_once_it_has_grown(
-        postgres_url: str, database: asyncpg.Connection) -> None:
+    postgres_url: str, database: asyncpg.Connection
+) -> None:
     inbox = await database.fetchval("SELECT pg_relation_size('intake_webhook_events')")
     grown_at = inbox + 64 * 1024
-    recorder = PostgresDeliveries(asyncpg_dsn(postgres_url), max_connections=2, generic_plan_after_bytes=grown_at,
-                                  recheck_every=10)
+    recorder = PostgresDeliveries(
+        asyncpg_dsn(postgres_url), max_connections=2, generic_plan_after_bytes=grown_at, recheck_every=10
+    )
     await recorder.start()
     try:
         assert await recorder.record(*delivery(cancellation())) == "accepted"

@@ -56,9 +56,17 @@ def full_stripe_event(path: Path) -> dict[str, Any] | None:
         return None
     content = json.loads(path.read_text())
     if "event-data-only" in name:
-        return {"id": f"evt_fixture_{path.stem.replace('.', '_')}", "object": "event", "api_version": None,
-                "created": int(time.time()), "livemode": False, "pending_webhooks": 1,
-                "request": {"id": None, "idempotency_key": None}, "type": name.split("__")[0], "data": content}
+        return {
+            "id": f"evt_fixture_{path.stem.replace('.', '_')}",
+            "object": "event",
+            "api_version": None,
+            "created": int(time.time()),
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": name.split("__")[0],
+            "data": content,
+        }
     return content if content.get("object") == "event" else None
 
 
@@ -87,8 +95,9 @@ async def fresh_database(tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("vendor", ["stripe", "chargebee"])
-async def test_every_full_vendor_event_is_mapped_or_ignored_as_its_type_says(vendor: str, fresh_database: str,
-                                                                            amqp_url: str) -> None:
+async def test_every_full_vendor_event_is_mapped_or_ignored_as_its_type_says(
+    vendor: str, fresh_database: str, amqp_url: str
+) -> None:
     folder = vendor_folder() / vendor
     reader = full_stripe_event if vendor == "stripe" else full_chargebee_event
     events = [(path.name, event) for path in sorted(folder.glob("*.json")) if (event := reader(path)) is not None]

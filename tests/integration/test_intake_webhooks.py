@@ -17,8 +17,15 @@ from shared.signing import stripe_signature_header
 from tests.conftest import STRIPE_SECRET
 from tests.helpers import signed, stripe_event, stripe_subscription
 from tests.intake_helpers import (
-    basic_auth, chargebee_event, chargebee_subscription, delivery_row, intake_settings, post_chargebee, post_stripe,
-    running_intake, staged_events,
+    basic_auth,
+    chargebee_event,
+    chargebee_subscription,
+    delivery_row,
+    intake_settings,
+    post_chargebee,
+    post_stripe,
+    running_intake,
+    staged_events,
 )
 
 Intake = tuple[FastAPI, httpx.AsyncClient]
@@ -31,8 +38,12 @@ async def intake(database_url: str, amqp_url: str) -> AsyncIterator[Intake]:
 
 
 def webhooks_counted(source: str, event_type: str, outcome: str) -> float:
-    return REGISTRY.get_sample_value(
-        "brink_webhooks_total", {"source": source, "event_type": event_type, "outcome": outcome}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "brink_webhooks_total", {"source": source, "event_type": event_type, "outcome": outcome}
+        )
+        or 0.0
+    )
 
 
 def scheduled_then_removed() -> tuple[dict, dict, dict]:
@@ -40,14 +51,20 @@ def scheduled_then_removed() -> tuple[dict, dict, dict]:
     now = int(time.time())
     scheduled = stripe_subscription(status="active", cancel_at_period_end=True, ended_at=None)
     removed = dict(scheduled, cancel_at_period_end=False, canceled_at=None)
-    first = stripe_event("customer.subscription.updated", scheduled, created=now - 60,
-                         previous_attributes={"cancel_at_period_end": False})
-    second = stripe_event("customer.subscription.updated", removed, created=now,
-                          previous_attributes={"cancel_at_period_end": True})
+    first = stripe_event(
+        "customer.subscription.updated",
+        scheduled,
+        created=now - 60,
+        previous_attributes={"cancel_at_period_end": False},
+    )
+    second = stripe_event(
+        "customer.subscription.updated", removed, created=now, previous_attributes={"cancel_at_period_end": True}
+    )
     return scheduled, first, second
 
 
 # --- Stripe -------------------------------------------------------------------------------------------------
+
 
 async def test_stripe_deleted_is_accepted_staged_and_counted(intake: Intake) -> None:
     app, client = intake
@@ -73,7 +90,9 @@ async def test_stripe_scheduled_then_removed_stages_received_then_withdrawn(inta
 
     staged = await staged_events(app, f"stripe:{scheduled['id']}")
     assert [(e["type"], e["data"].get("scheduled")) for e in staged] == [
-        ("cancellation.received", True), ("cancellation.withdrawn", None)]
+        ("cancellation.received", True),
+        ("cancellation.withdrawn", None),
+    ]
 
 
 async def test_stripe_event_about_something_else_is_200_and_recorded_as_ignored(intake: Intake) -> None:
@@ -88,12 +107,16 @@ async def test_stripe_event_about_something_else_is_200_and_recorded_as_ignored(
     assert row is not None and row.outcome == "ignored" and row.payload == event
 
 
-@pytest.mark.parametrize("secret, age, problem", [
-    ("whsec_wrong", 0, "matches no configured secret"),
-    (STRIPE_SECRET, 301, "older than the 300 s tolerance"),
-])
-async def test_stripe_forgeries_and_replays_are_401_and_leave_nothing(intake: Intake, secret: str, age: int,
-                                                                     problem: str) -> None:
+@pytest.mark.parametrize(
+    "secret, age, problem",
+    [
+        ("whsec_wrong", 0, "matches no configured secret"),
+        (STRIPE_SECRET, 301, "older than the 300 s tolerance"),
+    ],
+)
+async def test_stripe_forgeries_and_replays_are_401_and_leave_nothing(
+    intake: Intake, secret: str, age: int, problem: str
+) -> None:
     app, client = intake
     event = stripe_event("customer.subscription.deleted", stripe_subscription())
     body, headers = signed(event, secret, timestamp=int(time.time()) - age)
@@ -109,8 +132,9 @@ async def test_stripe_missing_signature_is_401(intake: Intake) -> None:
 
 
 async def test_two_secrets_configured_while_rotating_both_verify(database_url: str, amqp_url: str) -> None:
-    settings = intake_settings(database_url=database_url, amqp_url=amqp_url,
-                               stripe_webhook_secrets=["whsec_old_one", "whsec_new_one"])
+    settings = intake_settings(
+        database_url=database_url, amqp_url=amqp_url, stripe_webhook_secrets=["whsec_old_one", "whsec_new_one"]
+    )
     async with running_intake(settings) as (_, client):
         for secret in ("whsec_old_one", "whsec_new_one"):
             response = await post_stripe(client, stripe_event("customer.created", {"id": "c"}), secret=secret)
@@ -123,13 +147,19 @@ async def test_two_secrets_configured_while_rotating_both_verify(database_url: s
         assert response.status_code == 200, response.text
 
 
-@pytest.mark.parametrize("body, problem", [
-    (b"{not json", "not valid JSON"),
-    (b"[1, 2]", "JSON object"),
-    (b'{"type": "customer.subscription.deleted"}', "string id and type"),
-    (json.dumps({"id": "evt_" + "x" * 300, "type": "customer.created"}).encode(), "too long"),
-    (json.dumps(stripe_event("customer.subscription.deleted", {"id": "sub_1"})).encode(), "missing or has a bad field"),
-])
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"type": "customer.subscription.deleted"}', "string id and type"),
+        (json.dumps({"id": "evt_" + "x" * 300, "type": "customer.created"}).encode(), "too long"),
+        (
+            json.dumps(stripe_event("customer.subscription.deleted", {"id": "sub_1"})).encode(),
+            "missing or has a bad field",
+        ),
+    ],
+)
 async def test_a_validly_signed_bad_body_is_400_with_the_reason(intake: Intake, body: bytes, problem: str) -> None:
     _, client = intake
     _, headers = signed(body, STRIPE_SECRET)
@@ -149,6 +179,7 @@ async def test_a_body_over_one_mebibyte_is_413(intake: Intake) -> None:
 
 # --- Chargebee ----------------------------------------------------------------------------------------------
 
+
 async def test_chargebee_cancelled_is_answered_exactly_200_and_staged(intake: Intake) -> None:
     app, client = intake
     subscription = chargebee_subscription(cancel_reason="not_paid", cancel_reason_code="Unpaid")
@@ -164,12 +195,15 @@ async def test_chargebee_cancelled_is_answered_exactly_200_and_staged(intake: In
     assert webhooks_counted("chargebee", "subscription_cancelled", "accepted") == before + 1
 
 
-@pytest.mark.parametrize("headers, problem", [
-    ({}, "missing"),
-    (basic_auth(password="wrong"), "wrong"),
-    (basic_auth(username="someone"), "wrong"),
-    ({"Authorization": "Bearer abc"}, "Basic scheme"),
-])
+@pytest.mark.parametrize(
+    "headers, problem",
+    [
+        ({}, "missing"),
+        (basic_auth(password="wrong"), "wrong"),
+        (basic_auth(username="someone"), "wrong"),
+        ({"Authorization": "Bearer abc"}, "Basic scheme"),
+    ],
+)
 async def test_chargebee_without_the_right_credentials_is_401(intake: Intake, headers: dict, problem: str) -> None:
     app, client = intake
     event = chargebee_event("subscription_cancelled", chargebee_subscription())
@@ -181,9 +215,12 @@ async def test_chargebee_without_the_right_credentials_is_401(intake: Intake, he
     assert webhooks_counted("chargebee", "unknown", "rejected") == before + 1
 
 
-async def test_chargebee_refuses_everything_when_no_credentials_are_configured(database_url: str, amqp_url: str) -> None:
-    settings = intake_settings(database_url=database_url, amqp_url=amqp_url,
-                               chargebee_webhook_username=None, chargebee_webhook_password=None)
+async def test_chargebee_refuses_everything_when_no_credentials_are_configured(
+    database_url: str, amqp_url: str
+) -> None:
+    settings = intake_settings(
+        database_url=database_url, amqp_url=amqp_url, chargebee_webhook_username=None, chargebee_webhook_password=None
+    )
     async with running_intake(settings) as (_, client):
         event = chargebee_event("subscription_cancelled", chargebee_subscription())
         response = await post_chargebee(client, event)
@@ -197,6 +234,7 @@ async def test_chargebee_bad_json_with_good_credentials_is_400(intake: Intake) -
 
 
 # --- duplicates and order -----------------------------------------------------------------------------------
+
 
 async def test_a_duplicate_is_200_and_stages_nothing_more(intake: Intake) -> None:
     app, client = intake
@@ -230,8 +268,9 @@ async def test_chargebee_orders_by_resource_version_not_by_arrival(intake: Intak
     app, client = intake
     base = int(time.time()) * 1000
     scheduled = chargebee_subscription(status="non_renewing", resource_version=base + 2)
-    older = chargebee_event("subscription_scheduled_cancellation_removed",
-                            dict(scheduled, status="active", resource_version=base + 1))
+    older = chargebee_event(
+        "subscription_scheduled_cancellation_removed", dict(scheduled, status="active", resource_version=base + 1)
+    )
     newer = chargebee_event("subscription_cancellation_scheduled", scheduled)
 
     assert (await post_chargebee(client, newer)).json()["outcome"] == "accepted"
@@ -253,10 +292,14 @@ async def test_a_repeat_of_an_older_delivery_leaves_the_newest_state_alone(intak
     third = dict(newer, id=newer["id"] + "_again")
     assert (await post_stripe(client, third)).json()["outcome"] == "accepted"
     assert [e["type"] for e in await staged_events(app, f"stripe:{scheduled['id']}")] == [
-        "cancellation.received", "cancellation.withdrawn", "cancellation.withdrawn"]
+        "cancellation.received",
+        "cancellation.withdrawn",
+        "cancellation.withdrawn",
+    ]
     async with app.state.runtime.sessions() as session:
-        state = await session.scalar(select(SubscriptionState).where(
-            SubscriptionState.subscription_id == scheduled["id"]))
+        state = await session.scalar(
+            select(SubscriptionState).where(SubscriptionState.subscription_id == scheduled["id"])
+        )
     assert state is not None and state.state == "active"
 
 

@@ -63,8 +63,9 @@ async def test_poison_message_is_dead_lettered_with_its_reason_then_replayed_and
         assert await handled_rows(database_url, queue) == 1
         # A second replay of the same envelope would be de-duplicated, not handled twice.
         await send_to_queue(amqp_url, queue, poison)
-        await eventually(lambda: asyncio.sleep(0, sample("brink_messages_consumed_total", queue=queue,
-                                                         outcome="duplicate")))
+        await eventually(
+            lambda: asyncio.sleep(0, sample("brink_messages_consumed_total", queue=queue, outcome="duplicate"))
+        )
         assert handler.processed == [str(poison.id)]
 
 
@@ -72,8 +73,9 @@ async def test_listing_keeps_every_message_in_order_and_replay_resets_the_retry_
     postgres_url: str, amqp_url: str
 ) -> None:
     handler = PlaybookHandler()
-    async with running_consumer(database_url=postgres_url, amqp_url=amqp_url, handler=handler,
-                                retry_delays=(0.1,)) as consumer:
+    async with running_consumer(
+        database_url=postgres_url, amqp_url=amqp_url, handler=handler, retry_delays=(0.1,)
+    ) as consumer:
         queue = consumer.spec.name
         envelopes = [diagnosis_completed(playbook=f"missing-{n}") for n in range(3)]
         for envelope in envelopes:
@@ -111,8 +113,14 @@ async def _at_least(count: Awaitable[int], minimum: int) -> bool:
 def brink_cli(*args: str, amqp_url: str) -> subprocess.CompletedProcess[str]:
     """Run the real ``brink`` command line, with no terminal attached."""
     env = {**os.environ, "BRINK_AMQP_URL": amqp_url}
-    return subprocess.run([sys.executable, "-c", "from shared.cli import main; main()", *args],
-                          capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-c", "from shared.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def purge_at_terminal(queue: str, *, answer: str, amqp_url: str) -> subprocess.CompletedProcess[str]:
@@ -121,8 +129,14 @@ def purge_at_terminal(queue: str, *, answer: str, amqp_url: str) -> subprocess.C
     try:
         os.write(leader, answer.encode() + b"\n")
         env = {**os.environ, "BRINK_AMQP_URL": amqp_url}
-        return subprocess.run([sys.executable, "-c", "from shared.cli import main; main()", "dlq", "purge", queue,
-                               "--all"], stdin=follower, capture_output=True, text=True, env=env, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-c", "from shared.cli import main; main()", "dlq", "purge", queue, "--all"],
+            stdin=follower,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
     finally:
         os.close(leader)
         os.close(follower)
@@ -130,8 +144,9 @@ def purge_at_terminal(queue: str, *, answer: str, amqp_url: str) -> subprocess.C
 
 async def test_cli_lists_replays_and_purges_only_with_confirmation(postgres_url: str, amqp_url: str) -> None:
     handler = PlaybookHandler()
-    async with running_consumer(database_url=postgres_url, amqp_url=amqp_url, handler=handler,
-                                retry_delays=(0.1,)) as consumer:
+    async with running_consumer(
+        database_url=postgres_url, amqp_url=amqp_url, handler=handler, retry_delays=(0.1,)
+    ) as consumer:
         queue = consumer.spec.name
         keep, drop = diagnosis_completed(playbook="annual"), diagnosis_completed(playbook="nope")
         for envelope in (keep, drop):

@@ -51,27 +51,63 @@ class Expected:
 
 # One row per figure the traffic below must move; each service's own figures are added here as they arrive.
 EXPECTED_DELTAS = [
-    Expected("intake", "brink_http_requests_total",
-             labels(service="intake", route="/webhooks/stripe", method="POST", status="200"), CANCELLATIONS + 1),
-    Expected("intake", "brink_http_requests_total",
-             labels(service="intake", route="/webhooks/stripe", method="POST", status="401"), 1),
-    Expected("intake", "brink_http_request_duration_seconds_count",
-             labels(service="intake", route="/webhooks/stripe", method="POST"), CANCELLATIONS + 2),
+    Expected(
+        "intake",
+        "brink_http_requests_total",
+        labels(service="intake", route="/webhooks/stripe", method="POST", status="200"),
+        CANCELLATIONS + 1,
+    ),
+    Expected(
+        "intake",
+        "brink_http_requests_total",
+        labels(service="intake", route="/webhooks/stripe", method="POST", status="401"),
+        1,
+    ),
+    Expected(
+        "intake",
+        "brink_http_request_duration_seconds_count",
+        labels(service="intake", route="/webhooks/stripe", method="POST"),
+        CANCELLATIONS + 2,
+    ),
     Expected("intake", "brink_outbox_published_total", labels(table="intake_outbox"), CANCELLATIONS),
-    Expected("diagnosis", "brink_messages_consumed_total",
-             labels(queue="diagnosis.cancellations", outcome="handled"), CANCELLATIONS),
-    Expected("diagnosis", "brink_message_handler_duration_seconds_count",
-             labels(queue="diagnosis.cancellations"), CANCELLATIONS),
+    Expected(
+        "diagnosis",
+        "brink_messages_consumed_total",
+        labels(queue="diagnosis.cancellations", outcome="handled"),
+        CANCELLATIONS,
+    ),
+    Expected(
+        "diagnosis",
+        "brink_message_handler_duration_seconds_count",
+        labels(queue="diagnosis.cancellations"),
+        CANCELLATIONS,
+    ),
     Expected("diagnosis", "brink_outbox_published_total", labels(table="diagnosis_outbox"), CANCELLATIONS),
     Expected("diagnosis", "brink_messages_dead_lettered_total", labels(queue="diagnosis.cancellations"), 1),
-    Expected("diagnosis", "brink_messages_consumed_total",
-             labels(queue="diagnosis.cancellations", outcome="dead_lettered"), 1),
-    Expected("outreach", "brink_messages_consumed_total",
-             labels(queue="outreach.diagnoses", outcome="handled"), CANCELLATIONS),
-    Expected("intake", "brink_webhooks_total",
-             labels(source="stripe", event_type="customer.subscription.deleted", outcome="accepted"), CANCELLATIONS),
-    Expected("intake", "brink_webhooks_total",
-             labels(source="stripe", event_type="customer.subscription.deleted", outcome="duplicate"), 1),
+    Expected(
+        "diagnosis",
+        "brink_messages_consumed_total",
+        labels(queue="diagnosis.cancellations", outcome="dead_lettered"),
+        1,
+    ),
+    Expected(
+        "outreach",
+        "brink_messages_consumed_total",
+        labels(queue="outreach.diagnoses", outcome="handled"),
+        CANCELLATIONS,
+    ),
+    Expected(
+        "intake",
+        "brink_webhooks_total",
+        labels(source="stripe", event_type="customer.subscription.deleted", outcome="accepted"),
+        CANCELLATIONS,
+    ),
+    Expected(
+        "intake",
+        "brink_webhooks_total",
+        labels(source="stripe", event_type="customer.subscription.deleted", outcome="duplicate"),
+        1,
+    ),
     Expected("intake", "brink_webhooks_total", labels(source="stripe", event_type="unknown", outcome="rejected"), 1),
 ]
 
@@ -94,8 +130,9 @@ EXPECTED_GAUGES = [
 @pytest.fixture
 async def brink_with_fresh_gauges(postgres_url: str, amqp_url: str) -> AsyncIterator[Brink]:
     async with AsyncExitStack() as stack:
-        running = await start_brink(stack, database_url=postgres_url, amqp_url=amqp_url, metrics_refresh_seconds=0.1,
-                                      scheduler_poll_seconds=0.1)
+        running = await start_brink(
+            stack, database_url=postgres_url, amqp_url=amqp_url, metrics_refresh_seconds=0.1, scheduler_poll_seconds=0.1
+        )
         # Earlier tests in this run may have left dead letters; this test counts from an empty dead queue.
         for queue in ("diagnosis.cancellations", "outreach.diagnoses"):
             await dlq.purge_dead_letters(amqp_url, queue)
@@ -112,7 +149,9 @@ async def send_cancellations(brink: Brink) -> list[str]:
         accounts.append(f"stripe:{subscription['customer']}")
     # Stripe retrying the last one (a duplicate), and a forgery (rejected).
     assert (await brink.intake.post("/webhooks/stripe", content=body, headers=headers)).json()["outcome"] == "duplicate"
-    forged, forged_headers = signed(stripe_event("customer.subscription.deleted", stripe_subscription()), "whsec_forged")
+    forged, forged_headers = signed(
+        stripe_event("customer.subscription.deleted", stripe_subscription()), "whsec_forged"
+    )
     assert (await brink.intake.post("/webhooks/stripe", content=forged, headers=forged_headers)).status_code == 401
     return accounts
 
@@ -123,8 +162,12 @@ async def send_poison(amqp_url: str) -> None:
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         await channel.default_exchange.publish(
-            aio_pika.Message(b"{not json", message_id="ops-poison", type="cancellation.received",
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            aio_pika.Message(
+                b"{not json",
+                message_id="ops-poison",
+                type="cancellation.received",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
             routing_key="diagnosis.cancellations",
         )
 
@@ -158,8 +201,11 @@ async def test_each_service_exposes_its_figures_after_real_traffic(
     async def settled() -> list[str]:
         """Gauges not yet at their value (empty once every one is)."""
         scraped = {name: await scrape(client) for name, client in clients.items()}
-        return [f"{name}{dict(lbl)} on {svc} is {scraped[svc].get((name, lbl))}, want {want}"
-                for svc, name, lbl, want in EXPECTED_GAUGES if scraped[svc].get((name, lbl)) != want]
+        return [
+            f"{name}{dict(lbl)} on {svc} is {scraped[svc].get((name, lbl))}, want {want}"
+            for svc, name, lbl, want in EXPECTED_GAUGES
+            if scraped[svc].get((name, lbl)) != want
+        ]
 
     pending = await settled()
     for _ in range(100):  # the gauges refresh every 0.1 s
@@ -179,21 +225,27 @@ async def test_each_service_exposes_its_figures_after_real_traffic(
         != row.delta
     ]
     assert wrong == []
-    cases_route = ("brink_http_requests_total",
-                   labels(service="outreach", route="/v1/cases", method="GET", status="200"))
+    cases_route = (
+        "brink_http_requests_total",
+        labels(service="outreach", route="/v1/cases", method="GET", status="200"),
+    )
     assert after["outreach"][cases_route] - before["outreach"].get(cases_route, 0) == poller.requests
-    assert after["intake"][("brink_publish_confirm_duration_seconds_count", ())] > \
-        before["intake"].get(("brink_publish_confirm_duration_seconds_count", ()), 0)
+    assert after["intake"][("brink_publish_confirm_duration_seconds_count", ())] > before["intake"].get(
+        ("brink_publish_confirm_duration_seconds_count", ()), 0
+    )
 
     async with brink.apps["outreach"].state.runtime.sessions() as session:
         open_cases = await session.scalar(select(func.count()).select_from(Case).where(Case.status == "open"))
-        overdue = await session.scalar(select(func.count()).select_from(Task).where(
-            Task.status == "open", Task.due_at < utcnow()))
+        overdue = await session.scalar(
+            select(func.count()).select_from(Task).where(Task.status == "open", Task.due_at < utcnow())
+        )
 
     async def case_gauges_match() -> bool:
         figures = await scrape(brink.outreach)
-        return (figures.get(("brink_cases", labels(status="open"))) == open_cases
-                and figures.get(("brink_tasks_overdue", ())) == overdue)
+        return (
+            figures.get(("brink_cases", labels(status="open"))) == open_cases
+            and figures.get(("brink_tasks_overdue", ())) == overdue
+        )
 
     await eventually(case_gauges_match, timeout=5)
 
@@ -201,4 +253,3 @@ async def test_each_service_exposes_its_figures_after_real_traffic(
 async def dead_letter_seen(amqp_url: str) -> bool:
     counts = await dlq.count_dead_letters(amqp_url, ["diagnosis.cancellations"])
     return counts["diagnosis.cancellations.dead"] == 1
-

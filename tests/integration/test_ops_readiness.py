@@ -27,8 +27,13 @@ MAX_AGE_SECONDS = 5
 async def outbox_runtime(database_url: str, amqp_url: str) -> AsyncIterator[Runtime]:
     """A Runtime with an outbox table of its own, connected to the broker, its relay not running."""
     table = outbox_table(f"opstest_{uuid.uuid4().hex[:8]}")
-    settings = settings_for(BrinkSettings, database_url=database_url, amqp_url=amqp_url,
-                            outbox_max_age_seconds=MAX_AGE_SECONDS, metrics_refresh_seconds=0.1)
+    settings = settings_for(
+        BrinkSettings,
+        database_url=database_url,
+        amqp_url=amqp_url,
+        outbox_max_age_seconds=MAX_AGE_SECONDS,
+        metrics_refresh_seconds=0.1,
+    )
     runtime = Runtime(service="opstest", settings=settings, outbox=table)
     async with runtime.engine.begin() as connection:
         await connection.run_sync(table.create)
@@ -47,8 +52,9 @@ async def stage_events(runtime: Runtime, *, count: int, age_seconds: float) -> N
     assert runtime.outbox is not None
     async with transaction(runtime.sessions) as session:
         for _ in range(count):
-            await add_to_outbox(session, runtime.outbox,
-                                Envelope(type="opstest.ping", correlation_id="ops", source="opstest", data={}))
+            await add_to_outbox(
+                session, runtime.outbox, Envelope(type="opstest.ping", correlation_id="ops", source="opstest", data={})
+            )
         await session.execute(runtime.outbox.update().values(created_at=utcnow() - timedelta(seconds=age_seconds)))
 
 
@@ -57,8 +63,14 @@ def readiness_app(runtime: Runtime) -> FastAPI:
     async def no_lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
 
-    return create_app(service="opstest", title="ops", description="ops", lifespan=no_lifespan,
-                      readiness=runtime.readiness(), api_tokens=[TOKEN])
+    return create_app(
+        service="opstest",
+        title="ops",
+        description="ops",
+        lifespan=no_lifespan,
+        readiness=runtime.readiness(),
+        api_tokens=[TOKEN],
+    )
 
 
 async def test_readyz_fails_while_the_oldest_outbox_event_is_older_than_the_limit(

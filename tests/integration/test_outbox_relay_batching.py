@@ -20,7 +20,8 @@ pytestmark = pytest.mark.rabbitmq
 
 
 async def test_a_full_batch_is_confirmed_and_marked_while_the_process_serves_other_work(
-        tmp_path: Path, amqp_url: str) -> None:
+    tmp_path: Path, amqp_url: str
+) -> None:
     # A database of its own: the relay publishes every pending row, and other tests' rows are theirs.
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}"
     await asyncio.to_thread(upgrade, database_url)
@@ -30,10 +31,19 @@ async def test_a_full_batch_is_confirmed_and_marked_while_the_process_serves_oth
     await broker.connect()
     marker = uuid.uuid4().hex
     async with transaction(sessions) as session:
-        await session.execute(outbox.insert(), [
-            {"event_id": str(uuid.uuid4()), "event_type": "bench.relay_turns", "correlation_id": marker,
-             "body": "{}", "created_at": utcnow()} for _ in range(200)
-        ])
+        await session.execute(
+            outbox.insert(),
+            [
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "event_type": "bench.relay_turns",
+                    "correlation_id": marker,
+                    "body": "{}",
+                    "created_at": utcnow(),
+                }
+                for _ in range(200)
+            ],
+        )
     turns = 0
     stop = False
 
@@ -55,8 +65,11 @@ async def test_a_full_batch_is_confirmed_and_marked_while_the_process_serves_oth
         stop = True
         await worker
         async with transaction(sessions) as session:
-            pending = await session.scalar(select(func.count()).select_from(outbox).where(
-                outbox.c.correlation_id == marker, outbox.c.published_at.is_(None)))
+            pending = await session.scalar(
+                select(func.count())
+                .select_from(outbox)
+                .where(outbox.c.correlation_id == marker, outbox.c.published_at.is_(None))
+            )
     finally:
         stop = True
         await broker.close()

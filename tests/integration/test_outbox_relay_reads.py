@@ -57,11 +57,20 @@ async def relay_parts(database_url: str, amqp_url: str, *, connections: int) -> 
 
 async def stage(sessions: async_sessionmaker[AsyncSession], count: int, *, published: bool = False) -> None:
     async with transaction(sessions) as session:
-        await session.execute(outbox.insert(), [
-            {"event_id": str(uuid.uuid4()), "event_type": "test.outbox_reads", "correlation_id": "reads",
-             "body": "{}", "created_at": utcnow(), "published_at": utcnow() if published else None}
-            for _ in range(count)
-        ])
+        await session.execute(
+            outbox.insert(),
+            [
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "event_type": "test.outbox_reads",
+                    "correlation_id": "reads",
+                    "body": "{}",
+                    "created_at": utcnow(),
+                    "published_at": utcnow() if published else None,
+                }
+                for _ in range(count)
+            ],
+        )
 
 
 async def flush_stats(engine: AsyncEngine) -> None:
@@ -86,11 +95,13 @@ async def after_change(read: Callable[[], Awaitable[Any]], before: Any) -> Any:
     async def changed() -> Any:
         now = await read()
         return now if now != before else None
+
     return await eventually(changed)
 
 
 async def test_marking_a_batch_sent_probes_the_index_when_the_plan_was_first_made_on_an_empty_outbox(
-        empty_database: str, amqp_url: str) -> None:
+    empty_database: str, amqp_url: str
+) -> None:
     # One connection, so every batch reuses the statements it prepared while the outbox was empty.
     async with relay_parts(empty_database, amqp_url, connections=1) as parts:
         relay = OutboxRelay(sessions=parts.sessions, table=outbox, broker=parts.broker, batch_size=50)
@@ -101,8 +112,10 @@ async def test_marking_a_batch_sent_probes_the_index_when_the_plan_was_first_mad
         await stage(parts.sessions, 3)
 
         async def scans() -> tuple[int, int]:
-            row = await parts.stats.fetchrow("SELECT seq_scan, coalesce(idx_scan, 0) AS idx_scan"
-                                             " FROM pg_stat_user_tables WHERE relname = 'intake_outbox'")
+            row = await parts.stats.fetchrow(
+                "SELECT seq_scan, coalesce(idx_scan, 0) AS idx_scan"
+                " FROM pg_stat_user_tables WHERE relname = 'intake_outbox'"
+            )
             return row["seq_scan"], row["idx_scan"]
 
         await flush_stats(parts.engine)
@@ -114,11 +127,13 @@ async def test_marking_a_batch_sent_probes_the_index_when_the_plan_was_first_mad
 
 
 async def test_scans_start_above_the_rows_already_sent_and_a_row_committed_late_is_still_published(
-        empty_database: str, amqp_url: str) -> None:
+    empty_database: str, amqp_url: str
+) -> None:
     late = await asyncpg.connect(empty_database.replace("postgresql+asyncpg://", "postgresql://"))
     async with relay_parts(empty_database, amqp_url, connections=2) as parts:
-        relay = OutboxRelay(sessions=parts.sessions, table=outbox, broker=parts.broker, batch_size=500,
-                            full_scan_seconds=3600)
+        relay = OutboxRelay(
+            sessions=parts.sessions, table=outbox, broker=parts.broker, batch_size=500, full_scan_seconds=3600
+        )
         await stage(parts.sessions, 30_000)
         published = 0
         while published < 30_000:
@@ -127,15 +142,20 @@ async def test_scans_start_above_the_rows_already_sent_and_a_row_committed_late_
         # A row whose transaction takes its id now and commits only after the relay has moved past it.
         slow = late.transaction()
         await slow.start()
-        await late.execute("INSERT INTO intake_outbox (event_id, event_type, correlation_id, body, created_at)"
-                           " VALUES ($1, 'test.outbox_reads', 'reads', '{}', now())", str(uuid.uuid4()))
+        await late.execute(
+            "INSERT INTO intake_outbox (event_id, event_type, correlation_id, body, created_at)"
+            " VALUES ($1, 'test.outbox_reads', 'reads', '{}', now())",
+            str(uuid.uuid4()),
+        )
         for _ in range(3):
             await stage(parts.sessions, 5)
             assert await relay.publish_pending() == 5
 
         async def pending_index_blocks() -> int:
-            return await parts.stats.fetchval("SELECT idx_blks_hit + idx_blks_read FROM pg_statio_user_indexes"
-                                              " WHERE indexrelname = 'ix_intake_outbox_pending'")
+            return await parts.stats.fetchval(
+                "SELECT idx_blks_hit + idx_blks_read FROM pg_statio_user_indexes"
+                " WHERE indexrelname = 'ix_intake_outbox_pending'"
+            )
 
         await flush_stats(parts.engine)
         before = await settled(pending_index_blocks)

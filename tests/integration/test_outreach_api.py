@@ -21,8 +21,9 @@ def diagnosis(**fields: object):  # noqa: ANN201 - the services run on the wall 
 @pytest.fixture
 async def brink(database_url: str, amqp_url: str) -> AsyncIterator[Brink]:
     async with AsyncExitStack() as stack:
-        yield await start_brink(stack, database_url=database_url, amqp_url=amqp_url, scheduler_poll_seconds=0.2,
-                                rotation_csm=["ana", "ben"])
+        yield await start_brink(
+            stack, database_url=database_url, amqp_url=amqp_url, scheduler_poll_seconds=0.2, rotation_csm=["ana", "ben"]
+        )
 
 
 async def send(brink: Brink, payload: Payload) -> None:
@@ -43,19 +44,29 @@ async def test_tasks_are_listed_completed_once_and_logged(brink: Brink) -> None:
     case = await eventually(lambda: case_of(brink, payload.account_id))
     first = case["tasks"][0]
 
-    mine = await brink.outreach.get("/v1/tasks", headers=brink.auth,
-                                    params={"owner": "olga", "status": "open", "case_id": case["id"]})
+    mine = await brink.outreach.get(
+        "/v1/tasks", headers=brink.auth, params={"owner": "olga", "status": "open", "case_id": case["id"]}
+    )
     assert [task["action"] for task in mine.json()["items"]] == ["call", "training_session"]
-    soon = await brink.outreach.get("/v1/tasks", headers=brink.auth,
-                                    params={"case_id": case["id"], "due_before": first["due_at"].replace("+00:00", "Z")})
+    soon = await brink.outreach.get(
+        "/v1/tasks",
+        headers=brink.auth,
+        params={"case_id": case["id"], "due_before": first["due_at"].replace("+00:00", "Z")},
+    )
     assert soon.json()["items"] == []
-    overdue = await brink.outreach.get("/v1/tasks", headers=brink.auth, params={"overdue": "true", "case_id": case["id"]})
+    overdue = await brink.outreach.get(
+        "/v1/tasks", headers=brink.auth, params={"overdue": "true", "case_id": case["id"]}
+    )
     assert overdue.json()["items"] == []
 
-    done = await brink.outreach.post(f"/v1/tasks/{first['id']}/complete", headers=brink.auth,
-                                     json={"result": "reached", "note": "training booked for Thursday"})
-    again = await brink.outreach.post(f"/v1/tasks/{first['id']}/complete", headers=brink.auth,
-                                      json={"result": "declined"})
+    done = await brink.outreach.post(
+        f"/v1/tasks/{first['id']}/complete",
+        headers=brink.auth,
+        json={"result": "reached", "note": "training booked for Thursday"},
+    )
+    again = await brink.outreach.post(
+        f"/v1/tasks/{first['id']}/complete", headers=brink.auth, json={"result": "declined"}
+    )
     bad = await brink.outreach.post(f"/v1/tasks/{first['id']}/complete", headers=brink.auth, json={"result": "maybe"})
     missing = await brink.outreach.post("/v1/tasks/nope/complete", headers=brink.auth, json={"result": "reached"})
 
@@ -79,8 +90,7 @@ async def test_a_withdrawal_closes_the_case_as_saved(brink: Brink) -> None:
 
     case = await eventually(saved)
     assert {task["status"] for task in case["tasks"]} == {"cancelled"}
-    closed = await brink.outreach.post(f"/v1/cases/{case['id']}/outcome", headers=brink.auth,
-                                       json={"outcome": "lost"})
+    closed = await brink.outreach.post(f"/v1/cases/{case['id']}/outcome", headers=brink.auth, json={"outcome": "lost"})
     assert closed.status_code == 409 and "already closed as saved" in closed.json()["detail"]
 
 
@@ -89,9 +99,11 @@ async def test_an_outcome_recorded_by_hand_ends_the_case_and_shows_in_the_report
     await send(brink, payload)
     case = await eventually(lambda: case_of(brink, payload.account_id))
 
-    response = await brink.outreach.post(f"/v1/cases/{case['id']}/outcome", headers=brink.auth,
-                                         json={"outcome": "saved", "reason": "fixed the bug live on the call",
-                                               "recorded_by": "maria"})
+    response = await brink.outreach.post(
+        f"/v1/cases/{case['id']}/outcome",
+        headers=brink.auth,
+        json={"outcome": "saved", "reason": "fixed the bug live on the call", "recorded_by": "maria"},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "saved" and response.json()["events"][-1]["actor"] == "maria"
     assert {task["status"] for task in response.json()["tasks"]} == {"cancelled"}
@@ -111,12 +123,22 @@ async def test_an_outcome_recorded_by_hand_ends_the_case_and_shows_in_the_report
 
 async def _gauge_line(brink: Brink) -> str | None:
     text = (await brink.outreach.get("/metrics")).text
-    return next((line for line in text.splitlines() if line.startswith('brink_cases{status="saved"}')
-                 and not line.endswith(" 0.0")), None)
+    return next(
+        (
+            line
+            for line in text.splitlines()
+            if line.startswith('brink_cases{status="saved"}') and not line.endswith(" 0.0")
+        ),
+        None,
+    )
 
 
 async def test_outreach_routes_need_a_token(brink: Brink) -> None:
-    for method, path in (("get", "/v1/tasks"), ("post", "/v1/tasks/x/complete"), ("get", "/v1/reports/summary"),
-                         ("post", "/v1/cases/x/outcome")):
+    for method, path in (
+        ("get", "/v1/tasks"),
+        ("post", "/v1/tasks/x/complete"),
+        ("get", "/v1/reports/summary"),
+        ("post", "/v1/cases/x/outcome"),
+    ):
         response = await getattr(brink.outreach, method)(path)
         assert response.status_code == 401, path

@@ -65,10 +65,17 @@ def endpoint() -> Iterator[tuple[Endpoint, str]]:
 
 
 @pytest.fixture
-async def wired(database_url: str, endpoint: tuple[Endpoint, str]) -> AsyncIterator[tuple[Desk, dict[str, Notifier], Endpoint]]:
+async def wired(
+    database_url: str, endpoint: tuple[Endpoint, str]
+) -> AsyncIterator[tuple[Desk, dict[str, Notifier], Endpoint]]:
     state, base = endpoint
-    settings = outreach_settings(slack_webhook_url=f"{base}/slack", outbound_webhook_url=f"{base}/crm",
-                                 outbound_webhook_secret=SECRET, notify_attempts=3, notify_backoff_seconds=0.01)
+    settings = outreach_settings(
+        slack_webhook_url=f"{base}/slack",
+        outbound_webhook_url=f"{base}/crm",
+        outbound_webhook_secret=SECRET,
+        notify_attempts=3,
+        notify_backoff_seconds=0.01,
+    )
     async with httpx.AsyncClient(timeout=5) as client:
         notifiers = build_notifiers(settings, client)
         desk, engine = await open_desk(database_url, channels=tuple(notifiers))
@@ -77,8 +84,9 @@ async def wired(database_url: str, endpoint: tuple[Endpoint, str]) -> AsyncItera
 
 
 async def deliver(desk: Desk, notifiers: dict[str, Notifier], rounds: int = 3) -> int:
-    return await deliver_due(desk.sessions, notifiers=notifiers, clock=desk.clock, rounds=rounds,
-                             backoff=timedelta(minutes=1))
+    return await deliver_due(
+        desk.sessions, notifiers=notifiers, clock=desk.clock, rounds=rounds, backoff=timedelta(minutes=1)
+    )
 
 
 def expected_signature(headers: dict[str, str], body: bytes) -> str:

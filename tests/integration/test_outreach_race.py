@@ -24,8 +24,11 @@ async def drain(desk: Desk) -> list[Fired]:
         if not batch:
             # Nothing this instance could take: done when nothing is due any more, else the other holds it.
             async with desk.sessions() as session:
-                if not await session.scalar(select(func.count()).select_from(Timer).where(
-                        Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= desk.clock.now())):
+                if not await session.scalar(
+                    select(func.count())
+                    .select_from(Timer)
+                    .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= desk.clock.now())
+                ):
                     return fired
             await asyncio.sleep(0.01)
 
@@ -47,10 +50,14 @@ async def test_two_schedulers_fire_each_escalation_exactly_once(database_url: st
             assert one and two, "both instances should have taken part in the race"
         async with first.sessions() as session:
             levels = dict((await session.execute(select(Case.id, Case.escalation_level))).all())
-            escalations = Counter((await session.execute(
-                select(Task.case_id).where(Task.kind == "escalation"))).scalars())
-            unfired = await session.scalar(select(func.count()).select_from(Timer).where(
-                Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= clock.now()))
+            escalations = Counter(
+                (await session.execute(select(Task.case_id).where(Task.kind == "escalation"))).scalars()
+            )
+            unfired = await session.scalar(
+                select(func.count())
+                .select_from(Timer)
+                .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= clock.now())
+            )
         assert unfired == 0
         assert {case_id: levels[case_id] for case_id in case_ids} == {case_id: 2 for case_id in case_ids}
         assert {case_id: escalations[case_id] for case_id in case_ids} == {case_id: 2 for case_id in case_ids}

@@ -22,15 +22,22 @@ async def desk(database_url: str) -> AsyncIterator[Desk]:
     await engine.dispose()
 
 
-@pytest.mark.parametrize(("root_cause", "actions", "owners"), [
-    ("poor_implementation", ["call", "implementation_help", "offer", "training_session"],
-     ["olga", "olga", "maria", "olga"]),
-    ("rocky_onboarding", ["call", "training_session", "offer"], ["olga", "olga", "maria"]),
-    ("executive_mandate", ["email", "executive_outreach", "call"], ["olga", "eve", "victor"]),
-    ("payment_failure", ["email", "call"], ["olga", "olga"]),
-])
-async def test_a_full_playbook_worked_to_a_save(desk: Desk, root_cause: str, actions: list[str],
-                                                owners: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("root_cause", "actions", "owners"),
+    [
+        (
+            "poor_implementation",
+            ["call", "implementation_help", "offer", "training_session"],
+            ["olga", "olga", "maria", "olga"],
+        ),
+        ("rocky_onboarding", ["call", "training_session", "offer"], ["olga", "olga", "maria"]),
+        ("executive_mandate", ["email", "executive_outreach", "call"], ["olga", "eve", "victor"]),
+        ("payment_failure", ["email", "call"], ["olga", "olga"]),
+    ],
+)
+async def test_a_full_playbook_worked_to_a_save(
+    desk: Desk, root_cause: str, actions: list[str], owners: list[str]
+) -> None:
     payload = diagnosis(root_cause=root_cause, account_owner="olga")
     case_id = await desk.receive(payload)
     tasks = await desk.tasks(case_id)
@@ -51,7 +58,10 @@ async def test_a_full_playbook_worked_to_a_save(desk: Desk, root_cause: str, act
     assert [(event["case_id"], event["result"]) for event in logged] == [(case_id, result) for result in results]
     assert "escalated" not in [fired.outcome for fired in desk.fired]
     closed = await desk.published("case.closed")
-    assert closed[-1]["outcome"] == "saved" and closed[-1]["revenue_saved"] == {"amount_minor": 49_000, "currency": "usd"}
+    assert closed[-1]["outcome"] == "saved" and closed[-1]["revenue_saved"] == {
+        "amount_minor": 49_000,
+        "currency": "usd",
+    }
     await desk.wait(days=40)
     assert not [fired for fired in desk.fired if fired.outcome == "escalated"]
 
@@ -61,8 +71,9 @@ async def test_unanswered_steps_climb_the_whole_ladder_then_the_case_is_lost(des
     first = await desk.open_task(case_id)
     desk.clock.current = first.due_at
     await desk.complete(first.id, "no_answer")
-    fired_before = {rung: REGISTRY.get_sample_value("brink_escalations_fired_total", {"rung": rung}) or 0
-                    for rung in RUNGS}
+    fired_before = {
+        rung: REGISTRY.get_sample_value("brink_escalations_fired_total", {"rung": rung}) or 0 for rung in RUNGS
+    }
 
     assert await desk.wait(hours=23) == []  # 27 h in: the call escalates 24 h after it was due
     fired = await desk.wait(hours=1)
@@ -73,11 +84,17 @@ async def test_unanswered_steps_climb_the_whole_ladder_then_the_case_is_lost(des
     await desk.run(hours=7 * 24)  # nobody answers anything
     rungs = [e.detail["rung"] for e in await desk.history(case_id) if e.kind == "escalated"]
     assert rungs == list(RUNGS)
-    assert {rung: REGISTRY.get_sample_value("brink_escalations_fired_total", {"rung": rung}) - fired_before[rung]
-            for rung in RUNGS} == dict.fromkeys(RUNGS, 1)
+    assert {
+        rung: REGISTRY.get_sample_value("brink_escalations_fired_total", {"rung": rung}) - fired_before[rung]
+        for rung in RUNGS
+    } == dict.fromkeys(RUNGS, 1)
     owners = [(t.rung, t.owner) for t in await desk.tasks(case_id) if t.kind == "escalation"]
-    assert owners == [("cs_manager", "maria"), ("vp_customer_success", "victor"),
-                      ("executive_outreach", "eve"), ("onsite_visit", "victor")]
+    assert owners == [
+        ("cs_manager", "maria"),
+        ("vp_customer_success", "victor"),
+        ("executive_outreach", "eve"),
+        ("onsite_visit", "victor"),
+    ]
     case = await desk.case(case_id)
     assert case.sequence_exhausted and case.status == "open"  # the effective date is still ahead
 
@@ -107,7 +124,9 @@ async def test_the_last_rungs_are_only_for_high_revenue(desk: Desk) -> None:
     history = await desk.history(case_id)
     assert [e.detail["rung"] for e in history if e.kind == "escalated"] == ["cs_manager", "vp_customer_success"]
     assert {(e.detail["rung"], e.detail["reason"]) for e in history if e.kind == "rung_skipped"} == {
-        ("executive_outreach", "below_revenue_threshold"), ("onsite_visit", "below_revenue_threshold")}
+        ("executive_outreach", "below_revenue_threshold"),
+        ("onsite_visit", "below_revenue_threshold"),
+    }
 
 
 async def test_interventions_tried_recently_are_skipped_not_repeated(desk: Desk) -> None:
@@ -118,15 +137,20 @@ async def test_interventions_tried_recently_are_skipped_not_repeated(desk: Desk)
     await desk.close(earlier, "lost")
     desk.clock.advance(days=30)
 
-    later = await desk.receive(diagnosis(root_cause="rocky_onboarding", account_id=account, mrr_minor=HIGH_MRR,
-                                         avoid=["executive_outreach"]))  # failed before, says diagnosis
+    later = await desk.receive(
+        diagnosis(root_cause="rocky_onboarding", account_id=account, mrr_minor=HIGH_MRR, avoid=["executive_outreach"])
+    )  # failed before, says diagnosis
     assert [t.action for t in await desk.tasks(later)] == ["call", "offer"]  # no second training within 90 days
     await desk.run(hours=10 * 24, every_hours=2)
     history = await desk.history(later)
     assert [e.detail["rung"] for e in history if e.kind == "escalated"] == [
-        "cs_manager", "vp_customer_success", "onsite_visit"]
+        "cs_manager",
+        "vp_customer_success",
+        "onsite_visit",
+    ]
     assert ("executive_outreach", "tried_recently") in {
-        (e.detail["rung"], e.detail["reason"]) for e in history if e.kind == "rung_skipped"}
+        (e.detail["rung"], e.detail["reason"]) for e in history if e.kind == "rung_skipped"
+    }
     assert any(e.kind == "step_skipped" and e.detail["action"] == "training_session" for e in history)
 
 
@@ -179,11 +203,13 @@ async def test_a_newer_diagnosis_switches_playbook_and_keeps_completed_work(desk
     await desk.complete(call.id, "reached")
     desk.clock.advance(hours=2)
 
-    second = diagnosis(root_cause="champion_left", version=2, cancellation_id=first.cancellation_id,
-                       account_id=first.account_id)
+    second = diagnosis(
+        root_cause="champion_left", version=2, cancellation_id=first.cancellation_id, account_id=first.account_id
+    )
     await desk.receive(second)
-    stale = diagnosis(root_cause="wrong_fit", version=1, cancellation_id=first.cancellation_id,
-                      account_id=first.account_id)
+    stale = diagnosis(
+        root_cause="wrong_fit", version=1, cancellation_id=first.cancellation_id, account_id=first.account_id
+    )
     await desk.receive(stale)
 
     case = await desk.case(case_id)
@@ -233,8 +259,15 @@ async def test_readiness_reports_timers_nobody_fires(database_url: str) -> None:
     from shared.runtime import StuckWork
 
     desk, engine = await open_desk(database_url)
-    scheduler = Scheduler(sessions=desk.sessions, policy=desk.policy, clock=desk.clock, notifiers={},
-                          poll_seconds=1, notify_rounds=1, notify_backoff=timedelta(seconds=1))
+    scheduler = Scheduler(
+        sessions=desk.sessions,
+        policy=desk.policy,
+        clock=desk.clock,
+        notifiers={},
+        poll_seconds=1,
+        notify_rounds=1,
+        notify_backoff=timedelta(seconds=1),
+    )
     try:
         await desk.receive(diagnosis(root_cause="known_issue"))
         await scheduler.check_timers()

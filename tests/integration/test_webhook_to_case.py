@@ -46,10 +46,12 @@ async def test_wrong_signature_is_401_and_leaves_nothing(brink: Brink) -> None:
     assert "secret" in response.json()["detail"]
     runtime = brink.apps["intake"].state.runtime
     async with runtime.sessions() as session:
-        stored = await session.scalar(select(func.count()).select_from(WebhookEvent).where(
-            WebhookEvent.external_id == event["id"]))
-        staged = await session.scalar(select(func.count()).select_from(outbox).where(
-            outbox.c.body.contains(event["id"])))
+        stored = await session.scalar(
+            select(func.count()).select_from(WebhookEvent).where(WebhookEvent.external_id == event["id"])
+        )
+        staged = await session.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.body.contains(event["id"]))
+        )
     assert stored == 0 and staged == 0
 
 

@@ -9,8 +9,14 @@ import json
 import pytest
 
 from tests.intake_helpers import (
-    CHARGEBEE_PASSWORD, CHARGEBEE_USER, basic_auth, chargebee_event, chargebee_subscription, delivery_row,
-    intake_settings, running_intake,
+    CHARGEBEE_PASSWORD,
+    CHARGEBEE_USER,
+    basic_auth,
+    chargebee_event,
+    chargebee_subscription,
+    delivery_row,
+    intake_settings,
+    running_intake,
 )
 from tests.security.conftest import Intake
 
@@ -55,8 +61,9 @@ async def test_the_configured_pair_is_accepted_with_200(intake: Intake) -> None:
 
 
 async def test_everything_is_refused_when_no_credentials_are_configured(sqlite_url: str, amqp_url: str) -> None:
-    settings = intake_settings(database_url=sqlite_url, amqp_url=amqp_url,
-                               chargebee_webhook_username=None, chargebee_webhook_password=None)
+    settings = intake_settings(
+        database_url=sqlite_url, amqp_url=amqp_url, chargebee_webhook_username=None, chargebee_webhook_password=None
+    )
     async with running_intake(settings) as (app, client):
         for headers in (basic_auth(), basic_auth(username="", password=""), {"Content-Type": "application/json"}):
             event = cancellation()

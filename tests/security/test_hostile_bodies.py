@@ -40,10 +40,12 @@ def nested(depth: int) -> bytes:
 
 async def chunks(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
     for start in range(0, len(body), size):
-        yield body[start:start + size]
+        yield body[start : start + size]
 
 
-async def post(client: httpx.AsyncClient, path: str, body: bytes | AsyncIterator[bytes], headers: dict[str, str]) -> httpx.Response:
+async def post(
+    client: httpx.AsyncClient, path: str, body: bytes | AsyncIterator[bytes], headers: dict[str, str]
+) -> httpx.Response:
     # A hang is a failure too: every hostile body gets its answer within seconds.
     return await asyncio.wait_for(client.post(path, content=body, headers=headers), timeout=20)
 
@@ -92,8 +94,9 @@ async def test_deeply_nested_chargebee_body_is_refused_cleanly(intake: Intake, d
 
 
 @pytest.mark.parametrize("source, event", WRONG_TYPED.values(), ids=WRONG_TYPED.keys())
-async def test_authenticated_event_with_a_wrong_typed_field_is_400(intake: Intake, source: str,
-                                                                   event: dict[str, Any]) -> None:
+async def test_authenticated_event_with_a_wrong_typed_field_is_400(
+    intake: Intake, source: str, event: dict[str, Any]
+) -> None:
     _app, client = intake
     body = json.dumps(event).encode()
     headers = stripe_headers(body) if source == "stripe" else basic_auth()

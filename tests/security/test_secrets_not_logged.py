@@ -43,23 +43,33 @@ def amqp_url_with_password(amqp_url: str) -> Iterator[str]:
     parts = urlsplit(amqp_url)
     vhost = parts.path.lstrip("/")
     if not vhost:
-        unavailable("a private RabbitMQ virtual host (BRINK_TEST_AMQP_URL points at a shared one)", RuntimeError("no vhost"))
+        unavailable(
+            "a private RabbitMQ virtual host (BRINK_TEST_AMQP_URL points at a shared one)", RuntimeError("no vhost")
+        )
     user = f"brink-logcheck-{uuid.uuid4().hex[:8]}"
     rabbitmqctl("add_user", user, AMQP_PASSWORD)
     try:
         rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-        yield urlunsplit((parts.scheme, f"{user}:{AMQP_PASSWORD}@{parts.hostname}:{parts.port or 5672}",
-                          parts.path, "", ""))
+        yield urlunsplit(
+            (parts.scheme, f"{user}:{AMQP_PASSWORD}@{parts.hostname}:{parts.port or 5672}", parts.path, "", "")
+        )
     finally:
         rabbitmqctl("delete_user", user)
 
 
 @pytest.fixture
 def services(sqlite_url: str, amqp_url_with_password: str, tmp_path: Path) -> Iterator[dict[str, ServiceProcess]]:
-    env = brink_env(database_url=sqlite_url, amqp_url=amqp_url_with_password, api_tokens=API_TOKEN,
-                    stripe_webhook_secrets=STRIPE_SECRET, chargebee_webhook_username=CHARGEBEE_USER,
-                    chargebee_webhook_password=CHARGEBEE_PASSWORD, log_level="DEBUG", host="127.0.0.1",
-                    outbox_poll_seconds="0.2")
+    env = brink_env(
+        database_url=sqlite_url,
+        amqp_url=amqp_url_with_password,
+        api_tokens=API_TOKEN,
+        stripe_webhook_secrets=STRIPE_SECRET,
+        chargebee_webhook_username=CHARGEBEE_USER,
+        chargebee_webhook_password=CHARGEBEE_PASSWORD,
+        log_level="DEBUG",
+        host="127.0.0.1",
+        outbox_poll_seconds="0.2",
+    )
     with running_services(env, tmp_path) as processes:
         yield processes
 
@@ -77,8 +87,11 @@ async def exercise(services: dict[str, ServiceProcess]) -> None:
         assert (await client.post(f"{intake}/webhooks/stripe", content=body, headers=headers)).status_code == 401
         event = json.dumps(chargebee_event("subscription_cancelled", chargebee_subscription())).encode()
         for password, expected in ((CHARGEBEE_PASSWORD, 200), (WRONG_CHARGEBEE_PASSWORD, 401)):
-            response = await client.post(f"{intake}/webhooks/chargebee", content=event, headers={
-                "Authorization": basic(CHARGEBEE_USER, password), "Content-Type": "application/json"})
+            response = await client.post(
+                f"{intake}/webhooks/chargebee",
+                content=event,
+                headers={"Authorization": basic(CHARGEBEE_USER, password), "Content-Type": "application/json"},
+            )
             assert response.status_code == expected, response.text
         assert (await client.post(f"{intake}/v1/cancellations", json={}, headers=wrong)).status_code == 401
         for service, path in (("diagnosis", "/v1/accounts/x/diagnosis"), ("outreach", "/v1/cases")):

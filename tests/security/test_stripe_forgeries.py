@@ -36,15 +36,19 @@ def header_for(body: bytes, *, secret: str = STRIPE_SECRET, timestamp: int | Non
     return stripe_signature_header([secret], body, timestamp)
 
 
-@pytest.mark.parametrize("header", [
-    None,
-    "",
-    "garbage",
-    "t=notanumber,v1=abc",
-    f"t={int(time.time())}",
-    f"t={int(time.time())},v1=" + "0" * 64,
-    f"t={int(time.time())},v1=" + "f" * 63,
-], ids=["missing", "empty", "garbage", "bad-timestamp", "no-v1", "zero-hmac", "short-hmac"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "garbage",
+        "t=notanumber,v1=abc",
+        f"t={int(time.time())}",
+        f"t={int(time.time())},v1=" + "0" * 64,
+        f"t={int(time.time())},v1=" + "f" * 63,
+    ],
+    ids=["missing", "empty", "garbage", "bad-timestamp", "no-v1", "zero-hmac", "short-hmac"],
+)
 async def test_forged_signature_headers_are_refused(intake: Intake, header: str | None) -> None:
     event, body = cancellation()
     await assert_refused_without_trace(intake, event, body, header)
@@ -58,7 +62,9 @@ async def test_signature_with_another_secret_is_refused(intake: Intake) -> None:
 
 async def test_signature_of_another_body_is_refused(intake: Intake) -> None:
     event, body = cancellation()
-    genuine_header = header_for(json.dumps(stripe_event("customer.subscription.deleted", stripe_subscription())).encode())
+    genuine_header = header_for(
+        json.dumps(stripe_event("customer.subscription.deleted", stripe_subscription())).encode()
+    )
     await assert_refused_without_trace(intake, event, body, genuine_header)
 
 

@@ -41,8 +41,13 @@ def test_percentiles_are_nearest_rank() -> None:
 
 
 def test_throughput_counts_only_2xx_over_the_time_from_first_send_to_last_answer() -> None:
-    result = {"status": [200, 200, 503, 200], "latency": [0.1, 0.1, 0.1, 0.1],
-              "done_wall": [10.1, 10.6, 10.8, 11.1], "errors": 1, "cpu_seconds": 0.5}
+    result = {
+        "status": [200, 200, 503, 200],
+        "latency": [0.1, 0.1, 0.1, 0.1],
+        "done_wall": [10.1, 10.6, 10.8, 11.1],
+        "errors": 1,
+        "cpu_seconds": 0.5,
+    }
     summary = summarise_load(result)
     assert summary["accepted_2xx"] == 3
     assert summary["requests"] == 5
@@ -79,9 +84,18 @@ def test_a_missed_intake_ratio_is_explained_by_the_machine_cpu_each_request_cost
         "phases": {
             "storage_ceiling": {"cpu_ms_per_commit": {"asyncpg_loop": 0.15, "postgres": 0.30}},
             "intake_isolated_saturation": {
-                "accepted_2xx": 1000, "cpu_ms_per_2xx": {"intake": 0.6},
-                "cpu_cores": {"intake": 0.6, "postgres": 0.3, "rabbitmq": 0.15, "loadgen": 0.05,
-                              "machine": 1.1, "others": 0.0, "cores": 2, "wall_s": 1.0},
+                "accepted_2xx": 1000,
+                "cpu_ms_per_2xx": {"intake": 0.6},
+                "cpu_cores": {
+                    "intake": 0.6,
+                    "postgres": 0.3,
+                    "rabbitmq": 0.15,
+                    "loadgen": 0.05,
+                    "machine": 1.1,
+                    "others": 0.0,
+                    "cores": 2,
+                    "wall_s": 1.0,
+                },
                 "intake_schedule": {"running": 0.6, "waiting_for_core": 0.15, "idle": 0.25},
             },
         },

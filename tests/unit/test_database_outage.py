@@ -16,21 +16,27 @@ class DriverError(Exception):
         self.sqlstate = sqlstate
 
 
-@pytest.mark.parametrize("sqlstate, message", [
-    ("57P03", "the database system is shutting down"),
-    ("57P03", "the database system is starting up"),
-    ("57P01", "terminating connection due to administrator command"),
-    ("08006", "connection failure"),
-])
+@pytest.mark.parametrize(
+    "sqlstate, message",
+    [
+        ("57P03", "the database system is shutting down"),
+        ("57P03", "the database system is starting up"),
+        ("57P01", "terminating connection due to administrator command"),
+        ("08006", "connection failure"),
+    ],
+)
 def test_a_restarting_database_is_an_outage(sqlstate: str, message: str) -> None:
     assert is_database_outage(DBAPIError("SELECT 1", {}, DriverError(message, sqlstate)))
 
 
-@pytest.mark.parametrize("error", [
-    IntegrityError("INSERT", {}, DriverError("duplicate key value", "23505")),
-    ProgrammingError("SELEC", {}, DriverError("syntax error", "42601")),
-    DBAPIError("SELECT 1", {}, DriverError("no sqlstate", None)),
-    ValueError("a bug in a handler"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        IntegrityError("INSERT", {}, DriverError("duplicate key value", "23505")),
+        ProgrammingError("SELEC", {}, DriverError("syntax error", "42601")),
+        DBAPIError("SELECT 1", {}, DriverError("no sqlstate", None)),
+        ValueError("a bug in a handler"),
+    ],
+)
 def test_bugs_and_bad_data_are_not_outages(error: Exception) -> None:
     assert not is_database_outage(error)

@@ -51,10 +51,20 @@ def test_csrf_tokens_must_match_the_session() -> None:
     assert not csrf_matches(session, other.csrf) and not csrf_matches(session, "") and not csrf_matches(session, None)
 
 
-@pytest.mark.parametrize("target, followed", [
-    ("/desk/cases/1?x=2", "/desk/cases/1?x=2"), ("https://evil.example/desk", "/desk"), ("//evil.example", "/desk"),
-    ("/desk/../v1", "/desk"), ("/deskx", "/desk"), ("/desk?status=lost", "/desk?status=lost"), ("/v1/cases", "/desk"), (None, "/desk"), ("/desk\\@evil", "/desk"),
-])
+@pytest.mark.parametrize(
+    "target, followed",
+    [
+        ("/desk/cases/1?x=2", "/desk/cases/1?x=2"),
+        ("https://evil.example/desk", "/desk"),
+        ("//evil.example", "/desk"),
+        ("/desk/../v1", "/desk"),
+        ("/deskx", "/desk"),
+        ("/desk?status=lost", "/desk?status=lost"),
+        ("/v1/cases", "/desk"),
+        (None, "/desk"),
+        ("/desk\\@evil", "/desk"),
+    ],
+)
 def test_sign_in_only_returns_to_desk_pages(target: str | None, followed: str) -> None:
     assert safe_next(target) == followed
 
@@ -82,8 +92,18 @@ def test_relative_times_read_naturally() -> None:
 
 
 def _task(task_id: str, *, status: str, due_in: timedelta, position: int) -> Task:
-    return Task(id=task_id, case_id="c", position=position, action="call", title=task_id, owner_role="csm",
-                status=status, due_at=NOW + due_in, kind="step", created_at=NOW)
+    return Task(
+        id=task_id,
+        case_id="c",
+        position=position,
+        action="call",
+        title=task_id,
+        owner_role="csm",
+        status=status,
+        due_at=NOW + due_in,
+        kind="step",
+        created_at=NOW,
+    )
 
 
 def test_the_timeline_marks_done_due_overdue_escalated_and_cancelled_steps() -> None:
@@ -98,7 +118,12 @@ def test_the_timeline_marks_done_due_overdue_escalated_and_cancelled_steps() -> 
     case.events = [CaseEvent(kind="escalated", detail={"unanswered_task_id": "climbed", "rung": "cs_manager"})]
     steps = {step.task.id: step for step in timeline(case, now=NOW)}
     assert {name: step.state for name, step in steps.items()} == {
-        "done": "done", "late": "overdue", "climbed": "escalated", "next": "due", "dropped": "cancelled"}
+        "done": "done",
+        "late": "overdue",
+        "climbed": "escalated",
+        "next": "due",
+        "dropped": "cancelled",
+    }
     assert steps["climbed"].escalated_to == "cs_manager"
     assert [step.task.id for step in timeline(case, now=NOW)][:3] == ["done", "climbed", "late"]
 

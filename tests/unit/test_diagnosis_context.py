@@ -18,8 +18,9 @@ def source(handler, attempts: int = 3) -> tuple[ContextSource, list[httpx.Reques
         seen.append(request)
         return handler(request, len(seen))
 
-    return ContextSource(base_url="http://context.test/", attempts=attempts, backoff_seconds=0.001,
-                         transport=httpx.MockTransport(record)), seen
+    return ContextSource(
+        base_url="http://context.test/", attempts=attempts, backoff_seconds=0.001, transport=httpx.MockTransport(record)
+    ), seen
 
 
 async def test_known_account_gives_checked_signal_groups() -> None:

@@ -18,14 +18,30 @@ NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 RULES = load_rules()
 
 
-def facts(*, feedback: str | None = None, comment: str | None = None, source: str = "stripe",
-          billing_reason: str | None = None, signals: dict | None = None, history: list[Attempt] | None = None,
-          mrr: float | None = 500, days_left: float | None = 20) -> CaseFacts:
+def facts(
+    *,
+    feedback: str | None = None,
+    comment: str | None = None,
+    source: str = "stripe",
+    billing_reason: str | None = None,
+    signals: dict | None = None,
+    history: list[Attempt] | None = None,
+    mrr: float | None = 500,
+    days_left: float | None = 20,
+) -> CaseFacts:
     return CaseFacts(
-        stated=StatedReason(source=source, billing_reason=billing_reason, feedback=feedback, comment=comment,
-                            involuntary=billing_reason == "payment_failed"),
-        signals=signals or {}, history=history or [], mrr_major=mrr,
-        effective_at=NOW + timedelta(days=days_left) if days_left is not None else None, now=NOW,
+        stated=StatedReason(
+            source=source,
+            billing_reason=billing_reason,
+            feedback=feedback,
+            comment=comment,
+            involuntary=billing_reason == "payment_failed",
+        ),
+        signals=signals or {},
+        history=history or [],
+        mrr_major=mrr,
+        effective_at=NOW + timedelta(days=days_left) if days_left is not None else None,
+        now=NOW,
     )
 
 
@@ -41,39 +57,54 @@ def test_the_evaluation_meets_its_targets() -> None:
     assert report.verdict >= 0.90, f"verdict accuracy fell to {report.verdict:.1%}"
 
 
-@pytest.mark.parametrize(("stated", "symptom"), [
-    (StatedReason(source="stripe", feedback="too_expensive"), "too_expensive"),
-    (StatedReason(source="chargebee", feedback="Too Expensive"), "too_expensive"),
-    (StatedReason(source="chargebee", feedback="Business closed"), "business_closed"),
-    (StatedReason(source="chargebee", feedback="Budget constraints"), "budget_cut"),
-    (StatedReason(source="chargebee", feedback="Others", comment="boss says we're cutting back on software"),
-     "budget_cut"),
-    (StatedReason(source="stripe", feedback="other", comment="honestly it kept crashing on us"), "low_quality"),
-    (StatedReason(source="stripe", feedback="unused", billing_reason="payment_failed", involuntary=True),
-     "payment_failed"),
-    (StatedReason(source="chargebee", billing_reason="no_card"), "payment_failed"),
-    (StatedReason(source="chargebee", feedback="Others"), "other"),
-    (StatedReason(source="stripe"), "unknown"),
-])
+@pytest.mark.parametrize(
+    ("stated", "symptom"),
+    [
+        (StatedReason(source="stripe", feedback="too_expensive"), "too_expensive"),
+        (StatedReason(source="chargebee", feedback="Too Expensive"), "too_expensive"),
+        (StatedReason(source="chargebee", feedback="Business closed"), "business_closed"),
+        (StatedReason(source="chargebee", feedback="Budget constraints"), "budget_cut"),
+        (
+            StatedReason(source="chargebee", feedback="Others", comment="boss says we're cutting back on software"),
+            "budget_cut",
+        ),
+        (StatedReason(source="stripe", feedback="other", comment="honestly it kept crashing on us"), "low_quality"),
+        (
+            StatedReason(source="stripe", feedback="unused", billing_reason="payment_failed", involuntary=True),
+            "payment_failed",
+        ),
+        (StatedReason(source="chargebee", billing_reason="no_card"), "payment_failed"),
+        (StatedReason(source="chargebee", feedback="Others"), "other"),
+        (StatedReason(source="stripe"), "unknown"),
+    ],
+)
 def test_the_stated_reason_is_normalised_to_a_symptom(stated: StatedReason, symptom: str) -> None:
     assert normalise_symptom(stated, RULES) == symptom
 
 
 def test_every_hypothesis_carries_its_evidence() -> None:
-    finding = diagnose_case(facts(feedback="too_expensive", comment="We never really got it working.",
-                                  signals={"usage": {"key_feature_adoption": 0.1, "trend": "flat"}}))
+    finding = diagnose_case(
+        facts(
+            feedback="too_expensive",
+            comment="We never really got it working.",
+            signals={"usage": {"key_feature_adoption": 0.1, "trend": "flat"}},
+        )
+    )
     assert finding.hypotheses and all(h.evidence for h in finding.hypotheses)
     top = finding.hypotheses[0]
     assert top.root_cause == "poor_implementation"
     assert {clue.signal for clue in top.evidence} >= {"symptom", "comment", "usage.key_feature_adoption"}
     assert sum(clue.weight for clue in top.evidence) == pytest.approx(top.score)
-    assert [h.confidence for h in finding.hypotheses] == sorted((h.confidence for h in finding.hypotheses),
-                                                                 reverse=True)
+    assert [h.confidence for h in finding.hypotheses] == sorted(
+        (h.confidence for h in finding.hypotheses), reverse=True
+    )
 
 
 def test_changing_one_signal_changes_the_ranking_for_the_reason_shown() -> None:
-    signals = {"usage": {"active_users": 6, "licensed_seats": 20, "key_feature_adoption": 0.2, "trend": "declining"},
-               "stakeholders": {"champion_left": False}}
+    signals = {
+        "usage": {"active_users": 6, "licensed_seats": 20, "key_feature_adoption": 0.2, "trend": "declining"},
+        "stakeholders": {"champion_left": False},
+    }
     before = diagnose_case(facts(feedback="unused", signals=signals))
     signals["stakeholders"] = {"champion_left": True}
     after = diagnose_case(facts(feedback="unused", signals=signals))
@@ -89,19 +120,37 @@ def test_changing_one_signal_changes_the_ranking_for_the_reason_shown() -> None:
 
 
 def test_pursue_a_good_fit_with_a_clear_cause() -> None:
-    finding = diagnose_case(facts(feedback="too_complex", comment="Nobody ever showed us how it works.",
-                                  signals={"onboarding": {"completed": False}}))
+    finding = diagnose_case(
+        facts(
+            feedback="too_complex",
+            comment="Nobody ever showed us how it works.",
+            signals={"onboarding": {"completed": False}},
+        )
+    )
     assert (finding.decision, finding.reason, finding.recommended_playbook) == ("pursue", None, "rocky_onboarding")
     assert finding.priority > 0
 
 
-@pytest.mark.parametrize(("case", "reason"), [
-    (facts(feedback="too_expensive", signals={"company": {"distress": True}}), "company distress"),
-    (facts(feedback="too_expensive", comment="It's just me, a freelancer.", signals={"company": {"icp_fit": 10}}),
-     "not the ideal customer profile"),
-    (facts(feedback="missing_features", comment="We need offline mode.",
-           history=[Attempt("honest_fit_review", "failed")]), "wrong fit after an honest attempt"),
-])
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        (facts(feedback="too_expensive", signals={"company": {"distress": True}}), "company distress"),
+        (
+            facts(
+                feedback="too_expensive", comment="It's just me, a freelancer.", signals={"company": {"icp_fit": 10}}
+            ),
+            "not the ideal customer profile",
+        ),
+        (
+            facts(
+                feedback="missing_features",
+                comment="We need offline mode.",
+                history=[Attempt("honest_fit_review", "failed")],
+            ),
+            "wrong fit after an honest attempt",
+        ),
+    ],
+)
 def test_move_on_with_the_reason(case: CaseFacts, reason: str) -> None:
     finding = diagnose_case(case)
     assert (finding.decision, finding.reason, finding.recommended_playbook) == ("move_on", reason, "move_on")
@@ -115,8 +164,13 @@ def test_discover_when_too_little_is_known_and_say_what_to_ask() -> None:
 
 
 def test_unknowns_list_the_signals_not_yet_known() -> None:
-    finding = diagnose_case(facts(feedback="unused", comment="The team never wanted to use it.",
-                                  signals={"usage": {"active_users": 2, "licensed_seats": 20}}))
+    finding = diagnose_case(
+        facts(
+            feedback="unused",
+            comment="The team never wanted to use it.",
+            signals={"usage": {"active_users": 2, "licensed_seats": 20}},
+        )
+    )
     unknown = next(u for u in finding.unknowns if u.root_cause == "stakeholders_not_bought_in")
     assert "stakeholders.users_in_evaluation" in unknown.signals_to_check
     assert "usage.seat_utilisation" not in unknown.signals_to_check  # already known
@@ -125,9 +179,14 @@ def test_unknowns_list_the_signals_not_yet_known() -> None:
 
 def test_an_exhausted_playbook_is_not_recommended_again() -> None:
     tried = [Attempt(move, "failed") for move in RULES.root_causes["stakeholders_not_bought_in"].playbook_moves]
-    case = facts(feedback="unused", comment="The reps never wanted to use it.",
-                 signals={"stakeholders": {"users_in_evaluation": False},
-                          "usage": {"active_users": 3, "licensed_seats": 30, "key_feature_adoption": 0.1}})
+    case = facts(
+        feedback="unused",
+        comment="The reps never wanted to use it.",
+        signals={
+            "stakeholders": {"users_in_evaluation": False},
+            "usage": {"active_users": 3, "licensed_seats": 30, "key_feature_adoption": 0.1},
+        },
+    )
     fresh, after = diagnose_case(case), diagnose_case(facts(**{**_kwargs(case), "history": tried}))
     assert fresh.recommended_playbook == "stakeholders_not_bought_in"
     assert after.root_cause == "stakeholders_not_bought_in"  # still the diagnosis...
@@ -138,8 +197,7 @@ def test_an_exhausted_playbook_is_not_recommended_again() -> None:
 
 def test_a_lost_case_counts_as_its_whole_playbook_failing() -> None:
     lost = Attempt("poor_implementation playbook", "lost", playbook="poor_implementation", whole_playbook=True)
-    finding = diagnose_case(facts(feedback="unused", signals={"usage": {"key_feature_adoption": 0.05}},
-                                  history=[lost]))
+    finding = diagnose_case(facts(feedback="unused", signals={"usage": {"key_feature_adoption": 0.05}}, history=[lost]))
     assert finding.root_cause == "poor_implementation"
     assert finding.recommended_playbook != "poor_implementation"
     assert finding.avoid == []  # no single action to avoid, the playbook as a whole
@@ -182,5 +240,10 @@ def test_a_broken_rule_is_refused_with_where_it_is() -> None:
 
 
 def _kwargs(case: CaseFacts) -> dict:
-    return {"feedback": case.stated.feedback, "comment": case.stated.comment, "signals": case.signals,
-            "mrr": case.mrr_major, "days_left": 20}
+    return {
+        "feedback": case.stated.feedback,
+        "comment": case.stated.comment,
+        "signals": case.signals,
+        "mrr": case.mrr_major,
+        "days_left": 20,
+    }

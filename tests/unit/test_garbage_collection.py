@@ -26,8 +26,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_objects_built_at_start_up_are_no_longer_walked_by_full_collections(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", BUILD_AND_FREEZE], capture_output=True, text=True, cwd=tmp_path,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD_AND_FREEZE],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     counts = json.loads(done.stdout.strip().splitlines()[-1])
     assert counts["walked_before"] > 50_000  # a built service: modules, mappers, models

@@ -42,7 +42,9 @@ def test_v0_is_ignored_even_when_it_carries_a_valid_hmac() -> None:
         verify_stripe_signature(downgrade, BODY, ["whsec_a"], now=NOW)
 
 
-@pytest.mark.parametrize("header, problem", [(None, "missing"), ("v1=abc", "no timestamp"), ("t=x,v1=abc", "not a number")])
+@pytest.mark.parametrize(
+    "header, problem", [(None, "missing"), ("v1=abc", "no timestamp"), ("t=x,v1=abc", "not a number")]
+)
 def test_malformed_headers_say_what_is_wrong(header: str | None, problem: str) -> None:
     with pytest.raises(SignatureError, match=problem):
         verify_stripe_signature(header, BODY, ["whsec_a"], now=NOW)
@@ -61,14 +63,17 @@ def test_basic_auth_accepts_the_pair_and_a_password_holding_colons() -> None:
     check_basic_auth(basic("cb:pa:ss"), username="cb", password="pa:ss")
 
 
-@pytest.mark.parametrize("header, problem", [
-    (None, "missing"),
-    (basic("cb:wrong"), "wrong"),
-    (basic("other:pa:ss"), "wrong"),
-    ("Bearer abc", "Basic scheme"),
-    ("Basic !!!", "not base64"),
-    (basic("no-colon"), "username:password"),
-])
+@pytest.mark.parametrize(
+    "header, problem",
+    [
+        (None, "missing"),
+        (basic("cb:wrong"), "wrong"),
+        (basic("other:pa:ss"), "wrong"),
+        ("Bearer abc", "Basic scheme"),
+        ("Basic !!!", "not base64"),
+        (basic("no-colon"), "username:password"),
+    ],
+)
 def test_basic_auth_refuses_with_a_reason(header: str | None, problem: str) -> None:
     with pytest.raises(CredentialsError, match=problem):
         check_basic_auth(header, username="cb", password="pa:ss")

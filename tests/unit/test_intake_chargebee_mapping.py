@@ -15,8 +15,9 @@ T = 1_790_000_000
 
 
 def test_cancelled_by_chargebee_for_no_card_is_involuntary_and_keeps_both_reasons() -> None:
-    subscription = chargebee_subscription(cancel_reason="no_card", cancel_reason_code="Card expired",
-                                          cancelled_at=T, resource_version=T * 1000 + 17)
+    subscription = chargebee_subscription(
+        cancel_reason="no_card", cancel_reason_code="Card expired", cancelled_at=T, resource_version=T * 1000 + 17
+    )
     event = map_chargebee_event(chargebee_event("subscription_cancelled", subscription, source="scheduled_job"))
     assert isinstance(event, CancellationReceived)
     assert (event.billing_reason, event.feedback) == ("no_card", "Card expired")
@@ -28,13 +29,22 @@ def test_cancelled_by_chargebee_for_no_card_is_involuntary_and_keeps_both_reason
     assert (event.customer_email, event.customer_name) == ("ana@example.com", "Ana Lima")
 
 
-@pytest.mark.parametrize("source, initiator", [
-    ("portal", "customer"), ("hosted_page", "customer"), ("admin_console", "staff"),
-    ("scheduled_job", "billing_system"), ("api", "unknown"),
-])
+@pytest.mark.parametrize(
+    "source, initiator",
+    [
+        ("portal", "customer"),
+        ("hosted_page", "customer"),
+        ("admin_console", "staff"),
+        ("scheduled_job", "billing_system"),
+        ("api", "unknown"),
+    ],
+)
 def test_the_event_source_says_who_initiated_it(source: str, initiator: str) -> None:
     subscription = chargebee_subscription(cancel_reason_code="Too expensive")
-    assert map_chargebee_event(chargebee_event("subscription_cancelled", subscription, source=source)).initiated_by == initiator
+    assert (
+        map_chargebee_event(chargebee_event("subscription_cancelled", subscription, source=source)).initiated_by
+        == initiator
+    )
 
 
 def test_the_chargebee_user_who_made_the_change_is_carried() -> None:
@@ -50,10 +60,13 @@ def test_cancellation_scheduled_takes_effect_at_cancelled_at() -> None:
     assert event.involuntary is False and event.billing_reason is None
 
 
-@pytest.mark.parametrize("event_type, reason", [
-    ("subscription_scheduled_cancellation_removed", "scheduled_cancellation_removed"),
-    ("subscription_reactivated", "reactivated"),
-])
+@pytest.mark.parametrize(
+    "event_type, reason",
+    [
+        ("subscription_scheduled_cancellation_removed", "scheduled_cancellation_removed"),
+        ("subscription_reactivated", "reactivated"),
+    ],
+)
 def test_removed_or_reactivated_is_withdrawn(event_type: str, reason: str) -> None:
     subscription = chargebee_subscription(status="active", resource_version=T * 1000)
     event = map_chargebee_event(chargebee_event(event_type, subscription))
@@ -62,15 +75,20 @@ def test_removed_or_reactivated_is_withdrawn(event_type: str, reason: str) -> No
 
 
 def test_plan_amount_yearly_is_normalised_to_monthly_minor_units() -> None:
-    subscription = chargebee_subscription(plan_amount=960000, plan_unit_price=960000, plan_quantity=1,
-                                          billing_period_unit="year")
+    subscription = chargebee_subscription(
+        plan_amount=960000, plan_unit_price=960000, plan_quantity=1, billing_period_unit="year"
+    )
     event = map_chargebee_event(chargebee_event("subscription_cancelled", subscription))
     assert event.mrr is not None and (event.mrr.amount_minor, event.mrr.currency) == (80000, "usd")
 
 
 def test_plan_quantity_times_unit_price_plus_addons() -> None:
-    subscription = chargebee_subscription(plan_quantity=5, plan_unit_price=2000, billing_period=3,
-                                          addons=[{"id": "extra_seats", "quantity": 3, "unit_price": 300}])
+    subscription = chargebee_subscription(
+        plan_quantity=5,
+        plan_unit_price=2000,
+        billing_period=3,
+        addons=[{"id": "extra_seats", "quantity": 3, "unit_price": 300}],
+    )
     event = map_chargebee_event(chargebee_event("subscription_cancelled", subscription))
     # (5 x 20.00 + 3 x 3.00) every 3 months = 36.33 a month
     assert [line.plan_id for line in event.plans] == ["team-monthly", "extra_seats"]
@@ -78,11 +96,19 @@ def test_plan_quantity_times_unit_price_plus_addons() -> None:
 
 
 def test_subscription_items_count_plans_and_addons_but_not_one_off_charges() -> None:
-    subscription = chargebee_subscription(subscription_items=[
-        {"item_price_id": "pro-USD-monthly", "item_type": "plan", "quantity": 4, "unit_price": 5000, "amount": 20000},
-        {"item_price_id": "sso-USD-monthly", "item_type": "addon", "quantity": 1, "unit_price": 1500},
-        {"item_price_id": "setup-USD", "item_type": "charge", "quantity": 1, "unit_price": 99900},
-    ])
+    subscription = chargebee_subscription(
+        subscription_items=[
+            {
+                "item_price_id": "pro-USD-monthly",
+                "item_type": "plan",
+                "quantity": 4,
+                "unit_price": 5000,
+                "amount": 20000,
+            },
+            {"item_price_id": "sso-USD-monthly", "item_type": "addon", "quantity": 1, "unit_price": 1500},
+            {"item_price_id": "setup-USD", "item_type": "charge", "quantity": 1, "unit_price": 99900},
+        ]
+    )
     event = map_chargebee_event(chargebee_event("subscription_cancelled", subscription))
     assert [line.plan_id for line in event.plans] == ["pro-USD-monthly", "sso-USD-monthly"]
     assert event.mrr is not None and event.mrr.amount_minor == 21500
@@ -97,16 +123,23 @@ def test_account_id_from_customer_meta_data() -> None:
 
 def test_payment_failed_after_dunning_is_an_involuntary_risk() -> None:
     subscription = chargebee_subscription(status="active")
-    raw = chargebee_event("payment_failed", subscription, source="scheduled_job",
-                          invoice={"id": "6", "dunning_status": "exhausted", "next_retry_at": None})
+    raw = chargebee_event(
+        "payment_failed",
+        subscription,
+        source="scheduled_job",
+        invoice={"id": "6", "dunning_status": "exhausted", "next_retry_at": None},
+    )
     event = map_chargebee_event(raw)
     assert isinstance(event, CancellationReceived)
     assert (event.billing_reason, event.involuntary, event.initiated_by) == ("payment_failed", True, "billing_system")
 
 
 def test_payment_failed_with_retries_left_is_ignored() -> None:
-    raw = chargebee_event("payment_failed", chargebee_subscription(status="active"),
-                          invoice={"id": "6", "dunning_status": "in_progress", "next_retry_at": T})
+    raw = chargebee_event(
+        "payment_failed",
+        chargebee_subscription(status="active"),
+        invoice={"id": "6", "dunning_status": "in_progress", "next_retry_at": T},
+    )
     with pytest.raises(Ignored, match="retry"):
         map_chargebee_event(raw)
 

@@ -47,8 +47,9 @@ class RecordingWriter:
 
 
 def committer(writer: RecordingWriter, *, max_in_flight: int = 2, max_batch: int = 100) -> GroupCommitter[str, str]:
-    return GroupCommitter(writer, isolate=lambda error: isinstance(error, BadRow), max_in_flight=max_in_flight,
-                          max_batch=max_batch)
+    return GroupCommitter(
+        writer, isolate=lambda error: isinstance(error, BadRow), max_in_flight=max_in_flight, max_batch=max_batch
+    )
 
 
 async def test_concurrent_items_share_statements_and_each_caller_gets_its_own_result() -> None:
@@ -90,12 +91,20 @@ async def test_items_with_a_key_in_common_are_never_written_together_and_keep_th
     writer = RecordingWriter()
     commits = committer(writer, max_in_flight=4)
     # Three versions of one subscription, among unrelated events, all arriving at once.
-    arrivals = [("sub-1 v1", ("sub-1",)), ("other-a", ("other-a",)), ("sub-1 v2", ("sub-1",)),
-                ("other-b", ("other-b",)), ("sub-1 v3", ("sub-1",))]
+    arrivals = [
+        ("sub-1 v1", ("sub-1",)),
+        ("other-a", ("other-a",)),
+        ("sub-1 v2", ("sub-1",)),
+        ("other-b", ("other-b",)),
+        ("sub-1 v3", ("sub-1",)),
+    ]
     await asyncio.gather(*(commits.submit(item, keys) for item, keys in arrivals))
     batches_with_sub_1 = [batch for batch in writer.batches if any(item.startswith("sub-1") for item in batch)]
     assert [[item for item in batch if item.startswith("sub-1")] for batch in batches_with_sub_1] == [
-        ["sub-1 v1"], ["sub-1 v2"], ["sub-1 v3"]]
+        ["sub-1 v1"],
+        ["sub-1 v2"],
+        ["sub-1 v3"],
+    ]
     # Not even in two statements at once, with four allowed in flight.
     assert not any(other.startswith("sub-1") for item in ("sub-1 v2", "sub-1 v3") for other in writer.alongside[item])
 
@@ -118,8 +127,9 @@ async def test_a_bad_row_fails_only_its_own_caller_and_the_rest_of_its_batch_is_
     writer = RecordingWriter()
     writer.bad = {"event-3"}
     commits = committer(writer)
-    results = await asyncio.gather(*(commits.submit(f"event-{n}", (f"event-{n}",)) for n in range(8)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(commits.submit(f"event-{n}", (f"event-{n}",)) for n in range(8)), return_exceptions=True
+    )
     assert isinstance(results[3], BadRow)
     assert [result for n, result in enumerate(results) if n != 3] == [f"stored event-{n}" for n in range(8) if n != 3]
     assert ["event-3"] in writer.batches  # tried alone after its batch failed
@@ -129,8 +139,9 @@ async def test_when_the_database_is_down_every_caller_in_the_batch_gets_the_erro
     writer = RecordingWriter()
     writer.down = True
     commits = committer(writer, max_in_flight=1)
-    results = await asyncio.gather(*(commits.submit(f"event-{n}", (f"event-{n}",)) for n in range(6)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(commits.submit(f"event-{n}", (f"event-{n}",)) for n in range(6)), return_exceptions=True
+    )
     assert all(isinstance(result, Outage) for result in results)
     assert len(writer.batches) == 1  # not retried row by row against a database that is down
 

@@ -20,7 +20,11 @@ def test_customer_scheduled_at_period_end_from_the_portal() -> None:
     event = map_stripe_event(load("stripe.customer.subscription.updated.cancel_at_period_end.json"))
     assert isinstance(event, CancellationReceived)
     assert (event.scheduled, event.initiated_by, event.feedback, event.billing_reason) == (
-        True, "customer", "unused", "cancellation_requested")
+        True,
+        "customer",
+        "unused",
+        "cancellation_requested",
+    )
     assert event.comment == "We only used it for one project"
     assert event.effective_at == datetime.fromtimestamp(1792592000, UTC)
     assert event.mrr is not None and event.mrr.amount_minor == 8 * 4000  # 8 seats x 480.00 a year

@@ -19,11 +19,16 @@ def updated(subscription: dict, previous: dict, **kwargs) -> dict:
 
 
 def test_deleted_is_received_now_with_reasons_kept_apart() -> None:
-    subscription = stripe_subscription(reason="cancellation_requested", feedback="missing_features",
-                                       comment="No SSO", ended_at=T, canceled_at=T - 5)
+    subscription = stripe_subscription(
+        reason="cancellation_requested", feedback="missing_features", comment="No SSO", ended_at=T, canceled_at=T - 5
+    )
     event = map_stripe_event(stripe_event("customer.subscription.deleted", subscription, created=T))
     assert isinstance(event, CancellationReceived)
-    assert (event.billing_reason, event.feedback, event.comment) == ("cancellation_requested", "missing_features", "No SSO")
+    assert (event.billing_reason, event.feedback, event.comment) == (
+        "cancellation_requested",
+        "missing_features",
+        "No SSO",
+    )
     assert event.scheduled is False and event.involuntary is False
     assert event.effective_at == datetime.fromtimestamp(T, UTC)
     assert event.cancellation_id == f"stripe:{subscription['id']}"
@@ -45,8 +50,9 @@ def test_a_request_id_means_a_person_asked() -> None:
 
 
 def test_cancel_at_period_end_turned_true_is_a_scheduled_cancellation_at_period_end() -> None:
-    subscription = stripe_subscription(status="active", cancel_at_period_end=True, canceled_at=T, ended_at=None,
-                                       current_period_end=T + 86400)
+    subscription = stripe_subscription(
+        status="active", cancel_at_period_end=True, canceled_at=T, ended_at=None, current_period_end=T + 86400
+    )
     event = map_stripe_event(updated(subscription, {"cancel_at_period_end": False, "canceled_at": None}))
     assert isinstance(event, CancellationReceived)
     assert event.scheduled is True
@@ -68,10 +74,13 @@ def test_period_end_is_read_from_the_items_in_newer_api_versions() -> None:
     assert event.effective_at == datetime.fromtimestamp(T + 3 * 86400, UTC)
 
 
-@pytest.mark.parametrize("now, previous", [
-    ({"cancel_at_period_end": False}, {"cancel_at_period_end": True}),
-    ({"cancel_at": None}, {"cancel_at": T + 86400}),
-])
+@pytest.mark.parametrize(
+    "now, previous",
+    [
+        ({"cancel_at_period_end": False}, {"cancel_at_period_end": True}),
+        ({"cancel_at": None}, {"cancel_at": T + 86400}),
+    ],
+)
 def test_removing_a_scheduled_cancellation_withdraws_it(now: dict, previous: dict) -> None:
     subscription = stripe_subscription(status="active", ended_at=None, canceled_at=None, **now)
     event = map_stripe_event(updated(subscription, previous))
@@ -86,11 +95,17 @@ def test_a_subscription_resumed_from_pause_is_withdrawn() -> None:
     assert isinstance(event, CancellationWithdrawn) and event.reason == "resumed_from_paused"
 
 
-@pytest.mark.parametrize("now, previous", [
-    ({}, {"metadata": {"plan": None}}),  # nothing about cancelling changed
-    ({"cancel_at_period_end": True}, {"metadata": {}}),  # already scheduled before
-    ({"cancel_at_period_end": True}, {"cancel_at": T, "cancel_at_period_end": False}),  # moved from a date to period end
-])
+@pytest.mark.parametrize(
+    "now, previous",
+    [
+        ({}, {"metadata": {"plan": None}}),  # nothing about cancelling changed
+        ({"cancel_at_period_end": True}, {"metadata": {}}),  # already scheduled before
+        (
+            {"cancel_at_period_end": True},
+            {"cancel_at": T, "cancel_at_period_end": False},
+        ),  # moved from a date to period end
+    ],
+)
 def test_other_updates_are_ignored_with_a_reason(now: dict, previous: dict) -> None:
     subscription = stripe_subscription(status="active", ended_at=None, **now)
     with pytest.raises(Ignored, match="not its cancellation"):
@@ -100,12 +115,33 @@ def test_other_updates_are_ignored_with_a_reason(now: dict, previous: dict) -> N
 def test_mrr_is_monthly_minor_units_over_items_quantities_and_intervals() -> None:
     subscription = stripe_subscription()
     subscription["items"]["data"] = [
-        {"quantity": 3, "price": {"id": "price_y", "currency": "eur", "unit_amount": 120000,
-                                  "recurring": {"interval": "year", "interval_count": 1}}},
-        {"quantity": 1, "price": {"id": "price_q", "currency": "eur", "unit_amount": 9000,
-                                  "recurring": {"interval": "month", "interval_count": 3}}},
-        {"quantity": 2, "price": {"id": "price_w", "currency": "eur", "unit_amount": 1200,
-                                  "recurring": {"interval": "week", "interval_count": 1}}},
+        {
+            "quantity": 3,
+            "price": {
+                "id": "price_y",
+                "currency": "eur",
+                "unit_amount": 120000,
+                "recurring": {"interval": "year", "interval_count": 1},
+            },
+        },
+        {
+            "quantity": 1,
+            "price": {
+                "id": "price_q",
+                "currency": "eur",
+                "unit_amount": 9000,
+                "recurring": {"interval": "month", "interval_count": 3},
+            },
+        },
+        {
+            "quantity": 2,
+            "price": {
+                "id": "price_w",
+                "currency": "eur",
+                "unit_amount": 1200,
+                "recurring": {"interval": "week", "interval_count": 1},
+            },
+        },
     ]
     event = map_stripe_event(stripe_event("customer.subscription.deleted", subscription))
     # 3 x 1200.00/year = 300.00/month; 90.00 per quarter = 30.00/month; 2 x 12.00/week = 104.00/month
@@ -116,8 +152,15 @@ def test_mrr_is_monthly_minor_units_over_items_quantities_and_intervals() -> Non
 def test_the_older_top_level_plan_shape_is_understood() -> None:
     subscription = stripe_subscription()
     del subscription["items"]
-    subscription["plan"] = {"id": "gold", "object": "plan", "amount": 24000, "currency": "usd",
-                            "interval": "year", "interval_count": 1, "name": "Gold"}
+    subscription["plan"] = {
+        "id": "gold",
+        "object": "plan",
+        "amount": 24000,
+        "currency": "usd",
+        "interval": "year",
+        "interval_count": 1,
+        "name": "Gold",
+    }
     subscription["quantity"] = 2
     event = map_stripe_event(stripe_event("customer.subscription.deleted", subscription))
     assert event.plans[0].plan_id == "gold" and event.plans[0].name == "Gold"
@@ -127,16 +170,31 @@ def test_the_older_top_level_plan_shape_is_understood() -> None:
 def test_mixed_currencies_leave_the_total_unknown_rather_than_wrong() -> None:
     subscription = stripe_subscription()
     subscription["items"]["data"].append(
-        {"quantity": 1, "price": {"id": "p2", "currency": "gbp", "unit_amount": 100, "recurring": {"interval": "month"}}})
+        {
+            "quantity": 1,
+            "price": {"id": "p2", "currency": "gbp", "unit_amount": 100, "recurring": {"interval": "month"}},
+        }
+    )
     assert map_stripe_event(stripe_event("customer.subscription.deleted", subscription)).mrr is None
 
 
 def test_account_id_comes_from_the_customer_metadata_when_present() -> None:
-    subscription = stripe_subscription(customer={"id": "cus_1", "object": "customer", "email": "a@b.co",
-                                                 "name": "Acme", "metadata": {"account_id": "acct-42"}})
+    subscription = stripe_subscription(
+        customer={
+            "id": "cus_1",
+            "object": "customer",
+            "email": "a@b.co",
+            "name": "Acme",
+            "metadata": {"account_id": "acct-42"},
+        }
+    )
     event = map_stripe_event(stripe_event("customer.subscription.deleted", subscription))
     assert (event.account_id, event.customer_id, event.customer_email, event.customer_name) == (
-        "acct-42", "cus_1", "a@b.co", "Acme")
+        "acct-42",
+        "cus_1",
+        "a@b.co",
+        "Acme",
+    )
 
 
 def test_livemode_is_carried() -> None:
@@ -147,10 +205,28 @@ def test_livemode_is_carried() -> None:
 
 def invoice(**fields) -> dict:
     base = {
-        "id": "in_1", "object": "invoice", "customer": "cus_9", "customer_email": "bill@acme.test",
-        "subscription": "sub_9", "attempt_count": 4, "next_payment_attempt": None, "livemode": False,
-        "lines": {"data": [{"type": "subscription", "quantity": 2, "price": {
-            "id": "price_1", "currency": "usd", "unit_amount": 1500, "recurring": {"interval": "month"}}}]},
+        "id": "in_1",
+        "object": "invoice",
+        "customer": "cus_9",
+        "customer_email": "bill@acme.test",
+        "subscription": "sub_9",
+        "attempt_count": 4,
+        "next_payment_attempt": None,
+        "livemode": False,
+        "lines": {
+            "data": [
+                {
+                    "type": "subscription",
+                    "quantity": 2,
+                    "price": {
+                        "id": "price_1",
+                        "currency": "usd",
+                        "unit_amount": 1500,
+                        "recurring": {"interval": "month"},
+                    },
+                }
+            ]
+        },
     }
     base.update(fields)
     return base

@@ -14,8 +14,11 @@ from tests.conftest import settings_for
 
 def test_the_default_dead_letter_queues_are_the_declared_consumer_queues() -> None:
     declared = set()
-    for build, cls in ((build_intake, IntakeSettings), (build_diagnosis, DiagnosisSettings),
-                       (build_outreach, OutreachSettings)):
+    for build, cls in (
+        (build_intake, IntakeSettings),
+        (build_diagnosis, DiagnosisSettings),
+        (build_outreach, OutreachSettings),
+    ):
         app = build(settings_for(cls, database_url="sqlite+aiosqlite:///unused.db", amqp_url="amqp://unused/"))
         declared |= {consumer.spec.name for consumer in app.state.runtime.consumers}
     assert declared == set(DEFAULT_CONSUMER_QUEUES)

@@ -20,16 +20,19 @@ def test_every_root_cause_has_a_playbook_and_discover_and_move_on_exist() -> Non
     assert not playbooks["move_on"].escalates
 
 
-@pytest.mark.parametrize(("text", "complaint"), [
-    ("steps:\n  - action: fax\n    title: Send a fax\n", "steps.0.action"),
-    ("steps:\n  - action: offer\n    title: Offer something\n", "needs 'offer: <what>'"),
-    ("steps:\n  - action: call\n    title: Call\n    owner_role: intern\n", "steps.0.owner_role"),
-    ("steps:\n  - action: call\n    title: Call\n    due_after_hours: -1\n", "steps.0.due_after_hours"),
-    ("steps: []\n", "steps"),
-    ("name: other\nsteps:\n  - action: call\n    title: Call\n", "differs from the file name"),
-    ("steps: [unclosed\n", "cannot be read"),
-    ("steps:\n  - action: call\n    title: Call\n    escalate_afer_hours: 4\n", "escalate_afer_hours"),
-])
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("steps:\n  - action: fax\n    title: Send a fax\n", "steps.0.action"),
+        ("steps:\n  - action: offer\n    title: Offer something\n", "needs 'offer: <what>'"),
+        ("steps:\n  - action: call\n    title: Call\n    owner_role: intern\n", "steps.0.owner_role"),
+        ("steps:\n  - action: call\n    title: Call\n    due_after_hours: -1\n", "steps.0.due_after_hours"),
+        ("steps: []\n", "steps"),
+        ("name: other\nsteps:\n  - action: call\n    title: Call\n", "differs from the file name"),
+        ("steps: [unclosed\n", "cannot be read"),
+        ("steps:\n  - action: call\n    title: Call\n    escalate_afer_hours: 4\n", "escalate_afer_hours"),
+    ],
+)
 def test_a_bad_playbook_file_is_refused_naming_file_and_field(tmp_path: Path, text: str, complaint: str) -> None:
     shutil.copytree(PLAYBOOK_DIR, tmp_path, dirs_exist_ok=True)
     (tmp_path / "known_issue.yaml").write_text(text)
@@ -89,14 +92,20 @@ def test_several_turns_at_once_name_whom_single_turns_would() -> None:
 @pytest.mark.parametrize("mrr_minor", [None, 50_000, 500_000])
 def test_the_ladder_needs_what_was_tried_only_when_it_could_change_the_climb(level: int, mrr_minor: int | None) -> None:
     everything = {"call", "executive_outreach", "onsite_visit"}
-    answers = {next_rung(level=level, mrr_minor=mrr_minor, high_value_threshold_minor=100_000, tried=tried)
-               for tried in (set(), everything, {"executive_outreach"}, {"onsite_visit"})}
+    answers = {
+        next_rung(level=level, mrr_minor=mrr_minor, high_value_threshold_minor=100_000, tried=tried)
+        for tried in (set(), everything, {"executive_outreach"}, {"onsite_visit"})
+    }
     assert depends_on_tried(level=level, mrr_minor=mrr_minor, high_value_threshold_minor=100_000) == (len(answers) > 1)
 
 
 def test_webhook_signature_matches_the_standard_webhooks_reference_vector() -> None:
-    signature = sign(secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", message_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
-                     timestamp=1614265330, body=b'{"test": 2432232314}')
+    signature = sign(
+        secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        message_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
+        timestamp=1614265330,
+        body=b'{"test": 2432232314}',
+    )
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
@@ -105,7 +114,9 @@ def test_domain_modules_import_no_framework(module: str) -> None:
     import ast
 
     tree = ast.parse((PLAYBOOK_DIR.parent / f"{module}.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
     imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not imported & {"fastapi", "sqlalchemy", "aio_pika", "httpx"}
 

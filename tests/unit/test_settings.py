@@ -15,22 +15,42 @@ ROOT = Path(__file__).resolve().parents[2]
 def start_intake(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BRINK_")}
     return subprocess.run(
-        [sys.executable, "-m", "services.intake"], cwd=tmp_path, env={**clean, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "services.intake"],
+        cwd=tmp_path,
+        env={**clean, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-@pytest.mark.parametrize("env, line", [
-    ({}, "brink: setting BRINK_API_TOKENS is missing"),
-    ({"BRINK_API_TOKENS": "changeme"}, "brink: setting BRINK_API_TOKENS is invalid: BRINK_API_TOKENS holds a placeholder"),
-    ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_INTAKE_PORT": "eighty"}, "brink: setting BRINK_INTAKE_PORT is invalid"),
-    ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_NICENESS": "25"}, "brink: setting BRINK_NICENESS is invalid"),
-    ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_INTAKE_PROCESSES": "0"}, "brink: setting BRINK_INTAKE_PROCESSES is invalid"),
-    ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_CONSUMER_BATCH_SIZE": "0"},
-     "brink: setting BRINK_CONSUMER_BATCH_SIZE is invalid"),
-    ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_STRIPE_WEBHOOK_SECRETS": "sk_live_oops"},
-     "brink: setting BRINK_STRIPE_WEBHOOK_SECRETS is invalid: each Stripe webhook secret starts with whsec_"),
-])
+@pytest.mark.parametrize(
+    "env, line",
+    [
+        ({}, "brink: setting BRINK_API_TOKENS is missing"),
+        (
+            {"BRINK_API_TOKENS": "changeme"},
+            "brink: setting BRINK_API_TOKENS is invalid: BRINK_API_TOKENS holds a placeholder",
+        ),
+        (
+            {"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_INTAKE_PORT": "eighty"},
+            "brink: setting BRINK_INTAKE_PORT is invalid",
+        ),
+        ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_NICENESS": "25"}, "brink: setting BRINK_NICENESS is invalid"),
+        (
+            {"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_INTAKE_PROCESSES": "0"},
+            "brink: setting BRINK_INTAKE_PROCESSES is invalid",
+        ),
+        (
+            {"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_CONSUMER_BATCH_SIZE": "0"},
+            "brink: setting BRINK_CONSUMER_BATCH_SIZE is invalid",
+        ),
+        (
+            {"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_STRIPE_WEBHOOK_SECRETS": "sk_live_oops"},
+            "brink: setting BRINK_STRIPE_WEBHOOK_SECRETS is invalid: each Stripe webhook secret starts with whsec_",
+        ),
+    ],
+)
 def test_bad_setting_is_one_clear_line(tmp_path: Path, env: dict[str, str], line: str) -> None:
     result = start_intake(tmp_path, **env)
     assert result.returncode == 2

@@ -17,7 +17,9 @@ def test_published_vector_verifies_with_tolerance_off() -> None:
 
 def test_one_changed_byte_of_the_body_is_refused() -> None:
     with pytest.raises(SignatureError, match="matches no configured secret"):
-        verify_stripe_signature(VECTOR_HEADER, VECTOR_BODY.replace(b"evt_test", b"evt_tesT"), [VECTOR_SECRET], tolerance=0)
+        verify_stripe_signature(
+            VECTOR_HEADER, VECTOR_BODY.replace(b"evt_test", b"evt_tesT"), [VECTOR_SECRET], tolerance=0
+        )
 
 
 def test_vector_is_too_old_with_the_default_tolerance() -> None:
@@ -41,9 +43,15 @@ def test_v0_signatures_are_ignored_so_a_downgrade_is_refused() -> None:
         verify_stripe_signature(f"t=1700000000,v0={good}", b"{}", ["whsec_a"], now=1_700_000_000)
 
 
-@pytest.mark.parametrize("header, reason", [
-    (None, "missing"), ("", "missing"), ("v1=abc", "no timestamp"), ("t=abc,v1=abc", "not a number"),
-])
+@pytest.mark.parametrize(
+    "header, reason",
+    [
+        (None, "missing"),
+        ("", "missing"),
+        ("v1=abc", "no timestamp"),
+        ("t=abc,v1=abc", "not a number"),
+    ],
+)
 def test_malformed_headers_say_what_is_wrong(header: str | None, reason: str) -> None:
     with pytest.raises(SignatureError, match=reason):
         verify_stripe_signature(header, b"{}", ["whsec_a"])

@@ -75,9 +75,13 @@ def facts_of(scenario: dict[str, Any]) -> CaseFacts:
     """The case facts a scenario describes."""
     days_left = scenario.get("days_left")
     return CaseFacts(
-        stated=StatedReason(source=scenario.get("source"), billing_reason=scenario.get("billing_reason"),
-                            feedback=scenario.get("feedback"), comment=scenario.get("comment"),
-                            involuntary=scenario.get("billing_reason") in ("payment_failed", "payment_disputed")),
+        stated=StatedReason(
+            source=scenario.get("source"),
+            billing_reason=scenario.get("billing_reason"),
+            feedback=scenario.get("feedback"),
+            comment=scenario.get("comment"),
+            involuntary=scenario.get("billing_reason") in ("payment_failed", "payment_disputed"),
+        ),
         signals=signals_of(scenario),
         history=[Attempt(action=action, result=result) for action, result in scenario.get("tried") or []],
         mrr_major=scenario.get("mrr"),
@@ -118,16 +122,24 @@ def render(report: Report) -> str:
     for cause, (precision, recall, count) in report.per_cause.items():
         lines.append(f"{cause:<28}{precision:>10.2f}{recall:>8.2f}{count:>5}")
     short = {cause: "".join(part[0] for part in cause.split("_")) for cause in ROOT_CAUSES}
-    lines += ["", "confusion (rows: labelled, columns: top-1)",
-              " " * 28 + "".join(f"{short[c]:>5}" for c in ROOT_CAUSES)]
+    lines += [
+        "",
+        "confusion (rows: labelled, columns: top-1)",
+        " " * 28 + "".join(f"{short[c]:>5}" for c in ROOT_CAUSES),
+    ]
     for want in ROOT_CAUSES:
         lines.append(f"{want:<28}" + "".join(f"{report.confusion[(want, got)] or '.':>5}" for got in ROOT_CAUSES))
-    misses = [o for o in report.outcomes
-              if (o.expected_cause and o.ranked[0] != o.expected_cause) or o.finding.decision != o.expected_verdict]
+    misses = [
+        o
+        for o in report.outcomes
+        if (o.expected_cause and o.ranked[0] != o.expected_cause) or o.finding.decision != o.expected_verdict
+    ]
     lines += ["", f"still wrong ({len(misses)}):"]
     for o in misses:
-        lines.append(f"  {o.scenario['id']}: expected {o.expected_cause or '-'}/{o.expected_verdict}, "
-                     f"got {o.ranked[0]}/{o.finding.decision} ({o.scenario['story']})")
+        lines.append(
+            f"  {o.scenario['id']}: expected {o.expected_cause or '-'}/{o.expected_verdict}, "
+            f"got {o.ranked[0]}/{o.finding.decision} ({o.scenario['story']})"
+        )
     return "\n".join(lines)
 
 
@@ -136,8 +148,10 @@ def main() -> None:
     print(render(evaluate(load_scenarios())))
     scenarios = load_scenarios()
     blind = evaluate([{**s, "signals": {}} for s in scenarios])
-    print(f"\nfor comparison, the stated reason alone (signals withheld): top-1 {blind.top1:.1%}, "
-          f"top-2 {blind.top2:.1%}, verdict {blind.verdict:.1%}")
+    print(
+        f"\nfor comparison, the stated reason alone (signals withheld): top-1 {blind.top1:.1%}, "
+        f"top-2 {blind.top2:.1%}, verdict {blind.verdict:.1%}"
+    )
     held_out = load_scenarios(pattern="holdout_*.yaml")
     if held_out:
         print("\n== held-out scenarios (never used for tuning) ==")

@@ -41,12 +41,17 @@ def bars(title: str, items: list[tuple[str, float | None]], *, fmt, ceiling: flo
     top = _scale([value or 0.0 for _, value in items], ceiling)
     room = WIDTH - LABEL_WIDTH - 70
     marks = [
-        Mark(label=label, text=fmt(value), x=LABEL_WIDTH, y=index * ROW_HEIGHT + 4,
-             width=round(room * (value or 0.0) / top, 1), height=ROW_HEIGHT - 8)
+        Mark(
+            label=label,
+            text=fmt(value),
+            x=LABEL_WIDTH,
+            y=index * ROW_HEIGHT + 4,
+            width=round(room * (value or 0.0) / top, 1),
+            height=ROW_HEIGHT - 8,
+        )
         for index, (label, value) in enumerate(items)
     ]
-    return Chart(title=title, marks=marks, width=WIDTH, height=max(len(items), 1) * ROW_HEIGHT,
-                 empty=not items)
+    return Chart(title=title, marks=marks, width=WIDTH, height=max(len(items), 1) * ROW_HEIGHT, empty=not items)
 
 
 def columns(title: str, items: list[tuple[str, float | None]], *, fmt, ceiling: float | None = None) -> Chart:
@@ -56,8 +61,16 @@ def columns(title: str, items: list[tuple[str, float | None]], *, fmt, ceiling: 
     marks = []
     for index, (label, value) in enumerate(items):
         height = round(COLUMN_AREA_HEIGHT * (value or 0.0) / top, 1)
-        marks.append(Mark(label=label, text=fmt(value), x=round(10 + index * slot + slot * 0.15, 1),
-                          y=round(20 + COLUMN_AREA_HEIGHT - height, 1), width=round(slot * 0.7, 1), height=height))
+        marks.append(
+            Mark(
+                label=label,
+                text=fmt(value),
+                x=round(10 + index * slot + slot * 0.15, 1),
+                y=round(20 + COLUMN_AREA_HEIGHT - height, 1),
+                width=round(slot * 0.7, 1),
+                height=height,
+            )
+        )
     return Chart(title=title, marks=marks, width=WIDTH, height=COLUMN_AREA_HEIGHT + 50, empty=not items)
 
 
@@ -67,6 +80,8 @@ def percent(value: float | None) -> str:
 
 def money(currency: str):
     """A formatter for minor units of one currency."""
+
     def fmt(value: float | None) -> str:
         return f"{(value or 0) / 100:,.0f} {currency.upper()}"
+
     return fmt

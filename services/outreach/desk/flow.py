@@ -89,28 +89,37 @@ async def _remote_backlog(client: httpx.AsyncClient, service: str, base_url: str
     try:
         text = (await client.get(f"{base_url}/metrics")).raise_for_status().text
     except httpx.HTTPError as error:
-        return Backlog(service=service, count=None, oldest_age_seconds=None,
-                       problem=f"unreachable ({error.__class__.__name__})")
+        return Backlog(
+            service=service, count=None, oldest_age_seconds=None, problem=f"unreachable ({error.__class__.__name__})"
+        )
     values: dict[str, float] = {}
     table = f"{service}_outbox"  # shared.outbox names each service's table so
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name in ("brink_outbox_backlog", "brink_outbox_oldest_age_seconds") \
-                    and sample.labels.get("table") == table:
+            if (
+                sample.name in ("brink_outbox_backlog", "brink_outbox_oldest_age_seconds")
+                and sample.labels.get("table") == table
+            ):
                 values[sample.name] = sample.value
     if "brink_outbox_backlog" not in values:
         return Backlog(service=service, count=None, oldest_age_seconds=None, problem="reports no outbox")
-    return Backlog(service=service, count=int(values["brink_outbox_backlog"]),
-                   oldest_age_seconds=values.get("brink_outbox_oldest_age_seconds"))
+    return Backlog(
+        service=service,
+        count=int(values["brink_outbox_backlog"]),
+        oldest_age_seconds=values.get("brink_outbox_oldest_age_seconds"),
+    )
 
 
-async def read_flow(runtime: Runtime, *, queues: list[str], services: dict[str, str],
-                    client: httpx.AsyncClient) -> Flow:
+async def read_flow(
+    runtime: Runtime, *, queues: list[str], services: dict[str, str], client: httpx.AsyncClient
+) -> Flow:
     """The whole picture, each part failing on its own rather than blanking the page."""
     flow = Flow()
     if runtime.broker.is_connected:
         groups = {queue: queue_names(queue, runtime.settings.retry_delays) for queue in queues}
-        every = [UNROUTED_QUEUE] + [name for queue, (retries, dead) in groups.items() for name in (queue, *retries, dead)]
+        every = [UNROUTED_QUEUE] + [
+            name for queue, (retries, dead) in groups.items() for name in (queue, *retries, dead)
+        ]
         depths = await _depths(runtime, every)
 
         def ready(name: str) -> int | None:
@@ -118,14 +127,23 @@ async def read_flow(runtime: Runtime, *, queues: list[str], services: dict[str, 
 
         for queue, (retries, dead) in groups.items():
             retrying = [ready(name) for name in retries]
-            flow.queues.append(QueueDepth(
-                name=queue, ready=ready(queue), consumers=depths[queue][1] if depths.get(queue) else None,
-                retrying=None if None in retrying else sum(retrying), dead=ready(dead)))
+            flow.queues.append(
+                QueueDepth(
+                    name=queue,
+                    ready=ready(queue),
+                    consumers=depths[queue][1] if depths.get(queue) else None,
+                    retrying=None if None in retrying else sum(retrying),
+                    dead=ready(dead),
+                )
+            )
         flow.unrouted = ready(UNROUTED_QUEUE)
     else:
         flow.broker_problem = f"not connected to RabbitMQ at {runtime.broker.where}"
     count, age = await runtime.measure_outbox()
     flow.backlogs.append(Backlog(service=runtime.service, count=count, oldest_age_seconds=age or None))
-    flow.backlogs.extend(await asyncio.gather(*(
-        _remote_backlog(client, service, url) for service, url in services.items() if service != runtime.service)))
+    flow.backlogs.extend(
+        await asyncio.gather(
+            *(_remote_backlog(client, service, url) for service, url in services.items() if service != runtime.service)
+        )
+    )
     return flow

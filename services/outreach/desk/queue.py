@@ -39,10 +39,18 @@ class QueueRow:
 
 async def queue(session: AsyncSession, *, filters: QueueFilters, now: datetime) -> list[QueueRow]:
     """Cases by priority (which weighs revenue at risk, fit and days left), then revenue, then deadline."""
-    query = (select(Case).options(selectinload(Case.tasks))
-             .order_by(Case.priority.desc(), Case.mrr_minor.desc().nulls_last(), Case.effective_at.asc().nulls_last(),
-                       Case.opened_at, Case.id)
-             .limit(QUEUE_LIMIT))
+    query = (
+        select(Case)
+        .options(selectinload(Case.tasks))
+        .order_by(
+            Case.priority.desc(),
+            Case.mrr_minor.desc().nulls_last(),
+            Case.effective_at.asc().nulls_last(),
+            Case.opened_at,
+            Case.id,
+        )
+        .limit(QUEUE_LIMIT)
+    )
     if filters.status != "all":
         query = query.where(Case.status == filters.status)
     if filters.owner:
@@ -53,8 +61,14 @@ async def queue(session: AsyncSession, *, filters: QueueFilters, now: datetime) 
     for case in (await session.execute(query)).scalars():
         open_tasks = sorted((task for task in case.tasks if task.status == "open"), key=lambda task: task.due_at)
         days_left = (case.effective_at - now).total_seconds() / 86400 if case.effective_at else None
-        rows.append(QueueRow(case=case, next_task=open_tasks[0] if open_tasks else None,
-                             overdue_tasks=sum(1 for task in open_tasks if task.due_at < now), days_left=days_left))
+        rows.append(
+            QueueRow(
+                case=case,
+                next_task=open_tasks[0] if open_tasks else None,
+                overdue_tasks=sum(1 for task in open_tasks if task.due_at < now),
+                days_left=days_left,
+            )
+        )
     return rows
 
 

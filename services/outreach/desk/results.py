@@ -24,10 +24,20 @@ def result_charts(report: ReportSummary) -> tuple[str, list[Chart]]:
     weeks, causes = report.by_week, report.by_root_cause
     return currency, [
         columns("Save rate by week opened", [(week.week, week.save_rate) for week in weeks], fmt=percent, ceiling=1.0),
-        columns(f"Revenue saved by week opened ({currency.upper()} per month)",
-                [(week.week, week.revenue.saved.get(currency, 0)) for week in weeks], fmt=fmt_money),
-        bars("Save rate by root cause", [(cause.root_cause, cause.save_rate) for cause in causes], fmt=percent,
-             ceiling=1.0),
-        bars(f"Revenue saved by root cause ({currency.upper()} per month)",
-             [(cause.root_cause, cause.revenue.saved.get(currency, 0)) for cause in causes], fmt=fmt_money),
+        columns(
+            f"Revenue saved by week opened ({currency.upper()} per month)",
+            [(week.week, week.revenue.saved.get(currency, 0)) for week in weeks],
+            fmt=fmt_money,
+        ),
+        bars(
+            "Save rate by root cause",
+            [(cause.root_cause, cause.save_rate) for cause in causes],
+            fmt=percent,
+            ceiling=1.0,
+        ),
+        bars(
+            f"Revenue saved by root cause ({currency.upper()} per month)",
+            [(cause.root_cause, cause.revenue.saved.get(currency, 0)) for cause in causes],
+            fmt=fmt_money,
+        ),
     ]

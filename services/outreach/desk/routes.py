@@ -17,7 +17,15 @@ from services.outreach.desk.session import COOKIE, SessionCodec, csrf_matches, s
 from services.outreach.desk.settings import DeskSettings
 from services.outreach.desk.timeline import timeline
 from services.outreach.desk.web import (
-    HERE, DbSession, DeskState, SignedIn, SignInRequired, desk_state, page, safe_next, sign_in_redirect,
+    HERE,
+    DbSession,
+    DeskState,
+    SignedIn,
+    SignInRequired,
+    desk_state,
+    page,
+    safe_next,
+    sign_in_redirect,
 )
 from services.outreach.models import TASK_RESULTS, Task
 from services.outreach.schemas import CompleteTask
@@ -43,13 +51,24 @@ async def sign_in(request: Request) -> Response:
     tokens = request.app.state.settings.api_tokens
     if not token or len(token) > 500 or not token_matches(token, tokens):
         log.info("outreach.desk.sign_in_refused")
-        return page(request, "signin.html", {"next": target, "error": "That token is not one of Brink's API tokens."},
-                    status_code=401)
+        return page(
+            request,
+            "signin.html",
+            {"next": target, "error": "That token is not one of Brink's API tokens."},
+            status_code=401,
+        )
     state = desk_state(request)
     _, value = state.codec.new(token=token, name=name)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, value, max_age=state.codec.max_age_seconds, path="/desk", httponly=True,
-                        secure=state.settings.cookie_secure, samesite="lax")
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=state.codec.max_age_seconds,
+        path="/desk",
+        httponly=True,
+        secure=state.settings.cookie_secure,
+        samesite="lax",
+    )
     log.info("outreach.desk.signed_in", name=name or None)
     return response
 
@@ -60,37 +79,75 @@ async def sign_out(request: Request, session: SignedIn) -> Response:
     if not csrf_matches(session, str(form.get("csrf") or "")):
         return _csrf_refused(request, session)
     response = RedirectResponse("/desk/signin", status_code=303)
-    response.delete_cookie(COOKIE, path="/desk", httponly=True, secure=desk_state(request).settings.cookie_secure,
-                           samesite="lax")
+    response.delete_cookie(
+        COOKIE, path="/desk", httponly=True, secure=desk_state(request).settings.cookie_secure, samesite="lax"
+    )
     return response
 
 
 @router.get("", response_class=HTMLResponse)
-async def queue_page(request: Request, session: SignedIn, db: DbSession, status: str | None = None,
-                     owner: str | None = None, root_cause: str | None = None) -> HTMLResponse:
+async def queue_page(
+    request: Request,
+    session: SignedIn,
+    db: DbSession,
+    status: str | None = None,
+    owner: str | None = None,
+    root_cause: str | None = None,
+) -> HTMLResponse:
     filters = desk_queue.QueueFilters.parse(status=status, owner=owner, root_cause=root_cause)
     now = request.app.state.clock.now()
     rows = await desk_queue.queue(db, filters=filters, now=now)
     owners, causes = await desk_queue.filter_choices(db)
-    return page(request, "queue.html", {"rows": rows, "filters": filters, "owners": owners, "causes": causes,
-                                        "now": now, "limit": desk_queue.QUEUE_LIMIT}, session=session)
+    return page(
+        request,
+        "queue.html",
+        {
+            "rows": rows,
+            "filters": filters,
+            "owners": owners,
+            "causes": causes,
+            "now": now,
+            "limit": desk_queue.QUEUE_LIMIT,
+        },
+        session=session,
+    )
 
 
-async def _case_page(request: Request, session, db, case_id: str, *, error: str | None = None,
-                     status_code: int = 200, done: str | None = None) -> HTMLResponse:
+async def _case_page(
+    request: Request,
+    session,
+    db,
+    case_id: str,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+    done: str | None = None,
+) -> HTMLResponse:
     case = await service.get_case(db, case_id)
     if case is None:
         return page(request, "missing.html", {"what": f"case {case_id}"}, status_code=404, session=session)
     now = request.app.state.clock.now()
-    return page(request, "case.html", {
-        "case": case, "d": case.diagnosis or {}, "steps": timeline(case, now=now), "now": now, "results": TASK_RESULTS,
-        "error": error, "done": done,
-    }, status_code=status_code, session=session)
+    return page(
+        request,
+        "case.html",
+        {
+            "case": case,
+            "d": case.diagnosis or {},
+            "steps": timeline(case, now=now),
+            "now": now,
+            "results": TASK_RESULTS,
+            "error": error,
+            "done": done,
+        },
+        status_code=status_code,
+        session=session,
+    )
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
-async def case_page(request: Request, case_id: str, session: SignedIn, db: DbSession,
-                    done: str | None = None) -> HTMLResponse:
+async def case_page(
+    request: Request, case_id: str, session: SignedIn, db: DbSession, done: str | None = None
+) -> HTMLResponse:
     return await _case_page(request, session, db, case_id, done=done)
 
 
@@ -103,15 +160,31 @@ async def complete(request: Request, case_id: str, task_id: str, session: Signed
     if task is None or task.case_id != case_id:
         return page(request, "missing.html", {"what": f"task {task_id}"}, status_code=404, session=session)
     try:
-        body = CompleteTask(result=str(form.get("result") or ""), note=str(form.get("note") or "").strip() or None,
-                            performed_by=session.name)
+        body = CompleteTask(
+            result=str(form.get("result") or ""),
+            note=str(form.get("note") or "").strip() or None,
+            performed_by=session.name,
+        )
     except ValidationError:
-        return await _case_page(request, session, db, case_id, status_code=422,
-                                error=f"Choose a result ({', '.join(TASK_RESULTS)}); notes are at most 5000 characters.")
+        return await _case_page(
+            request,
+            session,
+            db,
+            case_id,
+            status_code=422,
+            error=f"Choose a result ({', '.join(TASK_RESULTS)}); notes are at most 5000 characters.",
+        )
     try:
         # The same use case as POST /v1/tasks/{id}/complete: history, timers and intervention.logged alike.
-        await complete_task(db, task_id, result=body.result, note=body.note, performed_by=body.performed_by,
-                            clock=request.app.state.clock, policy=request.app.state.policy)
+        await complete_task(
+            db,
+            task_id,
+            result=body.result,
+            note=body.note,
+            performed_by=body.performed_by,
+            clock=request.app.state.clock,
+            policy=request.app.state.policy,
+        )
     except TaskNotFound:
         return page(request, "missing.html", {"what": f"task {task_id}"}, status_code=404, session=session)
     except TaskNotOpen as error:
@@ -129,8 +202,9 @@ async def results_page(request: Request, session: SignedIn, db: DbSession) -> HT
 async def _flow(request: Request):
     state = desk_state(request)
     async with httpx.AsyncClient(timeout=2.0) as client:
-        return await read_flow(request.app.state.runtime, queues=state.settings.queues,
-                               services=state.settings.services(), client=client)
+        return await read_flow(
+            request.app.state.runtime, queues=state.settings.queues, services=state.settings.services(), client=client
+        )
 
 
 @router.get("/flow", response_class=HTMLResponse)
@@ -151,8 +225,11 @@ def _csrf_refused(request: Request, session) -> HTMLResponse:
 
 def mount_desk(app: FastAPI, *, api_tokens: list[SecretStr], settings: DeskSettings) -> None:
     """Serve the desk under /desk on outreach's app."""
-    codec = SessionCodec(key=signing_key(secret_key=settings.secret_key, api_tokens=api_tokens),
-                         max_age_seconds=int(settings.session_hours * 3600), api_tokens=api_tokens)
+    codec = SessionCodec(
+        key=signing_key(secret_key=settings.secret_key, api_tokens=api_tokens),
+        max_age_seconds=int(settings.session_hours * 3600),
+        api_tokens=api_tokens,
+    )
     app.state.desk = DeskState(settings=settings, codec=codec)
     app.include_router(router)
     app.mount("/desk/static", StaticFiles(directory=HERE / "static"), name="desk-static")

@@ -9,7 +9,6 @@ from shared.dlq import DEFAULT_CONSUMER_QUEUES
 from shared.settings import CommaList, split_commas
 
 
-
 class DeskSettings(BaseSettings):
     """Session cookie, the flow page's sources and its refresh."""
 
@@ -24,8 +23,9 @@ class DeskSettings(BaseSettings):
     # Every Brink consumer queue; the flow page derives their retry and dead queues.
     queues: CommaList = Field(default_factory=lambda: list(DEFAULT_CONSUMER_QUEUES))
     # name=base URL of the other services, for their outbox backlog (from /readyz and /metrics).
-    service_urls: CommaList = Field(default_factory=lambda: ["intake=http://127.0.0.1:8000",
-                                                             "diagnosis=http://127.0.0.1:8001"])
+    service_urls: CommaList = Field(
+        default_factory=lambda: ["intake=http://127.0.0.1:8000", "diagnosis=http://127.0.0.1:8001"]
+    )
     refresh_seconds: float = Field(default=5, ge=1, le=300)
 
     _split_lists = field_validator("queues", "service_urls", mode="before")(split_commas)

@@ -18,8 +18,11 @@ class Step:
 
 def timeline(case: Case, *, now: datetime) -> list[Step]:
     """The tasks in playbook order, with what became of each."""
-    climbed = {event.detail.get("unanswered_task_id"): event.detail.get("rung")
-               for event in case.events if event.kind == "escalated"}
+    climbed = {
+        event.detail.get("unanswered_task_id"): event.detail.get("rung")
+        for event in case.events
+        if event.kind == "escalated"
+    }
     steps = []
     for task in sorted(case.tasks, key=lambda task: (task.due_at, task.position)):
         rung = climbed.get(task.id)

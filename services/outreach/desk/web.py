@@ -19,7 +19,7 @@ from shared.deps import SessionDep
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; "
-                               "base-uri 'none'",
+    "base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
@@ -90,8 +90,14 @@ SignedIn = Annotated[DeskSession, Depends(current_session)]
 DbSession = SessionDep
 
 
-def page(request: Request, template: str, context: dict[str, Any], *, status_code: int = 200,
-         session: DeskSession | None = None) -> HTMLResponse:
+def page(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    session: DeskSession | None = None,
+) -> HTMLResponse:
     """A rendered page with the signed-in person, their CSRF token and the desk's security headers."""
     context = {"session": session, "refresh_seconds": desk_state(request).settings.refresh_seconds, **context}
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
@@ -106,7 +112,11 @@ def sign_in_redirect(request: Request) -> RedirectResponse:
 
 def safe_next(target: str | None) -> str:
     """Only desk pages on this site are followed after sign-in."""
-    if target and (target == "/desk" or target.startswith(("/desk/", "/desk?"))) and ".." not in target \
-            and "\\" not in target:
+    if (
+        target
+        and (target == "/desk" or target.startswith(("/desk/", "/desk?")))
+        and ".." not in target
+        and "\\" not in target
+    ):
         return target
     return "/desk"

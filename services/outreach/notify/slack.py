@@ -16,13 +16,21 @@ def render(message: Message) -> str:
     """The Slack text for a notification."""
     body = message.body
     who = body.get("customer_name") or body.get("account_id")
-    money = f"{body['mrr_minor'] / 100:,.2f} {str(body.get('currency') or '').upper()}" if body.get("mrr_minor") else "unknown"
+    money = (
+        f"{body['mrr_minor'] / 100:,.2f} {str(body.get('currency') or '').upper()}"
+        if body.get("mrr_minor")
+        else "unknown"
+    )
     if message.kind == "case.escalated":
-        return (f":rotating_light: {who}: escalated to {body.get('rung')} ({body.get('task_owner')}); "
-                f"root cause {body.get('root_cause')}, {money} MRR at risk")
+        return (
+            f":rotating_light: {who}: escalated to {body.get('rung')} ({body.get('task_owner')}); "
+            f"root cause {body.get('root_cause')}, {money} MRR at risk"
+        )
     if message.kind == "case.opened":
-        return (f":warning: New priority-{body.get('priority')} case for {who}: {body.get('root_cause')}, "
-                f"{money} MRR at risk, owner {body.get('owner')}")
+        return (
+            f":warning: New priority-{body.get('priority')} case for {who}: {body.get('root_cause')}, "
+            f"{money} MRR at risk, owner {body.get('owner')}"
+        )
     return f"{who}: {message.kind} ({body.get('status')})"
 
 

@@ -53,8 +53,9 @@ class WebhookNotifier(Notifier):
             "content-type": "application/json",
             "webhook-id": message.id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret=self.config.secret.get_secret_value(), message_id=message.id,
-                                      timestamp=timestamp, body=body),
+            "webhook-signature": sign(
+                secret=self.config.secret.get_secret_value(), message_id=message.id, timestamp=timestamp, body=body
+            ),
         }
         response = await self.client.post(str(self.config.url), content=body, headers=headers)
         self.check(response)
