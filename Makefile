@@ -23,9 +23,13 @@ run: $(STAMP) .env
 migrate: $(STAMP) .env
 	$(BIN)/brink migrate
 
-test: $(STAMP)
+# The checks that keep the code honest: lint, format, types and the import contracts.
+lint: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # promtool (Debian package 'prometheus'), check-jsonschema, kubernetes-validate and hadolint on deploy/.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -176,10 +177,8 @@ class Sampler:
                 for process in self.services:
                     sample[f"{process.name}_rss_mb"] = round(sum(rss_mb(pid) or 0.0 for pid in process.pids), 1)
                 self.samples.append(sample)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
-                except asyncio.TimeoutError:
-                    pass
         finally:
             await database.close()
             await connection.close()

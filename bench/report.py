@@ -346,12 +346,12 @@ def plot(figures: dict[str, Any], raw: dict[str, list[float]], target: Path) -> 
     except ImportError:
         return
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    quantiles = [q / 10 for q in range(0, 1000)] + [99.9, 99.99]
+    quantiles = [q / 10 for q in range(1000)] + [99.9, 99.99]
     for key, values in raw.items():
         if not values:
             continue
         ordered = sorted(values)
-        xs = [q for q in quantiles]
+        xs = list(quantiles)
         ys = [ordered[min(int(q / 100 * len(ordered)), len(ordered) - 1)] * 1000 for q in xs]
         left.plot([1 / (1 - q / 100) for q in xs], ys, label=key)
     left.set_xscale("log")

@@ -9,8 +9,8 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
-import services.diagnosis.models  # noqa: F401 - registers the tables on the shared metadata
-import services.intake.models  # noqa: F401
+import services.diagnosis.models  # registers the tables on the shared metadata
+import services.intake.models
 import services.outreach.models  # noqa: F401
 from shared.db import metadata
 
@@ -25,7 +25,7 @@ def run_offline() -> None:
         context.run_migrations()
 
 
-def _run(connection) -> None:  # noqa: ANN001 - alembic passes a sync Connection
+def _run(connection) -> None:  # alembic passes a sync Connection
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()

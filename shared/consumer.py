@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -98,10 +99,8 @@ class Consumer:
 
     async def stop(self) -> None:
         if self._queue is not None and self._tag is not None:
-            try:
+            with suppress(Exception):  # the channel may already be gone at shutdown
                 await self._queue.cancel(self._tag)
-            except Exception:  # the channel may already be gone at shutdown
-                pass
         # Messages still waiting here are unacknowledged: the broker delivers them again.
         for worker in self._workers:
             worker.cancel()

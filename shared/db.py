@@ -6,13 +6,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 from sqlalchemy import JSON, DateTime, Insert, MetaData, TypeDecorator, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -51,7 +50,11 @@ JSONType = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 class Base(DeclarativeBase):
     metadata = metadata
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+    }
 
 
 def utcnow() -> datetime:
@@ -129,9 +132,8 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 @asynccontextmanager
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """One unit of work: commits on success, rolls back on any error. Only edges call this."""
-    async with sessions() as session:
-        async with session.begin():
-            yield session
+    async with sessions() as session, session.begin():
+        yield session
 
 
 def insert_ignoring_conflicts(session: AsyncSession, table: Any, **values: Any) -> Insert:

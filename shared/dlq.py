@@ -121,7 +121,7 @@ def describe(message: AbstractIncomingMessage, dead_queue: str) -> DeadLetter:
 async def _connected(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractConnection]:
     try:
         connection = await aio_pika.connect(amqp_url, timeout=10)
-    except Exception as error:  # noqa: BLE001 - any failure to connect reads the same to an operator
+    except Exception as error:  # any failure to connect reads the same to an operator
         raise DeadLetterError(
             f"RabbitMQ is not reachable at {describe_broker(amqp_url)} ({error.__class__.__name__})"
         ) from None

@@ -8,7 +8,7 @@ import sys
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, clear_contextvars
 
-__all__ = ["configure_logging", "get_logger", "bind_contextvars", "bound_contextvars", "clear_contextvars"]
+__all__ = ["bind_contextvars", "bound_contextvars", "clear_contextvars", "configure_logging", "get_logger"]
 
 SECRET_KEYS = ("authorization", "password", "secret", "token", "signature", "amqp_url")
 

@@ -174,7 +174,7 @@ class Broker:
         """Connect and declare the exchanges; BrokerUnavailable names where it looked."""
         try:
             self.connection = await aio_pika.connect_robust(self._url, timeout=self._connect_timeout)
-        except (OSError, asyncio.TimeoutError, aio_pika.exceptions.AMQPError) as error:
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:
             raise BrokerUnavailable(f"RabbitMQ is not reachable at {self.where} ({error.__class__.__name__})") from None
         self._publish_channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         await declare_exchanges(self._publish_channel, self.topology)

@@ -175,7 +175,7 @@ class OutboxRelay:
                 # event cost intake over a millisecond of CPU an event at a steady 200/s (four round trips
                 # and a session each), more than the webhook itself.
                 await asyncio.sleep(self._gather_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wakeup.clear()
 

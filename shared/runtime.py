@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
 from sqlalchemy import Table
@@ -169,10 +169,8 @@ class Runtime:
                 await self.refresh_metrics()
             except Exception as error:  # broker or database briefly away: the gauges keep their last value
                 log.warning("metrics.refresh.failed", service=self.service, error=str(error) or repr(error))
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._metrics_stop.wait(), timeout=self.settings.metrics_refresh_seconds)
-            except asyncio.TimeoutError:
-                pass
 
     def start_metrics(self) -> None:
         """Start refreshing the gauges in the background (``start`` does it when workers run)."""

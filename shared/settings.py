@@ -51,7 +51,7 @@ class BrinkSettings(BaseSettings):
     outbox_max_age_seconds: float = Field(default=120, gt=0)
     # How often queue depths and the outbox backlog are refreshed for /metrics.
     metrics_refresh_seconds: float = Field(default=15, gt=0)
-    host: str = "0.0.0.0"
+    host: str = "0.0.0.0"  # noqa: S104 - a service in a container is reached through its published port
     # Lowers this process's CPU priority (as nice(1) does). On a machine that runs intake beside the consumers,
     # giving the consumers 10 keeps webhooks answered quickly under overload; their queues absorb the rest.
     niceness: int = Field(default=0, ge=0, le=19)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, suppress
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -13,11 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from starlette.routing import Match, Route
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from pydantic import SecretStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics
 from shared.auth import bearer_auth
@@ -75,10 +74,8 @@ class BodySizeLimitMiddleware:
                 response_started = True
             await send(message)
 
-        try:
+        with suppress(BodyTooLarge):
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            pass
 
     async def _too_large(self, send: Send) -> None:
         response = JSONResponse(
@@ -275,7 +272,7 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
-        log.error("http.unexpected_error", error=repr(error), exc_info=True)
+        log.error("http.unexpected_error", error=repr(error), exc_info=error)
         return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
 
     return app

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 import pytest
@@ -57,7 +57,7 @@ async def new_postgres_database(prefix: str) -> AsyncIterator[str]:
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as error:
         unavailable("PostgreSQL", error)
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
@@ -111,7 +111,7 @@ async def amqp_url() -> AsyncIterator[str]:
     try:
         connection = await aio_pika.connect(url, timeout=5)
         await connection.close()
-    except Exception as error:  # noqa: BLE001 - any failure means the broker is not usable
+    except Exception as error:  # any failure means the broker is not usable
         unavailable("RabbitMQ", error)
     yield url
     if vhost:
@@ -142,7 +142,7 @@ class Brink:
     outreach: httpx.AsyncClient
     apps: dict[str, Any]
 
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    auth: ClassVar[dict[str, str]] = {"Authorization": f"Bearer {TOKEN}"}
 
 
 async def purge_consumer_queues(amqp_url: str) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
+from shared.db import make_engine
 from shared.events import DiagnosisCompleted, Envelope, Evidence, Hypothesis, Unknown
 from tests.conftest import TOKEN, eventually
-from shared.db import make_engine
 from tests.outreach_helpers import diagnosis, wipe_outreach
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import aio_pika
 import httpx
@@ -118,7 +118,7 @@ def context_server(signals_by_account: dict[str, dict[str, Any]]) -> Iterator[st
     """A real local HTTP server playing the context source; yields its base URL."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:  # the stdlib's name
             account_id = self.path.rsplit("/", 1)[-1].replace("%3A", ":")
             found = signals_by_account.get(account_id)
             body = json.dumps(found or {"detail": "unknown account"}).encode()

@@ -113,9 +113,11 @@ def intake_settings(*, database_url: str, amqp_url: str, **overrides: Any) -> In
 async def running_intake(settings: IntakeSettings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The intake app with its lifespan (broker, relay) and a client that talks to it in-process."""
     app = build_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-            yield app, client
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client,
+    ):
+        yield app, client
 
 
 async def post_stripe(client: httpx.AsyncClient, event: dict[str, Any], secret: str = STRIPE_SECRET) -> httpx.Response:

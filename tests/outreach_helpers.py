@@ -15,7 +15,6 @@ from services.outreach.app import build_policy
 from services.outreach.cases import open_or_update_case
 from services.outreach.endings import close_case, withdraw
 from services.outreach.escalation import Fired
-from services.outreach.scheduler import Scheduler
 from services.outreach.models import (
     Case,
     CaseEvent,
@@ -27,6 +26,7 @@ from services.outreach.models import (
     outbox,
 )
 from services.outreach.policy import Policy
+from services.outreach.scheduler import Scheduler
 from services.outreach.settings import OutreachSettings
 from services.outreach.tasks import complete_task
 from shared.db import make_engine, make_sessionmaker, transaction

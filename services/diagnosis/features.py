@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-
 FEATURE_NAMES = (
     "usage.seat_utilisation",
     "usage.key_feature_adoption",

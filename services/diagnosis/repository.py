@@ -79,14 +79,14 @@ async def add_cancellation_if_new(
     statement = _ADD_CANCELLATION["postgresql" if is_postgres(session) else "sqlite"]
     created = await session.execute(
         statement,
-        dict(
-            cancellation_id=cancellation_id,
-            account_id=account_id,
-            status=status,
-            state_version=state_version,
-            details=details,
-            received_at=utcnow(),
-        ),
+        {
+            "cancellation_id": cancellation_id,
+            "account_id": account_id,
+            "status": status,
+            "state_version": state_version,
+            "details": details,
+            "received_at": utcnow(),
+        },
     )
     return created.scalar_one_or_none() is not None
 
@@ -293,14 +293,14 @@ async def add_cancellation_and_read_history(
         return added, await account_history(session, account_id)
     rows = await session.execute(
         _ADD_CANCELLATION_AND_HISTORY,
-        dict(
-            cancellation_id=cancellation_id,
-            account_id=account_id,
-            status="open",
-            state_version=state_version,
-            details=details,
-            received_at=utcnow(),
-        ),
+        {
+            "cancellation_id": cancellation_id,
+            "account_id": account_id,
+            "status": "open",
+            "state_version": state_version,
+            "details": details,
+            "received_at": utcnow(),
+        },
     )
     history, added = _history_of(rows)
     return added, history

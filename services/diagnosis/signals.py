@@ -28,15 +28,15 @@ async def store_signals(
         if kind in stored and stored[kind].observed_at > group.observed_at:
             stale.append(kind)  # a late, older report never undoes a newer one
             continue
-        values = dict(
-            account_id=account_id,
-            kind=kind,
-            values=group.model_dump(mode="json", exclude_unset=True),
-            observed_at=group.observed_at,
-            source=group.source,
-            signal_version=version,
-            updated_at=now,
-        )
+        values = {
+            "account_id": account_id,
+            "kind": kind,
+            "values": group.model_dump(mode="json", exclude_unset=True),
+            "observed_at": group.observed_at,
+            "source": group.source,
+            "signal_version": version,
+            "updated_at": now,
+        }
         # Insert-or-ignore then update: two first reports for one account at once never collide.
         await session.execute(insert_ignoring_conflicts(session, AccountSignal.__table__, **values))
         await session.execute(

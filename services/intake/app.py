@@ -12,8 +12,8 @@ from services.intake.api_support import IntakeState
 from services.intake.models import outbox
 from services.intake.postgres_deliveries import PostgresDeliveries, asyncpg_dsn
 from services.intake.settings import IntakeSettings
-from shared.logs import configure_logging
 from shared.db import make_engine
+from shared.logs import configure_logging
 from shared.runtime import Runtime, freeze_startup_objects, serve
 from shared.settings import load_settings
 from shared.web import create_app

@@ -8,7 +8,7 @@ from typing import Any
 from services.intake.mapping_common import Ignored, account_id_for, as_int, plan_line, timestamp, total_mrr
 from shared.events import CancellationReceived, CancellationWithdrawn, Initiator, Payload, PlanLine
 
-__all__ = ["Ignored", "map_chargebee_event", "plan_lines", "initiator", "CHARGEBEE_MAPPED_TYPES"]
+__all__ = ["CHARGEBEE_MAPPED_TYPES", "Ignored", "initiator", "map_chargebee_event", "plan_lines"]
 
 # Chargebee's own reasons for cancelling a subscription it could not collect for.
 INVOLUNTARY_REASONS = {"not_paid", "no_card"}

@@ -8,7 +8,7 @@ from typing import Any
 from services.intake.mapping_common import Ignored, account_id_for, as_int, plan_line, timestamp, total_mrr
 from shared.events import CancellationReceived, CancellationWithdrawn, Initiator, Payload, PlanLine
 
-__all__ = ["Ignored", "map_stripe_event", "plan_lines", "initiator", "STRIPE_MAPPED_TYPES"]
+__all__ = ["STRIPE_MAPPED_TYPES", "Ignored", "initiator", "map_stripe_event", "plan_lines"]
 
 # Statuses from which a return to ``active`` means the customer is staying after all.
 RESUMED_FROM = {"paused", "unpaid", "past_due"}

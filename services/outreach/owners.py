@@ -18,8 +18,9 @@ def _advance_sql(count: int) -> TextClause:
     rows = ", ".join(f"(:role_{i}, :fresh_{i})" for i in range(count))
     turns = " ".join(f"WHEN :role_{i} THEN :turns_{i}" for i in range(count))
     sizes = " ".join(f"WHEN :role_{i} THEN :size_{i}" for i in range(count))
+    # The table name is our own constant and every value a bound parameter.
     return text(
-        f"INSERT INTO {table} (role, position) VALUES {rows} ON CONFLICT (role) DO UPDATE "
+        f"INSERT INTO {table} (role, position) VALUES {rows} ON CONFLICT (role) DO UPDATE "  # noqa: S608
         f"SET position = ({table}.position + CASE excluded.role {turns} END) % CASE excluded.role {sizes} END "
         "RETURNING role, position"
     ).bindparams(*(bindparam(f"{name}_{i}", type_=Integer) for i in range(count) for name in ("turns", "size")))

@@ -47,7 +47,7 @@ async def get_case(session: AsyncSession, case_id: str, *, lock: bool = False) -
 async def count_by_status(session: AsyncSession) -> dict[str, int]:
     """Cases per status, for the gauges."""
     rows = await session.execute(select(Case.status, func.count()).group_by(Case.status))
-    return {status: count for status, count in rows}
+    return dict(rows)
 
 
 async def count_overdue(session: AsyncSession, *, now: datetime) -> int:

@@ -47,7 +47,7 @@ async def snapshot(database_url: str, queue_depths: dict[str, int]) -> Snapshot:
     connection = await asyncpg.connect(plain_dsn(database_url), timeout=10)
     try:
         pending = {
-            table: await connection.fetchval(f"SELECT count(*) FROM {table} WHERE published_at IS NULL")  # noqa: S608
+            table: await connection.fetchval(f"SELECT count(*) FROM {table} WHERE published_at IS NULL")
             for table in OUTBOX_TABLES
         }
         cases = Counter(
@@ -81,7 +81,7 @@ async def snapshot(database_url: str, queue_depths: dict[str, int]) -> Snapshot:
         accepted = await connection.fetchval("SELECT count(*) FROM intake_webhook_events WHERE outcome = 'accepted'")
         handled = Counter()
         for table in ("diagnosis_handled_messages", "outreach_handled_messages"):
-            for row in await connection.fetch(f"SELECT consumer, count(*) FROM {table} GROUP BY consumer"):  # noqa: S608
+            for row in await connection.fetch(f"SELECT consumer, count(*) FROM {table} GROUP BY consumer"):
                 handled[row[0]] = row[1]
     finally:
         await connection.close()

@@ -5,6 +5,7 @@ The machine's shared broker (5672) and database (5432) serve everyone else's tes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -106,6 +107,7 @@ class PrivateRabbit:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
         )
 
     def start(self) -> None:
@@ -144,17 +146,13 @@ class PrivateRabbit:
         return depths
 
     def cleanup(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # best effort: the node may be half-started
             if self.running:
                 self.stop()
-        except Exception:  # best effort: the node may be half-started
-            pass
         pid_file = self.base / "pid"
         if pid_file.exists():
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text().strip()), 9)
-            except (OSError, ValueError):
-                pass
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -226,9 +224,7 @@ class PrivatePostgres:
 
     def cleanup(self) -> None:
         if self.running:
-            try:
+            with contextlib.suppress(Exception):  # best effort
                 self._pg_ctl("stop", "-m", "immediate")
-            except Exception:  # best effort
-                pass
             self.running = False
         shutil.rmtree(self.base, ignore_errors=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -102,10 +103,8 @@ class Cluster:
             return
         self._cleaned = True
         for process in self.services.values():
-            try:
+            with contextlib.suppress(Exception):  # keep cleaning up the rest
                 process.stop()
-            except Exception:  # keep cleaning up the rest
-                pass
         self.rabbit.cleanup()
         self.postgres.cleanup()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.tools import DEPLOY, run, tool
 from tests.deploy.metric_names import metrics_in, unknown_metrics
+from tests.deploy.tools import DEPLOY, run, tool
 
 PROMETHEUS = DEPLOY / "prometheus"
 

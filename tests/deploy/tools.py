@@ -33,4 +33,4 @@ def tool(name: str) -> str:
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     """Run a validator and hand back its result, output included for the assertion message."""
-    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=120, check=False)

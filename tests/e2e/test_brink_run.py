@@ -75,6 +75,7 @@ def test_example_from_the_readme_shows_a_case_within_five_seconds(brink_env: dic
             capture_output=True,
             text=True,
             timeout=30,
+            check=False,
         )
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.startswith("200 ")

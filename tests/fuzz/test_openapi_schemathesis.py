@@ -70,7 +70,7 @@ def test_every_operation_answers_as_documented(
         "--request-timeout",
         "20",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
     print(f"schemathesis {service}: {figures(result.stdout)}")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "generated" in result.stdout

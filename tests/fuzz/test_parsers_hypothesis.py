@@ -96,18 +96,14 @@ def paths(document: Any, prefix: tuple = ()) -> list[tuple]:
 
 def replace_at(document: Any, path: tuple, value: Any) -> None:
     for step in path[:-1]:
-        if (
-            isinstance(document, dict)
-            and step in document
-            or isinstance(document, list)
-            and isinstance(step, int)
-            and step < len(document)
+        if (isinstance(document, dict) and step in document) or (
+            isinstance(document, list) and isinstance(step, int) and step < len(document)
         ):
             document = document[step]
         else:
             return
     last = path[-1]
-    if isinstance(document, dict) or isinstance(document, list) and isinstance(last, int) and last < len(document):
+    if isinstance(document, dict) or (isinstance(document, list) and isinstance(last, int) and last < len(document)):
         document[last] = value
 
 

@@ -11,8 +11,6 @@ import subprocess
 from contextlib import AsyncExitStack
 from urllib.parse import urlsplit
 
-import pytest
-
 from tests.conftest import STRIPE_SECRET, eventually, start_brink, unavailable
 from tests.helpers import signed, stripe_event, stripe_subscription
 from tests.integration.test_webhook_to_case import cases_for

@@ -29,7 +29,7 @@ async def broker(amqp_url: str) -> AsyncIterator[Broker]:
 
 
 @pytest.fixture
-async def sessions(database_url: str):  # noqa: ANN201
+async def sessions(database_url: str):
     engine = make_engine(database_url)
     yield make_sessionmaker(engine)
     await engine.dispose()
@@ -53,7 +53,7 @@ async def dead_messages(broker: Broker, queue: str) -> list[aio_pika.abc.Abstrac
     return found
 
 
-def consumer_for(broker: Broker, sessions, handler, *, retry_delays=(0.1, 0.2), batch_size: int = 1) -> Consumer:  # noqa: ANN001
+def consumer_for(broker: Broker, sessions, handler, *, retry_delays=(0.1, 0.2), batch_size: int = 1) -> Consumer:
     spec = QueueSpec(
         name=f"test.{uuid.uuid4().hex[:8]}",
         routing_keys=(AccountSignalsUpdated.TYPE,),
@@ -76,7 +76,7 @@ async def start_consumer(
     sessions,
     handler,
     *,
-    retry_delays=(0.1, 0.2),  # noqa: ANN001
+    retry_delays=(0.1, 0.2),
     batch_size: int = 1,
 ) -> Consumer:
     consumer = consumer_for(broker, sessions, handler, retry_delays=retry_delays, batch_size=batch_size)
@@ -85,7 +85,7 @@ async def start_consumer(
 
 
 @pytest.mark.parametrize("batch_size", [1, 8])
-async def test_a_redelivered_envelope_is_handled_once(broker: Broker, sessions, batch_size: int) -> None:  # noqa: ANN001
+async def test_a_redelivered_envelope_is_handled_once(broker: Broker, sessions, batch_size: int) -> None:
     seen: list[str] = []
 
     async def handler(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
@@ -101,7 +101,7 @@ async def test_a_redelivered_envelope_is_handled_once(broker: Broker, sessions, 
     assert seen == [envelope.data["account_id"]]
 
 
-async def test_a_failing_handler_is_retried_then_succeeds(broker: Broker, sessions) -> None:  # noqa: ANN001
+async def test_a_failing_handler_is_retried_then_succeeds(broker: Broker, sessions) -> None:
     attempts = 0
 
     async def flaky(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
@@ -119,7 +119,7 @@ async def test_a_failing_handler_is_retried_then_succeeds(broker: Broker, sessio
     assert await dead_messages(broker, consumer.spec.dead_queue) == []
 
 
-async def test_a_handler_that_keeps_failing_is_dead_lettered_with_its_reason(broker: Broker, sessions) -> None:  # noqa: ANN001
+async def test_a_handler_that_keeps_failing_is_dead_lettered_with_its_reason(broker: Broker, sessions) -> None:
     attempts = 0
 
     async def broken(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
@@ -139,7 +139,7 @@ async def test_a_handler_that_keeps_failing_is_dead_lettered_with_its_reason(bro
     assert dead[0].headers[QUEUE_HEADER] == consumer.spec.name
 
 
-async def test_an_undecodable_message_goes_straight_to_the_dead_queue(broker: Broker, sessions) -> None:  # noqa: ANN001
+async def test_an_undecodable_message_goes_straight_to_the_dead_queue(broker: Broker, sessions) -> None:
     async def never(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
         raise AssertionError("a poison message must not reach the handler")
 
@@ -162,7 +162,7 @@ async def queued_before_start(broker: Broker, consumer: Consumer, envelopes: lis
         await broker.publish(envelope)
 
 
-async def effects_of(sessions, consumer: Consumer) -> list[str]:  # noqa: ANN001
+async def effects_of(sessions, consumer: Consumer) -> list[str]:
     async with sessions() as session:
         rows = await session.execute(
             select(handled.c.event_id).where(handled.c.consumer == f"{consumer.spec.name}:effect")
@@ -170,7 +170,7 @@ async def effects_of(sessions, consumer: Consumer) -> list[str]:  # noqa: ANN001
         return sorted(rows.scalars())
 
 
-async def test_messages_that_arrive_together_commit_in_one_transaction(broker: Broker, sessions) -> None:  # noqa: ANN001
+async def test_messages_that_arrive_together_commit_in_one_transaction(broker: Broker, sessions) -> None:
     transactions: list[str] = []
 
     async def handler(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
@@ -184,7 +184,7 @@ async def test_messages_that_arrive_together_commit_in_one_transaction(broker: B
     assert len(set(transactions)) < 8
 
 
-async def test_one_failing_message_in_a_batch_costs_the_others_nothing(broker: Broker, sessions) -> None:  # noqa: ANN001
+async def test_one_failing_message_in_a_batch_costs_the_others_nothing(broker: Broker, sessions) -> None:
     async def handler(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
         # An effect in the handler's transaction: a batch rolled back must not leave it behind.
         await session.execute(

@@ -77,7 +77,7 @@ def full_chargebee_event(path: Path) -> dict[str, Any] | None:
     return content if content.get("object") == "event" else None
 
 
-def expected(name: str, event_type: str) -> str | None | type[Any]:
+def expected(name: str, event_type: str) -> str | type[Any] | None:
     """The Brink event type, None for ignored, or ``Any`` when a new file of a state-dependent type appears."""
     if event_type in ALWAYS:
         return ALWAYS[event_type]

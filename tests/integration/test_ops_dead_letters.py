@@ -120,6 +120,7 @@ def brink_cli(*args: str, amqp_url: str) -> subprocess.CompletedProcess[str]:
         env=env,
         timeout=60,
         stdin=subprocess.DEVNULL,
+        check=False,
     )
 
 
@@ -136,6 +137,7 @@ def purge_at_terminal(queue: str, *, answer: str, amqp_url: str) -> subprocess.C
             text=True,
             env=env,
             timeout=60,
+            check=False,
         )
     finally:
         os.close(leader)

@@ -8,10 +8,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import aio_pika
-from sqlalchemy import func, select
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
 
 from services.outreach.models import Case, Task
 from shared import dlq

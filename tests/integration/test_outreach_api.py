@@ -14,7 +14,7 @@ from tests.outreach_helpers import diagnosis as diagnosis_at
 from tests.outreach_helpers import withdrawal
 
 
-def diagnosis(**fields: object):  # noqa: ANN201 - the services run on the wall clock here
+def diagnosis(**fields: object):  # the services run on the wall clock here
     return diagnosis_at(now=datetime.now(UTC), **fields)
 
 

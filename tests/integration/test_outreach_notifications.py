@@ -45,7 +45,7 @@ def endpoint() -> Iterator[tuple[Endpoint, str]]:
     state = Endpoint()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        def do_POST(self) -> None:  # the http.server API
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             state.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
             status = state.answer(self.path)

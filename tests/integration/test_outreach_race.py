@@ -59,8 +59,8 @@ async def test_two_schedulers_fire_each_escalation_exactly_once(database_url: st
                 .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= clock.now())
             )
         assert unfired == 0
-        assert {case_id: levels[case_id] for case_id in case_ids} == {case_id: 2 for case_id in case_ids}
-        assert {case_id: escalations[case_id] for case_id in case_ids} == {case_id: 2 for case_id in case_ids}
+        assert {case_id: levels[case_id] for case_id in case_ids} == dict.fromkeys(case_ids, 2)
+        assert {case_id: escalations[case_id] for case_id in case_ids} == dict.fromkeys(case_ids, 2)
     finally:
         await first_engine.dispose()
         await second_engine.dispose()

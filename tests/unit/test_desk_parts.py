@@ -71,7 +71,7 @@ def test_sign_in_only_returns_to_desk_pages(target: str | None, followed: str) -
 
 def test_bars_scale_to_the_largest_value_or_to_a_fixed_ceiling() -> None:
     chart = bars("Saved", [("a", 200.0), ("b", 50.0)], fmt=money("eur"))
-    assert [mark.width for mark in chart.marks][0] == 4 * chart.marks[1].width
+    assert next(mark.width for mark in chart.marks) == 4 * chart.marks[1].width
     assert chart.marks[0].text == "2 EUR"
     rates = bars("Rate", [("a", 0.5), ("b", None)], fmt=percent, ceiling=1.0)
     assert rates.marks[1].width == 0 and rates.marks[1].text == "no endings yet" and rates.marks[0].text == "50%"

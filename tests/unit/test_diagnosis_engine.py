@@ -226,11 +226,11 @@ def test_a_broken_rule_is_refused_with_where_it_is() -> None:
         parse_rules(raw)
     raw = yaml.safe_load(DEFAULT_RULES.read_text())
     raw["root_causes"]["not_icp"]["signals"].append({"signal": "company.icp_fit", "weight": 1})
-    with pytest.raises(RulesError, match="root_causes.not_icp.signals"):
+    with pytest.raises(RulesError, match=r"root_causes\.not_icp\.signals"):
         parse_rules(raw)
     raw = yaml.safe_load(DEFAULT_RULES.read_text())
     raw["root_causes"]["not_icp"]["signals"][0]["signal"] = "company.icp_fitt"
-    with pytest.raises(RulesError, match="unknown signal 'company.icp_fitt'"):
+    with pytest.raises(RulesError, match=r"unknown signal 'company\.icp_fitt'"):
         parse_rules(raw)
     unquoted = yaml.safe_load("{signal: company.icp_fit, below: 30, weight: 1, says: far off, sadly}")
     raw = yaml.safe_load(DEFAULT_RULES.read_text())

@@ -49,7 +49,7 @@ def test_operators_can_drop_in_a_playbook_but_not_remove_discover(tmp_path: Path
     assert choose(playbooks, decision="pursue", recommended="nothing", root_cause="nothing").name == "discover"
     assert choose(playbooks, decision="move_on", recommended="known_issue", root_cause="known_issue").name == "move_on"
     (tmp_path / "discover.yaml").unlink()
-    with pytest.raises(PlaybookError, match="lacks discover.yaml"):
+    with pytest.raises(PlaybookError, match=r"lacks discover\.yaml"):
         load_playbooks(tmp_path)
 
 

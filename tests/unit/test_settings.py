@@ -21,6 +21,7 @@ def start_intake(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
 
 

@@ -79,7 +79,7 @@ async def _depths(runtime: Runtime, names: list[str]) -> dict[str, tuple[int, in
         for name in names:
             try:
                 depths.update(await runtime.broker.queue_depths([name]))
-            except Exception:  # noqa: BLE001 - shown as "not declared"
+            except Exception:  # shown as "not declared"
                 depths[name] = None
         return depths
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import SecretStr, ValidationError
-
-import httpx
 
 from services.outreach import reports, service
 from services.outreach.desk import queue as desk_queue

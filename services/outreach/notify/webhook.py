@@ -13,7 +13,7 @@ from pydantic import AnyHttpUrl, BaseModel, SecretStr
 
 from services.outreach.notify.base import Message, Notifier
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of a signing secret, not a secret
 
 
 class WebhookConfig(BaseModel):
