@@ -156,6 +156,10 @@ def main() -> None:
     if held_out:
         print("\n== held-out scenarios (never used for tuning) ==")
         print(render(evaluate(held_out)))
+    never_tuned = load_scenarios(pattern="never_tuned_*.yaml")
+    if never_tuned:
+        print("\n== never-tuned scenarios (written before the rules were read; never used for tuning) ==")
+        print(render(evaluate(never_tuned)))
     sys.exit(0)
 
 
