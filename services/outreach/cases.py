@@ -5,15 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import notifications
+from services.outreach import notifications, repository
 from services.outreach.clock import Clock
 from services.outreach.endings import close_case
 from services.outreach.history import record
 from services.outreach.ladder import intervention_key
-from services.outreach.models import Case, EarlyWithdrawal, Task
+from services.outreach.models import Case
 from services.outreach.owners import owners_for, owners_for_new_case
 from services.outreach.playbooks import Playbook, choose
 from services.outreach.policy import Policy
@@ -22,7 +21,6 @@ from services.outreach.steps import (
     add_timer,
     cancel_open_work,
     may_skip,
-    next_position,
     recently_tried,
     steps_to_work,
 )
@@ -30,23 +28,6 @@ from shared.events import DiagnosisCompleted
 from shared.logs import get_logger
 
 log = get_logger("outreach.cases")
-
-
-# Built once and run with bound parameters, as plain Core: most diagnoses open a new case, and building an
-# ORM query (and loading an object) for a row that is not there cost more than the round trip. One statement
-# finds the case (locked) and an early withdrawal, which a new case needs: one round trip per diagnosis less.
-_CANCELLATION = bindparam("cancellation_id")
-CASE_AND_EARLY_WITHDRAWAL = select(
-    select(Case.__table__.c.id)
-    .where(Case.__table__.c.cancellation_id == _CANCELLATION)
-    .with_for_update()
-    .scalar_subquery()
-    .label("case_id"),
-    select(EarlyWithdrawal.__table__.c.reason)
-    .where(EarlyWithdrawal.__table__.c.cancellation_id == _CANCELLATION)
-    .scalar_subquery()
-    .label("early_withdrawal"),
-)
 
 
 async def open_or_update_case(
@@ -58,7 +39,7 @@ async def open_or_update_case(
     correlation_id: str | None = None,
 ) -> Case:
     """One case per cancellation; a newer diagnosis version updates it, an older one changes nothing."""
-    found = (await session.execute(CASE_AND_EARLY_WITHDRAWAL, {"cancellation_id": diagnosis.cancellation_id})).one()
+    found = await repository.case_and_early_withdrawal(session, diagnosis.cancellation_id)
     case_id = found.case_id
     if case_id is None:
         return await _open(
@@ -69,7 +50,7 @@ async def open_or_update_case(
             correlation_id=correlation_id,
             early_withdrawal=found.early_withdrawal,
         )
-    case = await session.get_one(Case, case_id)  # locked by the statement above
+    case = await repository.case_by_id(session, case_id)  # locked by the statement above
     if diagnosis.diagnosis_version <= case.diagnosis_version:
         log.info(
             "outreach.diagnosis.stale",
@@ -222,9 +203,7 @@ async def _update(
     cancelled = await cancel_open_work(
         session, case, now=now, reason=f"playbook switched to {playbook.name}", kinds=kinds
     )
-    done = (
-        await session.execute(select(Task.action, Task.offer).where(Task.case_id == case.id, Task.status == "done"))
-    ).all()
+    done = await repository.done_on_case(session, case.id)
     tried = await _tried(session, case, playbook, diagnosis, policy=policy, now=now)
     record(
         session, case, "playbook_switched", at=now, before=case.playbook, after=playbook.name, tasks_cancelled=cancelled
@@ -242,6 +221,12 @@ async def _update(
         session, roles=[step.owner_role for step in steps], case_owner=case.owner, rotations=policy.rotations
     )
     add_playbook_steps(
-        session, case, playbook, steps, owners=owners, position=await next_position(session, case.id), now=now
+        session,
+        case,
+        playbook,
+        steps,
+        owners=owners,
+        position=await repository.next_position(session, case.id),
+        now=now,
     )
     await session.flush()

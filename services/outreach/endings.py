@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import notifications
+from services.outreach import notifications, repository
 from services.outreach.clock import Clock
 from services.outreach.history import publish, record
-from services.outreach.models import Case, EarlyWithdrawal, Timer
+from services.outreach.models import Case
 from services.outreach.policy import Policy
 from services.outreach.steps import cancel_open_work
-from shared.db import insert_ignoring_conflicts
 from shared.events import CancellationWithdrawn, CaseClosed, Money
 
 
@@ -35,11 +33,7 @@ async def close_case(
         raise CaseAlreadyClosed(f"case {case.id} is already closed as {case.status}")
     now = clock.now()
     cancelled = await cancel_open_work(session, case, now=now, reason=f"case closed: {outcome}")
-    await session.execute(
-        update(Timer)
-        .where(Timer.case_id == case.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
-        .values(cancelled_at=now, outcome=f"case closed: {outcome}")
-    )
+    await repository.cancel_case_timers(session, case.id, now=now, outcome=f"case closed: {outcome}")
     case.status, case.closed_at, case.closed_reason, case.updated_at = outcome, now, reason, now
     record(session, case, "closed", at=now, actor=actor, outcome=outcome, reason=reason, tasks_cancelled=cancelled)
     money = (
@@ -72,19 +66,14 @@ async def withdraw(
     session: AsyncSession, withdrawal: CancellationWithdrawn, *, clock: Clock, policy: Policy, correlation_id: str
 ) -> Case | None:
     """The customer stays: close the open case as saved, or remember it for a diagnosis still on its way."""
-    case = (
-        await session.execute(select(Case).where(Case.cancellation_id == withdrawal.cancellation_id).with_for_update())
-    ).scalar_one_or_none()
+    case = await repository.locked_case_of_cancellation(session, withdrawal.cancellation_id)
     if case is None:
-        await session.execute(
-            insert_ignoring_conflicts(
-                session,
-                EarlyWithdrawal.__table__,
-                cancellation_id=withdrawal.cancellation_id,
-                account_id=withdrawal.account_id,
-                reason=withdrawal.reason,
-                received_at=clock.now(),
-            )
+        await repository.remember_early_withdrawal(
+            session,
+            cancellation_id=withdrawal.cancellation_id,
+            account_id=withdrawal.account_id,
+            reason=withdrawal.reason,
+            received_at=clock.now(),
         )
         return None
     if case.status == "open":

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from services.outreach import notifications
+from services.outreach import notifications, repository
 from services.outreach.clock import Clock
 from services.outreach.endings import close_case
 from services.outreach.history import record
@@ -16,25 +14,10 @@ from services.outreach.ladder import depends_on_tried, next_rung
 from services.outreach.models import Case, Task, Timer
 from services.outreach.owners import owners_for
 from services.outreach.policy import Policy
-from services.outreach.steps import add_task, next_position, recently_tried
-from shared.db import is_postgres
+from services.outreach.steps import add_task, recently_tried
 from shared.logs import get_logger
 
 log = get_logger("outreach.escalation")
-
-
-# Timers are updated with Core statements: the ORM's bulk update machinery costs more than the update itself.
-TIMERS = Timer.__table__
-# The due timer, its case (both locked, or skipped while another instance holds either) and its task, in one
-# statement; built once, as the aliased task is costly to adapt each time.
-_TASK = aliased(Task)
-DUE = (
-    select(Timer, Case, _TASK)
-    .join(Case, Case.id == Timer.case_id)
-    .outerjoin(_TASK, _TASK.id == Timer.task_id)
-    .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
-    .order_by(Timer.due_at, Timer.id)
-)
 
 
 @dataclass(frozen=True)
@@ -52,21 +35,13 @@ async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy
     rotation cursor, so two instances can never wait on each other in a cycle.
     """
     now = clock.now()
-    query = DUE.where(Timer.due_at <= now).limit(batch)
-    if is_postgres(session):
-        query = query.with_for_update(skip_locked=True, of=(Timer, Case))
     fired = []
-    for timer, case, timer_task in (await session.execute(query)).all():
+    for timer, case, timer_task in await repository.due_timers(session, now=now, limit=batch):
         # Belt and braces: only the instance whose update flips fired_at does the work.
-        claimed = await session.execute(
-            update(TIMERS)
-            .where(TIMERS.c.id == timer.id, TIMERS.c.fired_at.is_(None), TIMERS.c.cancelled_at.is_(None))
-            .values(fired_at=now)
-        )
-        if claimed.rowcount != 1:
+        if not await repository.claim_timer(session, timer.id, now=now):
             continue
         outcome, rung = await _fire(session, timer, case, timer_task, clock=clock, policy=policy)
-        await session.execute(update(TIMERS).where(TIMERS.c.id == timer.id).values(outcome=outcome))
+        await repository.record_timer_outcome(session, timer.id, outcome)
         fired.append(Fired(timer_id=timer.id, case_id=timer.case_id, outcome=outcome, rung=rung))
     return fired
 
@@ -86,9 +61,7 @@ async def _fire(
 
 
 async def _expire(session: AsyncSession, case: Case, *, clock: Clock, policy: Policy) -> str:
-    open_tasks = await session.scalar(
-        select(func.count()).select_from(Task).where(Task.case_id == case.id, Task.status == "open")
-    )
+    open_tasks = await repository.count_open_tasks(session, case.id)
     if case.sequence_exhausted or not open_tasks:
         await close_case(
             session,
@@ -149,7 +122,7 @@ async def escalate(
     [owner] = await owners_for(session, roles=[rung.owner_role], case_owner=case.owner, rotations=policy.rotations)
     # Asked now, not with the due timer: that statement's snapshot may predate a task added by an instance that
     # released the case just before this one locked it.
-    position = await next_position(session, case.id)
+    position = await repository.next_position(session, case.id)
     new_task = add_task(
         session,
         case,

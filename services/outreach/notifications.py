@@ -6,15 +6,15 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.outreach import repository
 from services.outreach.clock import Clock
 from services.outreach.models import Case, Notification
 from services.outreach.notify.base import DeliveryFailed, Message, Notifier
 from services.outreach.policy import Policy
 from shared import metrics
-from shared.db import is_postgres, transaction
+from shared.db import transaction
 from shared.logs import get_logger
 
 log = get_logger("outreach.notifications")
@@ -69,22 +69,7 @@ def enqueue(session: AsyncSession, *, case: Case, kind: str, policy: Policy, clo
 async def _claim(sessions: async_sessionmaker[AsyncSession], *, clock: Clock, batch: int) -> list[Notification]:
     now = clock.now()
     async with transaction(sessions) as session:
-        query = (
-            select(Notification)
-            .where(
-                Notification.status == "pending",
-                Notification.next_attempt_at <= now,
-                or_(Notification.locked_until.is_(None), Notification.locked_until < now),
-            )
-            .order_by(Notification.next_attempt_at)
-            .limit(batch)
-        )
-        if is_postgres(session):
-            query = query.with_for_update(skip_locked=True)
-        claimed = list((await session.execute(query)).scalars())
-        for notification in claimed:
-            notification.locked_until = now + LEASE
-    return claimed
+        return await repository.lease_due_notifications(session, now=now, until=now + LEASE, limit=batch)
 
 
 async def deliver_due(
@@ -132,5 +117,5 @@ async def deliver_due(
                 error=error,
             )
         async with transaction(sessions) as session:
-            await session.execute(update(Notification).where(Notification.id == notification.id).values(**values))
+            await repository.update_notification(session, notification.id, **values)
     return sent

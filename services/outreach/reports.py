@@ -6,10 +6,9 @@ import statistics
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach.models import Case
+from services.outreach import repository
 from services.outreach.schemas import FirstTouch, MoneyByCurrency, ReportSummary, RootCauseTally, Tally, WeekTally
 
 CLOSED = ("saved", "lost", "moved_on")
@@ -41,12 +40,7 @@ async def summary(
     session: AsyncSession, *, since: datetime | None = None, until: datetime | None = None
 ) -> ReportSummary:
     """Cases opened in [since, until), tallied overall, by root cause and by ISO week of opening."""
-    query = select(Case.status, Case.root_cause, Case.mrr_minor, Case.currency, Case.opened_at, Case.first_touched_at)
-    if since:
-        query = query.where(Case.opened_at >= since)
-    if until:
-        query = query.where(Case.opened_at < until)
-    rows = (await session.execute(query)).all()
+    rows = await repository.report_rows(session, since=since, until=until)
     by_cause: dict[str, list] = defaultdict(list)
     by_week: dict[str, list] = defaultdict(list)
     for row in rows:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.outreach import repository
 from services.outreach.history import record
 from services.outreach.ladder import REPEATABLE_ACTIONS, intervention_key, was_tried
 from services.outreach.models import Case, Task, Timer
@@ -19,28 +19,10 @@ def may_skip(playbook: Playbook) -> bool:
     return any(intervention_key(step.action, step.offer) not in REPEATABLE_ACTIONS for step in playbook.steps)
 
 
-_TASKS, _CASES = Task.__table__, Case.__table__
-# Built once and run with bound parameters (as Core: building the ORM query each time cost more than running it).
-DONE_FOR_ACCOUNT = (
-    select(_TASKS.c.action, _TASKS.c.offer)
-    .join(_CASES, _CASES.c.id == _TASKS.c.case_id)
-    .where(
-        _CASES.c.account_id == bindparam("account_id"),
-        _TASKS.c.status == "done",
-        _TASKS.c.completed_at >= bindparam("since", type_=_TASKS.c.completed_at.type),
-    )
-)
-
-
 async def recently_tried(session: AsyncSession, *, account_id: str, since: datetime, extra: list[str]) -> set[str]:
     """Interventions done for the account since ``since`` (any case), plus those the diagnosis says to avoid."""
-    rows = await session.execute(DONE_FOR_ACCOUNT, {"account_id": account_id, "since": since})
-    return {intervention_key(action, offer) for action, offer in rows} | set(extra)
-
-
-async def next_position(session: AsyncSession, case_id: str) -> int:
-    last = await session.scalar(select(func.max(Task.position)).where(Task.case_id == case_id))
-    return 0 if last is None else last + 1
+    done = await repository.done_for_account(session, account_id=account_id, since=since)
+    return {intervention_key(action, offer) for action, offer in done} | set(extra)
 
 
 def add_timer(
@@ -166,22 +148,4 @@ async def cancel_open_work(
     kinds: tuple[str, ...] = ("step", "escalation", "closing"),
 ) -> int:
     """Cancel the case's open tasks of the given kinds and their pending timers; returns the tasks cancelled."""
-    open_tasks = select(Task.id).where(Task.case_id == case.id, Task.status == "open", Task.kind.in_(kinds))
-    await session.execute(
-        update(Timer)
-        .where(
-            Timer.case_id == case.id,
-            Timer.fired_at.is_(None),
-            Timer.cancelled_at.is_(None),
-            Timer.task_id.in_(open_tasks),
-        )
-        .values(cancelled_at=now, outcome=reason)
-        .execution_options(synchronize_session=False)
-    )
-    result = await session.execute(
-        update(Task)
-        .where(Task.case_id == case.id, Task.status == "open", Task.kind.in_(kinds))
-        .values(status="cancelled", note=reason)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount or 0
+    return await repository.cancel_open_tasks(session, case.id, kinds=kinds, now=now, reason=reason)

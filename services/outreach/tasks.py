@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.outreach import repository
 from services.outreach.clock import Clock
 from services.outreach.endings import close_case
 from services.outreach.history import publish, record
-from services.outreach.models import Case, Task, Timer
+from services.outreach.models import Task
 from services.outreach.policy import Policy
 from shared.events import InterventionLogged
 
@@ -24,34 +23,8 @@ class TaskNotOpen(Exception):
     """The task was completed or cancelled already; the message says when and why."""
 
 
-async def list_tasks(
-    session: AsyncSession,
-    *,
-    now: datetime,
-    owner: str | None = None,
-    status: str | None = None,
-    due_before: datetime | None = None,
-    due_after: datetime | None = None,
-    overdue: bool = False,
-    case_id: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[Task]:
-    """Tasks by due time, filtered; ``overdue`` means open and due before ``now``."""
-    query = select(Task).order_by(Task.due_at, Task.id)
-    if owner:
-        query = query.where(Task.owner == owner)
-    if status:
-        query = query.where(Task.status == status)
-    if case_id:
-        query = query.where(Task.case_id == case_id)
-    if due_before:
-        query = query.where(Task.due_at < due_before)
-    if due_after:
-        query = query.where(Task.due_at >= due_after)
-    if overdue:
-        query = query.where(Task.status == "open", Task.due_at < now)
-    return list((await session.execute(query.limit(limit).offset(offset))).scalars())
+# Reading tasks is one query; completing them is the use case below.
+list_tasks = repository.tasks
 
 
 async def complete_task(
@@ -66,7 +39,7 @@ async def complete_task(
     correlation_id: str | None = None,
 ) -> Task:
     """Record what happened; an answered task stops its escalation, a closing task ends the case."""
-    task = (await session.execute(select(Task).where(Task.id == task_id).with_for_update())).scalar_one_or_none()
+    task = await repository.locked_task(session, task_id)
     if task is None:
         raise TaskNotFound(task_id)
     if task.status == "done":
@@ -75,7 +48,7 @@ async def complete_task(
         )
     if task.status != "open":
         raise TaskNotOpen(f"task {task_id} was {task.status}: {task.note or 'no reason recorded'}")
-    case = (await session.execute(select(Case).where(Case.id == task.case_id).with_for_update())).scalar_one()
+    case = await repository.locked_case(session, task.case_id)
     now = clock.now()
     who = performed_by or task.owner
     task.status, task.result, task.note, task.completed_by, task.completed_at = "done", result, note, who, now
@@ -83,11 +56,7 @@ async def complete_task(
     case.updated_at = now
     if result != "no_answer":
         # Someone answered: this task no longer escalates. Unanswered, its timer stays and climbs the ladder.
-        await session.execute(
-            update(Timer)
-            .where(Timer.task_id == task.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
-            .values(cancelled_at=now, outcome="answered")
-        )
+        await repository.cancel_task_timers(session, task.id, now=now, outcome="answered")
     record(
         session,
         case,

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
+from services.outreach import repository
 from services.outreach.models import CASE_STATUSES, Case, Task
 
 QUEUE_LIMIT = 200
@@ -39,26 +38,15 @@ class QueueRow:
 
 async def queue(session: AsyncSession, *, filters: QueueFilters, now: datetime) -> list[QueueRow]:
     """Cases by priority (which weighs revenue at risk, fit and days left), then revenue, then deadline."""
-    query = (
-        select(Case)
-        .options(selectinload(Case.tasks))
-        .order_by(
-            Case.priority.desc(),
-            Case.mrr_minor.desc().nulls_last(),
-            Case.effective_at.asc().nulls_last(),
-            Case.opened_at,
-            Case.id,
-        )
-        .limit(QUEUE_LIMIT)
+    cases = await repository.cases_by_priority(
+        session,
+        status=None if filters.status == "all" else filters.status,
+        owner=filters.owner or None,
+        root_cause=filters.root_cause or None,
+        limit=QUEUE_LIMIT,
     )
-    if filters.status != "all":
-        query = query.where(Case.status == filters.status)
-    if filters.owner:
-        query = query.where(Case.owner == filters.owner)
-    if filters.root_cause:
-        query = query.where(Case.root_cause == filters.root_cause)
     rows = []
-    for case in (await session.execute(query)).scalars():
+    for case in cases:
         open_tasks = sorted((task for task in case.tasks if task.status == "open"), key=lambda task: task.due_at)
         days_left = (case.effective_at - now).total_seconds() / 86400 if case.effective_at else None
         rows.append(
@@ -74,6 +62,4 @@ async def queue(session: AsyncSession, *, filters: QueueFilters, now: datetime) 
 
 async def filter_choices(session: AsyncSession) -> tuple[list[str], list[str]]:
     """Owners and root causes that occur, for the filter menus."""
-    owners = (await session.execute(select(Case.owner).where(Case.owner.is_not(None)).distinct())).scalars()
-    causes = (await session.execute(select(Case.root_cause).distinct())).scalars()
-    return sorted(owners), sorted(causes)
+    return await repository.owners_and_root_causes(session)

@@ -1,0 +1,402 @@
+"""Outreach's queries: cases, tasks, timers, rotations, notifications and the report's rows.
+
+Use cases call these by intent and hold no SQL. Statements on hot paths are built once and run with bound
+parameters, as plain Core: building an ORM query (and adapting aliases) each time cost more than running it.
+New rows are added to the session as ORM objects by the use cases: the commit then writes all of a batch's
+cases, tasks and timers in one INSERT per table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, Row, Select, TextClause, bindparam, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import aliased, selectinload
+
+from services.outreach.models import Case, EarlyWithdrawal, Notification, RotationCursor, Task, Timer
+from services.outreach.rotation import ROLES
+from shared.db import insert_ignoring_conflicts, is_postgres
+
+CASES, TASKS, TIMERS = Case.__table__, Task.__table__, Timer.__table__
+
+
+# --- cases ---------------------------------------------------------------------------------------------------
+
+_CANCELLATION = bindparam("cancellation_id")
+# One statement finds the case (locked) and an early withdrawal, which a new case needs: one round trip per
+# diagnosis less.
+_CASE_AND_EARLY_WITHDRAWAL = select(
+    select(CASES.c.id)
+    .where(CASES.c.cancellation_id == _CANCELLATION)
+    .with_for_update()
+    .scalar_subquery()
+    .label("case_id"),
+    select(EarlyWithdrawal.__table__.c.reason)
+    .where(EarlyWithdrawal.__table__.c.cancellation_id == _CANCELLATION)
+    .scalar_subquery()
+    .label("early_withdrawal"),
+)
+
+
+async def case_and_early_withdrawal(session: AsyncSession, cancellation_id: str) -> Row[Any]:
+    """The id of the cancellation's case (locked) and the reason of an early withdrawal; either may be None."""
+    return (await session.execute(_CASE_AND_EARLY_WITHDRAWAL, {"cancellation_id": cancellation_id})).one()
+
+
+async def case_by_id(session: AsyncSession, case_id: str) -> Case:
+    """A case known to exist (and already locked by the caller's statement)."""
+    return await session.get_one(Case, case_id)
+
+
+async def locked_case(session: AsyncSession, case_id: str) -> Case:
+    """A case known to exist, locked for this transaction."""
+    return (await session.execute(select(Case).where(Case.id == case_id).with_for_update())).scalar_one()
+
+
+async def locked_case_of_cancellation(session: AsyncSession, cancellation_id: str) -> Case | None:
+    """The cancellation's case, locked, if there is one."""
+    return (
+        await session.execute(select(Case).where(Case.cancellation_id == cancellation_id).with_for_update())
+    ).scalar_one_or_none()
+
+
+async def case_with_history(session: AsyncSession, case_id: str, *, lock: bool = False) -> Case | None:
+    """One case with its tasks and history, read afresh."""
+    query = (
+        select(Case)
+        .options(selectinload(Case.tasks), selectinload(Case.events))
+        .where(Case.id == case_id)
+        .execution_options(populate_existing=True)
+    )
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def _cases_where(query: Select[Any], **equal_to: str | None) -> Select[Any]:
+    """``query`` narrowed to cases whose named columns equal the given values; None and empty mean any."""
+    for column, value in equal_to.items():
+        if value:
+            query = query.where(getattr(Case, column) == value)
+    return query
+
+
+async def cases(
+    session: AsyncSession, *, status: str | None, owner: str | None, account_id: str | None, limit: int, offset: int
+) -> list[Case]:
+    """Cases newest first, with their tasks."""
+    query = _cases_where(
+        select(Case).options(selectinload(Case.tasks)).order_by(Case.opened_at.desc(), Case.id),
+        status=status,
+        owner=owner,
+        account_id=account_id,
+    )
+    return list((await session.execute(query.limit(limit).offset(offset))).scalars())
+
+
+async def cases_by_priority(
+    session: AsyncSession, *, status: str | None, owner: str | None, root_cause: str | None, limit: int
+) -> list[Case]:
+    """Cases by priority, then revenue, then deadline, with their tasks (the desk's queue)."""
+    query = (
+        select(Case)
+        .options(selectinload(Case.tasks))
+        .order_by(
+            Case.priority.desc(),
+            Case.mrr_minor.desc().nulls_last(),
+            Case.effective_at.asc().nulls_last(),
+            Case.opened_at,
+            Case.id,
+        )
+        .limit(limit)
+    )
+    query = _cases_where(query, status=status, owner=owner, root_cause=root_cause)
+    return list((await session.execute(query)).scalars())
+
+
+async def owners_and_root_causes(session: AsyncSession) -> tuple[list[str], list[str]]:
+    """The owners and root causes that occur on cases, sorted."""
+    owners = (await session.execute(select(Case.owner).where(Case.owner.is_not(None)).distinct())).scalars()
+    causes = (await session.execute(select(Case.root_cause).distinct())).scalars()
+    return sorted(owners), sorted(causes)
+
+
+async def count_cases_by_status(session: AsyncSession) -> dict[str, int]:
+    """Cases per status."""
+    rows = await session.execute(select(Case.status, func.count()).group_by(Case.status))
+    return dict(rows)
+
+
+async def remember_early_withdrawal(
+    session: AsyncSession, *, cancellation_id: str, account_id: str, reason: str, received_at: datetime
+) -> None:
+    """Keep a withdrawal that arrived before any case, once (a second copy changes nothing)."""
+    await session.execute(
+        insert_ignoring_conflicts(
+            session,
+            EarlyWithdrawal.__table__,
+            cancellation_id=cancellation_id,
+            account_id=account_id,
+            reason=reason,
+            received_at=received_at,
+        )
+    )
+
+
+async def report_rows(session: AsyncSession, *, since: datetime | None, until: datetime | None) -> Sequence[Row[Any]]:
+    """What the summary report tallies, for cases opened in [since, until)."""
+    query = select(Case.status, Case.root_cause, Case.mrr_minor, Case.currency, Case.opened_at, Case.first_touched_at)
+    if since:
+        query = query.where(Case.opened_at >= since)
+    if until:
+        query = query.where(Case.opened_at < until)
+    return (await session.execute(query)).all()
+
+
+# --- tasks ---------------------------------------------------------------------------------------------------
+
+_DONE_FOR_ACCOUNT = (
+    select(TASKS.c.action, TASKS.c.offer)
+    .join(CASES, CASES.c.id == TASKS.c.case_id)
+    .where(
+        CASES.c.account_id == bindparam("account_id"),
+        TASKS.c.status == "done",
+        TASKS.c.completed_at >= bindparam("since", type_=TASKS.c.completed_at.type),
+    )
+)
+
+
+async def done_for_account(session: AsyncSession, *, account_id: str, since: datetime) -> list[tuple[str, str | None]]:
+    """(action, offer) of every task done for the account since ``since``, on any of its cases."""
+    rows = await session.execute(_DONE_FOR_ACCOUNT, {"account_id": account_id, "since": since})
+    return [(action, offer) for action, offer in rows]
+
+
+async def done_on_case(session: AsyncSession, case_id: str) -> list[tuple[str, str | None]]:
+    """(action, offer) of every task done on the case."""
+    rows = await session.execute(select(Task.action, Task.offer).where(Task.case_id == case_id, Task.status == "done"))
+    return [(action, offer) for action, offer in rows]
+
+
+async def next_position(session: AsyncSession, case_id: str) -> int:
+    """The position after the case's last task."""
+    last = await session.scalar(select(func.max(Task.position)).where(Task.case_id == case_id))
+    return 0 if last is None else last + 1
+
+
+async def count_open_tasks(session: AsyncSession, case_id: str) -> int:
+    """The case's open tasks."""
+    return (
+        await session.scalar(
+            select(func.count()).select_from(Task).where(Task.case_id == case_id, Task.status == "open")
+        )
+        or 0
+    )
+
+
+async def count_overdue_tasks(session: AsyncSession, *, now: datetime) -> int:
+    """Open tasks past their due time."""
+    return (
+        await session.scalar(select(func.count()).select_from(Task).where(Task.status == "open", Task.due_at < now))
+        or 0
+    )
+
+
+async def locked_task(session: AsyncSession, task_id: str) -> Task | None:
+    """A task, locked for this transaction, if it exists."""
+    return (await session.execute(select(Task).where(Task.id == task_id).with_for_update())).scalar_one_or_none()
+
+
+async def tasks(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    owner: str | None = None,
+    status: str | None = None,
+    due_before: datetime | None = None,
+    due_after: datetime | None = None,
+    overdue: bool = False,
+    case_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Task]:
+    """Tasks by due time, filtered; ``overdue`` means open and due before ``now``."""
+    query = select(Task).order_by(Task.due_at, Task.id)
+    if owner:
+        query = query.where(Task.owner == owner)
+    if status:
+        query = query.where(Task.status == status)
+    if case_id:
+        query = query.where(Task.case_id == case_id)
+    if due_before:
+        query = query.where(Task.due_at < due_before)
+    if due_after:
+        query = query.where(Task.due_at >= due_after)
+    if overdue:
+        query = query.where(Task.status == "open", Task.due_at < now)
+    return list((await session.execute(query.limit(limit).offset(offset))).scalars())
+
+
+async def cancel_open_tasks(
+    session: AsyncSession, case_id: str, *, kinds: tuple[str, ...], now: datetime, reason: str
+) -> int:
+    """Cancel the case's open tasks of the given kinds and their pending timers; returns the tasks cancelled."""
+    open_tasks = select(Task.id).where(Task.case_id == case_id, Task.status == "open", Task.kind.in_(kinds))
+    await session.execute(
+        update(Timer)
+        .where(
+            Timer.case_id == case_id,
+            Timer.fired_at.is_(None),
+            Timer.cancelled_at.is_(None),
+            Timer.task_id.in_(open_tasks),
+        )
+        .values(cancelled_at=now, outcome=reason)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(
+        update(Task)
+        .where(Task.case_id == case_id, Task.status == "open", Task.kind.in_(kinds))
+        .values(status="cancelled", note=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+# --- timers --------------------------------------------------------------------------------------------------
+
+# The due timer, its case and its task in one statement; built once, as the aliased task is costly to adapt.
+_TIMER_TASK = aliased(Task)
+_DUE = (
+    select(Timer, Case, _TIMER_TASK)
+    .join(Case, Case.id == Timer.case_id)
+    .outerjoin(_TIMER_TASK, _TIMER_TASK.id == Timer.task_id)
+    .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+    .order_by(Timer.due_at, Timer.id)
+)
+
+
+async def due_timers(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> Sequence[Row[tuple[Timer, Case, Task | None]]]:
+    """Due timers with their case and task; on PostgreSQL the timer and case locked, rows others hold skipped."""
+    query = _DUE.where(Timer.due_at <= now).limit(limit)
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True, of=(Timer, Case))
+    return (await session.execute(query)).all()
+
+
+async def claim_timer(session: AsyncSession, timer_id: str, *, now: datetime) -> bool:
+    """Mark a pending timer fired; False when another instance fired or cancelled it first."""
+    claimed = await session.execute(
+        update(TIMERS)
+        .where(TIMERS.c.id == timer_id, TIMERS.c.fired_at.is_(None), TIMERS.c.cancelled_at.is_(None))
+        .values(fired_at=now)
+    )
+    return claimed.rowcount == 1
+
+
+async def record_timer_outcome(session: AsyncSession, timer_id: str, outcome: str) -> None:
+    """What firing the timer did."""
+    await session.execute(update(TIMERS).where(TIMERS.c.id == timer_id).values(outcome=outcome))
+
+
+async def cancel_case_timers(session: AsyncSession, case_id: str, *, now: datetime, outcome: str) -> None:
+    """Cancel every pending timer of the case."""
+    await session.execute(
+        update(Timer)
+        .where(Timer.case_id == case_id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+        .values(cancelled_at=now, outcome=outcome)
+    )
+
+
+async def cancel_task_timers(session: AsyncSession, task_id: str, *, now: datetime, outcome: str) -> None:
+    """Cancel the task's pending escalation timer."""
+    await session.execute(
+        update(Timer)
+        .where(Timer.task_id == task_id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+        .values(cancelled_at=now, outcome=outcome)
+    )
+
+
+async def oldest_late_timer(session: AsyncSession, *, now: datetime) -> datetime | None:
+    """Due time of the oldest timer that should have fired by ``now`` and has not."""
+    return await session.scalar(
+        select(func.min(Timer.due_at)).where(
+            Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now
+        )
+    )
+
+
+# --- rotations -----------------------------------------------------------------------------------------------
+
+
+def _advance_sql(count: int) -> TextClause:
+    """The upsert for ``count`` roles, as text: a multi-row insert is compiled afresh on every call otherwise."""
+    table = RotationCursor.__tablename__
+    rows = ", ".join(f"(:role_{i}, :fresh_{i})" for i in range(count))
+    turns = " ".join(f"WHEN :role_{i} THEN :turns_{i}" for i in range(count))
+    sizes = " ".join(f"WHEN :role_{i} THEN :size_{i}" for i in range(count))
+    # The table name is our own constant and every value a bound parameter.
+    return text(
+        f"INSERT INTO {table} (role, position) VALUES {rows} ON CONFLICT (role) DO UPDATE "  # noqa: S608
+        f"SET position = ({table}.position + CASE excluded.role {turns} END) % CASE excluded.role {sizes} END "
+        "RETURNING role, position"
+    ).bindparams(*(bindparam(f"{name}_{i}", type_=Integer) for i in range(count) for name in ("turns", "size")))
+
+
+_ADVANCE = [_advance_sql(count) for count in range(len(ROLES) + 1)]
+
+
+async def advance_rotations(session: AsyncSession, *, turns: dict[str, int], sizes: dict[str, int]) -> dict[str, int]:
+    """Advance each role's cursor by its turns (modulo its rotation's size); returns where each now stands.
+
+    One upsert creates missing cursors, advances the others under their row locks and returns their positions;
+    rows are taken in role order, so concurrent writers never deadlock.
+    """
+    params: dict[str, object] = {}
+    for i, role in enumerate(sorted(turns)):
+        size = sizes[role]
+        params |= {f"role_{i}": role, f"fresh_{i}": turns[role] % size, f"turns_{i}": turns[role], f"size_{i}": size}
+    statement = _ADVANCE[len(turns)] if len(turns) < len(_ADVANCE) else _advance_sql(len(turns))
+    if is_postgres(session) and isinstance(session.bind, AsyncEngine):
+        # Committed at once, in a statement of its own: inside the caller's transaction the cursor rows stayed
+        # locked until it committed, so every other transaction opening a case (the next batch of messages,
+        # another instance) queued behind it. A turn taken by a transaction that then fails is skipped, which
+        # only shifts whose turn comes next. SQLite has one writer at a time, so there it stays inside.
+        async with session.bind.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return dict((await autocommit.execute(statement, params)).all())
+    return dict((await session.execute(statement, params)).all())
+
+
+# --- notifications -------------------------------------------------------------------------------------------
+
+
+async def lease_due_notifications(
+    session: AsyncSession, *, now: datetime, until: datetime, limit: int
+) -> list[Notification]:
+    """Pending notifications due by ``now`` and not leased, leased until ``until`` (others' rows skipped)."""
+    query = (
+        select(Notification)
+        .where(
+            Notification.status == "pending",
+            Notification.next_attempt_at <= now,
+            or_(Notification.locked_until.is_(None), Notification.locked_until < now),
+        )
+        .order_by(Notification.next_attempt_at)
+        .limit(limit)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    claimed = list((await session.execute(query)).scalars())
+    for notification in claimed:
+        notification.locked_until = until
+    return claimed
+
+
+async def update_notification(session: AsyncSession, notification_id: str, **values: Any) -> None:
+    """Record a delivery attempt's result."""
+    await session.execute(update(Notification).where(Notification.id == notification_id).values(**values))
