@@ -127,7 +127,7 @@ async def owners_and_root_causes(session: AsyncSession) -> tuple[list[str], list
 async def count_cases_by_status(session: AsyncSession) -> dict[str, int]:
     """Cases per status."""
     rows = await session.execute(select(Case.status, func.count()).group_by(Case.status))
-    return dict(rows)
+    return dict(rows.all())  # a Result has keys(): dict() would take it for a mapping
 
 
 async def remember_early_withdrawal(
