@@ -6,6 +6,7 @@ import asyncio
 import sys
 from datetime import timedelta
 from functools import partial
+from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI
@@ -14,6 +15,7 @@ from services.outreach import api, consumers
 from services.outreach.clock import Clock, SystemClock
 from services.outreach.desk.routes import mount_desk
 from services.outreach.desk.settings import DeskSettings
+from services.outreach.ladder_file import LadderError, load_ladders
 from services.outreach.models import handled, outbox
 from services.outreach.notify.base import Notifier
 from services.outreach.notify.slack import SlackConfig, SlackNotifier
@@ -48,9 +50,13 @@ def build_notifiers(settings: OutreachSettings, client: httpx.AsyncClient) -> di
 
 
 def build_policy(settings: OutreachSettings, channels: tuple[str, ...]) -> Policy:
-    """The playbooks (validated now, so a bad file stops the start) and the configured rules."""
+    """The playbooks and ladders (validated now, so a bad file stops the start) and the configured rules."""
+    playbooks = load_playbooks(settings.playbook_dir)
     return Policy(
-        playbooks=load_playbooks(settings.playbook_dir),
+        playbooks=playbooks,
+        ladders=load_ladders(settings.ladder_dir, playbooks=set(playbooks)),
+        working_hours=settings.calendar(),
+        time_zone=ZoneInfo(settings.time_zone),
         rotations={role: settings.rotation(role) for role in ROLES},
         high_value_mrr_minor=settings.high_value_mrr_minor,
         escalation_after=timedelta(hours=settings.escalation_after_hours),
@@ -125,8 +131,8 @@ def main() -> None:
     desk_settings = load_settings(DeskSettings)
     configure_logging(service=SERVICE, level=settings.log_level, fmt=settings.log_format)
     try:
-        load_playbooks(settings.playbook_dir)
-    except PlaybookError as error:
+        load_ladders(settings.ladder_dir, playbooks=set(load_playbooks(settings.playbook_dir)))
+    except (PlaybookError, LadderError) as error:
         print(f"brink: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     serve(lambda: build_app(settings, desk_settings=desk_settings), settings=settings, port=settings.outreach_port)

@@ -67,6 +67,9 @@ class Playbook(BaseModel):
     name: str = Field(pattern=r"^[a-z_]+$")
     description: str | None = None
     escalates: bool = Field(default=True, description="false: unanswered steps never climb the ladder")
+    hours: Literal["working", "calendar"] = Field(
+        default="working", description="calendar: due times and ladder delays count nights and weekends too"
+    )
     steps: tuple[Step, ...] = Field(min_length=1)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from services.outreach.ladder import LADDER, Rung
+from services.outreach.ladder_file import DEFAULT, Ladder, ladder_for, load_ladders
 from services.outreach.playbooks import Playbook
+from services.outreach.working_hours import Hours, WorkingHours, hours_for
 
 
 @dataclass(frozen=True)
@@ -19,3 +22,15 @@ class Policy:
     high_priority: int = 70
     channels: tuple[str, ...] = ()
     ladder: tuple[Rung, ...] = field(default=LADDER)
+    ladders: dict[str, Ladder] = field(default_factory=load_ladders)
+    working_hours: WorkingHours = field(default_factory=WorkingHours)
+    time_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+
+    def ladder_for(self, playbook: str | None) -> Ladder:
+        """The escalation ladders a case on ``playbook`` climbs."""
+        return ladder_for(self.ladders, playbook)
+
+    def hours_for(self, playbook: str | None) -> Hours:
+        """Working hours, unless the playbook counts calendar hours."""
+        found = self.playbooks.get(playbook or DEFAULT)
+        return hours_for(found.hours if found else "working", self.working_hours)

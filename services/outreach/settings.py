@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 
+from services.outreach.ladder_file import LADDER_DIR
 from services.outreach.playbooks import PLAYBOOK_DIR
+from services.outreach.working_hours import WorkingHours, parse_working_hours
 from shared.settings import BrinkSettings, CommaList, refuse_placeholders, split_commas
 
 
 class OutreachSettings(BrinkSettings):
     outreach_port: int = Field(default=8002, ge=1, le=65535)
     playbook_dir: Path = PLAYBOOK_DIR
+    ladder_dir: Path = LADDER_DIR
+    # Due times and ladder delays count these hours in the owner's time zone (the team's for people without one).
+    working_hours: str = "09:00-17:00"
+    working_days: CommaList = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1)
+    holidays: CommaList = Field(default_factory=list, description="YYYY-MM-DD dates nobody works")
+    time_zone: str = "UTC"
     # Who gets a task when the diagnosis names no account owner, per role, in turn.
     rotation_csm: CommaList = Field(default_factory=lambda: ["csm-team"], min_length=1)
     rotation_cs_manager: CommaList = Field(default_factory=lambda: ["cs-manager"], min_length=1)
@@ -39,8 +48,41 @@ class OutreachSettings(BrinkSettings):
         "rotation_cs_manager",
         "rotation_vp_customer_success",
         "rotation_executive_sponsor",
+        "working_days",
+        "holidays",
         mode="before",
     )(split_commas)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"time zone {value!r} is not an IANA zone name such as Europe/Paris") from None
+        return value
+
+    @field_validator("working_hours")
+    @classmethod
+    def _hours_parse(cls, value: str) -> str:
+        parse_working_hours(value, days=["mon"], holidays=[])
+        return value
+
+    @field_validator("working_days")
+    @classmethod
+    def _days_parse(cls, value: list[str]) -> list[str]:
+        parse_working_hours("09:00-17:00", days=value, holidays=[])
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays_parse(cls, value: list[str]) -> list[str]:
+        parse_working_hours("09:00-17:00", days=["mon"], holidays=value)
+        return value
+
+    def calendar(self) -> WorkingHours:
+        """The team's working hours and holidays."""
+        return parse_working_hours(self.working_hours, days=self.working_days, holidays=self.holidays)
 
     @model_validator(mode="after")
     def _webhook_needs_a_secret(self) -> OutreachSettings:

@@ -109,7 +109,9 @@ def test_webhook_signature_matches_the_standard_webhooks_reference_vector() -> N
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
-@pytest.mark.parametrize("module", ["playbooks", "ladder", "rotation", "clock", "policy"])
+@pytest.mark.parametrize(
+    "module", ["playbooks", "ladder", "ladder_file", "climbing", "working_hours", "rotation", "clock", "policy"]
+)
 def test_domain_modules_import_no_framework(module: str) -> None:
     import ast
 

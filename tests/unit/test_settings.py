@@ -13,9 +13,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_intake(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return start_service("services.intake", tmp_path, **env)
+
+
+def start_service(module: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a service's module in ``tmp_path`` with only the given Brink settings; it is expected to stop."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BRINK_")}
     return subprocess.run(
-        [sys.executable, "-m", "services.intake"],
+        [sys.executable, "-m", module],
         cwd=tmp_path,
         env={**clean, "PYTHONPATH": str(ROOT), **env},
         capture_output=True,
@@ -66,4 +71,43 @@ def test_unreachable_broker_is_one_line_saying_where_and_how(tmp_path: Path) -> 
     assert result.stderr.strip().splitlines() == [
         "brink: RabbitMQ is not reachable at 127.0.0.1:1/ (AMQPConnectionError); start it with "
         "'rabbitmq-server -detached' (or 'systemctl start rabbitmq-server'), or set BRINK_AMQP_URL"
+    ]
+
+
+def start_outreach(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return start_service("services.outreach", tmp_path, BRINK_API_TOKENS="t0k3n-abc", **env)
+
+
+@pytest.mark.parametrize(
+    "env, line",
+    [
+        ({"BRINK_WORKING_HOURS": "9-5"}, "brink: setting BRINK_WORKING_HOURS is invalid: working hours '9-5' are not"),
+        (
+            {"BRINK_WORKING_DAYS": "mon,caturday"},
+            "brink: setting BRINK_WORKING_DAYS is invalid: working day 'caturday'",
+        ),
+        ({"BRINK_HOLIDAYS": "2026-12-32"}, "brink: setting BRINK_HOLIDAYS is invalid: holiday list"),
+        ({"BRINK_TIME_ZONE": "Europe/Atlantis"}, "brink: setting BRINK_TIME_ZONE is invalid: time zone"),
+    ],
+)
+def test_bad_working_hours_stop_outreach_with_one_line(tmp_path: Path, env: dict[str, str], line: str) -> None:
+    result = start_outreach(tmp_path, **env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), result.stderr
+
+
+def test_a_bad_ladder_file_stops_outreach_with_one_line_naming_file_and_field(tmp_path: Path) -> None:
+    ladders = tmp_path / "ladders"
+    ladders.mkdir()
+    (ladders / "default.yaml").write_text(
+        "silence:\n  - {name: x, role: csm, action: call, title: T, delay_hours: soon}\n"
+    )
+    result = start_outreach(tmp_path, BRINK_LADDER_DIR=str(ladders))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        (
+            f"brink: ladder {ladders / 'default.yaml'}: silence.0.delay_hours: "
+            "Input should be a valid number, unable to parse string as a number"
+        )
     ]

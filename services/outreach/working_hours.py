@@ -1,0 +1,119 @@
+"""Counting delays in working hours (team hours, weekdays, holidays, a person's time zone) or calendar hours.
+
+Plain Python: the clock and the time zone are given by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal, Protocol
+from zoneinfo import ZoneInfo
+
+HoursKind = Literal["working", "calendar"]
+# A calendar with no working day for this long is a configuration that can never be satisfied.
+SEARCH_LIMIT_DAYS = 3660
+
+
+class Hours(Protocol):
+    def add(self, start: datetime, delay: timedelta, *, zone: ZoneInfo) -> datetime:
+        """``start`` plus ``delay``, as an aware UTC datetime."""
+        ...
+
+
+class CalendarHours:
+    """Every hour counts: nights, weekends and holidays too."""
+
+    def add(self, start: datetime, delay: timedelta, *, zone: ZoneInfo) -> datetime:
+        """``start`` plus ``delay`` of wall time."""
+        return (start + delay).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """The team's working day (``start`` to ``end`` on ``weekdays``, Monday 0) minus ``holidays``."""
+
+    start: time = time(9)
+    end: time = time(17)
+    weekdays: frozenset[int] = frozenset(range(5))
+    holidays: frozenset[date] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.start >= self.end:
+            raise ValueError(f"working hours must start before they end ({self.start:%H:%M}-{self.end:%H:%M})")
+        if not self.weekdays or not self.weekdays <= set(range(7)):
+            raise ValueError("working days must name at least one day of the week")
+
+    def is_working_day(self, day: date) -> bool:
+        """Whether people work on ``day`` at all."""
+        return day.weekday() in self.weekdays and day not in self.holidays
+
+    def is_working_time(self, moment: datetime, *, zone: ZoneInfo) -> bool:
+        """Whether ``moment`` falls inside working hours in ``zone``."""
+        local = moment.astimezone(zone)
+        return self.is_working_day(local.date()) and self.start <= local.time() < self.end
+
+    def add(self, start: datetime, delay: timedelta, *, zone: ZoneInfo) -> datetime:
+        """``start`` plus ``delay`` of working time in ``zone``: Friday 17:00 plus 2 hours is Monday 11:00."""
+        if delay <= timedelta(0):
+            return start.astimezone(UTC)
+        cursor, remaining = start.astimezone(zone), delay
+        while True:
+            cursor = self._next_working_moment(cursor, zone)
+            day_ends = datetime.combine(cursor.date(), self.end, tzinfo=zone)
+            available = day_ends - cursor
+            if remaining <= available:
+                return (cursor + remaining).astimezone(UTC)
+            remaining -= available
+            cursor = day_ends
+
+    def _next_working_moment(self, local: datetime, zone: ZoneInfo) -> datetime:
+        """``local`` itself when it is working time, else the start of the next working period."""
+        day = local.date()
+        if self.is_working_day(day) and local.time() < self.end:
+            return max(local, datetime.combine(day, self.start, tzinfo=zone))
+        for offset in range(1, SEARCH_LIMIT_DAYS):
+            candidate = day + timedelta(days=offset)
+            if self.is_working_day(candidate):
+                return datetime.combine(candidate, self.start, tzinfo=zone)
+        raise ValueError(f"no working day within {SEARCH_LIMIT_DAYS} days of {day}")
+
+
+def hours_for(kind: HoursKind, working: WorkingHours) -> Hours:
+    """The counting a playbook asks for: working hours by default, calendar hours when time presses."""
+    return CalendarHours() if kind == "calendar" else working
+
+
+def zone_named(name: str | None, *, default: ZoneInfo) -> ZoneInfo:
+    """A person's time zone, or ``default`` when they have none (or one this system does not know)."""
+    if not name:
+        return default
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError):
+        return default
+
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_working_hours(span: str, *, days: list[str], holidays: list[str]) -> WorkingHours:
+    """Working hours from settings text (``09:00-17:00``, ``mon,tue``, ``2026-12-25``); ValueError names the bad part."""
+    try:
+        start_text, end_text = span.split("-")
+        start, end = time.fromisoformat(start_text.strip()), time.fromisoformat(end_text.strip())
+    except ValueError:
+        raise ValueError(f"working hours {span!r} are not HH:MM-HH:MM") from None
+    unknown = [day for day in days if day.lower() not in DAY_NAMES]
+    if unknown:
+        raise ValueError(f"working day {unknown[0]!r} is not one of {', '.join(DAY_NAMES)}")
+    try:
+        holiday_dates = frozenset(date.fromisoformat(day) for day in holidays)
+    except ValueError as error:
+        raise ValueError(f"holiday list: {error} (dates are YYYY-MM-DD)") from None
+    return WorkingHours(
+        start=start,
+        end=end,
+        weekdays=frozenset(DAY_NAMES.index(day.lower()) for day in days),
+        holidays=holiday_dates,
+    )
