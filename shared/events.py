@@ -10,6 +10,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Source = Literal["stripe", "chargebee", "api"]
 Initiator = Literal["customer", "billing_system", "staff", "unknown"]
+RootCause = Literal[
+    "poor_implementation",
+    "stakeholders_not_bought_in",
+    "rocky_onboarding",
+    "executive_mandate",
+    "known_issue",
+    "champion_left",
+    "payment_failure",
+    "wrong_fit",
+    "company_distress",
+    "not_icp",
+]
+# What a person found after talking to the customer: one of the root causes, or that it stayed unclear.
+ConfirmedRootCause = RootCause | Literal["unknown"]
+# saved: stayed after Brink's work; stayed_unprompted: stayed before any touch (never revenue saved);
+# lost: the cancellation took effect; moved_on: decided not to pursue.
+Outcome = Literal["saved", "stayed_unprompted", "lost", "moved_on"]
+# A save is pending until verified (still active some days later, or the next invoice paid), or reverted by a
+# new cancellation inside that window.
+SaveStatus = Literal["pending", "verified", "reverted"]
 
 
 class Payload(BaseModel):
@@ -162,14 +182,23 @@ class InterventionLogged(Payload):
 
 
 class CaseClosed(Payload):
+    """A case ended; the diagnosed and the confirmed root cause side by side, so diagnosis can learn."""
+
     TYPE: ClassVar[str] = "case.closed"
     case_id: str
     cancellation_id: str
     account_id: str
-    outcome: Literal["saved", "lost", "moved_on"]
-    root_cause: str | None = None
-    revenue_saved: Money | None = None
-    revenue_lost: Money | None = None
+    outcome: Outcome
+    root_cause: str | None = Field(default=None, description="the diagnosed root cause")
+    confirmed_root_cause: ConfirmedRootCause | None = Field(
+        default=None, description="what the person who closed the case found (None: not recorded)"
+    )
+    symptom: str | None = Field(default=None, description="what the customer said")
+    playbook: str | None = None
+    save_status: SaveStatus | None = Field(default=None, description="for saved: pending until verified")
+    previous_case_id: str | None = Field(default=None, description="the subscription's case before this one")
+    revenue_saved: Money | None = Field(default=None, description="saved only: stayed_unprompted is never a save")
+    revenue_lost: Money | None = Field(default=None, description="lost and moved_on")
     closed_at: datetime
     reason: str | None = None
 
