@@ -390,5 +390,5 @@ def test_a_bad_ladder_file_is_refused_naming_file_and_field(
 
 
 def test_a_ladder_directory_without_the_default_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(LadderError, match="lacks default.yaml"):
+    with pytest.raises(LadderError, match=r"lacks default\.yaml"):
         load_ladders(tmp_path)
