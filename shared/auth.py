@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import HTTPException, Request, status
 from pydantic import SecretStr
 
-UNAUTHORIZED = {
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {
         "description": "Missing or wrong bearer token",
         "content": {"application/json": {"example": {"detail": "a valid bearer token is required"}}},

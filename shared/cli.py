@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import overload
 
 ENV_FILE = Path(".env")
 
@@ -47,6 +48,10 @@ def cmd_run(_args: argparse.Namespace) -> int:
     return run_all()
 
 
+@overload
+def _setting(name: str, default: str) -> str: ...
+@overload
+def _setting(name: str, default: None = None) -> str | None: ...
 def _setting(name: str, default: str | None = None) -> str | None:
     if name in os.environ:
         return os.environ[name]

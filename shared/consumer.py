@@ -222,7 +222,8 @@ class Consumer:
         return outcomes
 
     async def _retry_or_dead_letter(self, message: AbstractIncomingMessage, error: Exception) -> None:
-        attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 0) or 0)
+        counted = (message.headers or {}).get(ATTEMPT_HEADER)
+        attempt = counted if isinstance(counted, int) else 0
         reason = f"{error.__class__.__name__}: {error}"[:1000]
         if attempt >= len(self.spec.retry_delays):
             await self._dead_letter(message, reason)

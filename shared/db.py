@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import asyncpg
-from sqlalchemy import JSON, DateTime, Insert, MetaData, TypeDecorator, event, text
+from sqlalchemy import JSON, CursorResult, DateTime, Insert, MetaData, Result, Table, TypeDecorator, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -49,12 +49,21 @@ JSONType = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 class Base(DeclarativeBase):
+    # Every model maps one table (never a join or a select), so its __table__ is a Table to insert into.
+    __table__: ClassVar[Table]
     metadata = metadata
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime(),
         dict[str, Any]: JSONType,
         list[Any]: JSONType,
     }
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched (a session types every result as a plain Result)."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"{type(result).__name__} is not the result of an UPDATE or DELETE")
+    return result.rowcount
 
 
 def utcnow() -> datetime:

@@ -212,22 +212,17 @@ class Broker:
             ),
         )
 
-    async def _publish_channel_for(self, exchange_name: str) -> tuple[aiormq.abc.AbstractChannel, str]:
+    async def _publish_channel_for(self, exchange_name: str) -> tuple[aiormq.Channel, str]:
         if not self.is_connected or self._publish_channel is None:
             raise BrokerUnavailable(f"not connected to RabbitMQ at {self.where}")
-        exchange = {
-            EVENTS_EXCHANGE: self.topology.events,
-            DEAD_EXCHANGE: self.topology.dead,
-            RETRY_EXCHANGE: self.topology.retry,
-        }.get(exchange_name)
-        if exchange is None:
-            exchange = await self._publish_channel.get_exchange(exchange_name, ensure=False)
-        return await exchange.channel.get_underlay_channel(), exchange.name
+        # Every exchange is declared on the publishing channel, so its frames go out on that channel's underlay.
+        channel = await self._publish_channel.get_underlay_channel()
+        if not isinstance(channel, aiormq.Channel):
+            raise BrokerUnavailable(f"RabbitMQ at {self.where} handed out a {type(channel).__name__}, not a channel")
+        return channel, exchange_name
 
     @staticmethod
-    async def _publish_on(
-        channel: aiormq.abc.AbstractChannel, exchange: str, routing_key: str, message: OutgoingMessage
-    ) -> None:
+    async def _publish_on(channel: aiormq.Channel, exchange: str, routing_key: str, message: OutgoingMessage) -> None:
         # What Exchange.publish does, but without waiting for each frame to reach the socket: aiormq holds
         # the channel lock until that drain, so a batch of concurrent publishes went out one event-loop
         # turn at a time (seconds per relay batch while the process served HTTP). The broker's confirm is

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.db import UTCDateTime, is_postgres, metadata, transaction, utcnow
+from shared.db import UTCDateTime, is_postgres, metadata, rows_matched, transaction, utcnow
 from shared.events import Envelope
 from shared.logs import get_logger
 from shared.messaging import EVENTS_EXCHANGE, Broker, build_message
@@ -256,4 +256,4 @@ async def purge_published(session: AsyncSession, table: Table, *, older_than: ti
     result = await session.execute(
         table.delete().where(table.c.published_at.is_not(None), table.c.published_at < utcnow() - older_than)
     )
-    return result.rowcount or 0
+    return rows_matched(result)

@@ -7,9 +7,10 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -21,6 +22,9 @@ from shared.logs import get_logger
 from shared.messaging import Broker, BrokerUnavailable, QueueSpec
 from shared.outbox import OutboxRelay, outbox_backlog
 from shared.settings import BrinkSettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = get_logger("shared.runtime")
 
@@ -62,7 +66,7 @@ class Runtime:
             else None
         )
         self.consumers: list[Consumer] = []
-        self._loops: list[Callable[[], Awaitable[None]]] = []
+        self._loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_task: asyncio.Task[None] | None = None
         self._metrics_stop = asyncio.Event()
@@ -89,7 +93,7 @@ class Runtime:
         self.consumers.append(consumer)
         return consumer
 
-    def run_in_background(self, loop: Callable[[], Awaitable[None]]) -> None:
+    def run_in_background(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._loops.append(loop)
 
     def wake_relay(self) -> None:
@@ -250,7 +254,7 @@ def freeze_startup_objects() -> None:
 
 
 def serve(
-    app_factory: Callable[[], object],
+    app_factory: Callable[[], FastAPI],
     *,
     settings: BrinkSettings,
     port: int,

@@ -8,12 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from typing import TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from shared.migrate import upgrade
 from shared.settings import BrinkSettings, describe_error
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 SERVICES = ("intake", "diagnosis", "outreach")
 COLOURS = {"intake": "\033[36m", "diagnosis": "\033[35m", "outreach": "\033[33m"}
@@ -25,7 +28,7 @@ def _label(name: str) -> str:
     return f"{COLOURS[name]}{text}{RESET}" if sys.stdout.isatty() else text
 
 
-def _settings_or_exit(cls: type[BaseSettings]) -> BaseSettings:
+def _settings_or_exit(cls: type[SettingsT]) -> SettingsT:
     try:
         return cls()
     except ValidationError as error:

@@ -185,7 +185,7 @@ class DirectRoute(Route):
 
     @classmethod
     def serving(cls, route: APIRoute) -> DirectRoute:
-        return cls(route.path, route.endpoint, methods=list(route.methods), name=route.name)
+        return cls(route.path, route.endpoint, methods=list(route.methods or ()), name=route.name)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child_scope = super().matches(scope)

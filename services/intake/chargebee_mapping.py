@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.intake.mapping_common import Ignored, account_id_for, as_int, plan_line, timestamp, total_mrr
+from services.intake.mapping_common import Ignored, account_id_for, as_int, object_at, plan_line, timestamp, total_mrr
 from shared.events import CancellationReceived, CancellationWithdrawn, Initiator, Payload, PlanLine
 
 __all__ = ["CHARGEBEE_MAPPED_TYPES", "Ignored", "initiator", "map_chargebee_event", "plan_lines"]
@@ -91,7 +91,7 @@ def _parts(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     content = event.get("content")
     if not isinstance(content, dict) or not isinstance(content.get("subscription"), dict):
         raise ValueError("content.subscription is missing")
-    customer = content.get("customer") if isinstance(content.get("customer"), dict) else {}
+    customer = object_at(content, "customer")
     return content["subscription"], customer
 
 
@@ -168,7 +168,7 @@ def _withdrawn(reason: str) -> Callable[[dict[str, Any]], CancellationWithdrawn]
 def map_payment_failed(event: dict[str, Any]) -> CancellationReceived:
     """Dunning is over (no retry left) for a subscription: an involuntary cancellation risk."""
     content = event.get("content") or {}
-    invoice = content.get("invoice") if isinstance(content.get("invoice"), dict) else {}
+    invoice = object_at(content, "invoice")
     if invoice.get("next_retry_at") is not None or invoice.get("dunning_status") == "in_progress":
         raise Ignored("Chargebee will retry the payment; not yet a cancellation risk")
     if not isinstance(content.get("subscription"), dict):

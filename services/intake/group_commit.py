@@ -114,7 +114,7 @@ class GroupCommitter(Generic[Item, Result]):
                 self._busy_keys.difference_update(waiting.keys)
                 if not waiting.future.done():  # only when this task was cancelled (shutdown)
                     waiting.future.cancel()
-            self._in_flight.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._in_flight.discard(asyncio.current_task())
             self._dispatch()
 
     async def _write_and_settle(self, batch: list[_Waiting[Item, Result]]) -> None:

@@ -15,6 +15,12 @@ class Ignored(Exception):
     """The event is genuine but says nothing about a cancellation; it is recorded as ignored."""
 
 
+def object_at(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """The JSON object under ``key``, or an empty one when it is absent or not an object."""
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def timestamp(value: Any) -> datetime | None:
     """A Unix timestamp in seconds as an aware datetime, or None when absent."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from services.intake.group_commit import GroupCommitter
 from services.intake.service import SUPERSEDED_REASON, Delivery, Outcome, state_after
@@ -162,7 +163,7 @@ class PostgresDeliveries:
         if await connection.fetchval(CHOOSE_PLAN_MODE, self._generic_plan_after_bytes) == "force_custom_plan":
             self._planning_each = True
 
-    async def _replace_planning_connections(self, connection: asyncpg.Connection) -> None:
+    async def _replace_planning_connections(self, connection: PoolConnectionProxy[asyncpg.Record]) -> None:
         """Once the inbox has grown, connections that plan every statement are replaced by ones that keep a plan."""
         self._statements_planned += 1
         if self._statements_planned % self._recheck_every:

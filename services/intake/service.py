@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import SubscriptionState, WebhookEvent, outbox
-from shared.db import insert_if_new, utcnow
+from shared.db import insert_if_new, rows_matched, utcnow
 from shared.events import CancellationReceived, Envelope, Payload
 from shared.outbox import add_to_outbox
 
@@ -60,7 +60,7 @@ async def claim_newest_state(
         .where(table.c.source == source, table.c.subscription_id == subscription_id, table.c.state_version <= version)
         .values(state=state, state_version=version, updated_at=utcnow())
     )
-    return bool(result.rowcount)
+    return rows_matched(result) > 0
 
 
 async def record_delivery(

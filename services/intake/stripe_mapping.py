@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.intake.mapping_common import Ignored, account_id_for, as_int, plan_line, timestamp, total_mrr
+from services.intake.mapping_common import Ignored, account_id_for, as_int, object_at, plan_line, timestamp, total_mrr
 from shared.events import CancellationReceived, CancellationWithdrawn, Initiator, Payload, PlanLine
 
 __all__ = ["STRIPE_MAPPED_TYPES", "Ignored", "initiator", "map_stripe_event", "plan_lines"]
@@ -16,8 +16,8 @@ INVOLUNTARY_REASONS = {"payment_failed", "payment_disputed"}
 
 
 def _item_line(item: dict[str, Any]) -> PlanLine:
-    price = item.get("price") if isinstance(item.get("price"), dict) else {}
-    plan = item.get("plan") if isinstance(item.get("plan"), dict) else {}
+    price = object_at(item, "price")
+    plan = object_at(item, "plan")
     recurring = price.get("recurring") or {}
     unit_amount = price.get("unit_amount", plan.get("amount"))
     return plan_line(

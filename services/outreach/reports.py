@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +16,7 @@ from services.outreach.schemas import FirstTouch, MoneyByCurrency, ReportSummary
 CLOSED = ("saved", "lost", "moved_on")
 
 
-def _tally(rows: list) -> dict:
+def _tally(rows: Sequence[Any]) -> dict[str, Any]:
     counts = {status: sum(1 for row in rows if row.status == status) for status in ("open", *CLOSED)}
     closed = sum(counts[status] for status in CLOSED)
     saved: dict[str, int] = defaultdict(int)
@@ -41,8 +43,8 @@ async def summary(
 ) -> ReportSummary:
     """Cases opened in [since, until), tallied overall, by root cause and by ISO week of opening."""
     rows = await repository.report_rows(session, since=since, until=until)
-    by_cause: dict[str, list] = defaultdict(list)
-    by_week: dict[str, list] = defaultdict(list)
+    by_cause: dict[str, list[Any]] = defaultdict(list)
+    by_week: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
         by_cause[row.root_cause].append(row)
         by_week[_week(row.opened_at)].append(row)

@@ -12,20 +12,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Row, Select, TextClause, bindparam, func, or_, select, text, update
+from sqlalchemy import BindParameter, Integer, Row, Select, TextClause, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
 from services.outreach.models import Case, EarlyWithdrawal, Notification, RotationCursor, Task, Timer
 from services.outreach.rotation import ROLES
-from shared.db import insert_ignoring_conflicts, is_postgres
+from shared.db import insert_ignoring_conflicts, is_postgres, rows_matched
 
 CASES, TASKS, TIMERS = Case.__table__, Task.__table__, Timer.__table__
 
 
 # --- cases ---------------------------------------------------------------------------------------------------
 
-_CANCELLATION = bindparam("cancellation_id")
+_CANCELLATION: BindParameter[str] = bindparam("cancellation_id")
 # One statement finds the case (locked) and an early withdrawal, which a new case needs: one round trip per
 # diagnosis less.
 _CASE_AND_EARLY_WITHDRAWAL = select(
@@ -41,7 +41,7 @@ _CASE_AND_EARLY_WITHDRAWAL = select(
 )
 
 
-async def case_and_early_withdrawal(session: AsyncSession, cancellation_id: str) -> Row[Any]:
+async def case_and_early_withdrawal(session: AsyncSession, cancellation_id: str) -> Row[str | None, str | None]:
     """The id of the cancellation's case (locked) and the reason of an early withdrawal; either may be None."""
     return (await session.execute(_CASE_AND_EARLY_WITHDRAWAL, {"cancellation_id": cancellation_id})).one()
 
@@ -121,7 +121,7 @@ async def owners_and_root_causes(session: AsyncSession) -> tuple[list[str], list
     """The owners and root causes that occur on cases, sorted."""
     owners = (await session.execute(select(Case.owner).where(Case.owner.is_not(None)).distinct())).scalars()
     causes = (await session.execute(select(Case.root_cause).distinct())).scalars()
-    return sorted(owners), sorted(causes)
+    return sorted(owner for owner in owners if owner), sorted(cause for cause in causes if cause)
 
 
 async def count_cases_by_status(session: AsyncSession) -> dict[str, int]:
@@ -146,7 +146,10 @@ async def remember_early_withdrawal(
     )
 
 
-async def report_rows(session: AsyncSession, *, since: datetime | None, until: datetime | None) -> Sequence[Row[Any]]:
+ReportRow = Row[str, str, int | None, str | None, datetime, datetime | None]
+
+
+async def report_rows(session: AsyncSession, *, since: datetime | None, until: datetime | None) -> Sequence[ReportRow]:
     """What the summary report tallies, for cases opened in [since, until)."""
     query = select(Case.status, Case.root_cause, Case.mrr_minor, Case.currency, Case.opened_at, Case.first_touched_at)
     if since:
@@ -262,7 +265,7 @@ async def cancel_open_tasks(
         .values(status="cancelled", note=reason)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rows_matched(result)
 
 
 # --- timers --------------------------------------------------------------------------------------------------
@@ -278,9 +281,7 @@ _DUE = (
 )
 
 
-async def due_timers(
-    session: AsyncSession, *, now: datetime, limit: int
-) -> Sequence[Row[tuple[Timer, Case, Task | None]]]:
+async def due_timers(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Row[Timer, Case, Task | None]]:
     """Due timers with their case and task; on PostgreSQL the timer and case locked, rows others hold skipped."""
     query = _DUE.where(Timer.due_at <= now).limit(limit)
     if is_postgres(session):
@@ -295,7 +296,7 @@ async def claim_timer(session: AsyncSession, timer_id: str, *, now: datetime) ->
         .where(TIMERS.c.id == timer_id, TIMERS.c.fired_at.is_(None), TIMERS.c.cancelled_at.is_(None))
         .values(fired_at=now)
     )
-    return claimed.rowcount == 1
+    return rows_matched(claimed) == 1
 
 
 async def record_timer_outcome(session: AsyncSession, timer_id: str, outcome: str) -> None:

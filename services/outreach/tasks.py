@@ -44,7 +44,8 @@ async def complete_task(
         raise TaskNotFound(task_id)
     if task.status == "done":
         raise TaskNotOpen(
-            f"task {task_id} was already completed at {task.completed_at.isoformat()} with result {task.result!r}"
+            f"task {task_id} was already completed at {task.completed_at.isoformat() if task.completed_at else 'some time'}"
+            f" with result {task.result!r}"
         )
     if task.status != "open":
         raise TaskNotOpen(f"task {task_id} was {task.status}: {task.note or 'no reason recorded'}")

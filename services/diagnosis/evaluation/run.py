@@ -99,8 +99,7 @@ def evaluate(scenarios: list[dict[str, Any]], rules: Rules | None = None) -> Rep
     report.top1 = sum(o.ranked[0] == o.expected_cause for o in labelled) / len(labelled)
     report.top2 = sum(o.expected_cause in o.ranked[:2] for o in labelled) / len(labelled)
     report.verdict = sum(o.finding.decision == o.expected_verdict for o in outcomes) / len(outcomes)
-    for o in labelled:
-        report.confusion[(o.expected_cause, o.ranked[0])] += 1
+    report.confusion.update((o.expected_cause, o.ranked[0]) for o in labelled if o.expected_cause is not None)
     for cause in ROOT_CAUSES:
         predicted = sum(n for (_, got), n in report.confusion.items() if got == cause)
         actual = sum(n for (want, _), n in report.confusion.items() if want == cause)

@@ -123,16 +123,21 @@ async def read_flow(
         depths = await _depths(runtime, every)
 
         def ready(name: str) -> int | None:
-            return depths[name][0] if depths.get(name) else None
+            depth = depths.get(name)
+            return depth[0] if depth else None
+
+        def consumers(name: str) -> int | None:
+            depth = depths.get(name)
+            return depth[1] if depth else None
 
         for queue, (retries, dead) in groups.items():
-            retrying = [ready(name) for name in retries]
+            retrying = [count for count in (ready(name) for name in retries) if count is not None]
             flow.queues.append(
                 QueueDepth(
                     name=queue,
                     ready=ready(queue),
-                    consumers=depths[queue][1] if depths.get(queue) else None,
-                    retrying=None if None in retrying else sum(retrying),
+                    consumers=consumers(queue),
+                    retrying=sum(retrying) if len(retrying) == len(retries) else None,
                     dead=ready(dead),
                 )
             )

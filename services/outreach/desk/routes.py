@@ -233,11 +233,10 @@ def mount_desk(app: FastAPI, *, api_tokens: list[SecretStr], settings: DeskSetti
     app.include_router(router)
     app.mount("/desk/static", StaticFiles(directory=HERE / "static"), name="desk-static")
 
+    @app.exception_handler(SignInRequired)
     async def needs_sign_in(request: Request, _error: SignInRequired) -> Response:
         if request.url.path.startswith("/desk/flow/panel"):
             return Response("sign in again", status_code=401, media_type="text/plain")
         if request.method != "GET":
             return RedirectResponse("/desk/signin", status_code=303)
         return sign_in_redirect(request)
-
-    app.add_exception_handler(SignInRequired, needs_sign_in)

@@ -65,4 +65,4 @@ class SessionCodec:
 
 def csrf_matches(session: DeskSession, presented: str | None) -> bool:
     """Constant-time check of the form's CSRF token against the session's."""
-    return bool(presented) and hmac.compare_digest(session.csrf.encode(), presented.encode())
+    return presented is not None and hmac.compare_digest(session.csrf.encode(), presented.encode())
