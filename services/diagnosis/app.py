@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 
 from fastapi import FastAPI
@@ -9,6 +10,7 @@ from fastapi import FastAPI
 from services.diagnosis import api, consumers
 from services.diagnosis.context import ContextSource
 from services.diagnosis.models import handled, outbox
+from services.diagnosis.rules import Rules, RulesError, load_rules
 from services.diagnosis.settings import DiagnosisSettings
 from shared.events import (
     AccountSignalsUpdated,
@@ -25,7 +27,8 @@ from shared.web import create_app
 SERVICE = "diagnosis"
 
 
-def build_app(settings: DiagnosisSettings) -> FastAPI:
+def build_app(settings: DiagnosisSettings, *, rules: Rules | None = None) -> FastAPI:
+    rules = rules or load_rules(settings.rules_file)
     runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox, handled=handled)
     context = (
         ContextSource(
@@ -39,15 +42,17 @@ def build_app(settings: DiagnosisSettings) -> FastAPI:
     runtime.consume(
         "cancellations",
         {
-            CancellationReceived.TYPE: partial(consumers.on_cancellation_received, context=context),
+            CancellationReceived.TYPE: partial(consumers.on_cancellation_received, context=context, rules=rules),
             CancellationWithdrawn.TYPE: consumers.on_cancellation_withdrawn,
         },
     )
-    runtime.consume("signals", {AccountSignalsUpdated.TYPE: partial(consumers.on_signals_updated, context=context)})
+    runtime.consume(
+        "signals", {AccountSignalsUpdated.TYPE: partial(consumers.on_signals_updated, context=context, rules=rules)}
+    )
     runtime.consume(
         "history",
         {
-            InterventionLogged.TYPE: partial(consumers.on_intervention_logged, context=context),
+            InterventionLogged.TYPE: partial(consumers.on_intervention_logged, context=context, rules=rules),
             CaseClosed.TYPE: consumers.on_case_closed,
         },
     )
@@ -63,13 +68,19 @@ def build_app(settings: DiagnosisSettings) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.settings = settings
+    app.state.rules = rules
     return app
 
 
 def main() -> None:
     settings = load_settings(DiagnosisSettings)
     configure_logging(service=SERVICE, level=settings.log_level, fmt=settings.log_format)
-    serve(lambda: build_app(settings), settings=settings, port=settings.diagnosis_port)
+    try:
+        rules = load_rules(settings.rules_file)
+    except RulesError as error:
+        print(f"brink: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    serve(lambda: build_app(settings, rules=rules), settings=settings, port=settings.diagnosis_port)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.diagnosis import service
 from services.diagnosis.context import ContextSource
-from services.diagnosis.rules import load_rules
+from services.diagnosis.rules import Rules
 from shared.events import (
     AccountSignalsUpdated,
     CancellationReceived,
@@ -21,7 +21,12 @@ log = get_logger("diagnosis.consumers")
 
 
 async def on_cancellation_received(
-    payload: CancellationReceived, *, envelope: Envelope, session: AsyncSession, context: ContextSource | None = None
+    payload: CancellationReceived,
+    *,
+    envelope: Envelope,
+    session: AsyncSession,
+    rules: Rules,
+    context: ContextSource | None = None,
 ) -> None:
     recorded = await service.record_cancellation(session, payload)
     if recorded.newest is None:
@@ -34,6 +39,7 @@ async def on_cancellation_received(
         context=context,
         latest_version=0 if recorded.is_new else None,
         history=recorded.history,
+        rules=rules,
     )
 
 
@@ -44,7 +50,12 @@ async def on_cancellation_withdrawn(
 
 
 async def on_signals_updated(
-    payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession, context: ContextSource | None = None
+    payload: AccountSignalsUpdated,
+    *,
+    envelope: Envelope,
+    session: AsyncSession,
+    rules: Rules,
+    context: ContextSource | None = None,
 ) -> None:
     """Diagnose again, unless a diagnosis has already seen these signals (several PUTs in a row)."""
     await service.rediagnose_account(
@@ -53,11 +64,17 @@ async def on_signals_updated(
         correlation_id=envelope.correlation_id,
         context=context,
         unless_seen=payload.signal_version,
+        rules=rules,
     )
 
 
 async def on_intervention_logged(
-    payload: InterventionLogged, *, envelope: Envelope, session: AsyncSession, context: ContextSource | None = None
+    payload: InterventionLogged,
+    *,
+    envelope: Envelope,
+    session: AsyncSession,
+    rules: Rules,
+    context: ContextSource | None = None,
 ) -> None:
     """Remember the attempt; a failed one changes the recommendation, so diagnose again."""
     await service.record_attempt(
@@ -71,9 +88,9 @@ async def on_intervention_logged(
         performed_at=payload.performed_at,
         playbook=payload.playbook,
     )
-    if payload.result.strip().lower() in load_rules().failed_results:
+    if payload.result.strip().lower() in rules.failed_results:
         await service.rediagnose_account(
-            session, payload.account_id, correlation_id=envelope.correlation_id, context=context
+            session, payload.account_id, correlation_id=envelope.correlation_id, context=context, rules=rules
         )
 
 

@@ -91,6 +91,12 @@ def _compile(pattern: str, where: str) -> re.Pattern[str]:
         raise RulesError(f"{where}: the pattern {pattern!r} is not a valid regular expression ({error})") from None
 
 
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RulesError(f"{where}: {value!r} is not a number")
+    return float(value)
+
+
 def _known_keys(raw: dict[str, Any], allowed: set[str], where: str) -> None:
     if unknown := set(raw) - allowed:
         # Usually an unquoted comma in a YAML flow mapping: `says: a, b` splits into two keys.
@@ -108,14 +114,16 @@ def _condition(raw: dict[str, Any], where: str) -> Condition:
         signal=raw["signal"],
         kind=kinds[0],
         value=raw[kinds[0]],
-        weight=float(raw["weight"]),
+        weight=_number(raw["weight"], f"{where}.weight"),
         says=str(raw.get("says") or raw["signal"]),
     )
 
 
 def _phrase(raw: dict[str, Any], where: str) -> Phrase:
     _known_keys(raw, {"match", "weight"}, where)
-    return Phrase(_compile(raw["match"], where), float(raw["weight"]))
+    if not isinstance(raw.get("match"), str) or "weight" not in raw:
+        raise RulesError(f"{where}: a phrase needs `match` (a regular expression) and `weight`")
+    return Phrase(_compile(raw["match"], where), _number(raw["weight"], f"{where}.weight"))
 
 
 def _root_cause(name: str, raw: dict[str, Any]) -> RootCauseRules:
@@ -131,9 +139,9 @@ def _root_cause(name: str, raw: dict[str, Any]) -> RootCauseRules:
     return RootCauseRules(
         name=name,
         label=raw.get("label", name),
-        symptoms={str(k): float(v) for k, v in (raw.get("symptoms") or {}).items()},
-        phrases=tuple(_phrase(p, f"{where}.phrases") for p in raw.get("phrases") or []),
-        signals=tuple(_condition(c, f"{where}.signals") for c in raw.get("signals") or []),
+        symptoms={str(k): _number(v, f"{where}.symptoms.{k}") for k, v in (raw.get("symptoms") or {}).items()},
+        phrases=tuple(_phrase(p, f"{where}.phrases[{i}]") for i, p in enumerate(raw.get("phrases") or [])),
+        signals=tuple(_condition(c, f"{where}.signals[{i}]") for i, c in enumerate(raw.get("signals") or [])),
         confirm=tuple(raw.get("confirm") or ()),
         questions=tuple(raw.get("questions") or ()),
         playbook_moves=tuple(raw.get("playbook_moves") or ()),
@@ -153,19 +161,38 @@ def parse_rules(raw: dict[str, Any]) -> Rules:
                 for symptom, patterns in (symptoms.get("phrases") or {}).items()
             ),
             root_causes={name: _root_cause(name, body) for name, body in raw["root_causes"].items()},
-            discover_below=float(raw.get("discover_below", 2.5)),
-            strong_confidence=float(raw.get("strong_confidence", 0.2)),
+            discover_below=_number(raw.get("discover_below", 2.5), "discover_below"),
+            strong_confidence=_number(raw.get("strong_confidence", 0.2), "strong_confidence"),
             failed_results=frozenset(raw.get("failed_results") or ()),
             move_on=dict(verdict.get("move_on") or {}),
             move_on_after_failed_attempt=dict(verdict.get("move_on_after_failed_attempt") or {}),
             priority=PriorityRules(**(verdict.get("priority") or {})),
         )
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, AttributeError) as error:
         raise RulesError(f"the rules file is missing or misshapes {error}") from None
+    except ValueError as error:
+        if isinstance(error, RulesError):
+            raise
+        raise RulesError(f"a value is not usable: {error}") from None
 
 
 @lru_cache(maxsize=8)
 def load_rules(path: Path = DEFAULT_RULES) -> Rules:
-    """Read and check a rules file (cached per path)."""
-    with open(path, encoding="utf-8") as handle:
-        return parse_rules(yaml.safe_load(handle))
+    """Read and check a rules file (cached per path); a RulesError names the file and the place."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise RulesError(f"rules file {path}: cannot be read ({error})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise RulesError(f"rules file {path}:{where} not valid YAML ({problem})") from None
+    if not isinstance(raw, dict):
+        raise RulesError(f"rules file {path}: expected a mapping with `symptoms` and `root_causes`")
+    try:
+        return parse_rules(raw)
+    except RulesError as error:
+        raise RulesError(f"rules file {path}: {error}") from None

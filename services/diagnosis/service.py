@@ -12,6 +12,7 @@ from services.diagnosis import repository
 from services.diagnosis.classifier import StatedReason
 from services.diagnosis.context import ContextSource, ContextUnavailable
 from services.diagnosis.engine import CaseFacts, Finding, diagnose_case
+from services.diagnosis.rules import Rules
 from shared.db import utcnow
 from shared.events import (
     CancellationReceived,
@@ -117,6 +118,7 @@ async def rediagnose_account(
     account_id: str,
     *,
     correlation_id: str,
+    rules: Rules,
     context: ContextSource | None = None,
     unless_seen: int | None = None,
 ) -> list[DiagnosisCompleted]:
@@ -138,6 +140,7 @@ async def rediagnose_account(
                 context=context,
                 latest_version=cancellation.latest_version,
                 history=history,
+                rules=rules,
             )
         )
     return done
@@ -161,6 +164,7 @@ async def diagnose(
     event: CancellationReceived,
     *,
     correlation_id: str,
+    rules: Rules,
     context: ContextSource | None = None,
     latest_version: int | None = None,
     history: repository.AccountHistory | None = None,
@@ -185,7 +189,8 @@ async def diagnose(
             history=history.attempts,
             mrr_major=event.mrr.amount_minor / 100 if event.mrr else None,
             effective_at=event.effective_at,
-        )
+        ),
+        rules,
     )
     if latest_version is None:
         latest_version = await repository.latest_version(session, event.cancellation_id)

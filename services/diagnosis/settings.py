@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
+from services.diagnosis.rules import DEFAULT_RULES
 from shared.settings import BrinkSettings
 
 
@@ -13,3 +16,5 @@ class DiagnosisSettings(BrinkSettings):
     context_url: str | None = Field(default=None, pattern=r"^https?://")
     context_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     context_attempts: int = Field(default=3, ge=1, le=10)
+    # The rules diagnosis applies; read and checked at start, so a broken file stops the service.
+    rules_file: Path = DEFAULT_RULES

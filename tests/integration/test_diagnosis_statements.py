@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from services.diagnosis import consumers
+from services.diagnosis.rules import load_rules
 from shared.db import make_engine, make_sessionmaker
 from shared.events import Envelope, InterventionLogged
 from tests.diagnosis_helpers import cancellation
@@ -38,11 +39,17 @@ async def test_a_new_cancellation_and_a_failed_intervention_take_few_statements(
         async with sessions() as session:
             with counting_statements(engine) as first:
                 await consumers.on_cancellation_received(
-                    received, envelope=Envelope.wrap(received, correlation_id="c1", source="test"), session=session
+                    received,
+                    envelope=Envelope.wrap(received, correlation_id="c1", source="test"),
+                    session=session,
+                    rules=load_rules(),
                 )
             with counting_statements(engine) as second:
                 await consumers.on_intervention_logged(
-                    failed, envelope=Envelope.wrap(failed, correlation_id="c2", source="test"), session=session
+                    failed,
+                    envelope=Envelope.wrap(failed, correlation_id="c2", source="test"),
+                    session=session,
+                    rules=load_rules(),
                 )
             await session.rollback()
     finally:
