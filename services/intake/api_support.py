@@ -1,22 +1,20 @@
-"""What intake's routes share: settings, JSON parsing, storing a delivery with a 503 when the database is down."""
+"""What intake's routes share: settings, JSON parsing, refusing with a reason, a 503 when the database is down."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from fastapi import HTTPException, Request
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.postgres_deliveries import PostgresDeliveries
-from services.intake.service import Delivery, Outcome, record_delivery
+from services.intake.service import Deliveries
 from services.intake.settings import IntakeSettings
 from shared import metrics
-from shared.db import is_database_outage, transaction
-from shared.events import Payload
+from shared.db import is_database_outage
 from shared.logs import get_logger
 from shared.runtime import Runtime
 
@@ -40,7 +38,7 @@ class IntakeState:
 
     settings: IntakeSettings
     runtime: Runtime
-    deliveries: PostgresDeliveries | None
+    deliveries: Deliveries
 
     @cached_property
     def stripe_secrets(self) -> list[str]:
@@ -107,12 +105,12 @@ def reject(
     return HTTPException(status, reason, headers=headers)
 
 
-async def in_transaction(runtime: Runtime, work: Any) -> Any:
-    """Run ``work(session)`` in one committed transaction; 503 when the database cannot take it."""
+@asynccontextmanager
+async def database_outage_answered_503() -> AsyncIterator[None]:
+    """A database that cannot take the work now becomes a 503, so the sender retries; other errors pass."""
     try:
-        async with transaction(runtime.sessions) as session:
-            return await work(session)
-    except (DBAPIError, OSError) as problem:
+        yield
+    except Exception as problem:
         if not is_database_outage(problem):
             raise
         raise unavailable(problem) from None
@@ -122,32 +120,3 @@ def unavailable(problem: BaseException) -> HTTPException:
     """Log the outage; the caller raises the returned 503 so the sender retries."""
     log.error("intake.database.unavailable", error=str(problem).splitlines()[0] if str(problem) else repr(problem))
     return HTTPException(503, "the database is unavailable; retry later")
-
-
-async def store(state: IntakeState, delivery: Delivery, event: Payload | None, ignored_reason: str | None) -> Outcome:
-    """Commit the delivery, the subscription's newest state and the outbox row together."""
-    runtime, deliveries = state.runtime, state.deliveries
-
-    async def work(session: AsyncSession) -> Outcome:
-        return await record_delivery(session, delivery=delivery, event=event, ignored_reason=ignored_reason)
-
-    if deliveries is None:
-        outcome: Outcome = await in_transaction(runtime, work)
-    else:
-        try:
-            outcome = await deliveries.record(delivery, event, ignored_reason)
-        except Exception as problem:
-            if not is_database_outage(problem):
-                raise
-            raise unavailable(problem) from None
-    if outcome == "accepted":
-        runtime.wake_relay()
-    count(delivery.source, delivery.event_type, outcome)
-    log.info(
-        f"intake.webhook.{outcome}",
-        source=delivery.source,
-        external_id=delivery.external_id,
-        event_type=delivery.event_type,
-        reason=ignored_reason,
-    )
-    return outcome

@@ -11,6 +11,7 @@ from services.intake import api, cancellations_api
 from services.intake.api_support import IntakeState
 from services.intake.models import outbox
 from services.intake.postgres_deliveries import PostgresDeliveries, asyncpg_dsn
+from services.intake.repository import PortableDeliveries
 from services.intake.settings import IntakeSettings
 from shared.db import make_engine
 from shared.logs import configure_logging
@@ -34,6 +35,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
     # With webhooks on their own pool, the engine serves only the relay, reports and health checks.
     engine = None if deliveries is None else make_engine(settings.database_url, pool_size=3)
     runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox, engine=engine)
+    recorder = deliveries if deliveries is not None else PortableDeliveries(runtime.sessions)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,7 +60,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
     )
     app.state.runtime = runtime
-    app.state.intake = IntakeState(settings=settings, runtime=runtime, deliveries=deliveries)
+    app.state.intake = IntakeState(settings=settings, runtime=runtime, deliveries=recorder)
     return app
 
 

@@ -8,13 +8,20 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.api_support import TOO_LARGE, UNAVAILABLE, count, error, in_transaction, log
+from services.intake.api_support import (
+    TOO_LARGE,
+    UNAVAILABLE,
+    count,
+    database_outage_answered_503,
+    error,
+    intake_state,
+    log,
+)
+from services.intake.repository import find_delivery
 from services.intake.schemas import CancellationAck, CancellationReport
-from services.intake.service import Delivery, find_delivery, record_delivery
+from services.intake.service import Delivery, record_event
 from shared.auth import UNAUTHORIZED
-from shared.deps import RuntimeDep
 from shared.events import CancellationReceived
 
 SOURCE = "api"
@@ -65,7 +72,6 @@ async def report_cancellation(
     report: CancellationReport,
     request: Request,
     response: Response,
-    runtime: RuntimeDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> CancellationAck:
     event_id = idempotency_key or str(uuid.uuid4())
@@ -81,28 +87,23 @@ async def report_cancellation(
             "report": report.model_dump(mode="json"),
         },
         correlation_id=request.scope["state"]["correlation_id"],
+        received_via="api",
     )
-
-    async def work(session: AsyncSession) -> tuple[str, str, bool]:
-        outcome = await record_delivery(session, delivery=delivery, event=event)
-        if outcome != "duplicate":
-            return outcome, event.cancellation_id, False
-        earlier = await find_delivery(session, source=SOURCE, external_id=event_id)
-        assert earlier is not None  # the unique key just said it exists
-        if earlier.payload.get("fingerprint") != digest:
-            raise HTTPException(422, f"Idempotency-Key {event_id!r} was already used with a different body")
-        return earlier.outcome, earlier.payload["cancellation_id"], True
-
-    try:
-        outcome, cancellation_id, replayed = await in_transaction(runtime, work)
-    except HTTPException as problem:
-        if problem.status_code == 422:
-            count(SOURCE, EVENT_TYPE, "rejected")
-        raise
-    count(SOURCE, EVENT_TYPE, "duplicate" if replayed else outcome)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    elif outcome == "accepted":
-        runtime.wake_relay()
-    log.info("intake.cancellation.reported", outcome=outcome, replayed=replayed, cancellation_id=cancellation_id)
-    return CancellationAck(outcome=outcome, cancellation_id=cancellation_id, event_id=event_id)
+    state = intake_state(request)
+    async with database_outage_answered_503():
+        recorded = await record_event(
+            state.deliveries, delivery=delivery, event=event, after_accepted=state.runtime.wake_relay
+        )
+        if recorded.outcome != "duplicate":
+            log.info("intake.cancellation.reported", outcome=recorded.outcome, cancellation_id=event.cancellation_id)
+            return CancellationAck(outcome=recorded.outcome, cancellation_id=event.cancellation_id, event_id=event_id)
+        async with state.runtime.sessions() as session:
+            earlier = await find_delivery(session, source=SOURCE, external_id=event_id)
+    assert earlier is not None  # the unique key just said it exists
+    if earlier.payload.get("fingerprint") != digest:
+        count(SOURCE, EVENT_TYPE, "rejected")
+        raise HTTPException(422, f"Idempotency-Key {event_id!r} was already used with a different body")
+    response.headers["Idempotent-Replayed"] = "true"
+    cancellation_id = earlier.payload["cancellation_id"]
+    log.info("intake.cancellation.reported", outcome=earlier.outcome, replayed=True, cancellation_id=cancellation_id)
+    return CancellationAck(outcome=earlier.outcome, cancellation_id=cancellation_id, event_id=event_id)

@@ -1,4 +1,4 @@
-"""Intake's tables: every webhook received (the inbox), the cancellations it knows, its outbox."""
+"""Intake's tables: every webhook received (the inbox), the cancellations it knows, its outbox, reconciliation."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ class WebhookEvent(Base):
     correlation_id: Mapped[str] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]]
     received_at: Mapped[datetime]
+    received_via: Mapped[str] = mapped_column(
+        String(16), server_default="webhook", doc="webhook, api or reconciliation: how the event reached Brink"
+    )
 
 
 class SubscriptionState(Base):
@@ -46,3 +49,24 @@ class SubscriptionState(Base):
     state: Mapped[str] = mapped_column(String(32), doc="scheduled, cancelled, payment_failed or active")
     state_version: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+
+
+class ReconcileCursor(Base):
+    """How far the reconciler has read a billing system's events: it resumes here after a restart."""
+
+    __tablename__ = "intake_reconcile_cursors"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    read_until: Mapped[datetime] = mapped_column(doc="events that occurred before this were all read")
+    last_success_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class ReconcileLease(Base):
+    """Which intake instance runs the reconciler: the holder renews it, another takes it once it expires."""
+
+    __tablename__ = "intake_reconcile_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]

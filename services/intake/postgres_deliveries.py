@@ -2,30 +2,26 @@
 
 A delivery's inbox row, its subscription's newest state and its outbox row are written by one statement of
 data-modifying CTEs, which PostgreSQL runs atomically in autocommit; deliveries that arrive while earlier
-ones are being written share the next statement (``group_commit``). The ORM path
-(``service.record_delivery``) does the same in a transaction of four round trips plus BEGIN and COMMIT; at
-several hundred webhooks a second those round trips and the ORM's work were most of intake's CPU.
-SQLite (the embedded default) keeps the ORM path.
+ones are being written share the next statement (``group_commit``). The portable store
+(``repository.PortableDeliveries``) applies the same rules to the same prepared values in a transaction of up
+to four round trips plus BEGIN and COMMIT; at several hundred webhooks a second those round trips and the
+ORM's work were most of intake's CPU. SQLite (the embedded default) uses the portable store.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from datetime import datetime
-from typing import NamedTuple
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from services.intake.group_commit import GroupCommitter
-from services.intake.service import SUPERSEDED_REASON, Delivery, Outcome, state_after
+from services.intake.service import SUPERSEDED_REASON, Outcome, PreparedDelivery
 from shared import metrics
-from shared.db import is_database_outage, utcnow
-from shared.events import Envelope, Payload
+from shared.db import is_database_outage
 from shared.logs import get_logger
 
-# Each array holds one column of the batch, a row per delivery (see ``delivery_row``); $15 is the superseded
+# Each array holds one column of the batch, a row per delivery (see ``service.prepare``); $16 is the superseded
 # reason. A repeat delivery must not touch the state: the NOT EXISTS sees deliveries committed before this
 # statement, and a concurrent copy of the same delivery writes the same state and then loses on the inbox's
 # unique key. The group committer never puts two deliveries with a key in common in one statement, so the
@@ -34,9 +30,9 @@ RECORD_DELIVERIES = """
 WITH arrived AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::bigint[], $13::text[],
-                         $14::text[])
+                         $14::text[], $15::text[])
         AS a(source, external_id, event_type, ignored, reason, published_type, correlation_id, payload,
-             received_at, subscription_id, state, state_version, envelope_id, body)
+             received_at, subscription_id, state, state_version, envelope_id, body, received_via)
 ), newest AS (
     INSERT INTO intake_subscription_states AS known (source, subscription_id, state, state_version, updated_at)
     SELECT a.source, a.subscription_id, a.state, a.state_version, a.received_at FROM arrived a
@@ -55,9 +51,9 @@ WITH arrived AS (
     FROM arrived a
 ), delivery AS (
     INSERT INTO intake_webhook_events (source, external_id, event_type, outcome, outcome_reason, published_type,
-                                       correlation_id, payload, received_at)
-    SELECT source, external_id, event_type, outcome, CASE WHEN outcome = 'superseded' THEN $15::text ELSE reason END,
-           published_type, correlation_id, payload::jsonb, received_at
+                                       correlation_id, payload, received_at, received_via)
+    SELECT source, external_id, event_type, outcome, CASE WHEN outcome = 'superseded' THEN $16::text ELSE reason END,
+           published_type, correlation_id, payload::jsonb, received_at, received_via
     FROM decided
     ON CONFLICT (source, external_id) DO NOTHING
     RETURNING source, external_id, outcome
@@ -73,25 +69,6 @@ SELECT source, external_id, outcome FROM delivery
 # statement that waits on a lock from holding up every webhook behind it (see group_commit).
 STATEMENTS_IN_FLIGHT = 4
 MAX_BATCH = 128
-
-
-class DeliveryRow(NamedTuple):
-    """One delivery's values, in the order of the statement's arrays."""
-
-    source: str
-    external_id: str
-    event_type: str
-    ignored: str | None
-    reason: str | None
-    published_type: str | None
-    correlation_id: str
-    payload: str
-    received_at: datetime
-    subscription_id: str | None
-    state: str | None
-    state_version: int | None
-    envelope_id: str | None
-    body: str | None
 
 
 # A prepared statement's plan is made once per connection and kept. Made while the inbox holds a few rows (a
@@ -135,7 +112,7 @@ class PostgresDeliveries:
         self._recheck_every = recheck_every
         self._planning_each = False
         self._statements_planned = 0
-        self._committer: GroupCommitter[DeliveryRow, Outcome] = GroupCommitter(
+        self._committer: GroupCommitter[PreparedDelivery, Outcome] = GroupCommitter(
             self._write,
             isolate=lambda error: not is_database_outage(error),
             max_in_flight=min(STATEMENTS_IN_FLIGHT, max_connections),
@@ -183,16 +160,15 @@ class PostgresDeliveries:
             await self._pool.close()
             self._pool = None
 
-    async def record(self, delivery: Delivery, event: Payload | None, ignored_reason: str | None) -> Outcome:
+    async def record(self, row: PreparedDelivery) -> Outcome:
         """Store the delivery, its subscription's newest state and its outbox row; what became of it."""
         assert self._pool is not None, "start() first"
-        row = delivery_row(delivery, event, ignored_reason)
-        keys: tuple[tuple[str, ...], ...] = (("event", delivery.source, delivery.external_id),)
+        keys: tuple[tuple[str, ...], ...] = (("event", row.source, row.external_id),)
         if row.subscription_id is not None:
-            keys += (("subscription", delivery.source, row.subscription_id),)
+            keys += (("subscription", row.source, row.subscription_id),)
         return await self._committer.submit(row, keys)
 
-    async def _write(self, rows: Sequence[DeliveryRow]) -> list[Outcome]:
+    async def _write(self, rows: Sequence[PreparedDelivery]) -> list[Outcome]:
         """One statement for ``rows``; each row's outcome, in order ("duplicate" where the inbox had it)."""
         assert self._pool is not None, "start() first"
         columns = [list(column) for column in zip(*rows, strict=True)]
@@ -214,34 +190,6 @@ class PostgresDeliveries:
                 break
         outcomes = {(record["source"], record["external_id"]): record["outcome"] for record in written}
         return [outcomes.get((row.source, row.external_id), "duplicate") for row in rows]
-
-
-def delivery_row(delivery: Delivery, event: Payload | None, ignored_reason: str | None) -> DeliveryRow:
-    """The delivery's values for the statement."""
-    now = utcnow()
-    subscription_id = state = version = envelope_id = body = None
-    if event is not None:
-        subscription_id = getattr(event, "subscription_id", None) or None
-        if subscription_id is not None:
-            state, version = state_after(event), event.state_version  # type: ignore[attr-defined]
-        envelope = Envelope.wrap(event, correlation_id=delivery.correlation_id, source=f"intake.{delivery.source}")
-        envelope_id, body = str(envelope.id), envelope.model_dump_json()
-    return DeliveryRow(
-        delivery.source,
-        delivery.external_id,
-        delivery.event_type,
-        "ignored" if event is None else None,
-        ignored_reason,
-        event.TYPE if event is not None else None,
-        delivery.correlation_id,
-        delivery.payload_json or json.dumps(delivery.payload, separators=(",", ":")),
-        now,
-        subscription_id,
-        state,
-        version,
-        envelope_id,
-        body,
-    )
 
 
 def asyncpg_dsn(database_url: str) -> str:

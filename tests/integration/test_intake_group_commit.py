@@ -12,29 +12,27 @@ import pytest
 
 from services.intake.mapping_common import Ignored
 from services.intake.postgres_deliveries import APPLICATION_NAME, PostgresDeliveries, asyncpg_dsn
-from services.intake.service import Delivery
+from services.intake.service import Delivery, PreparedDelivery, prepare
 from services.intake.stripe_mapping import map_stripe_event
 from shared import metrics
+from shared.db import utcnow
 from tests.helpers import stripe_event, stripe_subscription
 
 
-def delivery(event: dict, *, payload_json: str | None = None) -> tuple[Delivery, object, str | None]:
+def delivery(event: dict, *, payload_json: str | None = None) -> PreparedDelivery:
     try:
         mapped, reason = map_stripe_event(event), None
     except Ignored as ignored:
         mapped, reason = None, str(ignored)
-    return (
-        Delivery(
-            source="stripe",
-            external_id=event["id"],
-            event_type=event["type"],
-            payload=event,
-            correlation_id=str(uuid.uuid4()),
-            payload_json=payload_json or json.dumps(event),
-        ),
-        mapped,
-        reason,
+    arrived = Delivery(
+        source="stripe",
+        external_id=event["id"],
+        event_type=event["type"],
+        payload=event,
+        correlation_id=str(uuid.uuid4()),
+        payload_json=payload_json or json.dumps(event),
     )
+    return prepare(arrived, mapped, reason, received_at=utcnow())
 
 
 def cancellation(*, subscription_id: str | None = None, created: int | None = None) -> dict:
@@ -77,7 +75,7 @@ async def test_deliveries_arriving_together_share_commits_and_get_the_outcomes_o
     arriving = [*distinct, retried, retried, *versions]
     statements_before, rows_before = commits_so_far()
 
-    outcomes = await asyncio.gather(*(deliveries.record(*delivery(event)) for event in arriving))
+    outcomes = await asyncio.gather(*(deliveries.record(delivery(event)) for event in arriving))
 
     assert outcomes[:30] == ["accepted"] * 30
     assert outcomes[30:32] == ["accepted", "duplicate"]
@@ -110,7 +108,7 @@ async def test_a_delivery_the_database_refuses_fails_alone_and_its_batch_is_stor
     arriving.append(delivery(refused, payload_json='{"id": "not json'))
     arriving += [delivery(event) for event in good[6:]]
 
-    results = await asyncio.gather(*(deliveries.record(*each) for each in arriving), return_exceptions=True)
+    results = await asyncio.gather(*(deliveries.record(each) for each in arriving), return_exceptions=True)
 
     assert isinstance(results[6], asyncpg.DataError)
     assert [result for n, result in enumerate(results) if n != 6] == ["accepted"] * 12
@@ -136,19 +134,19 @@ async def test_connections_plan_each_statement_while_the_inbox_is_small_and_keep
     )
     await recorder.start()
     try:
-        assert await recorder.record(*delivery(cancellation())) == "accepted"
+        assert await recorder.record(delivery(cancellation())) == "accepted"
         assert recorder.plans_each_statement
         planning = await delivery_backends(database)
         assert len(planning) == 1
         while await database.fetchval("SELECT pg_relation_size('intake_webhook_events')") < grown_at:
             event = cancellation()
             event["data"]["object"]["metadata"] = {"note": uuid.uuid4().hex * 40}  # 1,280 bytes that do not compress
-            assert await recorder.record(*delivery(event)) == "accepted"
+            assert await recorder.record(delivery(event)) == "accepted"
         for _ in range(10):
-            assert await recorder.record(*delivery(cancellation())) == "accepted"
+            assert await recorder.record(delivery(cancellation())) == "accepted"
         assert not recorder.plans_each_statement
         # The connections made while the inbox was small are replaced, and their replacements keep one plan.
-        assert await recorder.record(*delivery(cancellation())) == "accepted"
+        assert await recorder.record(delivery(cancellation())) == "accepted"
         assert not recorder.plans_each_statement
         assert not planning & await delivery_backends(database)
     finally:
