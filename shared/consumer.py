@@ -94,7 +94,8 @@ class Consumer:
             self._workers.append(asyncio.create_task(self._work(), name=f"{self.spec.name}-worker-{number}"))
         # Declared (not fetched with get_queue) so the robust channel knows the queue: after a reconnect it
         # re-declares it and restores this consumer; a fetched queue is silently never consumed again.
-        self._queue = await channel.declare_queue(self.spec.name, durable=True, arguments=self.spec.main_arguments())
+        arguments = self._broker.topology.arguments[self.spec.name]
+        self._queue = await channel.declare_queue(self.spec.name, durable=True, arguments=arguments)
         self._tag = await self._queue.consume(self.on_message)
 
     async def stop(self) -> None:

@@ -1,12 +1,16 @@
 """Dead letters an operator can read, replay to their original queue, or drop — over plain AMQP.
 
 Reading without losing: messages are taken with ``basic.get`` and manual acknowledgement, all held unacked on
-one channel until the operation ends; the ones not selected are then returned with ``nack(requeue=True)``
-in the order they were read. A quorum queue puts returned messages at its back, so when every message was
-held the order is unchanged; with ``--limit`` below the queue's length the ones read move behind the rest.
-Returning a message counts as a delivery on a quorum queue (``x-delivery-count`` grows); the dead queues
-Brink declares have no delivery limit, so reading never drops anything — do not put a ``delivery-limit``
-policy on ``*.dead`` queues. Messages that arrive while an operation runs are not touched by it.
+one channel until the operation ends; each one not selected is then put back as a copy, published to the back of
+its queue with a confirm, and only then is the message read acknowledged, in the order they were read. A quorum
+queue's back is where a returned message would go, so when every message was held the order is unchanged; with
+``--limit`` below the queue's length the ones read move behind the rest. Put back this way rather than returned
+(``nack(requeue=True)``), a message starts again at delivery count 0: RabbitMQ counts returns as deliveries
+(4.0 to 4.2 every return) and drops a message past the queue's delivery limit, so reading never uses any up.
+The dead queues have an explicit delivery limit no reading reaches (``HOLDING_DELIVERY_LIMIT``), which counts
+only a reader that dies while holding messages. If the connection is lost between a copy's confirm and the
+acknowledgement, the message is there twice (replaying both is harmless: consumers de-duplicate by envelope id).
+Messages that arrive while an operation runs are not touched by it.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from shared.amqp_cluster import connect_any, describe_broker
 from shared.consumer import ATTEMPT_HEADER, ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER
-from shared.messaging import describe_broker
 
 DEAD_SUFFIX = ".dead"
 REPLAYED_HEADER = "x-brink-replayed"
@@ -120,7 +124,7 @@ def describe(message: AbstractIncomingMessage, dead_queue: str) -> DeadLetter:
 @asynccontextmanager
 async def _connected(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractConnection]:
     try:
-        connection = await aio_pika.connect(amqp_url, timeout=10)
+        connection = await connect_any(amqp_url, timeout=10)
     except Exception as error:  # any failure to connect reads the same to an operator
         raise DeadLetterError(
             f"RabbitMQ is not reachable at {describe_broker(amqp_url)} ({error.__class__.__name__})"
@@ -155,16 +159,16 @@ class _Held:
 
 
 @asynccontextmanager
-async def _hold(amqp_url: str, dead_queue: str, *, limit: int, confirms: bool = False) -> AsyncIterator[_Held]:
-    """Take up to ``limit`` messages unacked; whatever is not settled goes back, in order, on the way out."""
+async def _hold(amqp_url: str, dead_queue: str, *, limit: int) -> AsyncIterator[_Held]:
+    """Take up to ``limit`` messages unacked; whatever is not settled is put back, in order, on the way out."""
     async with _connected(amqp_url) as connection:
         count = await _message_count(connection, dead_queue)
         if count is None:
             raise DeadLetterError(f"queue {dead_queue} does not exist on {describe_broker(amqp_url)}")
-        channel = await connection.channel(publisher_confirms=confirms, on_return_raises=confirms)
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         queue = await channel.get_queue(dead_queue, ensure=False)
         held = _Held(channel=channel, messages=[])
-        # Never more than were there at the start: returned messages must not be read twice.
+        # Never more than were there at the start: messages put back must not be read twice.
         for _ in range(min(count, limit)):
             message = await queue.get(no_ack=False, fail=False)
             if message is None:
@@ -173,11 +177,37 @@ async def _hold(amqp_url: str, dead_queue: str, *, limit: int, confirms: bool = 
         try:
             yield held
         finally:
+            for index in range(len(held.messages)):
+                if index not in held.settled and not channel.is_closed:
+                    message, letter = held.messages[index]
+                    await channel.default_exchange.publish(
+                        put_back_message(message, letter), routing_key=dead_queue, mandatory=True, timeout=10
+                    )
+                    await held.settle(index)
+            # Anything not put back (the channel was lost) returns to the queue with the channel.
             if not channel.is_closed:
-                for index in range(len(held.messages)):
-                    if index not in held.settled:
-                        await held.messages[index][0].nack(requeue=True)
                 await channel.close()
+
+
+def put_back_message(message: AbstractIncomingMessage, letter: DeadLetter) -> aio_pika.Message:
+    """A copy of a dead message to put back in its queue: the same body and properties, at delivery count 0,
+    with why it died in Brink's own headers (a broker's ``x-death`` is its to set, not a publisher's)."""
+    headers = {key: value for key, value in letter.headers.items() if key != "x-delivery-count"}
+    if ERROR_HEADER not in headers and "x-death" in headers:
+        headers |= {ERROR_HEADER: letter.reason, QUEUE_HEADER: letter.original_queue, FAILED_AT_HEADER: letter.failed_at}
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+    )
 
 
 async def count_dead_letters(amqp_url: str, queues: Iterable[str]) -> dict[str, int | None]:
@@ -230,7 +260,7 @@ async def replay_dead_letters(
 ) -> list[DeadLetter]:
     """Republish to the original queue with confirms, then ack the dead copy; ``ids=None`` replays all."""
     replayed: list[DeadLetter] = []
-    async with _hold(amqp_url, dead_queue_name(queue), limit=limit, confirms=True) as held:
+    async with _hold(amqp_url, dead_queue_name(queue), limit=limit) as held:
         for index in _selected(held, ids):
             message, letter = held.messages[index]
             outgoing = replay_message(letter)

@@ -1,18 +1,22 @@
-"""RabbitMQ on aio-pika: topology, confirmed persistent publishing, and a connection that reconnects."""
+"""RabbitMQ on aio-pika: topology, confirmed persistent publishing, and a connection that fails over between nodes."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 
+from shared.amqp_cluster import any_node_answers, connect_cluster, describe_broker
 from shared.events import Envelope
 from shared.logs import get_logger
+
+__all__ = ["Broker", "BrokerUnavailable", "QueueSpec", "describe_broker"]
 
 EVENTS_EXCHANGE = "brink.events"
 DEAD_EXCHANGE = "brink.dead"
@@ -22,18 +26,21 @@ UNROUTED_QUEUE = "brink.unrouted"
 PUBLISH_TIMEOUT_SECONDS = 10.0
 # Publishes that fit aiormq's connection write buffer: more in one event-loop turn wait on the channel in turn.
 PUBLISHES_PER_TURN = aiormq.Connection.FRAME_BUFFER_SIZE
+# Three replicas of every quorum queue (all the nodes of a three-node cluster; fewer nodes, fewer replicas), each
+# queue's leader on the node with the fewest leaders when it is declared.
+REPLICAS = 3
+CLUSTER_ARGUMENTS: dict[str, Any] = {"x-quorum-initial-group-size": REPLICAS, "x-queue-leader-locator": "balanced"}
+# Queues that hold messages for people (dead letters, unrouted events) are read and returned, and a reader may
+# die holding them: each return counts as a delivery. Without a limit RabbitMQ 4 applies 20 and then drops the
+# message (these queues have no dead-letter exchange), and -1, "unlimited" on 4.x, drops on the first return on
+# 3.x. A limit no reading will reach, the same on every version.
+HOLDING_DELIVERY_LIMIT = 1_000_000
 
 log = get_logger("shared.messaging")
 
 
 class BrokerUnavailable(RuntimeError):
     pass
-
-
-def describe_broker(url: str) -> str:
-    """Host and port of an AMQP URL, without the credentials."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5672}{parts.path or '/'}"
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,8 @@ class QueueSpec:
     def main_arguments(self) -> dict[str, Any]:
         return {
             "x-queue-type": "quorum",
-            # RabbitMQ 3.10 quorum queues have no default limit; a crash loop must end in the dead queue.
+            **CLUSTER_ARGUMENTS,
+            # RabbitMQ 3.x has no default limit, 4.x one of 20 counting every return; a crash loop ends in the dead queue.
             "x-delivery-limit": self.delivery_limit,
             "x-dead-letter-exchange": DEAD_EXCHANGE,
             "x-dead-letter-routing-key": self.name,
@@ -68,6 +76,9 @@ class QueueSpec:
     def retry_arguments(self, delay: float) -> dict[str, Any]:
         return {
             "x-queue-type": "quorum",
+            **CLUSTER_ARGUMENTS,
+            # Nobody consumes a retry queue: its messages expire back to the main queue, never delivered here.
+            "x-delivery-limit": self.delivery_limit,
             "x-message-ttl": int(delay * 1000),
             # Expired messages go back to the main queue through the default exchange.
             "x-dead-letter-exchange": "",
@@ -75,6 +86,43 @@ class QueueSpec:
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
         }
+
+
+def holding_arguments(**extra: Any) -> dict[str, Any]:
+    """A quorum queue whose messages wait for an operator: replicated, and never dropped for being read."""
+    return {"x-queue-type": "quorum", **CLUSTER_ARGUMENTS, "x-delivery-limit": HOLDING_DELIVERY_LIMIT, **extra}
+
+
+def as_declared_before(arguments: dict[str, Any], *added: str) -> dict[str, Any]:
+    """A queue's arguments as an earlier release declared it: without the cluster arguments and ``added``."""
+    return {key: value for key, value in arguments.items() if key not in CLUSTER_ARGUMENTS and key not in added}
+
+
+async def declare_compatibly(
+    connection: aio_pika.abc.AbstractConnection, name: str, arguments: dict[str, Any], before: dict[str, Any]
+) -> dict[str, Any]:
+    """The arguments ``name`` is declared with: ``arguments``, or ``before`` for a queue an earlier release declared.
+
+    RabbitMQ refuses (406) to redeclare a queue with other arguments and cannot change them; such a queue keeps its
+    own, with a warning naming what it lacks (a policy can add it: README, Operating a cluster). ``connection`` is a
+    plain one: a refused declaration closes its channel, which a robust connection would reopen.
+    """
+    refused: aio_pika.exceptions.ChannelPreconditionFailed | None = None
+    for candidate in (arguments, before):
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            await channel.declare_queue(name, durable=True, arguments=candidate)
+        except aio_pika.exceptions.ChannelPreconditionFailed as error:
+            refused = error
+            continue
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        if candidate is before:
+            log.warning("messaging.queue.declared_before", queue=name, lacks=sorted(set(arguments) - set(before)))
+        return candidate
+    assert refused is not None
+    raise refused
 
 
 @dataclass
@@ -85,14 +133,18 @@ class Topology:
     dead: AbstractExchange | None = None
     retry: AbstractExchange | None = None
     queues: dict[str, AbstractQueue] = field(default_factory=dict)
+    # The arguments each consumer queue was declared with, which a consumer's own declaration must repeat.
+    arguments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-async def declare_exchanges(channel: AbstractChannel, topology: Topology) -> None:
+async def declare_exchanges(
+    channel: AbstractChannel, topology: Topology, *, probe: aio_pika.abc.AbstractConnection
+) -> None:
     """Declare the exchanges idempotently; unroutable events land in ``brink.unrouted`` to be seen."""
     unrouted = await channel.declare_exchange(UNROUTED_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
-    unrouted_queue = await channel.declare_queue(
-        UNROUTED_QUEUE, durable=True, arguments={"x-queue-type": "quorum", "x-max-length": 100_000}
-    )
+    wanted = holding_arguments(**{"x-max-length": 100_000})
+    arguments = await declare_compatibly(probe, UNROUTED_QUEUE, wanted, as_declared_before(wanted, "x-delivery-limit"))
+    unrouted_queue = await channel.declare_queue(UNROUTED_QUEUE, durable=True, arguments=arguments)
     await unrouted_queue.bind(unrouted)
     topology.queues[UNROUTED_QUEUE] = unrouted_queue
     topology.events = await channel.declare_exchange(
@@ -102,19 +154,29 @@ async def declare_exchanges(channel: AbstractChannel, topology: Topology) -> Non
     topology.retry = await channel.declare_exchange(RETRY_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
 
 
-async def declare_consumer_queue(channel: AbstractChannel, topology: Topology, spec: QueueSpec) -> AbstractQueue:
-    """The main quorum queue, its delayed-retry queues and its dead-letter queue."""
+async def declare_consumer_queue(
+    channel: AbstractChannel, topology: Topology, spec: QueueSpec, *, probe: aio_pika.abc.AbstractConnection
+) -> AbstractQueue:
+    """The main quorum queue, its delayed-retry queues and its dead-letter queue (``probe``: see declare_compatibly)."""
     assert topology.events and topology.dead and topology.retry, "declare_exchanges first"
-    queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.main_arguments())
+    wanted = spec.main_arguments()
+    main_arguments = await declare_compatibly(probe, spec.name, wanted, as_declared_before(wanted))
+    topology.arguments[spec.name] = main_arguments
+    queue = await channel.declare_queue(spec.name, durable=True, arguments=main_arguments)
     for key in spec.routing_keys:
         await queue.bind(topology.events, routing_key=key)
     for attempt, delay in enumerate(spec.retry_delays):
-        retry_queue = await channel.declare_queue(
-            spec.retry_queue(attempt), durable=True, arguments=spec.retry_arguments(delay)
-        )
-        await retry_queue.bind(topology.retry, routing_key=spec.retry_queue(attempt))
-        topology.queues[spec.retry_queue(attempt)] = retry_queue
-    dead_queue = await channel.declare_queue(spec.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        name = spec.retry_queue(attempt)
+        wanted = spec.retry_arguments(delay)
+        arguments = await declare_compatibly(probe, name, wanted, as_declared_before(wanted, "x-delivery-limit"))
+        retry_queue = await channel.declare_queue(name, durable=True, arguments=arguments)
+        await retry_queue.bind(topology.retry, routing_key=name)
+        topology.queues[name] = retry_queue
+    wanted = holding_arguments()
+    dead_arguments = await declare_compatibly(
+        probe, spec.dead_queue, wanted, as_declared_before(wanted, "x-delivery-limit")
+    )
+    dead_queue = await channel.declare_queue(spec.dead_queue, durable=True, arguments=dead_arguments)
     await dead_queue.bind(topology.dead, routing_key=spec.name)
     topology.queues[spec.dead_queue] = dead_queue
     topology.queues[spec.name] = queue
@@ -173,11 +235,12 @@ class Broker:
     async def connect(self) -> None:
         """Connect and declare the exchanges; BrokerUnavailable names where it looked."""
         try:
-            self.connection = await aio_pika.connect_robust(self._url, timeout=self._connect_timeout)
+            self.connection = await connect_cluster(self._url, timeout=self._connect_timeout)
         except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:
             raise BrokerUnavailable(f"RabbitMQ is not reachable at {self.where} ({error.__class__.__name__})") from None
         self._publish_channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
-        await declare_exchanges(self._publish_channel, self.topology)
+        async with self._probe() as probe:
+            await declare_exchanges(self._publish_channel, self.topology, probe=probe)
 
     async def close(self) -> None:
         if self.connection is not None:
@@ -188,9 +251,26 @@ class Broker:
     def is_connected(self) -> bool:
         return self.connection is not None and not self.connection.is_closed and self.connection.connected.is_set()
 
+    async def check(self) -> None:
+        """Raise BrokerUnavailable only while no node answers: a connection moving to another node is not an outage."""
+        if self.is_connected or await any_node_answers(self._url, timeout=self._connect_timeout):
+            return
+        raise BrokerUnavailable(f"no RabbitMQ node answers at {self.where}")
+
+    @asynccontextmanager
+    async def _probe(self) -> AsyncIterator[aio_pika.abc.AbstractConnection]:
+        """A plain connection to this connection's node, to try declarations that may be refused."""
+        assert self.connection is not None
+        probe = await aio_pika.connect(self.connection.url, timeout=self._connect_timeout)
+        try:
+            yield probe
+        finally:
+            await probe.close()
+
     async def declare_queue(self, spec: QueueSpec) -> AbstractQueue:
         assert self._publish_channel is not None
-        return await declare_consumer_queue(self._publish_channel, self.topology, spec)
+        async with self._probe() as probe:
+            return await declare_consumer_queue(self._publish_channel, self.topology, spec, probe=probe)
 
     async def consumer_channel(self, prefetch: int) -> AbstractChannel:
         assert self.connection is not None

@@ -139,8 +139,7 @@ class Runtime:
         await ping(self.engine)
 
     async def check_broker(self) -> None:
-        if not self.broker.is_connected:
-            raise BrokerUnavailable(f"not connected to RabbitMQ at {self.broker.where}")
+        await self.broker.check()
 
     async def measure_outbox(self) -> tuple[int, float]:
         """Unpublished outbox rows and the age in seconds of the oldest, also exported on /metrics."""

@@ -8,6 +8,8 @@ from typing import Annotated, TypeVar
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.amqp_cluster import node_urls
+
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "token", "xxx", "whsec_...", "whsec_xxx", "..."}
 
 CommaList = Annotated[list[str], NoDecode]
@@ -62,6 +64,12 @@ class BrinkSettings(BaseSettings):
     @classmethod
     def _real_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
         return refuse_placeholders(value, "BRINK_API_TOKENS")
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _broker_nodes(cls, value: SecretStr) -> SecretStr:
+        node_urls(value.get_secret_value())  # a ValueError says what is wrong, never echoing the credentials
+        return value
 
     @field_validator("retry_delays_seconds")
     @classmethod
