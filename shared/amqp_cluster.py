@@ -10,7 +10,7 @@ without the process restarting.
 from __future__ import annotations
 
 import asyncio
-import random
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,7 +59,7 @@ class ClusterConnection(RobustConnection):
         nodes: Sequence[str] = kwargs.pop("nodes")
         super().__init__(url, loop, **kwargs)
         self.nodes = [URL(node) for node in nodes]
-        self._first = random.randrange(len(self.nodes))
+        self._first = secrets.randbelow(len(self.nodes))
 
     @property
     def node(self) -> str:

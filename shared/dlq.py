@@ -194,7 +194,11 @@ def put_back_message(message: AbstractIncomingMessage, letter: DeadLetter) -> ai
     with why it died in Brink's own headers (a broker's ``x-death`` is its to set, not a publisher's)."""
     headers = {key: value for key, value in letter.headers.items() if key != "x-delivery-count"}
     if ERROR_HEADER not in headers and "x-death" in headers:
-        headers |= {ERROR_HEADER: letter.reason, QUEUE_HEADER: letter.original_queue, FAILED_AT_HEADER: letter.failed_at}
+        headers |= {
+            ERROR_HEADER: letter.reason,
+            QUEUE_HEADER: letter.original_queue,
+            FAILED_AT_HEADER: letter.failed_at,
+        }
     return aio_pika.Message(
         message.body,
         headers=headers,

@@ -10,9 +10,9 @@ from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
-from shared.amqp_cluster import any_node_answers, connect_cluster, describe_broker
+from shared.amqp_cluster import ClusterConnection, any_node_answers, connect_cluster, describe_broker
 from shared.events import Envelope
 from shared.logs import get_logger
 
@@ -223,7 +223,7 @@ class Broker:
     def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
         self._url = url
         self._connect_timeout = connect_timeout
-        self.connection: AbstractRobustConnection | None = None
+        self.connection: ClusterConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self.topology = Topology()
         self._consumer_channels: list[AbstractChannel] = []

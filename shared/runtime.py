@@ -218,8 +218,8 @@ def preflight(settings: BrinkSettings) -> None:
         finally:
             await engine.dispose()
 
-    # aio-pika logs its own connection errors; the one line below says it better.
-    quieted = {name: logging.getLogger(name).level for name in ("aiormq", "aio_pika")}
+    # aio-pika (and the failover, node by node) log their own connection errors; the one line below says it better.
+    quieted = {name: logging.getLogger(name).level for name in ("aiormq", "aio_pika", "shared.amqp_cluster")}
     for name in quieted:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
