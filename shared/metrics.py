@@ -147,6 +147,27 @@ ESCALATIONS_FIRED = Counter("brink_escalations_fired_total", "Escalation steps f
 NOTIFICATIONS_FAILED = Counter(
     "brink_notifications_failed_total", "Notifications that failed after every retry", ["channel"]
 )
+RETENTION_PURGED = Counter(
+    "brink_retention_purged_rows_total", "Rows deleted by retention (older than BRINK_RETENTION_DAYS)", ["table"]
+)
+RETENTION_LAST_RUN = Gauge(
+    "brink_retention_last_run_timestamp_seconds",
+    "When a service's retention purge last finished (Unix time)",
+    ["service"],
+    multiprocess_mode="max",
+)
+TABLE_BYTES = Gauge(
+    "brink_table_bytes",
+    "Size on disk of a table kept small by retention, with its indexes (PostgreSQL)",
+    ["table"],
+    multiprocess_mode="mostrecent",
+)
+TABLE_ROWS = Gauge(
+    "brink_table_rows",
+    "Rows in a table kept small by retention (PostgreSQL's estimate)",
+    ["table"],
+    multiprocess_mode="mostrecent",
+)
 NOTIFICATIONS_SENT = Counter("brink_notifications_sent_total", "Notifications delivered", ["channel"])
 
 

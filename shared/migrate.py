@@ -24,3 +24,22 @@ def upgrade(database_url: str) -> None:
 
 def downgrade_to_base(database_url: str) -> None:
     command.downgrade(alembic_config(database_url), "base")
+
+
+def handled_at_index(table: str) -> str:
+    """The name of the index retention purges a service's handled-message ids by (as the metadata names it)."""
+    return f"ix_{table}_handled_at"
+
+
+def create_handled_at_index(table: str) -> None:
+    """In a migration: that index, built concurrently on PostgreSQL so consumers writing to a big table never
+    wait for it."""
+    from alembic import op
+
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.create_index(
+                handled_at_index(table), table, ["handled_at"], postgresql_concurrently=True, if_not_exists=True
+            )
+    else:
+        op.create_index(handled_at_index(table), table, ["handled_at"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.db import UTCDateTime, is_postgres, metadata, rows_matched, transaction, utcnow
+from shared.db import UTCDateTime, is_postgres, metadata, transaction, utcnow
 from shared.events import Envelope
 from shared.logs import get_logger
 from shared.messaging import EVENTS_EXCHANGE, Broker, build_message
@@ -67,12 +67,15 @@ def outbox_table(service: str) -> Table:
 
 def handled_table(service: str) -> Table:
     """Envelope ids a service's consumers have handled, committed with the handler's effects."""
+    name = f"{service}_handled_messages"
     return Table(
-        f"{service}_handled_messages",
+        name,
         metadata,
         Column("consumer", String(128), primary_key=True),
         Column("event_id", String(36), primary_key=True),
         Column("handled_at", UTCDateTime(), nullable=False),
+        # Retention deletes the oldest ids first; the envelope ids are random, so only this orders them.
+        Index(f"ix_{name}_handled_at", "handled_at"),  # shared.migrate.handled_at_index
     )
 
 
@@ -249,11 +252,3 @@ class OutboxRelay:
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(rows)} outbox rows were not confirmed: {failed[0][1]!r}")
         return len(confirmed)
-
-
-async def purge_published(session: AsyncSession, table: Table, *, older_than: timedelta) -> int:
-    """Delete rows published long ago, keeping the table small."""
-    result = await session.execute(
-        table.delete().where(table.c.published_at.is_not(None), table.c.published_at < utcnow() - older_than)
-    )
-    return rows_matched(result)

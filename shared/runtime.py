@@ -21,6 +21,7 @@ from shared.db import make_engine, make_sessionmaker, ping, transaction, utcnow
 from shared.logs import get_logger
 from shared.messaging import Broker, BrokerUnavailable, QueueSpec
 from shared.outbox import OutboxRelay, outbox_backlog
+from shared.retention import Expiry, RetentionWorker, handled_message_ids, sent_outbox_rows
 from shared.settings import BrinkSettings
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class Runtime:
         outbox: Table | None = None,
         handled: Table | None = None,
         engine: AsyncEngine | None = None,
+        expiring: tuple[Expiry, ...] = (),
     ) -> None:
         self.service = service
         self.settings = settings
@@ -64,6 +66,17 @@ class Runtime:
             )
             if outbox is not None
             else None
+        )
+        self.retention = RetentionWorker(
+            service=service,
+            engine=self.engine,
+            expiries=(
+                *((sent_outbox_rows(outbox),) if outbox is not None else ()),
+                *((handled_message_ids(handled),) if handled is not None else ()),
+                *expiring,
+            ),
+            max_age=timedelta(days=settings.retention_days),
+            interval_seconds=settings.retention_interval_seconds,
         )
         self.consumers: list[Consumer] = []
         self._loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
@@ -109,6 +122,7 @@ class Runtime:
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.service}-outbox-relay"))
         self.start_metrics()
+        self._tasks.append(asyncio.create_task(self.retention.run(), name=f"{self.service}-retention"))
         for loop in self._loops:
             self._tasks.append(asyncio.create_task(loop(), name=f"{self.service}-{loop.__name__}"))
         log.info("service.started", service=self.service, consumers=[c.spec.name for c in self.consumers])
@@ -128,6 +142,7 @@ class Runtime:
             await consumer.stop()
         if self.relay is not None:
             self.relay.stop()
+        self.retention.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

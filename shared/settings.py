@@ -53,6 +53,11 @@ class BrinkSettings(BaseSettings):
     outbox_max_age_seconds: float = Field(default=120, gt=0)
     # How often queue depths and the outbox backlog are refreshed for /metrics.
     metrics_refresh_seconds: float = Field(default=15, gt=0)
+    # Sent outbox rows, handled-message ids and stored webhooks older than this are deleted. 35 days outlasts
+    # Stripe's 30-day event window and both vendors' three days of retries; fractions of a day are allowed
+    # (a soak test shortens it so that it bites).
+    retention_days: float = Field(default=35, gt=0)
+    retention_interval_seconds: float = Field(default=600, gt=0)
     host: str = "0.0.0.0"  # noqa: S104 - a service in a container is reached through its published port
     # Lowers this process's CPU priority (as nice(1) does). On a machine that runs intake beside the consumers,
     # giving the consumers 10 keeps webhooks answered quickly under overload; their queues absorb the rest.

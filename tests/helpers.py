@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -112,3 +113,20 @@ def counting_statements(engine: AsyncEngine) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
+
+
+def outbox_rows(
+    count: int, *, event_type: str, created_at: datetime, published_at: datetime | None
+) -> list[dict[str, Any]]:
+    """Values of ``count`` outbox rows with new event ids, for an insert into any service's outbox."""
+    return [
+        {
+            "event_id": str(uuid.uuid4()),
+            "event_type": event_type,
+            "correlation_id": event_type,
+            "body": "{}",
+            "created_at": created_at,
+            "published_at": published_at,
+        }
+        for _ in range(count)
+    ]

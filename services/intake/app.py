@@ -9,12 +9,13 @@ from fastapi import FastAPI
 
 from services.intake import api, cancellations_api
 from services.intake.api_support import IntakeState
-from services.intake.models import outbox
+from services.intake.models import WebhookEvent, outbox
 from services.intake.postgres_deliveries import PostgresDeliveries, asyncpg_dsn
 from services.intake.repository import PortableDeliveries
 from services.intake.settings import IntakeSettings
 from shared.db import make_engine
 from shared.logs import configure_logging
+from shared.retention import received_deliveries
 from shared.runtime import Runtime, freeze_startup_objects, serve
 from shared.settings import load_settings
 from shared.web import create_app
@@ -34,7 +35,13 @@ def build_app(settings: IntakeSettings) -> FastAPI:
     )
     # With webhooks on their own pool, the engine serves only the relay, reports and health checks.
     engine = None if deliveries is None else make_engine(settings.database_url, pool_size=3)
-    runtime = Runtime(service=SERVICE, settings=settings, outbox=outbox, engine=engine)
+    runtime = Runtime(
+        service=SERVICE,
+        settings=settings,
+        outbox=outbox,
+        engine=engine,
+        expiring=(received_deliveries(WebhookEvent.__table__),),
+    )
     recorder = deliveries if deliveries is not None else PortableDeliveries(runtime.sessions)
 
     @asynccontextmanager

@@ -19,6 +19,7 @@ from shared.db import make_engine, make_sessionmaker, transaction, utcnow
 from shared.messaging import Broker
 from shared.outbox import OutboxRelay
 from tests.conftest import eventually, new_postgres_database
+from tests.helpers import outbox_rows
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -56,20 +57,11 @@ async def relay_parts(database_url: str, amqp_url: str, *, connections: int) -> 
 
 
 async def stage(sessions: async_sessionmaker[AsyncSession], count: int, *, published: bool = False) -> None:
+    now = utcnow()
     async with transaction(sessions) as session:
         await session.execute(
             outbox.insert(),
-            [
-                {
-                    "event_id": str(uuid.uuid4()),
-                    "event_type": "test.outbox_reads",
-                    "correlation_id": "reads",
-                    "body": "{}",
-                    "created_at": utcnow(),
-                    "published_at": utcnow() if published else None,
-                }
-                for _ in range(count)
-            ],
+            outbox_rows(count, event_type="test.outbox_reads", created_at=now, published_at=now if published else None),
         )
 
 
