@@ -124,11 +124,21 @@ class Hypothesis(BaseModel):
     evidence: list[Evidence] = Field(default_factory=list)
 
 
+class DiscoveryQuestion(BaseModel):
+    """A question to ask the customer; answers go to ``POST /v1/accounts/{account_id}/answers`` by ``id``."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str
+    text: str
+    choices: list[str] = Field(default_factory=list, description="the answers to choose from; empty: free text")
+
+
 class Unknown(BaseModel):
     model_config = ConfigDict(frozen=True)
     root_cause: str
     signals_to_check: list[str] = Field(default_factory=list)
-    questions: list[str] = Field(default_factory=list)
+    questions: list[str] = Field(default_factory=list, description="the words of `asks`, for readers of text only")
+    asks: list[DiscoveryQuestion] = Field(default_factory=list, description="the questions not yet answered")
 
 
 class Verdict(BaseModel):

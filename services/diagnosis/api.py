@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
 
 from services.diagnosis import service
-from services.diagnosis.schemas import AccountSignals, DiagnosisView, SignalsAccepted
+from services.diagnosis.answers import AnswerRejected, record_answers
+from services.diagnosis.rules import Rules
+from services.diagnosis.schemas import (
+    AccountSignals,
+    AnswersAccepted,
+    AnswersIn,
+    DiagnosisView,
+    QuestionView,
+    SignalsAccepted,
+)
 from services.diagnosis.signals import store_signals
 from shared.auth import UNAUTHORIZED
 from shared.deps import SessionDep
@@ -13,6 +25,14 @@ from shared.events import DiagnosisCompleted
 
 router = APIRouter(prefix="/v1", tags=["diagnosis"])
 AccountId = Path(min_length=1, max_length=255, description="`<source>:<billing customer id>` or your own id")
+
+
+def _rules(request: Request) -> Rules:
+    rules: Rules = request.app.state.rules
+    return rules
+
+
+RulesDep = Annotated[Rules, Depends(_rules)]
 
 
 @router.put(
@@ -45,3 +65,42 @@ async def get_diagnosis(session: SessionDep, account_id: str = AccountId) -> Dia
         created_at=found.created_at,
         diagnosis=DiagnosisCompleted.model_validate(found.explanation),
     )
+
+
+@router.post(
+    "/accounts/{account_id}/answers",
+    response_model=AnswersAccepted,
+    responses={
+        **UNAUTHORIZED,
+        422: {"description": "An unknown question id, a value outside the question's choices, or a bad field"},
+    },
+    summary="Record answers to discovery questions; they become evidence and an open case is diagnosed again",
+)
+async def post_answers(
+    body: AnswersIn, session: SessionDep, rules: RulesDep, request: Request, account_id: str = AccountId
+) -> AnswersAccepted:
+    try:
+        return await record_answers(
+            session,
+            account_id=account_id,
+            body=body,
+            rules=rules,
+            correlation_id=request.scope["state"]["correlation_id"],
+        )
+    except AnswerRejected as error:
+        loc = ("body", *(int(part) if part.isdigit() else part for part in error.field.split(".")))
+        raise RequestValidationError([{"loc": loc, "msg": error.problem, "type": "value_error"}]) from None
+
+
+@router.get(
+    "/questions",
+    response_model=list[QuestionView],
+    responses={**UNAUTHORIZED},
+    summary="Every discovery question the rules can ask, with its id and choices",
+)
+async def get_questions(rules: RulesDep) -> list[QuestionView]:
+    return [
+        QuestionView(id=question.id, root_cause=name, text=question.text, choices=list(question.choices))
+        for name, cause in rules.root_causes.items()
+        for question in cause.questions
+    ]

@@ -6,10 +6,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.diagnosis.rules import Rules
+from services.diagnosis.rules import Question, Rules
 from services.diagnosis.taxonomy import ROOT_CAUSES, SYMPTOMS
 
-__all__ = ["ROOT_CAUSES", "SYMPTOMS", "Clue", "Scored", "StatedReason", "normalise_symptom", "score_root_causes"]
+__all__ = [
+    "ROOT_CAUSES",
+    "SYMPTOMS",
+    "Answer",
+    "Clue",
+    "Scored",
+    "StatedReason",
+    "normalise_symptom",
+    "score_root_causes",
+]
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,16 @@ class StatedReason:
     feedback: str | None = None
     comment: str | None = None
     involuntary: bool = False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Someone's answer to a discovery question: a choice of the question's, or free text."""
+
+    question_id: str
+    value: str
+    answered_by: str | None = None
+    answered_at: str | None = None
 
 
 def _words(code: str) -> str:
@@ -65,9 +84,16 @@ def normalise_symptom(stated: StatedReason, rules: Rules) -> str:
 
 
 def score_root_causes(
-    *, symptom: str, texts: list[tuple[str, str]], facts: dict[str, Any], rules: Rules
+    *,
+    symptom: str,
+    texts: list[tuple[str, str]],
+    facts: dict[str, Any],
+    rules: Rules,
+    answers: dict[str, Answer] | None = None,
 ) -> list[Scored]:
-    """Every root cause scored from the symptom, phrases in the texts and the known facts, best first."""
+    """Every root cause scored from the symptom, phrases in the texts, the known facts and the answers to its
+    questions, best first."""
+    answers = answers or {}
     raw: list[tuple[str, float, list[Clue]]] = []
     for name, cause in rules.root_causes.items():
         clues: list[Clue] = []
@@ -83,6 +109,7 @@ def score_root_causes(
                 clues.append(
                     Clue(condition.signal, f"{condition.says} ({_show(facts[condition.signal])})", condition.weight)
                 )
+        clues.extend(_answered(cause.questions, answers))
         raw.append((name, round(sum(clue.weight for clue in clues), 3), clues))
     # What is not yet known counts as one more, unnamed cause: thin evidence never looks certain.
     positive = sum(max(score, 0.0) for _, score, _ in raw) + rules.discover_below
@@ -97,6 +124,18 @@ def score_root_causes(
     ]
     # Ties fall to the order of the rules file, which lists the more common causes first.
     return sorted(ranked, key=lambda scored: -scored.score)
+
+
+def _answered(questions: tuple[Question, ...], answers: dict[str, Answer]) -> list[Clue]:
+    """The weight of each answer given to one of these questions, by the choice it names."""
+    clues = []
+    for question in questions:
+        answer = answers.get(question.id)
+        choice = question.choice(answer.value) if answer else None
+        if answer and choice and (weight := question.choices[choice]):
+            said = f" ({answer.answered_by})" if answer.answered_by else ""
+            clues.append(Clue(f"answer.{question.id}", f"{question.text} {choice!r}{said}", weight))
+    return clues
 
 
 def _show(value: Any) -> str:

@@ -76,7 +76,7 @@ async def on_intervention_logged(
     rules: Rules,
     context: ContextSource | None = None,
 ) -> None:
-    """Remember the attempt; a failed one changes the recommendation, so diagnose again."""
+    """Remember the attempt and its note; diagnose again when it failed or the rules read something in its note."""
     await service.record_attempt(
         session,
         attempt_id=f"intervention:{payload.intervention_id}",
@@ -88,7 +88,8 @@ async def on_intervention_logged(
         performed_at=payload.performed_at,
         playbook=payload.playbook,
     )
-    if payload.result.strip().lower() in rules.failed_results:
+    # A failed attempt changes the recommendation; a note may say what is really wrong. Either way, diagnose again.
+    if payload.result.strip().lower() in rules.failed_results or rules.reads_anything_in(payload.note or ""):
         await service.rediagnose_account(
             session, payload.account_id, correlation_id=envelope.correlation_id, context=context, rules=rules
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 from services.diagnosis.classifier import (
     SYMPTOMS,
+    Answer,
     Clue,
     Scored,
     StatedReason,
@@ -15,7 +16,7 @@ from services.diagnosis.classifier import (
     score_root_causes,
 )
 from services.diagnosis.features import extract_features, notes_text
-from services.diagnosis.rules import Rules, load_rules
+from services.diagnosis.rules import Question, Rules, load_rules
 from services.diagnosis.verdict import Attempt, avoid_list, decide, priority
 
 MAX_HYPOTHESES = 5
@@ -37,7 +38,7 @@ class CaseFacts:
 class Unknown:
     root_cause: str
     signals_to_check: list[str]
-    questions: list[str]
+    questions: list[Question]
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,26 @@ class Finding:
     recommended_playbook: str
 
 
-def _texts(facts: CaseFacts) -> list[tuple[str, str]]:
+ANSWERS = "answers"  # the signal group holding the answers to discovery questions, by question id
+
+
+def answers_in(signals: dict[str, dict[str, Any]]) -> dict[str, Answer]:
+    """The answers recorded for the account, by question id."""
+    return {
+        question_id: Answer(
+            question_id=question_id,
+            value=str(answer["value"]),
+            answered_by=answer.get("answered_by"),
+            answered_at=answer.get("answered_at"),
+        )
+        for question_id, answer in (signals.get(ANSWERS) or {}).items()
+        if isinstance(answer, dict) and "value" in answer
+    }
+
+
+def _texts(facts: CaseFacts, rules: Rules, answers: dict[str, Answer]) -> list[tuple[str, str]]:
+    """The words to read: the customer's, the reason code, relationship notes (also those written when completing
+    a task) and free-text answers to discovery questions."""
     stated = facts.stated
     texts = []
     if stated.comment:
@@ -62,11 +82,18 @@ def _texts(facts: CaseFacts) -> list[tuple[str, str]]:
     if stated.feedback and stated.feedback not in SYMPTOMS:
         texts.append(("reason_code", stated.feedback.replace("_", " ")))
     texts.extend(("relationship_note", note) for note in notes_text(facts.signals))
+    texts.extend(("relationship_note", attempt.note) for attempt in facts.history if attempt.note)
+    for answer in answers.values():
+        asked = rules.question(answer.question_id)
+        if asked is not None and not asked[1].choices:
+            texts.append((f"answer.{answer.question_id}", answer.value))
     return texts
 
 
-def unknowns_for(hypotheses: list[Scored], known: dict[str, Any], rules: Rules) -> list[Unknown]:
-    """For each strong hypothesis, what would confirm or refute it and what to ask."""
+def unknowns_for(
+    hypotheses: list[Scored], known: dict[str, Any], rules: Rules, answered: frozenset[str] = frozenset()
+) -> list[Unknown]:
+    """For each strong hypothesis, what would confirm or refute it and the questions not yet answered."""
     strong = [h for h in hypotheses if h.score > 0 and h.confidence >= rules.strong_confidence] or hypotheses[:2]
     unknowns = []
     for hypothesis in strong:
@@ -75,7 +102,7 @@ def unknowns_for(hypotheses: list[Scored], known: dict[str, Any], rules: Rules) 
             Unknown(
                 root_cause=hypothesis.root_cause,
                 signals_to_check=[signal for signal in cause.confirm if signal not in known],
-                questions=list(cause.questions),
+                questions=[question for question in cause.questions if question.id not in answered],
             )
         )
     return unknowns
@@ -86,7 +113,10 @@ def diagnose_case(facts: CaseFacts, rules: Rules | None = None) -> Finding:
     rules = rules or load_rules()
     symptom = normalise_symptom(facts.stated, rules)
     known = extract_features(facts.signals, now=facts.now)
-    ranked = score_root_causes(symptom=symptom, texts=_texts(facts), facts=known, rules=rules)
+    answers = answers_in(facts.signals)
+    ranked = score_root_causes(
+        symptom=symptom, texts=_texts(facts, rules, answers), facts=known, rules=rules, answers=answers
+    )
     verdict = decide(ranked, history=facts.history, rules=rules)
     days_left = (facts.effective_at - facts.now).total_seconds() / 86400 if facts.effective_at else None
     hypotheses = [h for h in ranked[:MAX_HYPOTHESES] if h.score > 0] or [
@@ -95,7 +125,7 @@ def diagnose_case(facts: CaseFacts, rules: Rules | None = None) -> Finding:
     return Finding(
         symptom=symptom,
         hypotheses=hypotheses,
-        unknowns=unknowns_for(hypotheses, known, rules),
+        unknowns=unknowns_for(hypotheses, known, rules, frozenset(answers)),
         tried=[f"{a.action}: {a.result}" for a in facts.history],
         avoid=avoid_list(facts.history, rules),
         decision=verdict.decision,

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Integer,
     String,
+    Text,
     bindparam,
     cast,
     exists,
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.diagnosis.models import AccountSignal, Attempt, Cancellation, Diagnosis, outbox
 from services.diagnosis.verdict import Attempt as PastAttempt
-from shared.db import JSONType, UTCDateTime, is_postgres, utcnow
+from shared.db import JSONType, UTCDateTime, insert_ignoring_conflicts, is_postgres, utcnow
 from shared.events import Envelope
 from shared.outbox import add_to_outbox, outbox_row
 
@@ -189,6 +190,26 @@ async def signal_rows(session: AsyncSession, account_id: str) -> dict[str, Accou
     return {row.kind: row for row in rows}
 
 
+async def locked_signal_rows(session: AsyncSession, account_id: str, *, kind: str) -> dict[str, AccountSignal]:
+    """The account's signal groups, with the ``kind`` group created empty when missing and all of them locked, so
+    two requests merging into that group one after the other never lose each other's part."""
+    await session.execute(
+        insert_ignoring_conflicts(
+            session,
+            SIGNALS,
+            account_id=account_id,
+            kind=kind,
+            values={},
+            observed_at=utcnow(),
+            source=kind,
+            signal_version=0,
+            updated_at=utcnow(),
+        )
+    )
+    rows = await session.execute(select(AccountSignal).where(AccountSignal.account_id == account_id).with_for_update())
+    return {row.kind: row for row in rows.scalars()}
+
+
 def _history_selects() -> list[Any]:
     """Signals and attempts, as selects of one shape: ``row_kind`` tells them apart."""
     no_text = cast(null(), String)
@@ -201,6 +222,7 @@ def _history_selects() -> list[Any]:
         no_text.label("playbook"),
         cast(null(), Boolean).label("whole_playbook"),
         cast(null(), UTCDateTime()).label("performed_at"),
+        cast(null(), Text).label("note"),
         SIGNALS.c.id,
     ).where(SIGNALS.c.account_id == bindparam("account_id"))
     attempts = select(
@@ -212,6 +234,7 @@ def _history_selects() -> list[Any]:
         ATTEMPTS.c.playbook,
         ATTEMPTS.c.whole_playbook,
         ATTEMPTS.c.performed_at,
+        ATTEMPTS.c.note,
         ATTEMPTS.c.id,
     ).where(ATTEMPTS.c.account_id == bindparam("account_id"))
     return [signals, attempts]
@@ -240,6 +263,7 @@ def _add_cancellation_and_history_statement() -> Any:
         no_text,
         cast(null(), Boolean),
         cast(null(), UTCDateTime()),
+        cast(null(), Text),
         added.c.id,
     )
     return union_all(*_history_selects(), claimed).order_by("row_kind", "performed_at", "id").add_cte(added)
@@ -262,7 +286,11 @@ def _history_of(rows: Any) -> tuple[AccountHistory, bool]:
         elif row.row_kind == "attempt":
             attempts.append(
                 PastAttempt(
-                    action=row.name, result=row.result, playbook=row.playbook, whole_playbook=row.whole_playbook
+                    action=row.name,
+                    result=row.result,
+                    playbook=row.playbook,
+                    whole_playbook=row.whole_playbook,
+                    note=row.note,
                 )
             )
         else:

@@ -51,6 +51,21 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Question:
+    """A discovery question: its id (what answers name), the words to ask, and the choices with their weight on
+    the cause that asks it (none: a free-text answer)."""
+
+    id: str
+    text: str
+    choices: dict[str, float] = field(default_factory=dict)
+
+    def choice(self, value: str) -> str | None:
+        """The choice ``value`` names (case and surrounding spaces aside), or None."""
+        wanted = value.strip().lower()
+        return next((choice for choice in self.choices if choice.lower() == wanted), None)
+
+
+@dataclass(frozen=True)
 class RootCauseRules:
     name: str
     label: str
@@ -58,7 +73,7 @@ class RootCauseRules:
     phrases: tuple[Phrase, ...]
     signals: tuple[Condition, ...]
     confirm: tuple[str, ...]
-    questions: tuple[str, ...]
+    questions: tuple[Question, ...]
     playbook_moves: tuple[str, ...]
 
 
@@ -82,6 +97,18 @@ class Rules:
     move_on: dict[str, str]
     move_on_after_failed_attempt: dict[str, str]
     priority: PriorityRules
+
+    def reads_anything_in(self, text: str) -> bool:
+        """Whether any root cause's phrase is found in ``text`` (a note worth diagnosing again for)."""
+        return any(phrase.pattern.search(text) for cause in self.root_causes.values() for phrase in cause.phrases)
+
+    def question(self, question_id: str) -> tuple[str, Question] | None:
+        """The root cause asking the question with this id, and the question; None for an unknown id."""
+        for name, cause in self.root_causes.items():
+            for question in cause.questions:
+                if question.id == question_id:
+                    return name, question
+        return None
 
 
 def _compile(pattern: str, where: str) -> re.Pattern[str]:
@@ -126,6 +153,37 @@ def _phrase(raw: dict[str, Any], where: str) -> Phrase:
     return Phrase(_compile(raw["match"], where), _number(raw["weight"], f"{where}.weight"))
 
 
+QUESTION_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _question(raw: Any, where: str) -> Question:
+    if not isinstance(raw, dict):
+        raise RulesError(f"{where}: a question needs `id` and `ask` (and `answers` for a choice), not {raw!r}")
+    _known_keys(raw, {"id", "ask", "answers"}, where)
+    if not isinstance(raw.get("id"), str) or not QUESTION_ID.match(raw["id"]):
+        raise RulesError(f"{where}.id: {raw.get('id')!r} is not a question id (lower case, digits, _)")
+    if not isinstance(raw.get("ask"), str) or not raw["ask"].strip():
+        raise RulesError(f"{where}.ask: the words to ask are missing")
+    answers = raw.get("answers") or {}
+    if not isinstance(answers, dict):
+        raise RulesError(f"{where}.answers: a mapping of each choice to its weight")
+    choices = {str(choice): _number(weight, f"{where}.answers.{choice}") for choice, weight in answers.items()}
+    if len({choice.lower() for choice in choices}) != len(choices):
+        raise RulesError(f"{where}.answers: two choices differ only in case")
+    return Question(id=raw["id"], text=raw["ask"].strip(), choices=choices)
+
+
+def _unique_question_ids(causes: dict[str, RootCauseRules]) -> None:
+    seen: dict[str, str] = {}
+    for name, cause in causes.items():
+        for question in cause.questions:
+            if question.id in seen:
+                raise RulesError(
+                    f"root_causes.{name}.questions: the id {question.id!r} is used by {seen[question.id]} too"
+                )
+            seen[question.id] = f"root_causes.{name}"
+
+
 def _root_cause(name: str, raw: dict[str, Any]) -> RootCauseRules:
     where = f"root_causes.{name}"
     _known_keys(raw, {"label", "playbook_moves", "symptoms", "phrases", "signals", "confirm", "questions"}, where)
@@ -143,7 +201,7 @@ def _root_cause(name: str, raw: dict[str, Any]) -> RootCauseRules:
         phrases=tuple(_phrase(p, f"{where}.phrases[{i}]") for i, p in enumerate(raw.get("phrases") or [])),
         signals=tuple(_condition(c, f"{where}.signals[{i}]") for i, c in enumerate(raw.get("signals") or [])),
         confirm=tuple(raw.get("confirm") or ()),
-        questions=tuple(raw.get("questions") or ()),
+        questions=tuple(_question(q, f"{where}.questions[{i}]") for i, q in enumerate(raw.get("questions") or [])),
         playbook_moves=tuple(raw.get("playbook_moves") or ()),
     )
 
@@ -153,14 +211,14 @@ def parse_rules(raw: dict[str, Any]) -> Rules:
     try:
         symptoms = raw["symptoms"]
         verdict = raw.get("verdict") or {}
-        return Rules(
+        rules = Rules(
             stripe_feedback=frozenset(symptoms["stripe_feedback"]),
             billing_reasons=dict(symptoms.get("billing_reasons") or {}),
             symptom_phrases=tuple(
                 (symptom, tuple(_compile(p, f"symptoms.phrases.{symptom}") for p in patterns))
                 for symptom, patterns in (symptoms.get("phrases") or {}).items()
             ),
-            root_causes={name: _root_cause(name, body) for name, body in raw["root_causes"].items()},
+            root_causes=(causes := {name: _root_cause(name, body) for name, body in raw["root_causes"].items()}),
             discover_below=_number(raw.get("discover_below", 2.5), "discover_below"),
             strong_confidence=_number(raw.get("strong_confidence", 0.2), "strong_confidence"),
             failed_results=frozenset(raw.get("failed_results") or ()),
@@ -168,6 +226,8 @@ def parse_rules(raw: dict[str, Any]) -> Rules:
             move_on_after_failed_attempt=dict(verdict.get("move_on_after_failed_attempt") or {}),
             priority=PriorityRules(**(verdict.get("priority") or {})),
         )
+        _unique_question_ids(causes)
+        return rules
     except (KeyError, TypeError, AttributeError) as error:
         raise RulesError(f"the rules file is missing or misshapes {error}") from None
     except ValueError as error:

@@ -39,9 +39,16 @@ class OnboardingSignals(SignalGroup):
 
 
 class StakeholderSignals(SignalGroup):
-    buyer: str | None = Field(default=None, max_length=200)
+    buyer: str | None = Field(default=None, max_length=200, description="who signed for it")
+    buyer_left: bool | None = Field(default=None, description="the buyer is no longer there (left, or moved on)")
     champion: str | None = Field(default=None, max_length=200, description="null: nobody champions it")
     champion_left: bool | None = None
+    implementer: str | None = Field(
+        default=None, max_length=200, description="who was tasked with implementing it; null: nobody was"
+    )
+    implementer_on_board: bool | None = Field(
+        default=None, description="whether the person tasked with implementing it was on board with the purchase"
+    )
     users_in_evaluation: bool | None = Field(default=None, description="were the daily users part of the evaluation")
     executive_sponsor: str | None = Field(default=None, max_length=200, description="null: no executive sponsor")
 
@@ -107,6 +114,40 @@ class SignalsAccepted(BaseModel):
         default_factory=list, description="groups not stored: what we hold was observed later than what was sent"
     )
     rediagnosing: bool = Field(description="an open cancellation will be diagnosed again")
+
+
+class AnswerIn(Strict):
+    """One answer to a discovery question, as the person who asked it heard it."""
+
+    question_id: str = Field(
+        min_length=1, max_length=64, description="the `id` of a question in a diagnosis's `unknowns[].asks`"
+    )
+    value: str = Field(
+        min_length=1, max_length=2000, description="one of the question's `choices`; free text when it has none"
+    )
+    answered_by: str = Field(min_length=1, max_length=200, description="who recorded it (a CSM's email, a tool)")
+    answered_at: AwareDatetime | None = Field(default=None, description="when it was answered; default now")
+
+
+class AnswersIn(Strict):
+    answers: list[AnswerIn] = Field(min_length=1, max_length=50)
+
+
+class AnswersAccepted(BaseModel):
+    account_id: str
+    signal_version: int = Field(description="the account's evidence version these answers are part of")
+    recorded: list[str] = Field(description="the question ids whose answers were stored")
+    stale: list[str] = Field(
+        default_factory=list, description="not stored: the stored answer to that question was given later"
+    )
+    rediagnosing: bool = Field(description="an open cancellation will be diagnosed again")
+
+
+class QuestionView(BaseModel):
+    id: str
+    root_cause: str = Field(description="the hypothesis it settles")
+    text: str
+    choices: list[str] = Field(description="the answers to choose from; empty: free text")
 
 
 class DiagnosisView(BaseModel):

@@ -18,6 +18,7 @@ from shared.events import (
     CancellationReceived,
     CancellationWithdrawn,
     DiagnosisCompleted,
+    DiscoveryQuestion,
     Envelope,
     Evidence,
     Hypothesis,
@@ -259,7 +260,12 @@ def _completed(
             for h in finding.hypotheses
         ],
         unknowns=[
-            Unknown(root_cause=u.root_cause, signals_to_check=u.signals_to_check, questions=u.questions)
+            Unknown(
+                root_cause=u.root_cause,
+                signals_to_check=u.signals_to_check,
+                questions=[q.text for q in u.questions],
+                asks=[DiscoveryQuestion(id=q.id, text=q.text, choices=list(q.choices)) for q in u.questions],
+            )
             for u in finding.unknowns
         ],
         tried=finding.tried,

@@ -16,6 +16,7 @@ class Attempt:
     result: str
     playbook: str | None = None
     whole_playbook: bool = False  # a case closed under this playbook, not one step of it
+    note: str | None = None  # what the person who did it wrote down
 
 
 @dataclass(frozen=True)

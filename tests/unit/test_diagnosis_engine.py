@@ -174,7 +174,9 @@ def test_unknowns_list_the_signals_not_yet_known() -> None:
     unknown = next(u for u in finding.unknowns if u.root_cause == "stakeholders_not_bought_in")
     assert "stakeholders.users_in_evaluation" in unknown.signals_to_check
     assert "usage.seat_utilisation" not in unknown.signals_to_check  # already known
-    assert "Who was tasked with implementing it? Were they part of the evaluation?" in unknown.questions
+    asked = {question.id: question for question in unknown.questions}
+    assert asked["implementer"].text == "Who was tasked with implementing it?"
+    assert set(asked["implementer_on_board"].choices) == {"yes", "no", "not sure"}
 
 
 def test_an_exhausted_playbook_is_not_recommended_again() -> None:
@@ -247,3 +249,21 @@ def _kwargs(case: CaseFacts) -> dict:
         "mrr": case.mrr_major,
         "days_left": 20,
     }
+
+
+def test_the_implementer_never_on_board_is_a_signal_of_its_own() -> None:
+    said = {"feedback": "unused", "comment": "It just didn't stick."}
+    unsure = diagnose_case(facts(**said, signals={"stakeholders": {"implementer": "Marta (ops)"}}))
+    against = diagnose_case(
+        facts(**said, signals={"stakeholders": {"implementer": "Marta (ops)", "implementer_on_board": False}})
+    )
+    assert unsure.root_cause != "stakeholders_not_bought_in"
+    assert against.root_cause == "stakeholders_not_bought_in"
+    [clue] = [c for c in against.hypotheses[0].evidence if c.signal == "stakeholders.implementer_on_board"]
+    assert clue.weight > 0 and "never on board" in clue.detail
+
+
+def test_the_buyer_gone_points_to_finding_a_new_champion() -> None:
+    finding = diagnose_case(facts(feedback="other", signals={"stakeholders": {"buyer": None, "buyer_left": True}}))
+    assert finding.root_cause == "champion_left"
+    assert any(c.signal == "stakeholders.buyer_left" for c in finding.hypotheses[0].evidence)
