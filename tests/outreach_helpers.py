@@ -62,6 +62,7 @@ def diagnosis(
     priority: int = 50,
     account_owner: str | None = None,
     avoid: list[str] | None = None,
+    customer_name: str = "Acme GmbH",
 ) -> DiagnosisCompleted:
     """A diagnosis.completed payload as the diagnosis service sends it."""
     account_id = account_id or f"stripe:cus_{uuid.uuid4().hex[:12]}"
@@ -71,7 +72,7 @@ def diagnosis(
         cancellation_id=cancellation_id or f"stripe:sub_{uuid.uuid4().hex[:12]}",
         account_id=account_id,
         customer_id=account_id.split(":")[1],
-        customer_name="Acme GmbH",
+        customer_name=customer_name,
         account_owner=account_owner,
         source="stripe",
         mrr=Money(amount_minor=mrr_minor, currency="usd") if mrr_minor is not None else None,

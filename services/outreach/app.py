@@ -18,7 +18,9 @@ from services.outreach.desk.settings import DeskSettings
 from services.outreach.ladder_file import LadderError, load_ladders
 from services.outreach.models import handled, outbox
 from services.outreach.notify.base import Notifier
+from services.outreach.notify.email import EmailConfig, EmailNotifier
 from services.outreach.notify.slack import SlackConfig, SlackNotifier
+from services.outreach.notify.slack_dm import SlackDirectConfig, SlackDirectNotifier
 from services.outreach.notify.webhook import WebhookConfig, WebhookNotifier
 from services.outreach.playbooks import PlaybookError, load_playbooks
 from services.outreach.policy import Policy
@@ -46,6 +48,23 @@ def build_notifiers(settings: OutreachSettings, client: httpx.AsyncClient) -> di
             client=client,
             **retry,
         )
+    if settings.smtp_host is not None and settings.smtp_sender is not None:
+        email = EmailConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_sender,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            tls=settings.smtp_tls,
+            ca_file=settings.smtp_ca_file,
+            timeout_seconds=settings.notify_timeout_seconds,
+        )
+        notifiers["email"] = EmailNotifier(
+            email, attempts=settings.notify_attempts, backoff_seconds=settings.notify_backoff_seconds
+        )
+    if settings.slack_bot_token is not None:
+        direct = SlackDirectConfig(bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
+        notifiers["slack_dm"] = SlackDirectNotifier(direct, client=client, **retry)
     return notifiers
 
 

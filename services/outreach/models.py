@@ -124,6 +124,7 @@ class Timer(Base):
     fired_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(64), doc="what firing did (escalated, answered, exhausted, ...)")
+    step: Mapped[int | None] = mapped_column(Integer, doc="for nudge timers: the rung of the inaction ladder it fires")
 
     # Never loaded: they tell the unit of work to insert the case and the task before their timers.
     case: Mapped[Case] = relationship(lazy="raise")
@@ -164,8 +165,8 @@ class Notification(Base):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    channel: Mapped[str] = mapped_column(String(32), doc="slack or webhook")
-    kind: Mapped[str] = mapped_column(String(48), doc="case.opened, case.escalated, case.closed")
+    channel: Mapped[str] = mapped_column(String(32), doc="slack, webhook (a team's), email or slack_dm (a person's)")
+    kind: Mapped[str] = mapped_column(String(48), doc="case.opened, case.escalated, task.overdue, digest.daily, ...")
     case_id: Mapped[str | None] = mapped_column(String(36), index=True)
     body: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), doc="pending, sent or failed")
@@ -175,3 +176,5 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    recipient: Mapped[str | None] = mapped_column(String(320), index=True, doc="the person's email; none: a team's")
+    lease_token: Mapped[str | None] = mapped_column(String(32), doc="the delivering instance's lease, while it sends")

@@ -377,9 +377,9 @@ async def advance_rotations(session: AsyncSession, *, turns: dict[str, int], siz
 
 
 async def lease_due_notifications(
-    session: AsyncSession, *, now: datetime, until: datetime, limit: int
+    session: AsyncSession, *, now: datetime, until: datetime, token: str, limit: int
 ) -> list[Notification]:
-    """Pending notifications due by ``now`` and not leased, leased until ``until`` (others' rows skipped)."""
+    """Pending notifications due by ``now`` and not leased, leased to ``token`` until ``until`` (others' skipped)."""
     query = (
         select(Notification)
         .where(
@@ -394,10 +394,31 @@ async def lease_due_notifications(
         query = query.with_for_update(skip_locked=True)
     claimed = list((await session.execute(query)).scalars())
     for notification in claimed:
-        notification.locked_until = until
+        notification.locked_until, notification.lease_token = until, token
     return claimed
 
 
-async def update_notification(session: AsyncSession, notification_id: str, **values: Any) -> None:
-    """Record a delivery attempt's result."""
-    await session.execute(update(Notification).where(Notification.id == notification_id).values(**values))
+async def renew_notification_leases(session: AsyncSession, *, token: str, until: datetime) -> int:
+    """Extend every lease ``token`` still holds on a pending notification; returns how many."""
+    result = await session.execute(
+        update(Notification)
+        .where(Notification.lease_token == token, Notification.status == "pending")
+        .values(locked_until=until)
+    )
+    return rows_matched(result)
+
+
+async def finish_notification(session: AsyncSession, notification_id: str, *, token: str, **values: Any) -> bool:
+    """Record a delivery attempt's result and release the lease; False when ``token`` no longer held it."""
+    result = await session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.lease_token == token)
+        .values(locked_until=None, lease_token=None, **values)
+    )
+    return rows_matched(result) == 1
+
+
+async def add_notifications_once(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert notifications whose ids are derived from what they announce; one already there is left alone."""
+    for row in rows:
+        await session.execute(insert_ignoring_conflicts(session, Notification.__table__, **row))

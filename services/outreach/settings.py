@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
@@ -42,6 +43,17 @@ class OutreachSettings(BrinkSettings):
     notify_rounds: int = Field(default=5, ge=1, le=50, description="delivery rounds before a notification fails")
     notify_backoff_seconds: float = Field(default=1, gt=0)
     notify_timeout_seconds: float = Field(default=10, gt=0)
+    # Personal notifications: email through an SMTP server, Slack direct messages through a bot token.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_ca_file: Path | None = Field(default=None, description="trust only this CA bundle (a private mail relay)")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str | None = Field(default=None, description="the From address")
+    slack_bot_token: SecretStr | None = None
+    slack_api_url: AnyHttpUrl = AnyHttpUrl("https://slack.com/api")
+    due_soon_hours: float = Field(default=2, ge=0, description="a task's owner is told this long before it is due")
 
     _split_rotation = field_validator(
         "rotation_csm",
@@ -83,6 +95,16 @@ class OutreachSettings(BrinkSettings):
     def calendar(self) -> WorkingHours:
         """The team's working hours and holidays."""
         return parse_working_hours(self.working_hours, days=self.working_days, holidays=self.holidays)
+
+    @model_validator(mode="after")
+    def _email_needs_a_sender(self) -> OutreachSettings:
+        if self.smtp_host is not None and not self.smtp_sender:
+            raise ValueError("BRINK_SMTP_HOST needs BRINK_SMTP_SENDER, the address emails come from")
+        if self.smtp_password is not None:
+            refuse_placeholders([self.smtp_password], "BRINK_SMTP_PASSWORD")
+        if self.slack_bot_token is not None:
+            refuse_placeholders([self.slack_bot_token], "BRINK_SLACK_BOT_TOKEN")
+        return self
 
     @model_validator(mode="after")
     def _webhook_needs_a_secret(self) -> OutreachSettings:

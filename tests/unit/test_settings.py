@@ -88,9 +88,18 @@ def start_outreach(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[st
         ),
         ({"BRINK_HOLIDAYS": "2026-12-32"}, "brink: setting BRINK_HOLIDAYS is invalid: holiday list"),
         ({"BRINK_TIME_ZONE": "Europe/Atlantis"}, "brink: setting BRINK_TIME_ZONE is invalid: time zone"),
+        (
+            {"BRINK_SMTP_HOST": "mail.example.com"},
+            "brink: settings are invalid: BRINK_SMTP_HOST needs BRINK_SMTP_SENDER",
+        ),
+        ({"BRINK_SMTP_TLS": "maybe"}, "brink: setting BRINK_SMTP_TLS is invalid"),
+        (
+            {"BRINK_SLACK_BOT_TOKEN": "changeme"},
+            "brink: settings are invalid: BRINK_SLACK_BOT_TOKEN holds a placeholder",
+        ),
     ],
 )
-def test_bad_working_hours_stop_outreach_with_one_line(tmp_path: Path, env: dict[str, str], line: str) -> None:
+def test_bad_outreach_settings_stop_it_with_one_line(tmp_path: Path, env: dict[str, str], line: str) -> None:
     result = start_outreach(tmp_path, **env)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

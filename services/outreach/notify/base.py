@@ -25,11 +25,22 @@ class Notifier(ABC):
     """One outbound channel. Subclasses send once; retrying is the base's job."""
 
     channel: str
+    # Personal channels reach one person (the message body's "to"); the others post to a team's channel.
+    personal: bool = False
 
-    def __init__(self, *, client: httpx.AsyncClient, attempts: int = 3, backoff_seconds: float = 1.0) -> None:
-        self.client = client
+    def __init__(
+        self, *, client: httpx.AsyncClient | None = None, attempts: int = 3, backoff_seconds: float = 1.0
+    ) -> None:
+        self._client = client
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client of a channel that posts over HTTP."""
+        if self._client is None:
+            raise TypeError(f"the {self.channel} notifier was built without an HTTP client")
+        return self._client
 
     @abstractmethod
     async def send(self, message: Message) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from pydantic import BaseModel, SecretStr
 
+from services.outreach.messages import slack_escape
 from services.outreach.notify.base import Message, Notifier
 
 
@@ -13,7 +14,11 @@ class SlackConfig(BaseModel):
 
 
 def render(message: Message) -> str:
-    """The Slack text for a notification."""
+    """The Slack text for a notification, its values escaped (a name cannot ping @channel or disguise a link)."""
+    return slack_escape(_text(message))
+
+
+def _text(message: Message) -> str:
     body = message.body
     who = body.get("customer_name") or body.get("account_id")
     money = (
