@@ -1,7 +1,7 @@
 """outreach: personal notifications (recipient, delivery lease) and the inaction ladder's step on timers
 
-Revision ID: outreach_0003
-Revises: outreach_0002
+Revision ID: outreach_0004
+Revises: outreach_0003
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "outreach_0003"
-down_revision = "outreach_0002"
+revision = "outreach_0004"
+down_revision = "outreach_0003"
 branch_labels = None
 depends_on = None
 
