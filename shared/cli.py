@@ -20,15 +20,23 @@ def cmd_init_env(_args: argparse.Namespace) -> int:
     if ENV_FILE.exists():
         print(f"brink: {ENV_FILE} exists; leaving it as it is")
         return 0
-    ENV_FILE.write_text(
+    content = (
         "# Development settings written by 'brink init-env'. Never commit this file.\n"
         f"BRINK_API_TOKENS=dev-{secrets.token_urlsafe(24)}\n"
+        f"BRINK_OPS_TOKENS=ops-{secrets.token_urlsafe(24)}\n"
         f"BRINK_STRIPE_WEBHOOK_SECRETS=whsec_{secrets.token_urlsafe(24)}\n"
         "BRINK_CHARGEBEE_WEBHOOK_USERNAME=chargebee\n"
         f"BRINK_CHARGEBEE_WEBHOOK_PASSWORD={secrets.token_urlsafe(18)}\n"
         "BRINK_LOG_FORMAT=console\n"
     )
-    ENV_FILE.chmod(0o600)
+    # Created owner-only from the first byte, and never through a link someone left in its place.
+    try:
+        descriptor = os.open(ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        print(f"brink: {ENV_FILE} exists (a link to elsewhere?); leaving it as it is", file=sys.stderr)
+        return 1
+    with os.fdopen(descriptor, "w") as env_file:
+        env_file.write(content)
     print(f"brink: wrote {ENV_FILE} with new development secrets")
     return 0
 

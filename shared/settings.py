@@ -11,6 +11,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from shared.amqp_cluster import node_urls
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "token", "xxx", "whsec_...", "whsec_xxx", "..."}
+# Words that only an example or template puts in a secret (deploy/k8s/secret.example.yaml says REPLACE-WITH-...).
+PLACEHOLDER_WORDS = ("replace", "changeme", "change-me", "change_me", "example", "placeholder", "your-", "your_")
+# A secret shorter than this can be guessed; `brink init-env` writes 24 random bytes and more.
+MIN_SECRET_LENGTH = 16
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
@@ -23,10 +27,19 @@ def split_commas(value: object) -> object:
     return value
 
 
+def check_secret(value: str, name: str) -> None:
+    """Refuse a placeholder or a secret short enough to guess; the message never repeats the value."""
+    lowered = value.strip().lower()
+    if lowered in PLACEHOLDER_SECRETS or any(word in lowered for word in PLACEHOLDER_WORDS):
+        raise ValueError(f"{name} holds a placeholder, not a real secret")
+    if len(value.strip()) < MIN_SECRET_LENGTH:
+        raise ValueError(f"{name} is shorter than {MIN_SECRET_LENGTH} characters; use a long random value")
+
+
 def refuse_placeholders(values: list[SecretStr], name: str) -> list[SecretStr]:
+    """Every secret of a list passes ``check_secret``."""
     for value in values:
-        if value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
-            raise ValueError(f"{name} holds a placeholder, not a real secret")
+        check_secret(value.get_secret_value(), name)
     return values
 
 
@@ -38,6 +51,8 @@ class BrinkSettings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./brink.db"
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@localhost:5672/")
     api_tokens: SecretList = Field(min_length=1)
+    # Bearer tokens for /metrics, /docs, /redoc and /openapi.json; with none, only loopback clients reach them.
+    ops_tokens: SecretList = Field(default_factory=list)
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
     # Consumers and relays run inside the service process unless an operator splits them out.
@@ -63,7 +78,7 @@ class BrinkSettings(BaseSettings):
     # giving the consumers 10 keeps webhooks answered quickly under overload; their queues absorb the rest.
     niceness: int = Field(default=0, ge=0, le=19)
 
-    _split_lists = field_validator("api_tokens", "retry_delays_seconds", mode="before")(split_commas)
+    _split_lists = field_validator("api_tokens", "ops_tokens", "retry_delays_seconds", mode="before")(split_commas)
 
     @field_validator("api_tokens")
     @classmethod
@@ -75,6 +90,11 @@ class BrinkSettings(BaseSettings):
     def _broker_nodes(cls, value: SecretStr) -> SecretStr:
         node_urls(value.get_secret_value())  # a ValueError says what is wrong, never echoing the credentials
         return value
+
+    @field_validator("ops_tokens")
+    @classmethod
+    def _real_ops_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        return refuse_placeholders(value, "BRINK_OPS_TOKENS")
 
     @field_validator("retry_delays_seconds")
     @classmethod

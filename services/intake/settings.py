@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from shared.settings import BrinkSettings, SecretList, refuse_placeholders, split_commas
+from shared.settings import BrinkSettings, SecretList, check_secret, split_commas
 
 
 class IntakeSettings(BrinkSettings):
@@ -12,7 +12,8 @@ class IntakeSettings(BrinkSettings):
     # Processes serving the intake port together; intake's work is CPU in Python, so one per core it may use.
     intake_processes: int = Field(default=1, ge=1, le=64)
     stripe_webhook_secrets: SecretList = Field(default_factory=list)
-    stripe_tolerance_seconds: int = Field(default=300, ge=0)
+    # How far a Stripe-Signature timestamp may be from now, either way; it is the replay protection, so never 0.
+    stripe_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
     chargebee_webhook_username: SecretStr | None = None
     chargebee_webhook_password: SecretStr | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -22,10 +23,17 @@ class IntakeSettings(BrinkSettings):
     @field_validator("stripe_webhook_secrets")
     @classmethod
     def _real_secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
-        refuse_placeholders(value, "BRINK_STRIPE_WEBHOOK_SECRETS")
         for secret in value:
             if not secret.get_secret_value().startswith("whsec_"):
                 raise ValueError("each Stripe webhook secret starts with whsec_")
+            check_secret(secret.get_secret_value().removeprefix("whsec_"), "BRINK_STRIPE_WEBHOOK_SECRETS")
+        return value
+
+    @field_validator("chargebee_webhook_password")
+    @classmethod
+    def _real_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret(value.get_secret_value(), "BRINK_CHARGEBEE_WEBHOOK_PASSWORD")
         return value
 
     @model_validator(mode="after")

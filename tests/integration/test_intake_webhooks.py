@@ -133,16 +133,18 @@ async def test_stripe_missing_signature_is_401(intake: Intake) -> None:
 
 async def test_two_secrets_configured_while_rotating_both_verify(database_url: str, amqp_url: str) -> None:
     settings = intake_settings(
-        database_url=database_url, amqp_url=amqp_url, stripe_webhook_secrets=["whsec_old_one", "whsec_new_one"]
+        database_url=database_url,
+        amqp_url=amqp_url,
+        stripe_webhook_secrets=["whsec_old_one_0123456789ab", "whsec_new_one_0123456789ab"],
     )
     async with running_intake(settings) as (_, client):
-        for secret in ("whsec_old_one", "whsec_new_one"):
+        for secret in ("whsec_old_one_0123456789ab", "whsec_new_one_0123456789ab"):
             response = await post_stripe(client, stripe_event("customer.created", {"id": "c"}), secret=secret)
             assert response.status_code == 200, response.text
         assert (await post_stripe(client, stripe_event("customer.created", {"id": "c"}), "whsec_x")).status_code == 401
         # Stripe's own header while it rotates: one v1 per active secret, plus a fake v0 to be ignored.
         body = json.dumps(stripe_event("customer.created", {"id": "c"})).encode()
-        header = stripe_signature_header(["whsec_unknown", "whsec_new_one"], body) + ",v0=" + "0" * 64
+        header = stripe_signature_header(["whsec_unknown", "whsec_new_one_0123456789ab"], body) + ",v0=" + "0" * 64
         response = await client.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": header})
         assert response.status_code == 200, response.text
 

@@ -14,7 +14,7 @@ from services.intake.app import build_app
 from services.intake.settings import IntakeSettings
 from shared.runtime import freeze_startup_objects
 build_app(IntakeSettings(_env_file=None, database_url="sqlite+aiosqlite:///unused.db", api_tokens=["t" * 32],
-                         amqp_url="amqp://guest:guest@127.0.0.1/", stripe_webhook_secrets=["whsec_unused"]))
+                         amqp_url="amqp://guest:guest@127.0.0.1/", stripe_webhook_secrets=["whsec_unused-in-this-test-0123"]))
 walked_before = len(gc.get_objects())
 freeze_startup_objects()
 print(json.dumps({"walked_before": walked_before, "walked_after": len(gc.get_objects()),

@@ -130,5 +130,7 @@ def test_an_outbound_webhook_without_a_secret_is_refused() -> None:
     from shared.settings import describe_error
 
     with pytest.raises(ValidationError) as error:
-        OutreachSettings(_env_file=None, api_tokens=["t0ken-for-test"], outbound_webhook_url="https://crm.example/hook")
+        OutreachSettings(
+            _env_file=None, api_tokens=["t0ken-for-the-test"], outbound_webhook_url="https://crm.example/hook"
+        )
     assert "needs BRINK_OUTBOUND_WEBHOOK_SECRET" in describe_error(error.value, OutreachSettings)

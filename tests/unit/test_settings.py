@@ -39,20 +39,23 @@ def start_service(module: str, tmp_path: Path, **env: str) -> subprocess.Complet
             "brink: setting BRINK_API_TOKENS is invalid: BRINK_API_TOKENS holds a placeholder",
         ),
         (
-            {"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_INTAKE_PORT": "eighty"},
+            {"BRINK_API_TOKENS": "t0k3n-abc-long-enough", "BRINK_INTAKE_PORT": "eighty"},
             "brink: setting BRINK_INTAKE_PORT is invalid",
         ),
-        ({"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_NICENESS": "25"}, "brink: setting BRINK_NICENESS is invalid"),
         (
-            {"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_INTAKE_PROCESSES": "0"},
+            {"BRINK_API_TOKENS": "t0k3n-abc-long-enough", "BRINK_NICENESS": "25"},
+            "brink: setting BRINK_NICENESS is invalid",
+        ),
+        (
+            {"BRINK_API_TOKENS": "t0k3n-abc-long-enough", "BRINK_INTAKE_PROCESSES": "0"},
             "brink: setting BRINK_INTAKE_PROCESSES is invalid",
         ),
         (
-            {"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_CONSUMER_BATCH_SIZE": "0"},
+            {"BRINK_API_TOKENS": "t0k3n-abc-long-enough", "BRINK_CONSUMER_BATCH_SIZE": "0"},
             "brink: setting BRINK_CONSUMER_BATCH_SIZE is invalid",
         ),
         (
-            {"BRINK_API_TOKENS": "t0k3n-abc", "BRINK_STRIPE_WEBHOOK_SECRETS": "sk_live_oops"},
+            {"BRINK_API_TOKENS": "t0k3n-abc-long-enough", "BRINK_STRIPE_WEBHOOK_SECRETS": "sk_live_oops"},
             "brink: setting BRINK_STRIPE_WEBHOOK_SECRETS is invalid: each Stripe webhook secret starts with whsec_",
         ),
     ],
@@ -66,7 +69,9 @@ def test_bad_setting_is_one_clear_line(tmp_path: Path, env: dict[str, str], line
 
 
 def test_unreachable_broker_is_one_line_saying_where_and_how(tmp_path: Path) -> None:
-    result = start_intake(tmp_path, BRINK_API_TOKENS="t0k3n-abc", BRINK_AMQP_URL="amqp://guest:guest@127.0.0.1:1/")
+    result = start_intake(
+        tmp_path, BRINK_API_TOKENS="t0k3n-abc-long-enough", BRINK_AMQP_URL="amqp://guest:guest@127.0.0.1:1/"
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "brink: RabbitMQ is not reachable at 127.0.0.1:1/ (AMQPConnectionError); start it with "
@@ -75,7 +80,7 @@ def test_unreachable_broker_is_one_line_saying_where_and_how(tmp_path: Path) -> 
 
 
 def start_outreach(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return start_service("services.outreach", tmp_path, BRINK_API_TOKENS="t0k3n-abc", **env)
+    return start_service("services.outreach", tmp_path, BRINK_API_TOKENS="t0k3n-abc-long-enough", **env)
 
 
 @pytest.mark.parametrize(

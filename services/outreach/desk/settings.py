@@ -6,7 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.dlq import DEFAULT_CONSUMER_QUEUES
-from shared.settings import CommaList, split_commas
+from shared.settings import CommaList, check_secret, split_commas
 
 
 class DeskSettings(BaseSettings):
@@ -29,6 +29,13 @@ class DeskSettings(BaseSettings):
     refresh_seconds: float = Field(default=5, ge=1, le=300)
 
     _split_lists = field_validator("queues", "service_urls", mode="before")(split_commas)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _real_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:  # set but empty would sign every cookie with an empty key
+            check_secret(value.get_secret_value(), "BRINK_DESK_SECRET_KEY")
+        return value
 
     @field_validator("service_urls")
     @classmethod
