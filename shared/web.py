@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
@@ -21,10 +22,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared import metrics
 from shared.auth import bearer_auth
 from shared.logs import bind_contextvars, clear_contextvars, get_logger
+from shared.ops_access import OpsAccessMiddleware
 
 log = get_logger("shared.web")
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+# Swagger UI's and ReDoc's scripts and styles, served from the fastapi-offline package (under /docs, so the
+# operations gate covers them too).
+DOCS_ASSETS_URL = "/docs/assets"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -133,7 +138,9 @@ def health_router(checks: dict[str, ReadinessCheck], *, timeout: float = 3.0) ->
                 await asyncio.wait_for(check(), timeout=timeout)
                 results[name] = "ok"
             except Exception as error:  # readiness reports, it does not raise
-                results[name] = f"failing: {str(error) or error.__class__.__name__}"
+                # The probe is open to anyone: it names the check, the log keeps the error's text.
+                log.warning("readiness.check_failed", check=name, error=str(error) or error.__class__.__name__)
+                results[name] = "failing"
         ready = all(value == "ok" for value in results.values())
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": results}, status_code=200 if ready else 503
@@ -233,13 +240,17 @@ def create_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
     readiness: dict[str, ReadinessCheck],
     api_tokens: list[SecretStr],
+    ops_tokens: Sequence[SecretStr] = (),
     api_routers: Sequence[APIRouter] = (),
     direct_routers: Sequence[APIRouter] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """A service's FastAPI app: ``api_routers`` need a bearer token; ``direct_routers`` authenticate
-    themselves and are served as ``DirectRoute``, first in line."""
-    app = FastAPI(title=title, description=description, version="1.0", lifespan=lifespan)
+    themselves and are served as ``DirectRoute``, first in line. The operations endpoints (metrics and the API
+    documentation, whose scripts Brink serves itself, never from a CDN) need one of ``ops_tokens``."""
+    app = FastAPIOffline(
+        title=title, description=description, version="1.0", lifespan=lifespan, static_url=DOCS_ASSETS_URL
+    )
     documented = [route for router in direct_routers for route in router.routes if isinstance(route, APIRoute)]
     for route in reversed(documented):
         app.router.routes.insert(0, DirectRoute.serving(route))
@@ -251,6 +262,8 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(metrics.HTTPMetricsMiddleware, service=service)
     app.add_middleware(CorrelationMiddleware)
+    # Outermost: a refused request costs no body reading, no metrics series and no log context.
+    app.add_middleware(OpsAccessMiddleware, ops_tokens=list(ops_tokens))
 
     document_openapi(app, documented)
 

@@ -64,6 +64,7 @@ def build_app(settings: DiagnosisSettings, *, rules: Rules | None = None) -> Fas
         lifespan=runtime.lifespan,
         api_routers=[api.router],
         api_tokens=settings.api_tokens,
+        ops_tokens=settings.ops_tokens,
         readiness=runtime.readiness(),
     )
     app.state.runtime = runtime

@@ -63,6 +63,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         direct_routers=[api.router],
         api_routers=[cancellations_api.router],
         api_tokens=settings.api_tokens,
+        ops_tokens=settings.ops_tokens,
         readiness=runtime.readiness(),
         max_body_bytes=settings.max_body_bytes,
     )

@@ -134,6 +134,7 @@ def build_app(
         lifespan=runtime.lifespan,
         api_routers=[api.router],
         api_tokens=settings.api_tokens,
+        ops_tokens=settings.ops_tokens,
         readiness={**runtime.readiness(), "timers": scheduler.check_timers},
     )
     app.state.runtime = runtime

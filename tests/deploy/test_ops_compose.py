@@ -55,3 +55,16 @@ def test_broker_database_and_monitoring_are_there() -> None:
     mounted = [volume.split(":")[0] for name in ("prometheus", "grafana") for volume in services[name]["volumes"]]
     for source in mounted:
         assert (DEPLOY / source).exists(), f"compose mounts {source}, which is missing"
+
+
+def test_prometheus_scrapes_with_the_ops_token_every_service_is_given() -> None:
+    """The services' /metrics answer only a BRINK_OPS_TOKENS bearer off loopback: Prometheus must send one."""
+    spec = compose()
+    assert "BRINK_OPS_TOKENS" in spec["x-brink-env"]
+    for name in BRINK_SERVICES:
+        assert "BRINK_OPS_TOKENS" in spec["services"][name]["environment"]
+    assert spec["secrets"]["ops_token"] == {"environment": "BRINK_OPS_TOKENS"}
+    assert spec["services"]["prometheus"]["secrets"] == ["ops_token"]
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    brink = next(job for job in scrape if job["job_name"] == "brink")
+    assert brink["authorization"] == {"type": "Bearer", "credentials_file": "/run/secrets/ops_token"}

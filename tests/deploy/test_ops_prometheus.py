@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import yaml
@@ -18,9 +19,19 @@ def test_alert_rules_pass_promtool() -> None:
     assert "SUCCESS: 7 rules found" in result.stdout
 
 
-def test_both_scrape_configurations_pass_promtool() -> None:
+def test_both_scrape_configurations_pass_promtool(tmp_path: Path) -> None:
+    """promtool also opens the bearer-token file, which only the running Prometheus has: the copies checked
+    here point at a stand-in file, everything else unchanged."""
+    token = tmp_path / "ops-token"
+    token.write_text("stand-in-ops-token-for-promtool\n")
+    shutil.copy(PROMETHEUS / "alerts.yml", tmp_path / "alerts.yml")
     for config in ("prometheus.yml", "prometheus-kubernetes.yml"):
-        result = run(tool("promtool"), "check", "config", config, cwd=PROMETHEUS)
+        parsed = yaml.safe_load((PROMETHEUS / config).read_text())
+        for job in parsed["scrape_configs"]:
+            if "authorization" in job:
+                job["authorization"]["credentials_file"] = str(token)
+        (tmp_path / config).write_text(yaml.safe_dump(parsed))
+        result = run(tool("promtool"), "check", "config", config, cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "is valid prometheus config file syntax" in result.stdout
 
@@ -57,3 +68,12 @@ def test_alert_rules_use_only_metrics_brink_exports() -> None:
         "brink_webhooks_total",
     ):
         assert needed in used
+
+
+def test_the_kubernetes_scrape_sends_the_ops_token_from_the_secret() -> None:
+    scrape = yaml.safe_load((PROMETHEUS / "prometheus-kubernetes.yml").read_text())["scrape_configs"]
+    brink = next(job for job in scrape if job["job_name"] == "brink")
+    assert brink["authorization"]["type"] == "Bearer"
+    assert brink["authorization"]["credentials_file"].endswith("brink-ops-token")
+    example = yaml.safe_load((PROMETHEUS.parent / "k8s" / "secret.example.yaml").read_text())
+    assert "BRINK_OPS_TOKENS" in example["stringData"]

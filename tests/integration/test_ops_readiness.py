@@ -88,7 +88,7 @@ async def test_readyz_fails_while_the_oldest_outbox_event_is_older_than_the_limi
             await stage_events(runtime, count=1, age_seconds=MAX_AGE_SECONDS + 60)
             stuck = await client.get("/readyz")
             assert stuck.status_code == 503
-            assert stuck.json()["checks"]["outbox"] == "failing: 2 outbox events unpublished, oldest 0:01:05 old"
+            assert stuck.json()["checks"]["outbox"] == "failing"  # the log has the why; the probe is public
             assert stuck.json()["checks"]["database"] == "ok" and stuck.json()["checks"]["broker"] == "ok"
 
             assert runtime.relay is not None

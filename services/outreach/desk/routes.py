@@ -200,7 +200,11 @@ async def results_page(request: Request, session: SignedIn, db: DbSession) -> HT
 
 async def _flow(request: Request):
     state = desk_state(request)
-    async with httpx.AsyncClient(timeout=2.0) as client:
+    runtime = request.app.state.runtime
+    # The other services' /metrics answer an operations token (or, with none configured, this machine).
+    ops_tokens = runtime.settings.ops_tokens
+    headers = {"Authorization": f"Bearer {ops_tokens[0].get_secret_value()}"} if ops_tokens else {}
+    async with httpx.AsyncClient(timeout=2.0, headers=headers) as client:
         return await read_flow(
             request.app.state.runtime, queues=state.settings.queues, services=state.settings.services(), client=client
         )
