@@ -19,7 +19,7 @@ def start_diagnosis(tmp_path: Path, rules_file: Path) -> subprocess.CompletedPro
     env = {
         **clean,
         "PYTHONPATH": str(ROOT),
-        "BRINK_API_TOKENS": "t0k3n-abc",
+        "BRINK_API_TOKENS": "t0k3n-abc-long-enough",
         "BRINK_RULES_FILE": str(rules_file),
         # Nothing listens here: a service that got past its rules would stop on the broker instead, saying so.
         "BRINK_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",
