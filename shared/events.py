@@ -189,6 +189,9 @@ class InterventionLogged(Payload):
     performed_by: str | None = None
     performed_at: datetime
     playbook: str | None = Field(default=None, description="the playbook the step belongs to (its root cause)")
+    move: str | None = Field(
+        default=None, description="the playbook step's move (shared/moves.py); none for an escalation rung"
+    )
 
 
 class CaseClosed(Payload):

@@ -82,7 +82,7 @@ async def on_intervention_logged(
         attempt_id=f"intervention:{payload.intervention_id}",
         account_id=payload.account_id,
         cancellation_id=payload.cancellation_id,
-        action=payload.action,
+        action=payload.move or payload.action,  # the shared vocabulary the rules and `avoid` speak
         result=payload.result,
         note=payload.note,
         performed_at=payload.performed_at,

@@ -12,6 +12,7 @@ import yaml
 
 from services.diagnosis.features import FEATURE_NAMES
 from services.diagnosis.taxonomy import ROOT_CAUSES, SYMPTOMS
+from shared.moves import MOVES
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 CONDITION_KINDS = ("is", "below", "above", "equals")
@@ -191,6 +192,9 @@ def _root_cause(name: str, raw: dict[str, Any]) -> RootCauseRules:
         raise RulesError(f"{where}: {name!r} is not a root cause ({', '.join(ROOT_CAUSES)})")
     if unknown := set(raw.get("symptoms") or {}) - set(SYMPTOMS):
         raise RulesError(f"{where}.symptoms: unknown symptom(s) {sorted(unknown)}")
+    for move in raw.get("playbook_moves") or ():
+        if move not in MOVES:
+            raise RulesError(f"{where}.playbook_moves: {move!r} is not a move (shared/moves.py lists them)")
     for signal in raw.get("confirm") or ():
         if signal not in FEATURE_NAMES:
             raise RulesError(f"{where}.confirm: unknown signal {signal!r}")

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.outreach.rotation import ROLES
+from shared.moves import MOVES
 
 PLAYBOOK_DIR = Path(__file__).parent / "playbooks"
 ROOT_CAUSES = (
@@ -41,11 +42,19 @@ class PlaybookError(ValueError):
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     action: Action
+    move: str = Field(description="what the step does, in the vocabulary diagnosis's rules speak (shared/moves.py)")
     title: str = Field(min_length=1)
     owner_role: Role = "csm"
     offer: Offer | None = None
     due_after_hours: float = Field(default=24, ge=0)
     escalate_after_hours: float | None = Field(default=None, gt=0, description="unanswered this long after due")
+
+    @field_validator("move")
+    @classmethod
+    def _known_move(cls, move: str) -> str:
+        if move not in MOVES:
+            raise ValueError(f"{move!r} is not a move (shared/moves.py lists them)")
+        return move
 
     @model_validator(mode="after")
     def _offer_names_what(self) -> Step:
@@ -71,6 +80,13 @@ class Playbook(BaseModel):
         default="working", description="calendar: due times and ladder delays count nights and weekends too"
     )
     steps: tuple[Step, ...] = Field(min_length=1)
+
+    def move_of(self, *, action: str, offer: str | None, title: str) -> str | None:
+        """The move of the step a task was made from: by its action and offer, the title deciding between two."""
+        matching = [step for step in self.steps if step.action == action and step.offer == offer]
+        titled = [step for step in matching if step.title == title]
+        chosen = titled or matching
+        return chosen[0].move if chosen else None
 
 
 def _describe(error: ValidationError) -> str:

@@ -101,7 +101,8 @@ def steps_to_work(
         if key in done_here and key not in REPEATABLE_ACTIONS:
             record(session, case, "step_skipped", at=now, step=step.title, action=key, reason="done_on_this_case")
             continue
-        if was_tried(key, tried):
+        # ``tried`` also holds the moves diagnosis says failed before (its ``avoid``), in the shared vocabulary.
+        if was_tried(key, tried) or (key not in REPEATABLE_ACTIONS and step.move in tried):
             record(session, case, "step_skipped", at=now, step=step.title, action=key, reason="tried_recently")
             continue
         steps.append(step)

@@ -83,6 +83,7 @@ async def complete_task(
             performed_by=who,
             performed_at=now,
             playbook=task.playbook or case.playbook,
+            move=_move_of(task, policy),
         ),
         correlation_id=correlation_id or case.cancellation_id,
     )
@@ -99,3 +100,11 @@ async def complete_task(
         )
     await session.flush()
     return task
+
+
+def _move_of(task: Task, policy: Policy) -> str | None:
+    """The move of the playbook step the task was made from; escalation rungs are not playbook moves."""
+    playbook = policy.playbooks.get(task.playbook or "")
+    if task.kind == "escalation" or playbook is None:
+        return None
+    return playbook.move_of(action=task.action, offer=task.offer, title=task.title)

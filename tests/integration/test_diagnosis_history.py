@@ -23,7 +23,7 @@ async def status_of(diagnosis: Diagnosis, cancellation_id: str) -> str | None:
         return await session.scalar(select(Cancellation.status).where(Cancellation.cancellation_id == cancellation_id))
 
 
-def intervention(event, *, action: str, result: str) -> InterventionLogged:
+def intervention(event, *, action: str, result: str, move: str | None = None) -> InterventionLogged:
     return InterventionLogged(
         intervention_id=uuid.uuid4().hex,
         case_id="case-1",
@@ -34,6 +34,7 @@ def intervention(event, *, action: str, result: str) -> InterventionLogged:
         note="call on Tuesday",
         performed_by="sam@example.com",
         performed_at=datetime.now(UTC),
+        move=move,
     )
 
 
@@ -45,7 +46,8 @@ async def test_a_failed_honest_attempt_at_the_fit_moves_on_and_is_not_repeated(
         await diagnosis.put_signals(event.account_id, {"usage": group(key_feature_adoption=0.7)})
         await diagnosis.publish(event)
         [first] = await diagnosis.completed_for(event.cancellation_id)
-        await diagnosis.publish(intervention(event, action="honest_fit_review", result="failed"))
+        # Outreach reports what was done (a call) and the move it made, in the rules' vocabulary.
+        await diagnosis.publish(intervention(event, action="call", result="failed", move="honest_fit_review"))
         second = (await diagnosis.completed_for(event.cancellation_id, count=2))[1]
 
     assert first["root_cause"] == "wrong_fit" and first["verdict"]["decision"] == "pursue"

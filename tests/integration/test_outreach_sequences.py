@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from prometheus_client import REGISTRY
 
+from services.outreach.playbooks import load_playbooks
 from services.outreach.tasks import TaskNotOpen
 from tests.outreach_helpers import Desk, diagnosis, open_desk, withdrawal
 
@@ -56,6 +57,8 @@ async def test_a_full_playbook_worked_to_a_save(
     assert case.status == "saved" and case.first_touched_at == tasks[0].due_at
     logged = await desk.published("intervention.logged")
     assert [(event["case_id"], event["result"]) for event in logged] == [(case_id, result) for result in results]
+    # Each step's move, in the vocabulary diagnosis's rules speak, travels with the intervention.
+    assert [event["move"] for event in logged] == [step.move for step in load_playbooks()[root_cause].steps]
     assert "escalated" not in [fired.outcome for fired in desk.fired]
     closed = await desk.published("case.closed")
     assert closed[-1]["outcome"] == "saved" and closed[-1]["revenue_saved"] == {
@@ -152,6 +155,13 @@ async def test_interventions_tried_recently_are_skipped_not_repeated(desk: Desk)
         (e.detail["rung"], e.detail["reason"]) for e in history if e.kind == "rung_skipped"
     }
     assert any(e.kind == "step_skipped" and e.detail["action"] == "training_session" for e in history)
+
+
+async def test_a_move_diagnosis_says_failed_before_is_skipped(desk: Desk) -> None:
+    case_id = await desk.receive(diagnosis(root_cause="poor_implementation", avoid=["implement_for_them"]))
+    assert [t.action for t in await desk.tasks(case_id)] == ["call", "offer", "training_session"]
+    history = await desk.history(case_id)
+    assert any(e.kind == "step_skipped" and e.detail["action"] == "implementation_help" for e in history)
 
 
 async def test_no_escalation_once_the_customer_is_saved(desk: Desk) -> None:

@@ -23,14 +23,28 @@ def test_every_root_cause_has_a_playbook_and_discover_and_move_on_exist() -> Non
 @pytest.mark.parametrize(
     ("text", "complaint"),
     [
-        ("steps:\n  - action: fax\n    title: Send a fax\n", "steps.0.action"),
-        ("steps:\n  - action: offer\n    title: Offer something\n", "needs 'offer: <what>'"),
-        ("steps:\n  - action: call\n    title: Call\n    owner_role: intern\n", "steps.0.owner_role"),
-        ("steps:\n  - action: call\n    title: Call\n    due_after_hours: -1\n", "steps.0.due_after_hours"),
+        ("steps:\n  - action: fax\n    move: commit_to_fix\n    title: Send a fax\n", "steps.0.action"),
+        ("steps:\n  - action: offer\n    move: fix_or_workaround\n    title: Offer\n", "needs 'offer: <what>'"),
+        (
+            "steps:\n  - action: call\n    move: commit_to_fix\n    title: Call\n    owner_role: intern\n",
+            "steps.0.owner_role",
+        ),
+        (
+            "steps:\n  - action: call\n    move: commit_to_fix\n    title: Call\n    due_after_hours: -1\n",
+            "steps.0.due_after_hours",
+        ),
         ("steps: []\n", "steps"),
-        ("name: other\nsteps:\n  - action: call\n    title: Call\n", "differs from the file name"),
+        (
+            "name: other\nsteps:\n  - action: call\n    move: commit_to_fix\n    title: Call\n",
+            "differs from the file name",
+        ),
         ("steps: [unclosed\n", "cannot be read"),
-        ("steps:\n  - action: call\n    title: Call\n    escalate_afer_hours: 4\n", "escalate_afer_hours"),
+        (
+            "steps:\n  - action: call\n    move: commit_to_fix\n    title: Call\n    escalate_afer_hours: 4\n",
+            "escalate_afer_hours",
+        ),
+        ("steps:\n  - action: call\n    title: Call\n", "steps.0.move"),
+        ("steps:\n  - action: call\n    move: pray\n    title: Call\n", "steps.0.move: 'pray' is not a move"),
     ],
 )
 def test_a_bad_playbook_file_is_refused_naming_file_and_field(tmp_path: Path, text: str, complaint: str) -> None:
@@ -43,7 +57,9 @@ def test_a_bad_playbook_file_is_refused_naming_file_and_field(tmp_path: Path, te
 
 def test_operators_can_drop_in_a_playbook_but_not_remove_discover(tmp_path: Path) -> None:
     shutil.copytree(PLAYBOOK_DIR, tmp_path, dirs_exist_ok=True)
-    (tmp_path / "budget_freeze.yaml").write_text("steps:\n  - action: email\n    title: Ask when budgets reopen\n")
+    (tmp_path / "budget_freeze.yaml").write_text(
+        "steps:\n  - action: email\n    move: find_the_decision_maker\n    title: Ask when budgets reopen\n"
+    )
     playbooks = load_playbooks(tmp_path)
     assert choose(playbooks, decision="pursue", recommended="budget_freeze", root_cause="x").name == "budget_freeze"
     assert choose(playbooks, decision="pursue", recommended="nothing", root_cause="nothing").name == "discover"
