@@ -17,7 +17,10 @@ install: $(STAMP)
 .env: | $(STAMP)
 	$(BIN)/brink init-env
 
+# A fresh checkout also gets a first admin for the rescue desk; how to sign in is printed before the logs.
 run: $(STAMP) .env
+	$(BIN)/brink migrate
+	$(BIN)/brink users first-admin
 	$(BIN)/brink run
 
 migrate: $(STAMP) .env

@@ -9,6 +9,7 @@ import secrets
 import sys
 import time
 import uuid
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import overload
 
@@ -169,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     from shared.dlq_cli import add_dlq_commands
 
     add_dlq_commands(commands, _setting)
+    # Services add their own commands (outreach: `brink users`) through an entry point, so shared imports none.
+    for entry in entry_points(group="brink.commands"):
+        entry.load()(commands, _setting)
     return parser
 
 

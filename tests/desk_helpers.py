@@ -8,12 +8,14 @@ from typing import Any
 
 import httpx
 
-from shared.db import make_engine
+from services.outreach import people
+from shared.db import make_engine, transaction
 from shared.events import DiagnosisCompleted, Envelope, Evidence, Hypothesis, Unknown
 from tests.conftest import TOKEN, eventually
 from tests.outreach_helpers import diagnosis, wipe_outreach
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+PASSWORD = "correct horse battery staple"
 
 
 def rich_diagnosis(
@@ -97,9 +99,31 @@ async def case_id_of(client: httpx.AsyncClient, account_id: str) -> str:
     return await eventually(find)
 
 
-async def sign_in(client: httpx.AsyncClient, *, name: str = "Dana") -> str:
-    """Sign in with the test token; returns the page's CSRF token."""
-    response = await client.post("/desk/signin", data={"token": TOKEN, "name": name, "next": "/desk"})
+async def add_person(
+    runtime: Any,
+    email: str,
+    *,
+    role: str = "csm",
+    name: str | None = None,
+    manager: str | None = None,
+    password: str | None = PASSWORD,
+) -> None:
+    """A person of the desk, added the way `brink users add` does."""
+    async with transaction(runtime.sessions) as session:
+        await people.add_person(
+            session,
+            email=email,
+            name=name or email.split("@")[0].title(),
+            role=role,
+            manager_email=manager,
+            password=password,
+            now=datetime.now(UTC),
+        )
+
+
+async def sign_in(client: httpx.AsyncClient, email: str = "dana@example.com", *, password: str = PASSWORD) -> str:
+    """Sign in as a person; returns the page's CSRF token."""
+    response = await client.post("/desk/signin", data={"email": email, "password": password, "next": "/desk"})
     assert response.status_code == 303, response.text
     page = await client.get("/desk")
     assert page.status_code == 200

@@ -18,9 +18,12 @@ from services.outreach.escalation import Fired
 from services.outreach.models import (
     Case,
     CaseEvent,
+    DeskSession,
     EarlyWithdrawal,
     Notification,
+    Person,
     RotationCursor,
+    SignInFailure,
     Task,
     Timer,
     outbox,
@@ -96,7 +99,18 @@ def withdrawal(of: DiagnosisCompleted) -> CancellationWithdrawn:
     )
 
 
-OUTREACH_TABLES = (Notification, Timer, CaseEvent, Task, Case, EarlyWithdrawal, RotationCursor)
+OUTREACH_TABLES = (
+    Notification,
+    Timer,
+    CaseEvent,
+    Task,
+    Case,
+    EarlyWithdrawal,
+    RotationCursor,
+    DeskSession,
+    SignInFailure,
+    Person,
+)
 
 
 async def wipe_outreach(engine: AsyncEngine) -> None:

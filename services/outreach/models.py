@@ -52,6 +52,7 @@ class Case(Base):
     )
     first_touched_at: Mapped[datetime | None] = mapped_column(doc="first task completed, whatever its result")
     closed_reason: Mapped[str | None] = mapped_column(Text)
+    customer_email: Mapped[str | None] = mapped_column(String(320), doc="the billing customer's email, for search")
 
     tasks: Mapped[list[Task]] = relationship(back_populates="case", lazy="raise", order_by="Task.position")
     events: Mapped[list[CaseEvent]] = relationship(back_populates="case", lazy="raise", order_by="CaseEvent.id")
@@ -83,6 +84,8 @@ class Task(Base):
     rung: Mapped[str | None] = mapped_column(String(32), doc="for escalation tasks: the ladder rung")
     escalate_after_seconds: Mapped[int | None] = mapped_column(Integer, doc="unanswered this long after due: escalate")
     completed_by: Mapped[str | None] = mapped_column(String(255))
+    snoozed_until: Mapped[datetime | None] = mapped_column(doc="put off to this moment; its escalation waits too")
+    snooze_reason: Mapped[str | None] = mapped_column(Text)
 
     case: Mapped[Case] = relationship(back_populates="tasks", lazy="raise")
 
@@ -178,3 +181,49 @@ class Notification(Base):
     sent_at: Mapped[datetime | None]
     recipient: Mapped[str | None] = mapped_column(String(320), index=True, doc="the person's email; none: a team's")
     lease_token: Mapped[str | None] = mapped_column(String(32), doc="the delivering instance's lease, while it sends")
+
+
+PERSON_ROLES = ("csm", "cs_manager", "vp_customer_success", "executive_sponsor", "admin")
+
+
+class Person(Base):
+    """Someone who works cases on the desk (or administers it): a role, a manager, where to reach them."""
+
+    __tablename__ = "outreach_people"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True, doc="lower case; tasks and cases name owners by it")
+    name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(32), index=True, doc="csm, cs_manager, vp_customer_success, ...")
+    manager_id: Mapped[str | None] = mapped_column(ForeignKey("outreach_people.id", ondelete="SET NULL"), index=True)
+    slack_user_id: Mapped[str | None] = mapped_column(String(32))
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC", doc="IANA name")
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    password_hash: Mapped[str | None] = mapped_column(String(255), doc="Argon2id; none for single sign-on only")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deactivated_at: Mapped[datetime | None]
+
+
+class DeskSession(Base):
+    """A signed-in desk session; the cookie carries its opaque id, the row only a hash of it."""
+
+    __tablename__ = "outreach_desk_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("outreach_people.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    address: Mapped[str | None] = mapped_column(String(64))
+
+
+class SignInFailure(Base):
+    """A refused sign-in, counted per account and per address to slow password guessing."""
+
+    __tablename__ = "outreach_sign_in_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)

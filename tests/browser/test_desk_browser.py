@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -19,11 +20,12 @@ from services.intake.settings import IntakeSettings
 from services.outreach.app import build_app as build_outreach
 from services.outreach.desk.settings import DeskSettings
 from services.outreach.settings import OutreachSettings
+from shared.db import make_engine, make_sessionmaker
 from shared.events import CancellationWithdrawn, Envelope
 from shared.messaging import Broker
 from tests.browser.conftest import serve
 from tests.conftest import TOKEN, settings_for
-from tests.desk_helpers import case_id_of, rich_diagnosis, wipe
+from tests.desk_helpers import PASSWORD, add_person, case_id_of, rich_diagnosis, wipe
 
 LAPTOP = {"width": 1366, "height": 768}
 
@@ -68,6 +70,14 @@ def brink_urls(postgres_url: str, amqp_url: str, clock: MovableClock, empty_outr
             )
         )
         yield {"intake": intake, "outreach": outreach}
+
+
+@pytest.fixture
+async def people_db(postgres_url: str) -> AsyncIterator[Any]:
+    """The database the served outreach uses, from the test's own event loop, for adding people."""
+    engine = make_engine(postgres_url)
+    yield SimpleNamespace(sessions=make_sessionmaker(engine))
+    await engine.dispose()
 
 
 @pytest.fixture
@@ -141,10 +151,16 @@ async def shot(page: Any, artifacts: Path, name: str) -> None:
 
 
 async def test_sign_in_work_a_case_and_see_every_page(
-    browser: Any, brink_urls: dict[str, str], broker: Broker, artifacts: Path, clock: MovableClock
+    browser: Any,
+    brink_urls: dict[str, str],
+    broker: Broker,
+    artifacts: Path,
+    clock: MovableClock,
+    people_db: Any,
 ) -> None:
     outreach = brink_urls["outreach"]
     seeded = await seed(broker, outreach)
+    await add_person(people_db, "dana@example.com", name="Dana", role="admin")
     clock.offset = timedelta(hours=4)  # the first calls were due within 3 hours: now they are overdue
     # A poison message: diagnosis.completed without its fields is retried, then dead-lettered.
     await broker.publish(
@@ -153,17 +169,17 @@ async def test_sign_in_work_a_case_and_see_every_page(
     context = await browser.new_context(viewport=LAPTOP, base_url=outreach)
     page = await context.new_page()
 
-    # Signed out, the desk sends you to sign in, with the cursor in the token field.
+    # Signed out, the desk sends you to sign in, with the cursor in the email field; an API token is no password.
     await page.goto("/desk")
     assert "/desk/signin" in page.url
-    assert await page.evaluate("document.activeElement.id") == "token"
-    await page.get_by_label("API token").fill("not-the-token")
+    assert await page.evaluate("document.activeElement.id") == "email"
+    await page.get_by_label("Email").fill("dana@example.com")
+    await page.get_by_label("Password").fill(TOKEN)
     await page.get_by_role("button", name="Sign in").click()
-    assert "That token is not one of" in await page.get_by_role("alert").inner_text()
-    await page.get_by_label("API token").fill(TOKEN)
-    await page.get_by_label("Your name").fill("Dana")
+    assert "do not match an active person" in await page.get_by_role("alert").inner_text()
+    await page.get_by_label("Password").fill(PASSWORD)
     await shot(page, artifacts, "signin")
-    await page.get_by_label("API token").press("Enter")
+    await page.get_by_label("Password").press("Enter")
 
     # The queue: highest priority first, the cookie held even over plain http on 127.0.0.1.
     await page.wait_for_url(f"{outreach}/desk")

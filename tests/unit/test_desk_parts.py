@@ -8,34 +8,21 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from services.outreach.desk.charts import bars, columns, money, percent
-from services.outreach.desk.session import SessionCodec, csrf_matches, signing_key
+from services.outreach.desk.session import SignedInPerson, csrf_matches, signing_key
 from services.outreach.desk.settings import DeskSettings
 from services.outreach.desk.timeline import timeline
 from services.outreach.desk.web import relative, safe_next
-from services.outreach.models import Case, CaseEvent, Task
+from services.outreach.models import Case, CaseEvent, Person, Task
+from services.outreach.passwords import WeakPassword, hash_password, verify
 
 TOKENS = [SecretStr("token-one-" + "a" * 20), SecretStr("token-two-" + "b" * 20)]
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def codec(tokens: list[SecretStr] = TOKENS, *, max_age: int = 3600, key: str = "k" * 32) -> SessionCodec:
-    return SessionCodec(key=key, max_age_seconds=max_age, api_tokens=tokens)
-
-
-def test_a_session_cookie_reads_back_and_never_carries_the_token() -> None:
-    session, value = codec().new(token=TOKENS[1].get_secret_value(), name="Dana")
-    assert TOKENS[1].get_secret_value() not in value
-    assert codec().read(value) == session and session.name == "Dana"
-
-
-def test_forged_expired_or_withdrawn_sessions_are_refused() -> None:
-    _, value = codec().new(token=TOKENS[0].get_secret_value(), name=None)
-    tampered = value[:-3] + ("AAA" if not value.endswith("AAA") else "BBB")
-    assert codec().read(tampered) is None
-    assert codec(key="another-key-" + "x" * 20).read(value) is None
-    assert codec(max_age=-1).read(value) is None  # older than the limit
-    assert codec(tokens=[TOKENS[1]]).read(value) is None  # its token was removed from BRINK_API_TOKENS
-    assert codec().read("") is None and codec().read(None) is None
+def signed_in(csrf: str) -> SignedInPerson:
+    return SignedInPerson(
+        person=Person(id="p1", email="dana@example.com", name="Dana", role="csm"), csrf=csrf, id_hash="h"
+    )
 
 
 def test_the_derived_signing_key_changes_when_the_tokens_rotate() -> None:
@@ -45,10 +32,19 @@ def test_the_derived_signing_key_changes_when_the_tokens_rotate() -> None:
 
 
 def test_csrf_tokens_must_match_the_session() -> None:
-    session, _ = codec().new(token=TOKENS[0].get_secret_value(), name=None)
-    other, _ = codec().new(token=TOKENS[0].get_secret_value(), name=None)
-    assert csrf_matches(session, session.csrf)
-    assert not csrf_matches(session, other.csrf) and not csrf_matches(session, "") and not csrf_matches(session, None)
+    session = signed_in("a" * 43)
+    assert csrf_matches(session, "a" * 43)
+    assert not csrf_matches(session, "b" * 43) and not csrf_matches(session, "") and not csrf_matches(session, None)
+
+
+def test_passwords_are_argon2id_hashes_and_a_missing_hash_never_matches() -> None:
+    stored = hash_password("correct horse battery staple")
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    assert verify(stored, "correct horse battery staple")
+    assert not verify(stored, "correct horse battery stapler")
+    assert not verify(None, "correct horse battery staple") and not verify("not a hash", "anything at all")
+    with pytest.raises(WeakPassword, match="at least 12"):
+        hash_password("short")
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
-"""The desk's pages: sign-in, queue, case (with task completion), results and flow."""
+"""The desk's pages: queue, case (with task completion), results and flow; mounting the whole desk."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
@@ -8,80 +10,35 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import SecretStr, ValidationError
 
-from services.outreach import reports, service
+from services.outreach import people, reports, service
+from services.outreach.desk import account, people_admin
 from services.outreach.desk import queue as desk_queue
 from services.outreach.desk.flow import read_flow
 from services.outreach.desk.results import result_charts
-from services.outreach.desk.session import COOKIE, SessionCodec, csrf_matches, signing_key
+from services.outreach.desk.session import Sessions, csrf_matches, signing_key
 from services.outreach.desk.settings import DeskSettings
+from services.outreach.desk.signin import Limits
 from services.outreach.desk.timeline import timeline
 from services.outreach.desk.web import (
     HERE,
     DbSession,
     DeskState,
+    NotAllowed,
     SignedIn,
     SignInRequired,
+    csrf_refused,
     desk_state,
     page,
-    safe_next,
     sign_in_redirect,
 )
 from services.outreach.models import TASK_RESULTS, Task
 from services.outreach.schemas import CompleteTask
 from services.outreach.tasks import TaskNotFound, TaskNotOpen, complete_task
-from shared.auth import token_matches
 from shared.logs import get_logger
 
 log = get_logger("outreach.desk")
 router = APIRouter(prefix="/desk", include_in_schema=False)
 MAX_FORM_FIELD = 5000
-
-
-@router.get("/signin", response_class=HTMLResponse)
-async def sign_in_form(request: Request, next: str | None = None) -> HTMLResponse:
-    return page(request, "signin.html", {"next": safe_next(next), "error": None})
-
-
-@router.post("/signin", response_class=HTMLResponse)
-async def sign_in(request: Request) -> Response:
-    form = await request.form()
-    token, name = str(form.get("token") or "").strip(), str(form.get("name") or "").strip()[:80]
-    target = safe_next(str(form.get("next") or ""))
-    tokens = request.app.state.settings.api_tokens
-    if not token or len(token) > 500 or not token_matches(token, tokens):
-        log.info("outreach.desk.sign_in_refused")
-        return page(
-            request,
-            "signin.html",
-            {"next": target, "error": "That token is not one of Brink's API tokens."},
-            status_code=401,
-        )
-    state = desk_state(request)
-    _, value = state.codec.new(token=token, name=name)
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        value,
-        max_age=state.codec.max_age_seconds,
-        path="/desk",
-        httponly=True,
-        secure=state.settings.cookie_secure,
-        samesite="lax",
-    )
-    log.info("outreach.desk.signed_in", name=name or None)
-    return response
-
-
-@router.post("/signout")
-async def sign_out(request: Request, session: SignedIn) -> Response:
-    form = await request.form()
-    if not csrf_matches(session, str(form.get("csrf") or "")):
-        return _csrf_refused(request, session)
-    response = RedirectResponse("/desk/signin", status_code=303)
-    response.delete_cookie(
-        COOKIE, path="/desk", httponly=True, secure=desk_state(request).settings.cookie_secure, samesite="lax"
-    )
-    return response
 
 
 @router.get("", response_class=HTMLResponse)
@@ -126,10 +83,13 @@ async def _case_page(
     if case is None:
         return page(request, "missing.html", {"what": f"case {case_id}"}, status_code=404, session=session)
     now = request.app.state.clock.now()
+    mentioned = {case.owner, *(t.owner for t in case.tasks), *(t.completed_by for t in case.tasks)}
+    mentioned |= {event.actor for event in case.events}
     return page(
         request,
         "case.html",
         {
+            "names": await people.names_by_email(db, {email for email in mentioned if email}),
             "case": case,
             "d": case.diagnosis or {},
             "steps": timeline(case, now=now),
@@ -154,7 +114,7 @@ async def case_page(
 async def complete(request: Request, case_id: str, task_id: str, session: SignedIn, db: DbSession) -> Response:
     form = await request.form()
     if not csrf_matches(session, str(form.get("csrf") or "")):
-        return _csrf_refused(request, session)
+        return csrf_refused(request, session)
     task = await db.get(Task, task_id)
     if task is None or task.case_id != case_id:
         return page(request, "missing.html", {"what": f"task {task_id}"}, status_code=404, session=session)
@@ -162,7 +122,7 @@ async def complete(request: Request, case_id: str, task_id: str, session: Signed
         body = CompleteTask(
             result=str(form.get("result") or ""),
             note=str(form.get("note") or "").strip() or None,
-            performed_by=session.name,
+            performed_by=session.email,
         )
     except ValidationError:
         return await _case_page(
@@ -221,20 +181,20 @@ async def flow_panel(request: Request, session: SignedIn) -> HTMLResponse:
     return page(request, "_flow_panel.html", {"flow": await _flow(request)}, session=session)
 
 
-def _csrf_refused(request: Request, session) -> HTMLResponse:
-    log.warning("outreach.desk.csrf_refused", path=request.url.path)
-    return page(request, "missing.html", {"what": None, "csrf": True}, status_code=403, session=session)
-
-
 def mount_desk(app: FastAPI, *, api_tokens: list[SecretStr], settings: DeskSettings) -> None:
     """Serve the desk under /desk on outreach's app."""
-    codec = SessionCodec(
+    sessions = Sessions(
         key=signing_key(secret_key=settings.secret_key, api_tokens=api_tokens),
-        max_age_seconds=int(settings.session_hours * 3600),
-        api_tokens=api_tokens,
+        lifetime=timedelta(hours=settings.session_hours),
     )
-    app.state.desk = DeskState(settings=settings, codec=codec)
-    app.include_router(router)
+    limits = Limits(
+        per_account=settings.signin_attempts_per_account,
+        per_address=settings.signin_attempts_per_address,
+        window=timedelta(seconds=settings.signin_window_seconds),
+    )
+    app.state.desk = DeskState(settings=settings, sessions=sessions, limits=limits)
+    for desk_router in (account.router, router, people_admin.router):
+        app.include_router(desk_router)
     app.mount("/desk/static", StaticFiles(directory=HERE / "static"), name="desk-static")
 
     @app.exception_handler(SignInRequired)
@@ -244,3 +204,7 @@ def mount_desk(app: FastAPI, *, api_tokens: list[SecretStr], settings: DeskSetti
         if request.method != "GET":
             return RedirectResponse("/desk/signin", status_code=303)
         return sign_in_redirect(request)
+
+    @app.exception_handler(NotAllowed)
+    async def not_allowed(request: Request, error: NotAllowed) -> Response:
+        return page(request, "missing.html", {"what": None, "refused": str(error)}, status_code=403)

@@ -1,4 +1,8 @@
-"""Signed session cookies made from an API token, and the CSRF token tied to each session."""
+"""Desk sessions kept server-side: the cookie carries a signed opaque id, the table a hash of it.
+
+Ending a session (signing out, deactivating the person, a new password) deletes its row, so the cookie stops
+working on the next request. Every sign-in gets a new id; a session expires a fixed time after sign-in.
+"""
 
 from __future__ import annotations
 
@@ -6,63 +10,112 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import SecretStr
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach.models import DeskSession, Person
 
 COOKIE = "brink_desk"
 SALT = "brink.desk.session"
 
 
 @dataclass(frozen=True)
-class DeskSession:
-    """Who signed in (an optional display name), which token they used, and their CSRF token."""
+class SignedInPerson:
+    """The person behind a request, the CSRF token of their session, and which session it is."""
 
-    token_id: str
+    person: Person
     csrf: str
-    name: str | None = None
+    id_hash: str
 
+    @property
+    def name(self) -> str:
+        return self.person.name
 
-def token_id(token: str) -> str:
-    """A fingerprint of a token; the cookie never carries the token itself."""
-    return hashlib.sha256(f"{SALT}:{token}".encode()).hexdigest()[:32]
+    @property
+    def email(self) -> str:
+        return self.person.email
+
+    @property
+    def role(self) -> str:
+        return self.person.role
 
 
 def signing_key(*, secret_key: SecretStr | None, api_tokens: list[SecretStr]) -> str:
-    """The configured key, or one derived from the API tokens so that rotating them ends every session."""
+    """The configured key, or one derived from the API tokens."""
     if secret_key is not None:
         return secret_key.get_secret_value()
     joined = "\n".join(sorted(token.get_secret_value() for token in api_tokens))
     return hmac.new(SALT.encode(), joined.encode(), hashlib.sha256).hexdigest()
 
 
-class SessionCodec:
-    """Turns sessions into signed, timestamped cookie values and back."""
+def _hash(session_id: str) -> str:
+    """What the table keeps: a leaked table row cannot be replayed as a cookie."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
-    def __init__(self, *, key: str, max_age_seconds: int, api_tokens: list[SecretStr]) -> None:
-        self._serializer = URLSafeTimedSerializer(key, salt=SALT)
-        self.max_age_seconds = max_age_seconds
-        self._live_ids = {token_id(token.get_secret_value()) for token in api_tokens}
 
-    def new(self, *, token: str, name: str | None) -> tuple[DeskSession, str]:
-        """A fresh session for a token already checked, and its cookie value."""
-        session = DeskSession(token_id=token_id(token), csrf=secrets.token_urlsafe(32), name=name or None)
-        value = self._serializer.dumps({"t": session.token_id, "c": session.csrf, "n": session.name})
-        return session, value
+class Sessions:
+    """Starts, reads and ends desk sessions."""
 
-    def read(self, value: str | None) -> DeskSession | None:
-        """The session in a cookie, or None when it is missing, forged, expired or its token was withdrawn."""
-        if not value:
+    def __init__(self, *, key: str, lifetime: timedelta) -> None:
+        self._serializer = URLSafeSerializer(key, salt=SALT)
+        self.lifetime = lifetime
+
+    def _id_in(self, cookie: str | None) -> str | None:
+        if not cookie or len(cookie) > 512:
             return None
         try:
-            data = self._serializer.loads(value, max_age=self.max_age_seconds)
+            value = self._serializer.loads(cookie)
         except BadSignature:
             return None
-        if not isinstance(data, dict) or data.get("t") not in self._live_ids or not isinstance(data.get("c"), str):
+        return value if isinstance(value, str) else None
+
+    async def start(
+        self, db: AsyncSession, person: Person, *, now: datetime, address: str | None, replacing: str | None
+    ) -> tuple[SignedInPerson, str]:
+        """A new session (a new id, whatever the browser had) and its cookie value; the one replaced ends."""
+        await self.end(db, replacing)
+        await db.execute(delete(DeskSession).where(DeskSession.expires_at <= now))
+        session_id = secrets.token_urlsafe(32)
+        row = DeskSession(
+            id_hash=_hash(session_id),
+            person_id=person.id,
+            csrf=secrets.token_urlsafe(32),
+            created_at=now,
+            expires_at=now + self.lifetime,
+            address=(address or "")[:64] or None,
+        )
+        db.add(row)
+        await db.flush()
+        return SignedInPerson(person=person, csrf=row.csrf, id_hash=row.id_hash), self._serializer.dumps(session_id)
+
+    async def read(self, db: AsyncSession, cookie: str | None, *, now: datetime) -> SignedInPerson | None:
+        """The signed-in person, or None when the cookie is missing, forged, expired, ended or its person inactive."""
+        session_id = self._id_in(cookie)
+        if session_id is None:
             return None
-        return DeskSession(token_id=data["t"], csrf=data["c"], name=data.get("n"))
+        found = (
+            await db.execute(
+                select(DeskSession, Person)
+                .join(Person, Person.id == DeskSession.person_id)
+                .where(DeskSession.id_hash == _hash(session_id), DeskSession.expires_at > now, Person.active.is_(True))
+            )
+        ).one_or_none()
+        if found is None:
+            return None
+        row, person = found
+        return SignedInPerson(person=person, csrf=row.csrf, id_hash=row.id_hash)
+
+    async def end(self, db: AsyncSession, cookie: str | None) -> None:
+        """End the session a cookie names (nothing happens for a bad or unknown cookie)."""
+        session_id = self._id_in(cookie)
+        if session_id is not None:
+            await db.execute(delete(DeskSession).where(DeskSession.id_hash == _hash(session_id)))
 
 
-def csrf_matches(session: DeskSession, presented: str | None) -> bool:
+def csrf_matches(session: SignedInPerson, presented: str | None) -> bool:
     """Constant-time check of the form's CSRF token against the session's."""
     return presented is not None and hmac.compare_digest(session.csrf.encode(), presented.encode())

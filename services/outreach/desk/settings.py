@@ -18,8 +18,13 @@ class DeskSettings(BaseSettings):
     # switch it off only to reach the desk over plain http under another host name.
     cookie_secure: bool = True
     session_hours: float = Field(default=12, gt=0, le=24 * 30)
-    # Signs the session cookie; derived from BRINK_API_TOKENS when unset, so rotating the tokens signs everyone out.
+    # Signs the session cookie (which holds only an opaque session id); derived from BRINK_API_TOKENS when unset.
     secret_key: SecretStr | None = None
+    # Failed sign-ins allowed per account and per address within the window; the next one is refused until the
+    # oldest of them leaves the window.
+    signin_attempts_per_account: int = Field(default=5, ge=1, le=1000)
+    signin_attempts_per_address: int = Field(default=30, ge=1, le=100_000)
+    signin_window_seconds: float = Field(default=60, gt=0, le=86400)
     # Every Brink consumer queue; the flow page derives their retry and dead queues.
     queues: CommaList = Field(default_factory=lambda: list(DEFAULT_CONSUMER_QUEUES))
     # name=base URL of the other services, for their outbox backlog (from /readyz and /metrics).

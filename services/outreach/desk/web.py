@@ -12,10 +12,13 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from services.outreach.desk.session import COOKIE, DeskSession, SessionCodec
+from services.outreach.desk.session import COOKIE, Sessions, SignedInPerson
 from services.outreach.desk.settings import DeskSettings
+from services.outreach.desk.signin import Limits
 from shared.deps import SessionDep
+from shared.logs import get_logger
 
+log = get_logger("outreach.desk")
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; "
@@ -31,11 +34,16 @@ class DeskState:
     """What the desk's routes share, kept on ``app.state.desk``."""
 
     settings: DeskSettings
-    codec: SessionCodec
+    sessions: Sessions
+    limits: Limits
 
 
 class SignInRequired(Exception):
     """No valid session: pages redirect to the sign-in form, fragments answer 401."""
+
+
+class NotAllowed(Exception):
+    """The signed-in person may not do this (a 403 page saying what)."""
 
 
 def when(moment: datetime | None) -> str:
@@ -77,17 +85,34 @@ def desk_state(request: Request) -> DeskState:
     return request.app.state.desk
 
 
-def current_session(request: Request) -> DeskSession:
-    """The signed-in session, or SignInRequired."""
-    session = desk_state(request).codec.read(request.cookies.get(COOKIE))
-    if session is None:
+# The shared session commits before the response leaves, so the page a form redirects to shows the change.
+DbSession = SessionDep
+
+
+async def current_session(request: Request) -> SignedInPerson:
+    """The signed-in person, or SignInRequired (no cookie, or a session that ended, expired or was forged).
+
+    Read in a short transaction of its own: pages that only read the broker (the flow) then hold no database
+    transaction, which on SQLite would be the one writer's lock.
+    """
+    async with request.app.state.runtime.sessions() as db:
+        signed_in = await desk_state(request).sessions.read(
+            db, request.cookies.get(COOKIE), now=request.app.state.clock.now()
+        )
+    if signed_in is None:
         raise SignInRequired
+    return signed_in
+
+
+async def admin_only(session: Annotated[SignedInPerson, Depends(current_session)]) -> SignedInPerson:
+    """Roles are checked here, once: only admins manage people."""
+    if session.role != "admin":
+        raise NotAllowed("Only an admin manages people.")
     return session
 
 
-SignedIn = Annotated[DeskSession, Depends(current_session)]
-# The shared session commits before the response leaves, so the page a form redirects to shows the change.
-DbSession = SessionDep
+SignedIn = Annotated[SignedInPerson, Depends(current_session)]
+Admin = Annotated[SignedInPerson, Depends(admin_only)]
 
 
 def page(
@@ -96,13 +121,19 @@ def page(
     context: dict[str, Any],
     *,
     status_code: int = 200,
-    session: DeskSession | None = None,
+    session: SignedInPerson | None = None,
 ) -> HTMLResponse:
     """A rendered page with the signed-in person, their CSRF token and the desk's security headers."""
     context = {"session": session, "refresh_seconds": desk_state(request).settings.refresh_seconds, **context}
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+def csrf_refused(request: Request, session: SignedInPerson | None) -> HTMLResponse:
+    """The answer to a form without this session's CSRF token: nothing changed."""
+    log.warning("outreach.desk.csrf_refused", path=request.url.path)
+    return page(request, "missing.html", {"what": None, "csrf": True}, status_code=403, session=session)
 
 
 def sign_in_redirect(request: Request) -> RedirectResponse:
