@@ -20,6 +20,7 @@ from shared.db import insert_many_if_new, is_database_outage, transaction, utcno
 from shared.events import Envelope, Payload, UnknownEventType
 from shared.logs import bound_contextvars, get_logger
 from shared.messaging import DEAD_EXCHANGE, RETRY_EXCHANGE, Broker, OutgoingMessage, QueueSpec, build_message
+from shared.redaction import error_text
 
 log = get_logger("shared.consumer")
 
@@ -225,7 +226,7 @@ class Consumer:
     async def _retry_or_dead_letter(self, message: AbstractIncomingMessage, error: Exception) -> None:
         counted = (message.headers or {}).get(ATTEMPT_HEADER)
         attempt = counted if isinstance(counted, int) else 0
-        reason = f"{error.__class__.__name__}: {error}"[:1000]
+        reason = error_text(error)[:1000]  # travels in the message's headers: no personal data, no secrets
         if attempt >= len(self.spec.retry_delays):
             await self._dead_letter(message, reason)
             return

@@ -73,7 +73,7 @@ def utcnow() -> datetime:
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
     """Engine for either backend; SQLite gets WAL and a busy timeout so three processes can share it."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -96,7 +96,9 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
     # The same ceiling of open connections, all kept: overflow connections are closed on return, so under a
     # load just past pool_size every few requests paid for a new connection (a server fork and the driver's
     # type introspection).
-    engine = create_async_engine(url, pool_size=pool_size + overflow, max_overflow=0)
+    # hide_parameters: an error's text (logged, and written into a dead letter's headers) never carries the
+    # values of a statement, which hold customers' names and emails.
+    engine = create_async_engine(url, pool_size=pool_size + overflow, max_overflow=0, hide_parameters=True)
     ping_unless_fresh(engine)
     return engine
 

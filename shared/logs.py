@@ -4,31 +4,33 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, clear_contextvars
 
+from shared.redaction import redact_value
+
 __all__ = ["bind_contextvars", "bound_contextvars", "clear_contextvars", "configure_logging", "get_logger"]
 
-SECRET_KEYS = ("authorization", "password", "secret", "token", "signature", "amqp_url")
+# Libraries that log every request's full URL at INFO (httpx: a Slack webhook URL is its secret).
+URL_LOGGERS = ("httpx", "httpcore")
 
 
-def _redact(_logger: object, _name: str, event: dict) -> dict:
-    """Never let a secret reach a log line, even when someone logs a whole mapping."""
-    event.pop("color_message", None)  # uvicorn's duplicate of the message, with terminal colours
-    for key in list(event):
-        if any(word in key.lower() for word in SECRET_KEYS):
-            event[key] = "[redacted]"
-    return event
+def _redact(_logger: object, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
+    """The last step before a line is written, for Brink's lines and the libraries' alike: no secret, no URL
+    path or credentials, no SQL parameters, whatever the field (the message and a rendered traceback too)."""
+    event.pop("color_message", None)  # uvicorn's copy of the message with terminal escape codes
+    return {key: redact_value(key, value) for key, value in event.items()}
 
 
 def configure_logging(*, service: str, level: str = "INFO", fmt: str = "json") -> None:
     """Route structlog and the standard library (uvicorn, aio-pika) through one formatter."""
-    shared_processors: list = [
+    shared_processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _redact,
     ]
     renderer = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
@@ -52,6 +54,7 @@ def configure_logging(*, service: str, level: str = "INFO", fmt: str = "json") -
             lambda _l, _n, event: {**event, "service": service},
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            _redact,
             renderer,
         ],
     )
@@ -60,7 +63,7 @@ def configure_logging(*, service: str, level: str = "INFO", fmt: str = "json") -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aio_pika", "aiormq", "uvicorn.access"):
+    for noisy in ("aio_pika", "aiormq", "uvicorn.access", *URL_LOGGERS):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

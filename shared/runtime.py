@@ -22,7 +22,7 @@ from shared.logs import get_logger
 from shared.messaging import Broker, BrokerUnavailable, QueueSpec
 from shared.outbox import OutboxRelay, outbox_backlog
 from shared.retention import Expiry, RetentionWorker, handled_message_ids, sent_outbox_rows
-from shared.settings import BrinkSettings
+from shared.settings import BrinkSettings, database_location
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -51,7 +51,7 @@ class Runtime:
     ) -> None:
         self.service = service
         self.settings = settings
-        self.engine = engine or make_engine(settings.database_url)
+        self.engine = engine or make_engine(settings.database_url.get_secret_value())
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
         self.broker = Broker(settings.amqp_url.get_secret_value())
         self.outbox = outbox
@@ -227,7 +227,7 @@ def preflight(settings: BrinkSettings) -> None:
             await broker.connect()
         finally:
             await broker.close()
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url.get_secret_value())
         try:
             await ping(engine)
         finally:
@@ -244,7 +244,7 @@ def preflight(settings: BrinkSettings) -> None:
         raise SystemExit(1) from None
     except Exception as error:
         print(
-            f"brink: the database at {settings.database_url.split('@')[-1]} is not reachable: "
+            f"brink: the database at {database_location(settings.database_url)} is not reachable: "
             f"{str(error).splitlines()[0] if str(error) else error.__class__.__name__}",
             file=sys.stderr,
         )

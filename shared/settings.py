@@ -48,7 +48,8 @@ class BrinkSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BRINK_", env_file=".env", extra="ignore")
 
-    database_url: str = "sqlite+aiosqlite:///./brink.db"
+    # Secret: a PostgreSQL URL carries the database password.
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./brink.db")
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@localhost:5672/")
     api_tokens: SecretList = Field(min_length=1)
     # Bearer tokens for /metrics, /docs, /redoc and /openapi.json; with none, only loopback clients reach them.
@@ -110,7 +111,12 @@ class BrinkSettings(BaseSettings):
 
     @property
     def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
+        return self.database_url.get_secret_value().startswith("sqlite")
+
+
+def database_location(url: SecretStr) -> str:
+    """Where the database is, for a message: the host and database, never the user or password."""
+    return url.get_secret_value().rsplit("@", 1)[-1]
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from shared.migrate import upgrade
-from shared.settings import BrinkSettings, describe_error
+from shared.settings import BrinkSettings, database_location, describe_error
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -41,9 +41,9 @@ def run_all() -> int:
     from shared.runtime import preflight
 
     preflight(settings)
-    upgrade(settings.database_url)
+    upgrade(settings.database_url.get_secret_value())
     print(
-        f"brink: database at {settings.database_url.split('@')[-1]} is migrated; starting {', '.join(SERVICES)}",
+        f"brink: database at {database_location(settings.database_url)} is migrated; starting {', '.join(SERVICES)}",
         flush=True,
     )
     children = {

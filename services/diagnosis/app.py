@@ -33,6 +33,7 @@ def build_app(settings: DiagnosisSettings, *, rules: Rules | None = None) -> Fas
     context = (
         ContextSource(
             base_url=settings.context_url,
+            token=settings.context_token,
             timeout_seconds=settings.context_timeout_seconds,
             attempts=settings.context_attempts,
         )

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from services.diagnosis.schemas import AccountSignals
@@ -31,6 +31,7 @@ class ContextSource:
         self,
         *,
         base_url: str,
+        token: SecretStr | None = None,
         timeout_seconds: float = 2.0,
         attempts: int = 3,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -38,6 +39,9 @@ class ContextSource:
         cooldown_seconds: float = 30.0,
     ) -> None:
         self._base_url = base_url.rstrip("/")
+        self._headers = {"Accept": "application/json"}
+        if token is not None:  # a credential travels in a header, never in the URL (which reaches logs and proxies)
+            self._headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         self._cooldown = cooldown_seconds
         self._down_until = 0.0
         self._timeout = httpx.Timeout(timeout_seconds)
@@ -69,7 +73,7 @@ class ContextSource:
         url = f"{self._base_url}/accounts/{quote(account_id, safe='')}"
         async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client:
             try:
-                response = await client.get(url, headers={"Accept": "application/json"})
+                response = await client.get(url, headers=self._headers)
             except httpx.TransportError as error:
                 raise _Retryable(f"context source unreachable: {error!r}") from None
         if response.status_code == 404:

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
 from services.diagnosis.rules import DEFAULT_RULES
-from shared.settings import BrinkSettings
+from shared.settings import BrinkSettings, check_secret
 
 
 class DiagnosisSettings(BrinkSettings):
     diagnosis_port: int = Field(default=8001, ge=1, le=65535)
     # Where to fetch more context about an account (GET <url>/accounts/{account_id}); optional.
     context_url: str | None = Field(default=None, pattern=r"^https?://")
+    # Sent as "Authorization: Bearer <token>" to the context source; put no credentials in BRINK_CONTEXT_URL.
+    context_token: SecretStr | None = None
     context_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     context_attempts: int = Field(default=3, ge=1, le=10)
     # The rules diagnosis applies; read and checked at start, so a broken file stops the service.
     rules_file: Path = DEFAULT_RULES
+
+    @field_validator("context_token")
+    @classmethod
+    def _real_context_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret(value.get_secret_value(), "BRINK_CONTEXT_TOKEN")
+        return value

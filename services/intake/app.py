@@ -31,10 +31,12 @@ def build_app(settings: IntakeSettings) -> FastAPI:
     deliveries = (
         None
         if settings.is_sqlite
-        else PostgresDeliveries(asyncpg_dsn(settings.database_url), max_connections=DELIVERY_CONNECTIONS)
+        else PostgresDeliveries(
+            asyncpg_dsn(settings.database_url.get_secret_value()), max_connections=DELIVERY_CONNECTIONS
+        )
     )
     # With webhooks on their own pool, the engine serves only the relay, reports and health checks.
-    engine = None if deliveries is None else make_engine(settings.database_url, pool_size=3)
+    engine = None if deliveries is None else make_engine(settings.database_url.get_secret_value(), pool_size=3)
     runtime = Runtime(
         service=SERVICE,
         settings=settings,
