@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -34,6 +34,17 @@ def check_secret(value: str, name: str) -> None:
         raise ValueError(f"{name} holds a placeholder, not a real secret")
     if len(value.strip()) < MIN_SECRET_LENGTH:
         raise ValueError(f"{name} is shorter than {MIN_SECRET_LENGTH} characters; use a long random value")
+
+
+def optional_secret(field: str, name: str) -> Any:
+    """A validator for the optional secret ``field`` (set as ``name``): unset is fine, set passes ``check_secret``."""
+
+    def check(value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret(value.get_secret_value(), name)
+        return value
+
+    return field_validator(field)(check)
 
 
 def refuse_placeholders(values: list[SecretStr], name: str) -> list[SecretStr]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from services.diagnosis.rules import DEFAULT_RULES
-from shared.settings import BrinkSettings, check_secret
+from shared.settings import BrinkSettings, optional_secret
 
 
 class DiagnosisSettings(BrinkSettings):
@@ -20,10 +20,4 @@ class DiagnosisSettings(BrinkSettings):
     context_attempts: int = Field(default=3, ge=1, le=10)
     # The rules diagnosis applies; read and checked at start, so a broken file stops the service.
     rules_file: Path = DEFAULT_RULES
-
-    @field_validator("context_token")
-    @classmethod
-    def _real_context_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            check_secret(value.get_secret_value(), "BRINK_CONTEXT_TOKEN")
-        return value
+    _real_context_token = optional_secret("context_token", "BRINK_CONTEXT_TOKEN")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from shared.settings import BrinkSettings, SecretList, check_secret, split_commas
+from shared.settings import BrinkSettings, SecretList, check_secret, optional_secret, split_commas
 
 
 class IntakeSettings(BrinkSettings):
@@ -29,12 +29,7 @@ class IntakeSettings(BrinkSettings):
             check_secret(secret.get_secret_value().removeprefix("whsec_"), "BRINK_STRIPE_WEBHOOK_SECRETS")
         return value
 
-    @field_validator("chargebee_webhook_password")
-    @classmethod
-    def _real_password(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            check_secret(value.get_secret_value(), "BRINK_CHARGEBEE_WEBHOOK_PASSWORD")
-        return value
+    _real_password = optional_secret("chargebee_webhook_password", "BRINK_CHARGEBEE_WEBHOOK_PASSWORD")
 
     @model_validator(mode="after")
     def _chargebee_pair(self) -> IntakeSettings:

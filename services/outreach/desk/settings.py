@@ -6,7 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.dlq import DEFAULT_CONSUMER_QUEUES
-from shared.settings import CommaList, check_secret, split_commas
+from shared.settings import CommaList, optional_secret, split_commas
 
 
 class DeskSettings(BaseSettings):
@@ -34,13 +34,8 @@ class DeskSettings(BaseSettings):
     refresh_seconds: float = Field(default=5, ge=1, le=300)
 
     _split_lists = field_validator("queues", "service_urls", mode="before")(split_commas)
-
-    @field_validator("secret_key")
-    @classmethod
-    def _real_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:  # set but empty would sign every cookie with an empty key
-            check_secret(value.get_secret_value(), "BRINK_DESK_SECRET_KEY")
-        return value
+    # Set but empty would sign every cookie with an empty key.
+    _real_key = optional_secret("secret_key", "BRINK_DESK_SECRET_KEY")
 
     @field_validator("service_urls")
     @classmethod
