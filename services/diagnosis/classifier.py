@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.diagnosis.rules import Question, Rules
+from services.diagnosis.reading import ASSERTED, DENIED, strongest
+from services.diagnosis.rules import Phrase, Question, Rules
 from services.diagnosis.taxonomy import ROOT_CAUSES, SYMPTOMS
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Scored",
     "StatedReason",
     "normalise_symptom",
+    "read_symptoms",
     "score_root_causes",
 ]
 
@@ -57,30 +59,46 @@ class Answer:
     answered_at: str | None = None
 
 
+# Another symptom said in the same words weighs this much of the main one's weight: each reason counts.
+ALSO_SAID = 0.5
+
+
 def _words(code: str) -> str:
     return re.sub(r"[_\-]+", " ", code).strip().lower()
 
 
-def _first_symptom_in(text: str, rules: Rules) -> str | None:
+def _symptoms_in(text: str, rules: Rules) -> list[tuple[str, float]]:
+    """The symptoms said in ``text`` (in the rules' order), each with how much it counts where it is said most;
+    denied ones ("not the price") are left out."""
+    said = []
     for symptom, patterns in rules.symptom_phrases:
-        if any(pattern.search(text) for pattern in patterns):
-            return symptom
-    return None
+        weights = [found[1] for pattern in patterns if (found := strongest(pattern, text))]
+        if weights and max(weights) > DENIED:
+            said.append((symptom, max(weights)))
+    return said
+
+
+def read_symptoms(stated: StatedReason, rules: Rules) -> tuple[str, tuple[str, ...]]:
+    """The symptom (the billing system's failure first, then a Stripe code, then what the reason code or the
+    comment asserts most), and the other symptoms the customer mentioned in the same words."""
+    feedback = (stated.feedback or "").strip()
+    said: list[tuple[str, float]] = []
+    for text in (_words(feedback) if feedback not in SYMPTOMS else "", stated.comment or ""):
+        said += [(symptom, weight) for symptom, weight in _symptoms_in(text, rules) if symptom not in dict(said)]
+    if stated.involuntary or rules.billing_reasons.get(stated.billing_reason or "") == "payment_failed":
+        symptom = "payment_failed"
+    elif feedback in SYMPTOMS and feedback not in ("other", "unknown"):
+        symptom = feedback  # Stripe's codes are symptoms already
+    elif said:
+        symptom = max(said, key=lambda pair: pair[1])[0]  # the first of the most asserted
+    else:
+        symptom = "other" if (feedback or stated.comment) else "unknown"
+    return symptom, tuple(name for name, _ in said if name != symptom)
 
 
 def normalise_symptom(stated: StatedReason, rules: Rules) -> str:
-    """The symptom: the billing system's failure first, then a Stripe code, then the reason code or comment."""
-    if stated.involuntary or rules.billing_reasons.get(stated.billing_reason or "") == "payment_failed":
-        return "payment_failed"
-    feedback = (stated.feedback or "").strip()
-    if feedback in rules.stripe_feedback and feedback != "other":
-        return feedback
-    if feedback in SYMPTOMS and feedback not in ("other", "unknown"):
-        return feedback
-    for text in (_words(feedback), stated.comment or ""):
-        if text and (found := _first_symptom_in(text, rules)):
-            return found
-    return "other" if (feedback or stated.comment) else "unknown"
+    """The symptom the customer's stated reason reads as."""
+    return read_symptoms(stated, rules)[0]
 
 
 def score_root_causes(
@@ -90,20 +108,21 @@ def score_root_causes(
     facts: dict[str, Any],
     rules: Rules,
     answers: dict[str, Answer] | None = None,
+    also_said: tuple[str, ...] = (),
 ) -> list[Scored]:
-    """Every root cause scored from the symptom, phrases in the texts, the known facts and the answers to its
-    questions, best first."""
+    """Every root cause scored from the symptom (and, at half weight, the other symptoms said in the same words),
+    the phrases in the texts (as said, conceded or denied), the known facts and the answers to its questions,
+    best first."""
     answers = answers or {}
     raw: list[tuple[str, float, list[Clue]]] = []
     for name, cause in rules.root_causes.items():
         clues: list[Clue] = []
         if weight := cause.symptoms.get(symptom):
             clues.append(Clue("symptom", f"the customer's reason reads as {symptom!r}", weight))
-        for phrase in cause.phrases:
-            for label, text in texts:
-                if found := phrase.pattern.search(text):
-                    clues.append(Clue(label, f"{label} says {found.group(0)!r}", phrase.weight))
-                    break
+        for other in also_said:
+            if weight := cause.symptoms.get(other):
+                clues.append(Clue("symptom", f"the customer also mentioned {other!r}", round(weight * ALSO_SAID, 3)))
+        clues.extend(filter(None, (_phrase_clue(phrase, texts) for phrase in cause.phrases)))
         for condition in cause.signals:
             if condition.signal in facts and condition.holds(facts[condition.signal]):
                 clues.append(
@@ -124,6 +143,21 @@ def score_root_causes(
     ]
     # Ties fall to the order of the rules file, which lists the more common causes first.
     return sorted(ranked, key=lambda scored: -scored.score)
+
+
+def _phrase_clue(phrase: Phrase, texts: list[tuple[str, str]]) -> Clue | None:
+    """The phrase where it counts most among the texts: asserted fully, conceded before a "but" at half weight,
+    denied not at all."""
+    best: tuple[str, re.Match[str], float] | None = None
+    for label, text in texts:
+        found = strongest(phrase.pattern, text)
+        if found and found[1] > DENIED and (best is None or found[1] > best[2]):
+            best = (label, *found)
+    if best is None:
+        return None
+    label, match, weight = best
+    conceded = " (conceded before a contrast)" if weight < ASSERTED else ""
+    return Clue(label, f"{label} says {match.group(0)!r}{conceded}", round(phrase.weight * weight, 3))
 
 
 def _answered(questions: tuple[Question, ...], answers: dict[str, Answer]) -> list[Clue]:

@@ -12,7 +12,7 @@ from services.diagnosis.classifier import (
     Clue,
     Scored,
     StatedReason,
-    normalise_symptom,
+    read_symptoms,
     score_root_causes,
 )
 from services.diagnosis.features import extract_features, notes_text
@@ -111,11 +111,16 @@ def unknowns_for(
 def diagnose_case(facts: CaseFacts, rules: Rules | None = None) -> Finding:
     """The whole diagnosis of one case, explained."""
     rules = rules or load_rules()
-    symptom = normalise_symptom(facts.stated, rules)
+    symptom, also_said = read_symptoms(facts.stated, rules)
     known = extract_features(facts.signals, now=facts.now)
     answers = answers_in(facts.signals)
     ranked = score_root_causes(
-        symptom=symptom, texts=_texts(facts, rules, answers), facts=known, rules=rules, answers=answers
+        symptom=symptom,
+        texts=_texts(facts, rules, answers),
+        facts=known,
+        rules=rules,
+        answers=answers,
+        also_said=also_said,
     )
     verdict = decide(ranked, history=facts.history, rules=rules)
     days_left = (facts.effective_at - facts.now).total_seconds() / 86400 if facts.effective_at else None

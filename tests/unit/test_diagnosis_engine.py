@@ -45,16 +45,25 @@ def facts(
     )
 
 
-def test_the_evaluation_meets_its_targets() -> None:
-    scenarios = load_scenarios()
+@pytest.mark.parametrize(
+    ("pattern", "least", "top1_floor", "verdict_floor"),
+    [
+        ("scenarios_*.yaml", 180, 0.95, 0.95),  # the rules were tuned on these
+        ("holdout_*.yaml", 20, 0.90, 0.90),  # never used for tuning
+        ("never_tuned_*.yaml", 60, 0.92, 0.90),  # written before the rules were read, never tuned on (issue 21)
+    ],
+)
+def test_each_set_of_scenarios_meets_its_floor(
+    pattern: str, least: int, top1_floor: float, verdict_floor: float
+) -> None:
+    scenarios = load_scenarios(pattern=pattern)
     report = evaluate(scenarios)
-    labelled = {s["expect"].get("root_cause") for s in scenarios}
-    assert len(scenarios) >= 150
-    assert set(ROOT_CAUSES) <= labelled
+    assert len(scenarios) >= least
+    assert set(ROOT_CAUSES) <= {s["expect"].get("root_cause") for s in scenarios}
     assert {s["source"] for s in scenarios} == {"stripe", "chargebee"}
     assert any(not s.get("feedback") and not s.get("comment") for s in scenarios)
-    assert report.top1 >= 0.85, f"top-1 root-cause accuracy fell to {report.top1:.1%}"
-    assert report.verdict >= 0.90, f"verdict accuracy fell to {report.verdict:.1%}"
+    assert report.top1 >= top1_floor, f"{pattern}: top-1 root-cause accuracy fell to {report.top1:.1%}"
+    assert report.verdict >= verdict_floor, f"{pattern}: verdict accuracy fell to {report.verdict:.1%}"
 
 
 @pytest.mark.parametrize(

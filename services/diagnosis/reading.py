@@ -1,0 +1,101 @@
+"""Reading people's words: where a phrase is said, denied ("the price is not the issue") or conceded before a
+"but" ("the price is fine, but nobody uses it"). Plain Python.
+
+A phrase of the rules found in a text counts fully where it is asserted, half where it is conceded before a
+contrast, and not at all where it is denied. Scope is the clause: sentences, and the parts of a sentence
+around a contrast or a comma, so "no complaints about support, but the export keeps failing" denies support
+and asserts the export.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+ASSERTED, CONCEDED, DENIED = 1.0, 0.5, 0.0
+
+# A clause ends at a sentence's end, a semicolon, a comma or a dash; a contrast starts a new clause and concedes
+# the one before it.
+_BOUNDARY = re.compile(r"[.;!?\n]+|,|\s[-–—]\s|\(|\)")
+_CONTRAST = re.compile(r"^\s*(but|however|yet|still|though|that said|having said that|except that)\b", re.IGNORECASE)
+# A denial shortly before the phrase: "not", "no", "nothing (wrong with)", "isn't", "not about", ... A "not" after
+# a verb's helper ("did not meet our needs", "could not set it up") says what went wrong, and denies nothing.
+_HELPERS = ("do", "does", "did", "can", "could", "would", "will", "should", "has", "have", "had", "may", "might")
+_DENIED_BEFORE = re.compile(
+    r"(\b(no|nothing|nor|isn'?t|wasn'?t|aren'?t|weren'?t|ain'?t|never been)\b|"
+    + "".join(f"(?<!\\b{helper} )" for helper in _HELPERS)
+    + r"\bnot\b)(\W+\w+){0,4}\W*$",
+    re.IGNORECASE,
+)
+# A denial or a good word right after it: "the price isn't the issue", "support has been great".
+_DENIED_AFTER = re.compile(
+    r"^\W*(\w+\W+){0,2}?("
+    r"(is|was|are|were|has been|have been|'s|’s|'re)\s+(really\s+|honestly\s+|actually\s+|just\s+|simply\s+)?"
+    r"(not|never)\b"
+    r"|(isn|wasn|aren|weren)'?t\b"
+    r"|(is|was|are|were|has been|have been|'s|’s|'re|seems?|seemed)\s+(\w+\s+)?"
+    r"(fine|ok|okay|great|good|lovely|reasonable|fair|excellent|brilliant|helpful|spot on|not a problem|"
+    r"not an issue|no problem|no issue|worth it)\b"
+    r")",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Clause:
+    start: int
+    end: int
+    weight: float  # ASSERTED, or CONCEDED when a contrast follows it
+
+
+def clauses(text: str) -> list[Clause]:
+    """The clauses of a text with how much what is said in them counts."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for boundary in _BOUNDARY.finditer(text):
+        if boundary.start() > start:
+            spans.append((start, boundary.start()))
+        start = boundary.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    found = [Clause(begin, end, ASSERTED) for begin, end in spans]
+    for index in range(1, len(found)):
+        if _CONTRAST.match(text[found[index].start : found[index].end]):
+            before = found[index - 1]
+            found[index - 1] = Clause(before.start, before.end, CONCEDED)
+    # "but" in the middle of a clause ("fine but slow") concedes what comes before it in that clause.
+    split: list[Clause] = []
+    for clause in found:
+        inner = re.search(r"\s(but|however|yet)\s", text[clause.start : clause.end], re.IGNORECASE)
+        if inner is None:
+            split.append(clause)
+            continue
+        middle = clause.start + inner.start()
+        split += [Clause(clause.start, middle, CONCEDED), Clause(middle, clause.end, clause.weight)]
+    return split
+
+
+def _weight_at(text: str, match: re.Match[str], found: list[Clause]) -> float:
+    clause = next((c for c in found if c.start <= match.start() < c.end), Clause(0, len(text), ASSERTED))
+    before = text[clause.start : match.start()]
+    after = text[match.end() : clause.end]
+    if _DENIED_BEFORE.search(before) or _DENIED_AFTER.match(after):
+        return DENIED
+    return clause.weight
+
+
+def readings(pattern: re.Pattern[str], text: str) -> Iterator[tuple[re.Match[str], float]]:
+    """Every place ``pattern`` is found in ``text``, with how much it counts there."""
+    found = clauses(text)
+    for match in pattern.finditer(text):
+        yield match, _weight_at(text, match, found)
+
+
+def strongest(pattern: re.Pattern[str], text: str) -> tuple[re.Match[str], float] | None:
+    """The place where ``pattern`` counts most in ``text`` (the first of equals), or None when it is not found."""
+    best: tuple[re.Match[str], float] | None = None
+    for match, weight in readings(pattern, text):
+        if best is None or weight > best[1]:
+            best = (match, weight)
+    return best
