@@ -19,6 +19,11 @@ from shared.settings import BrinkSettings, database_location, describe_error
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 SERVICES = ("intake", "diagnosis", "outreach")
+# With every service on one machine, webhooks come first: the consumers run at a lower CPU priority, so under
+# overload intake keeps answering and their queues absorb the backlog, which drains once intake is quieter
+# (measured by the benchmark's *_with_backlog phases). An operator's own BRINK_NICENESS applies to all instead.
+CONSUMERS = ("diagnosis", "outreach")
+CONSUMER_NICENESS = 10
 COLOURS = {"intake": "\033[36m", "diagnosis": "\033[35m", "outreach": "\033[33m"}
 RESET = "\033[0m"
 
@@ -36,6 +41,15 @@ def _settings_or_exit(cls: type[SettingsT]) -> SettingsT:
         raise SystemExit(2) from None
 
 
+def child_environment(service: str, environ: dict[str, str], settings: BrinkSettings) -> dict[str, str]:
+    """The environment ``brink run`` starts a service with: the consumers at a lower priority unless the
+    operator chose a niceness (in the environment or ``.env``)."""
+    env = dict(environ)
+    if service in CONSUMERS and "niceness" not in settings.model_fields_set:
+        env["BRINK_NICENESS"] = str(CONSUMER_NICENESS)
+    return env
+
+
 def run_all() -> int:
     settings = _settings_or_exit(BrinkSettings)
     from shared.runtime import preflight
@@ -51,7 +65,7 @@ def run_all() -> int:
             [sys.executable, "-u", "-m", f"services.{name}"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
+            env=child_environment(name, dict(os.environ), settings),
             start_new_session=True,
         )
         for name in SERVICES

@@ -53,6 +53,21 @@ def wait_ready(url: str, deadline: float) -> None:
     raise AssertionError(f"{url} never became ready")
 
 
+def services_niceness(parent: int) -> dict[str, int]:
+    """The niceness of each service process ``brink run`` started, read from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"-m" in command:
+            module = command[command.index(b"-m") + 1].decode()
+            found[module.removeprefix("services.")] = int(fields[16])
+    return found
+
+
 def test_example_from_the_readme_shows_a_case_within_five_seconds(brink_env: dict[str, str], tmp_path: Path) -> None:
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log:
@@ -67,6 +82,8 @@ def test_example_from_the_readme_shows_a_case_within_five_seconds(brink_env: dic
         deadline = time.monotonic() + 60
         for name in ("INTAKE", "DIAGNOSIS", "OUTREACH"):
             wait_ready(f"http://127.0.0.1:{brink_env[f'BRINK_{name}_PORT']}/readyz", deadline)
+        # Webhooks first on one machine: the consumers run at a lower CPU priority than intake.
+        assert services_niceness(run.pid) == {"intake": 0, "diagnosis": 10, "outreach": 10}
 
         sent = subprocess.run(
             [sys.executable, "-m", "shared.cli", "send-test-webhook"],
