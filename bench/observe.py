@@ -8,7 +8,9 @@ import itertools
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -92,6 +94,32 @@ def pids_named(command: str) -> list[int]:
     return pids
 
 
+def broker_pids(amqp_url: str) -> list[int]:
+    """The RabbitMQ node serving ``amqp_url``'s port: the process holding its listening socket.
+
+    Other work on a shared machine may run RabbitMQ nodes of its own (the chaos and cluster tests do); counting
+    every ``beam.smp`` billed their CPU to this run. Without the rights to see the socket's owner, every node.
+    """
+    port = urlsplit(amqp_url.split(",")[0]).port or 5672
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                listening.add(f"socket:[{fields[9]}]")
+    for pid in pids_named("beam.smp"):
+        try:
+            if any(os.readlink(fd) in listening for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return [pid]
+        except OSError:
+            continue
+    return pids_named("beam.smp")
+
+
 class CpuMeter:
     """CPU used per process, per group of pids, and by the whole machine between ``start`` and ``stop``, in cores."""
 
@@ -101,7 +129,7 @@ class CpuMeter:
     def start(self) -> None:
         self._wall = time.monotonic()
         self._machine = machine_busy_seconds()
-        self._start = {name: self._cpu(pids) for name, pids in self.groups.items()}
+        self._start = {name: self._per_pid(pids) for name, pids in self.groups.items()}
 
     def stop(
         self, *, extra: dict[str, float] | None = None, joined: dict[str, list[int]] | None = None
@@ -109,7 +137,7 @@ class CpuMeter:
         """Cores used on average; ``extra`` adds CPU seconds measured elsewhere (the load generator),
         ``joined`` names processes of a group that started during the phase (all their CPU counts)."""
         wall = max(time.monotonic() - self._wall, 1e-9)
-        used = {name: round((self._cpu(pids) - self._start[name]) / wall, 3) for name, pids in self.groups.items()}
+        used = {name: round(self._since_start(name) / wall, 3) for name in self.groups}
         for name, pids in (joined or {}).items():
             new = [pid for pid in pids if pid not in self.groups.get(name, [])]
             used[name] = round(used.get(name, 0.0) + self._cpu(new) / wall, 3)
@@ -122,6 +150,23 @@ class CpuMeter:
         used["cores"] = os.cpu_count() or 1
         used["wall_s"] = round(wall, 2)
         return used
+
+    def _since_start(self, name: str) -> float:
+        """CPU the group's processes used since ``start``. A process that ended meanwhile (a PostgreSQL backend
+        whose connection was replaced) counts nothing: its CPU can no longer be read, and subtracting what it had
+        used before would make the group's figure smaller than what the others used, even negative."""
+        now = self._per_pid(self.groups[name])
+        return sum(now[pid] - before for pid, before in self._start[name].items() if pid in now)
+
+    @staticmethod
+    def _per_pid(pids: list[int]) -> dict[int, float]:
+        readings = {}
+        for pid in pids:
+            try:
+                readings[pid] = process_cpu_seconds(pid)
+            except OSError:
+                continue
+        return readings
 
     @staticmethod
     def _cpu(pids: list[int]) -> float:

@@ -18,15 +18,17 @@ from bench import observe, profile, report
 from bench.infra import ROOT, SERVICES, Process, Stage, free_port, private_stage, spawn, wait_healthy
 from bench.loadgen import Requests
 from bench.stats import latency_ms, summarise_load
+from shared.supervisor import CONSUMER_NICENESS, CONSUMERS
 
 RESULTS = ROOT / "bench" / "results"
-# As README recommends where intake shares a machine with the consumers: they yield the CPU to intake under
-# overload and catch up from their queues. BENCH_CONSUMER_NICENESS=0 runs them without.
-CONSUMERS = ("diagnosis", "outreach")
-CONSUMER_NICENESS = 10
+# As `brink run` starts them: the consumers yield the CPU to intake under overload and catch up from their
+# queues. BENCH_CONSUMER_NICENESS=0 runs them without.
 SHOWN_SETTINGS = ("BRINK_NICENESS", "BRINK_INTAKE_PROCESSES", "BRINK_PREFETCH", "BRINK_CONSUMER_BATCH_SIZE")
-SERVICE_PHASES = {"intake", "isolated", "e2e", "burst", "profile"}
-PHASES = ("ceilings", "intake", "isolated", "e2e", "burst", "profile")
+SERVICE_PHASES = {"intake", "isolated", "peer", "e2e", "burst", "profile"}
+PHASES = ("ceilings", "intake", "isolated", "peer", "e2e", "burst", "profile")
+# Webhooks queued for the consumers before a phase that measures an endpoint while they work: more than they
+# handle in the phase, so they are busy from its first second to its last.
+BACKLOG_PER_SECOND = 400
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class Bench:
         result = await self.load(port, tag, **spec)
         summary = summarise_load(result)
         summary["cpu_cores"] = meter.stop(extra={"loadgen": result["cpu_seconds"]}, joined=await self.server_groups())
-        for name in ("intake", "diagnosis", "outreach", "bare_http"):
+        for name in ("intake", "diagnosis", "outreach", "bare_http", "peer"):
             if summary["accepted_2xx"] and name in summary["cpu_cores"]:
                 summary.setdefault("cpu_ms_per_2xx", {})[name] = round(
                     1000 * summary["cpu_cores"][name] * summary["cpu_cores"]["wall_s"] / summary["accepted_2xx"], 2
@@ -130,7 +132,10 @@ class Bench:
 
     async def server_groups(self) -> dict[str, list[int]]:
         """PostgreSQL backends of this run's database, and RabbitMQ (shared by every vhost on the machine)."""
-        return {"postgres": await observe.database_backends(self.stage.dsn), "rabbitmq": observe.pids_named("beam.smp")}
+        return {
+            "postgres": await observe.database_backends(self.stage.dsn),
+            "rabbitmq": observe.broker_pids(self.stage.amqp_url),
+        }
 
     def open_spec(self, rate: float, seconds: float, lead: float = 0.5) -> dict[str, Any]:
         return {"model": "open", "rate": rate, "count": int(rate * seconds), "start_wall": time.time() + lead}
@@ -145,7 +150,7 @@ class Bench:
         payload.write_bytes(self.requests.build(0).split(b"\r\n\r\n", 1)[1])
         out = self.logs / "storage.json"
         meter = observe.CpuMeter(
-            [], {"rabbitmq": observe.pids_named("beam.smp"), "postgres": observe.pids_named("postgres")}
+            [], {"rabbitmq": observe.broker_pids(self.stage.amqp_url), "postgres": observe.pids_named("postgres")}
         )
         meter.start()
         child = await asyncio.create_subprocess_exec(
@@ -271,6 +276,51 @@ class Bench:
         self.expected_cases += self.figures["phases"]["intake_isolated_saturation"]["accepted_2xx"]
         await self.drain("intake_isolated_saturation", 180)
 
+    async def peer(self) -> None:
+        """The hand-written peer (``bench.peer``) against intake: each alone on the machine, then each taking
+        webhooks while diagnosis and outreach work through the same backlog."""
+        port = free_port()
+        peer = spawn("peer", ["-m", "bench.peer", str(port)], self.stage.env(), self.logs)
+        try:
+            await wait_healthy(peer, port)
+            await self.load(port, "q", **self.closed_spec(count=200))
+            for process in self.services.values():
+                process.pause()
+            try:
+                await self.measured(
+                    "peer_alone", [peer], port, "k", **self.closed_spec(seconds=self.scale.isolated_seconds)
+                )
+            finally:
+                for process in self.services.values():
+                    process.resume()
+            everyone = [*self.services.values(), peer]
+            seconds = self.scale.saturation_seconds
+            await self.with_backlog("u", seconds)
+            await self.measured("peer_with_backlog", everyone, port, "m", **self.closed_spec(seconds=seconds))
+            await self.drain("peer_with_backlog", 300)
+            await self.with_backlog("v", seconds)
+            await self.measured(
+                "intake_with_backlog", everyone, self.stage.ports["intake"], "n", **self.closed_spec(seconds=seconds)
+            )
+            self.expected_cases += self.figures["phases"]["intake_with_backlog"]["accepted_2xx"]
+            await self.drain("intake_with_backlog", 300)
+        finally:
+            peer.stop()
+
+    async def with_backlog(self, tag: str, seconds: float) -> None:
+        """Queue more cancellations than the consumers handle in ``seconds``, then let them work."""
+        consumers = [self.services[name] for name in CONSUMERS]
+        for process in consumers:
+            process.pause()
+        try:
+            result = await self.load(
+                self.stage.ports["intake"], tag, **self.closed_spec(count=int(BACKLOG_PER_SECOND * seconds))
+            )
+        finally:
+            for process in consumers:
+                process.resume()
+        self.expected_cases += sum(1 for status in result["status"] if 200 <= status < 300)
+
     async def end_to_end(self) -> None:
         """Steady rate; each case's visibility (DB poll every 25 ms) minus its webhook's 2xx."""
         rate, seconds = self.scale.e2e_rate, self.scale.e2e_seconds
@@ -391,6 +441,7 @@ class Bench:
             for name, phase in (
                 ("intake", self.intake_phases),
                 ("isolated", self.isolated),
+                ("peer", self.peer),
                 ("e2e", self.end_to_end),
                 ("burst", self.burst),
                 ("profile", self.profile_services),
@@ -450,6 +501,7 @@ def warnings_in(logs: Path) -> dict[str, dict[str, int]]:
 async def main_async(scale: Scale, phases: set[str], name: str) -> dict[str, Any]:
     logs = Path(tempfile.mkdtemp(prefix="brink-bench-"))
     started = time.time()
+    load_before = os.getloadavg()
     async with private_stage() as stage:
         bench = Bench(stage, scale, logs, phases, name)
         try:
@@ -458,6 +510,8 @@ async def main_async(scale: Scale, phases: set[str], name: str) -> dict[str, Any
             print(f"bench: failed; process logs are in {logs}", file=sys.stderr)
             raise
     bench.figures["wall_seconds"] = round(time.time() - started, 1)
+    # On a shared machine: how busy it was, before and after (1, 5 and 15 minute averages).
+    bench.figures["load_average"] = {"before": load_before, "after": os.getloadavg()}
     bench.figures["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
     bench.figures["service_log_warnings"] = warnings_in(logs)
     report.write(bench.figures, bench.raw, RESULTS, name)

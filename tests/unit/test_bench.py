@@ -108,3 +108,27 @@ def test_a_missed_intake_ratio_is_explained_by_the_machine_cpu_each_request_cost
     assert "a ceiling commit costs 0.45 ms (asyncpg_loop 0.15, postgres 0.30)" in reason
     assert "bounds the ratio near 0.41" in reason
     assert "running 60% of the phase, waiting for a core 15% (both held by other processes) and idle 25%" in reason
+
+
+def test_intake_is_judged_against_the_hand_written_peer_measured_in_the_same_run() -> None:
+    figures = {
+        "scale": {"fixed_rate": 300, "e2e_rate": 200},
+        "phases": {
+            "storage_ceiling": {"throughput_per_s": 1000.0},
+            "intake_isolated_saturation": {"throughput_per_s": 750.0},
+            "peer_alone": {"throughput_per_s": 400.0},
+            "intake_with_backlog": {"throughput_per_s": 300.0, "latency_ms": {"p50": 20.0, "p99": 90.0}},
+            "peer_with_backlog": {"throughput_per_s": 320.0, "latency_ms": {"p50": 30.0, "p99": 60.0}},
+            "burst": {"events": 10_000, "cpu_ms_per_event": {"intake": 0.4, "diagnosis": 1.0, "outreach": 1.0}},
+        },
+    }
+    rows = {row["figure"]: row for row in derive(figures)["rows"]}
+
+    alone = rows["intake saturation, intake alone, against the hand-written peer alone"]
+    assert (alone["ratio"], alone["met"]) == (1.875, False)  # under 2x the peer
+    assert rows["intake saturation, intake alone (consumers paused)"]["met"] is True  # 0.75 of the ceiling
+    busy = rows["intake saturation while diagnosis and outreach work through a backlog"]
+    assert (busy["baseline"], busy["met"]) == (320.0, False)
+    assert rows["intake p99 to 2xx while the consumers work through a backlog"]["ratio"] == 1.5
+    cpu = rows["CPU per cancellation through the pipeline (burst)"]
+    assert (cpu["value"], cpu["met"]) == (2.4, True)
