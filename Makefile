@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit lint migrate clean eval deploy-check bench browser chaos
+.PHONY: install run test unit lint migrate clean eval deploy-check bench soak browser chaos
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,12 @@ bench: $(STAMP) $(BENCH_STAMP)
 		{ apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; } >/dev/null 2>&1; } || \
 		echo "bench: wrk not installed; skipping the wrk ceiling"
 	$(BIN)/python -m bench --scale $(BENCH_SCALE)
+
+# A million cancellations at a steady rate with retention biting (bench/soak.py); SOAK_EVENTS for fewer.
+SOAK_EVENTS ?= 1000000
+SOAK_RATE   ?= 200
+soak: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m bench.soak --events $(SOAK_EVENTS) --rate $(SOAK_RATE)
 
 clean:
 	rm -rf $(VENV) brink.db brink.db-wal brink.db-shm .pytest_cache

@@ -124,7 +124,15 @@ class Clock:
 
 
 async def run_open(
-    *, host: str, port: int, requests: Requests, rate: float, count: int, start_wall: float, max_connections: int
+    *,
+    host: str,
+    port: int,
+    requests: Requests,
+    rate: float,
+    count: int,
+    start_wall: float,
+    max_connections: int,
+    first_index: int = 0,
 ) -> Outcome:
     """Send ``count`` requests at ``rate`` per second from ``start_wall``; latency from each scheduled time."""
     clock = Clock()
@@ -153,8 +161,9 @@ async def run_open(
         idle.put_nowait(connection)
         outcome.add(index, done - scheduled, clock.wall(done), status)
 
-    for index in range(count):
-        scheduled = start + index / rate
+    for offset in range(count):
+        index = first_index + offset
+        scheduled = start + offset / rate
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -237,6 +246,7 @@ def main() -> None:
                 count=spec["count"],
                 start_wall=spec["start_wall"],
                 max_connections=spec.get("max_connections", 64),
+                first_index=spec.get("first_index", 0),
             )
         )
     else:
