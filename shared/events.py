@@ -23,7 +23,7 @@ RootCause = Literal[
     "not_icp",
 ]
 # What a person found after talking to the customer: one of the root causes, or that it stayed unclear.
-ConfirmedRootCause = RootCause | Literal["unknown"]
+ConfirmedRootCause = Literal[RootCause, "unknown"]
 # saved: stayed after Brink's work; stayed_unprompted: stayed before any touch (never revenue saved);
 # lost: the cancellation took effect; moved_on: decided not to pursue.
 Outcome = Literal["saved", "stayed_unprompted", "lost", "moved_on"]
@@ -175,6 +175,8 @@ class DiagnosisCompleted(Payload):
     incomplete: bool = False
     avoid: list[str] = Field(default_factory=list, description="actions that already failed: do not repeat them")
     signal_version: int = Field(default=0, description="the account signals this diagnosis saw")
+    state_version: int = Field(default=0, description="billing version of the cancellation diagnosed (0: unknown)")
+    initiated_by: Initiator = "unknown"
 
 
 class InterventionLogged(Payload):

@@ -13,17 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.outreach.app import build_policy
 from services.outreach.cases import open_or_update_case
-from services.outreach.endings import close_case, withdraw
+from services.outreach.endings import close_case
 from services.outreach.escalation import Fired
 from services.outreach.models import (
     Case,
     CaseEvent,
     DeskSession,
-    EarlyWithdrawal,
     Notification,
     Person,
     RotationCursor,
     SignInFailure,
+    Subscription,
     Task,
     Timer,
     outbox,
@@ -32,6 +32,7 @@ from services.outreach.policy import Policy
 from services.outreach.scheduler import Scheduler
 from services.outreach.settings import OutreachSettings
 from services.outreach.tasks import complete_task
+from services.outreach.withdrawals import withdraw
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.events import CancellationWithdrawn, DiagnosisCompleted, Money, Verdict
 
@@ -66,6 +67,8 @@ def diagnosis(
     account_owner: str | None = None,
     avoid: list[str] | None = None,
     customer_name: str = "Acme GmbH",
+    state_version: int = 0,
+    initiated_by: str = "customer",
 ) -> DiagnosisCompleted:
     """A diagnosis.completed payload as the diagnosis service sends it."""
     account_id = account_id or f"stripe:cus_{uuid.uuid4().hex[:12]}"
@@ -85,10 +88,14 @@ def diagnosis(
         avoid=avoid or [],
         verdict=Verdict(decision=decision, priority=priority),
         recommended_playbook=root_cause if decision == "pursue" else decision,
+        state_version=state_version,
+        initiated_by=initiated_by,
     )
 
 
-def withdrawal(of: DiagnosisCompleted) -> CancellationWithdrawn:
+def withdrawal(
+    of: DiagnosisCompleted, *, state_version: int = 0, reason: str = "scheduled_cancellation_removed"
+) -> CancellationWithdrawn:
     return CancellationWithdrawn(
         cancellation_id=of.cancellation_id,
         account_id=of.account_id,
@@ -96,6 +103,8 @@ def withdrawal(of: DiagnosisCompleted) -> CancellationWithdrawn:
         source_event_id=f"evt_{uuid.uuid4().hex[:10]}",
         source_event_type="customer.subscription.updated",
         customer_id=of.customer_id,
+        state_version=state_version,
+        reason=reason,
     )
 
 
@@ -105,7 +114,7 @@ OUTREACH_TABLES = (
     CaseEvent,
     Task,
     Case,
-    EarlyWithdrawal,
+    Subscription,
     RotationCursor,
     DeskSession,
     SignInFailure,
@@ -131,12 +140,21 @@ class Desk:
     fired: list[Fired] = field(default_factory=list)
 
     async def receive(self, payload: DiagnosisCompleted) -> str:
+        """The case the diagnosis opened or updated ("" when it belonged to an earlier attempt)."""
         async with transaction(self.sessions) as session:
-            return (await open_or_update_case(session, payload, policy=self.policy, clock=self.clock)).id
+            case = await open_or_update_case(session, payload, policy=self.policy, clock=self.clock)
+            return case.id if case else ""
 
     async def withdraw(self, payload: CancellationWithdrawn) -> None:
         async with transaction(self.sessions) as session:
-            await withdraw(session, payload, clock=self.clock, policy=self.policy, correlation_id="test")
+            await withdraw(
+                session,
+                payload,
+                clock=self.clock,
+                policy=self.policy,
+                correlation_id="test",
+                withdrawn_at=self.clock.now(),
+            )
 
     async def complete(self, task_id: str, result: str, note: str | None = None) -> Task:
         async with transaction(self.sessions) as session:
@@ -179,6 +197,16 @@ class Desk:
     async def case(self, case_id: str) -> Case:
         async with self.sessions() as session:
             return await session.get(Case, case_id)
+
+    async def cases_of(self, cancellation_id: str) -> list[Case]:
+        """The subscription's cases, oldest first."""
+        async with self.sessions() as session:
+            query = select(Case).where(Case.cancellation_id == cancellation_id).order_by(Case.opened_at, Case.id)
+            return list((await session.execute(query)).scalars())
+
+    async def timers(self, case_id: str) -> list[Timer]:
+        async with self.sessions() as session:
+            return list((await session.execute(select(Timer).where(Timer.case_id == case_id))).scalars())
 
     async def tasks(self, case_id: str, *, status: str | None = None) -> list[Task]:
         async with self.sessions() as session:

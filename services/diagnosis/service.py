@@ -274,4 +274,6 @@ def _completed(
         recommended_playbook=finding.recommended_playbook,
         incomplete=incomplete,
         signal_version=signal_version,
+        state_version=event.state_version,
+        initiated_by=event.initiated_by,
     )

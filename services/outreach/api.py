@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from services.outreach import reports, service
 from services.outreach.clock import Clock
-from services.outreach.endings import CaseAlreadyClosed, close_case
+from services.outreach.endings import CaseAlreadyClosed, OutcomeContradicted, close_by_hand
 from services.outreach.policy import Policy
 from services.outreach.schemas import (
     CaseDetail,
@@ -30,7 +30,7 @@ MAX_OFFSET = 1_000_000
 
 router = APIRouter(prefix="/v1", tags=["outreach"])
 
-CaseStatus = Literal["open", "saved", "lost", "moved_on"]
+CaseStatus = Literal["open", "saved", "stayed_unprompted", "lost", "moved_on"]
 TaskStatus = Literal["open", "done", "cancelled"]
 
 
@@ -81,8 +81,9 @@ async def get_case(case_id: str, session: SessionDep) -> CaseDetail:
         **UNAUTHORIZED,
         404: {"description": "No such case"},
         409: {"description": "The case is closed already"},
+        422: {"description": "An unknown outcome or root cause, or an outcome the case's record contradicts"},
     },
-    summary="Record an ending by hand (saved, lost or moved on)",
+    summary="Close a case by hand: the outcome, why, and the root cause confirmed with the customer",
 )
 async def record_outcome(
     case_id: str, body: RecordOutcome, session: SessionDep, clock: ClockDep, policy: PolicyDep
@@ -91,17 +92,20 @@ async def record_outcome(
     if case is None:
         raise HTTPException(404, f"no case {case_id!r}")
     try:
-        await close_case(
+        await close_by_hand(
             session,
             case,
             outcome=body.outcome,
             reason=body.reason or "recorded by hand",
+            confirmed_root_cause=body.confirmed_root_cause,
             clock=clock,
             policy=policy,
             actor=body.recorded_by,
         )
     except CaseAlreadyClosed as error:
         raise HTTPException(409, str(error)) from None
+    except OutcomeContradicted as error:
+        raise HTTPException(422, f"{error.field}: {error}") from None
     return CaseDetail.model_validate(await service.get_case(session, case_id))
 
 

@@ -80,6 +80,7 @@ def build_policy(settings: OutreachSettings, channels: tuple[str, ...]) -> Polic
         high_value_mrr_minor=settings.high_value_mrr_minor,
         escalation_after=timedelta(hours=settings.escalation_after_hours),
         tried_window=timedelta(days=settings.tried_window_days),
+        save_verify=timedelta(days=settings.save_verify_days),
         high_priority=settings.high_priority,
         channels=channels,
     )

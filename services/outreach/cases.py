@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import notifications, repository
+from services.outreach.attempts import TIE_NOTE, CancellationPlace, Known, Placement, place_cancellation
 from services.outreach.clock import Clock
 from services.outreach.endings import close_case
 from services.outreach.history import record
@@ -16,6 +17,7 @@ from services.outreach.models import Case
 from services.outreach.owners import owners_for, owners_for_new_case
 from services.outreach.playbooks import Playbook, choose
 from services.outreach.policy import Policy
+from services.outreach.saves import cancelled_again
 from services.outreach.steps import (
     add_playbook_steps,
     add_timer,
@@ -37,30 +39,56 @@ async def open_or_update_case(
     policy: Policy,
     clock: Clock,
     correlation_id: str | None = None,
-) -> Case:
-    """One case per cancellation; a newer diagnosis version updates it, an older one changes nothing."""
-    found = await repository.case_and_early_withdrawal(session, diagnosis.cancellation_id)
-    case_id = found.case_id
-    if case_id is None:
-        return await _open(
-            session,
-            diagnosis,
-            policy=policy,
-            clock=clock,
-            correlation_id=correlation_id,
-            early_withdrawal=found.early_withdrawal,
-        )
-    case = await repository.case_by_id(session, case_id)  # locked by the statement above
-    if diagnosis.diagnosis_version <= case.diagnosis_version:
-        log.info(
-            "outreach.diagnosis.stale",
-            case_id=case.id,
-            version=diagnosis.diagnosis_version,
-            current=case.diagnosis_version,
-        )
+) -> Case | None:
+    """A case per attempt to leave: a new attempt opens one, a newer diagnosis of the open one updates it.
+
+    Late copies of an earlier attempt open nothing and reopen nothing; returns the case concerned, if any.
+    """
+    facts = await repository.subscription_facts(session, diagnosis.cancellation_id)
+    place = place_cancellation(
+        diagnosis.state_version,
+        Known(
+            open_case_after=None if facts.open_case_id is None else await _after(session, facts.open_case_id),
+            latest_case_after=facts.latest_case_after,
+            staying_version=facts.staying_version,
+            previous_staying_version=facts.previous_staying_version or 0,
+        ),
+    )
+    if place.placement is Placement.UPDATE_OPEN:
+        assert facts.open_case_id is not None
+        case = await repository.case_by_id(session, facts.open_case_id)  # locked by the statement above
+        if diagnosis.diagnosis_version <= case.diagnosis_version:
+            log.info(
+                "outreach.diagnosis.stale",
+                case_id=case.id,
+                version=diagnosis.diagnosis_version,
+                current=case.diagnosis_version,
+            )
+            return case
+        await _update(session, case, diagnosis, policy=policy, clock=clock)
         return case
-    await _update(session, case, diagnosis, policy=policy, clock=clock)
-    return case
+    if place.placement is Placement.LATE_COPY:
+        log.info(
+            "outreach.diagnosis.earlier_attempt",
+            cancellation_id=diagnosis.cancellation_id,
+            state_version=diagnosis.state_version,
+            attempt_after=place.after_version,
+        )
+        return None
+    previous = None if facts.latest_case_id is None else await repository.case_by_id(session, facts.latest_case_id)
+    return await _open(
+        session,
+        diagnosis,
+        policy=policy,
+        clock=clock,
+        correlation_id=correlation_id,
+        place=place,
+        previous=previous,
+    )
+
+
+async def _after(session: AsyncSession, case_id: str) -> int:
+    return (await repository.case_by_id(session, case_id)).after_version
 
 
 def _apply(case: Case, diagnosis: DiagnosisCompleted) -> None:
@@ -74,6 +102,8 @@ def _apply(case: Case, diagnosis: DiagnosisCompleted) -> None:
     if diagnosis.mrr is not None:
         case.mrr_minor, case.currency = diagnosis.mrr.amount_minor, diagnosis.mrr.currency
     case.effective_at = diagnosis.effective_at or case.effective_at
+    case.state_version = max(case.state_version or 0, diagnosis.state_version)
+    case.initiated_by = diagnosis.initiated_by
 
 
 async def _open(
@@ -83,7 +113,8 @@ async def _open(
     policy: Policy,
     clock: Clock,
     correlation_id: str | None,
-    early_withdrawal: str | None,
+    place: CancellationPlace,
+    previous: Case | None,
 ) -> Case:
     now = clock.now()
     playbook = choose(
@@ -104,6 +135,8 @@ async def _open(
         escalation_level=0,
         sequence_exhausted=False,
         owner=None,
+        after_version=place.after_version,
+        previous_case_id=previous.id if previous else None,
     )
     _apply(case, diagnosis)
     session.add(case)
@@ -116,20 +149,32 @@ async def _open(
         root_cause=diagnosis.root_cause,
         decision=diagnosis.verdict.decision,
         playbook=playbook.name,
+        state_version=diagnosis.state_version,
     )
-    if early_withdrawal is not None:
+    if previous is not None:
+        await cancelled_again(session, previous, new_case=case, now=now)
+    if place.placement is Placement.OPEN_WITHDRAWN:
         await session.flush()
-        # The customer already stayed: keep the record, but there is nothing left to work.
+        # The customer stayed before anyone could reach them: keep the record, nothing is left to work.
         await close_case(
             session,
             case,
-            outcome="saved",
-            reason=f"cancellation withdrawn before diagnosis: {early_withdrawal}",
+            outcome="stayed_unprompted",
+            reason="cancellation withdrawn before its diagnosis",
             clock=clock,
             policy=policy,
             correlation_id=correlation_id,
         )
         return case
+    if place.placement is Placement.OPEN_TIED:
+        record(
+            session,
+            case,
+            "same_version_tie",
+            at=now,
+            version=diagnosis.state_version,
+            note=TIE_NOTE,
+        )
     tried = await _tried(session, case, playbook, diagnosis, policy=policy, now=now)
     steps = steps_to_work(session, case, playbook, now=now, tried=tried, done_here=set())
     case.owner, owners = await owners_for_new_case(
@@ -176,6 +221,7 @@ async def _update(
     session: AsyncSession, case: Case, diagnosis: DiagnosisCompleted, *, policy: Policy, clock: Clock
 ) -> None:
     now = clock.now()
+    effective_before = case.effective_at
     _apply(case, diagnosis)
     case.updated_at = now
     record(
@@ -189,6 +235,8 @@ async def _update(
     )
     if case.status != "open":
         return
+    if case.effective_at != effective_before:
+        await _move_effective_date(session, case, before=effective_before, policy=policy, now=now)
     playbook = choose(
         policy.playbooks,
         decision=diagnosis.verdict.decision,
@@ -230,3 +278,21 @@ async def _update(
         now=now,
     )
     await session.flush()
+
+
+async def _move_effective_date(
+    session: AsyncSession, case: Case, *, before: datetime | None, policy: Policy, now: datetime
+) -> None:
+    """The scheduled cancellation's date changed (Stripe ``cancel_at`` moved): the expiry timer moves with it."""
+    record(
+        session,
+        case,
+        "effective_date_moved",
+        at=now,
+        before=before.isoformat() if before else None,
+        after=case.effective_at.isoformat() if case.effective_at else None,
+    )
+    await repository.cancel_expiry_timers(session, case.id, now=now, outcome="effective date moved")
+    playbook = policy.playbooks.get(case.playbook or "")
+    if case.effective_at is not None and case.effective_at > now and (playbook is None or playbook.escalates):
+        add_timer(session, case=case, task=None, kind="expire", due_at=case.effective_at, now=now)

@@ -6,8 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.cases import open_or_update_case
 from services.outreach.clock import Clock
-from services.outreach.endings import withdraw
 from services.outreach.policy import Policy
+from services.outreach.withdrawals import withdraw
 from shared.events import CancellationWithdrawn, DiagnosisCompleted, Envelope
 
 
@@ -21,5 +21,12 @@ async def on_diagnosis_completed(
 async def on_cancellation_withdrawn(
     payload: CancellationWithdrawn, *, envelope: Envelope, session: AsyncSession, policy: Policy, clock: Clock
 ) -> None:
-    """The customer stays: close the case as saved (or remember it for a diagnosis still to come)."""
-    await withdraw(session, payload, clock=clock, policy=policy, correlation_id=envelope.correlation_id)
+    """The customer stays: close the case as saved or stayed unprompted (or remember it for a later diagnosis)."""
+    await withdraw(
+        session,
+        payload,
+        clock=clock,
+        policy=policy,
+        correlation_id=envelope.correlation_id,
+        withdrawn_at=envelope.occurred_at,
+    )

@@ -1,6 +1,8 @@
-"""Endings: saved, lost or moved on; each cancels what is pending and publishes ``case.closed``."""
+"""Endings: saved, stayed unprompted, lost or moved on; each cancels what is pending and publishes ``case.closed``."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -9,33 +11,102 @@ from services.outreach.clock import Clock
 from services.outreach.history import publish, record
 from services.outreach.models import Case
 from services.outreach.policy import Policy
+from services.outreach.saves import start_verification
 from services.outreach.steps import cancel_open_work
-from shared.events import CancellationWithdrawn, CaseClosed, Money
+from shared.events import CaseClosed, ConfirmedRootCause, Money, Outcome
 
 
 class CaseAlreadyClosed(Exception):
     """The case has an ending already."""
 
 
+class OutcomeContradicted(ValueError):
+    """The outcome asked for contradicts the case's record; ``field`` names the request field at fault."""
+
+    def __init__(self, message: str, *, field: str = "outcome") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+async def stayed_outcome(session: AsyncSession, case: Case, *, before: datetime) -> Outcome:
+    """``saved`` when someone from Brink reached the customer before they stayed, else ``stayed_unprompted``."""
+    reached = await repository.reached_the_customer_before(session, case.id, before=before)
+    return "saved" if reached else "stayed_unprompted"
+
+
+async def close_by_hand(
+    session: AsyncSession,
+    case: Case,
+    *,
+    outcome: Outcome,
+    reason: str,
+    confirmed_root_cause: ConfirmedRootCause,
+    clock: Clock,
+    policy: Policy,
+    actor: str | None,
+) -> None:
+    """A person's ending, with what they found the root cause to be; saved needs a contact on record."""
+    if case.status != "open":
+        raise CaseAlreadyClosed(f"case {case.id} is already closed as {case.status}")
+    if outcome in ("saved", "stayed_unprompted"):
+        honest = await stayed_outcome(session, case, before=clock.now())
+        if outcome != honest:
+            raise OutcomeContradicted(
+                "saved needs a customer-facing task completed with a contact result (reached, declined, "
+                "accepted_offer): complete it first, or record stayed_unprompted"
+                if outcome == "saved"
+                else "a task reached the customer, so the customer stayed after Brink's work: record saved"
+            )
+    await close_case(
+        session,
+        case,
+        outcome=outcome,
+        reason=reason,
+        clock=clock,
+        policy=policy,
+        actor=actor,
+        confirmed_root_cause=confirmed_root_cause,
+    )
+
+
 async def close_case(
     session: AsyncSession,
     case: Case,
     *,
-    outcome: str,
+    outcome: Outcome,
     reason: str,
     clock: Clock,
     policy: Policy,
     actor: str | None = None,
     correlation_id: str | None = None,
+    confirmed_root_cause: ConfirmedRootCause | None = None,
+    payment_recovered: bool = False,
 ) -> None:
-    """Close an open case, cancel its pending steps and timers, publish ``case.closed`` with the revenue."""
+    """Close an open case, cancel its pending steps and timers, publish ``case.closed`` with the revenue.
+
+    A save starts ``pending`` until verified, except one made by a recovered payment: that invoice is paid.
+    """
     if case.status != "open":
         raise CaseAlreadyClosed(f"case {case.id} is already closed as {case.status}")
     now = clock.now()
     cancelled = await cancel_open_work(session, case, now=now, reason=f"case closed: {outcome}")
     await repository.cancel_case_timers(session, case.id, now=now, outcome=f"case closed: {outcome}")
     case.status, case.closed_at, case.closed_reason, case.updated_at = outcome, now, reason, now
-    record(session, case, "closed", at=now, actor=actor, outcome=outcome, reason=reason, tasks_cancelled=cancelled)
+    case.confirmed_root_cause = confirmed_root_cause
+    record(
+        session,
+        case,
+        "closed",
+        at=now,
+        actor=actor,
+        outcome=outcome,
+        reason=reason,
+        tasks_cancelled=cancelled,
+        confirmed_root_cause=confirmed_root_cause,
+        diagnosed_root_cause=case.root_cause,
+    )
+    if outcome == "saved":
+        start_verification(session, case, now=now, policy=policy, invoice_paid=payment_recovered)
     money = (
         Money(amount_minor=case.mrr_minor, currency=case.currency)
         if case.mrr_minor is not None and case.currency
@@ -49,43 +120,26 @@ async def close_case(
             account_id=case.account_id,
             outcome=outcome,
             root_cause=case.root_cause,
+            confirmed_root_cause=confirmed_root_cause,
+            symptom=case.symptom,
+            playbook=case.playbook,
+            save_status=case.save_status,
+            previous_case_id=case.previous_case_id,
             revenue_saved=money if outcome == "saved" else None,
-            revenue_lost=money if outcome != "saved" else None,
+            revenue_lost=money if outcome in ("lost", "moved_on") else None,
             closed_at=now,
             reason=reason,
         ),
         correlation_id=correlation_id or case.cancellation_id,
     )
     notifications.enqueue(
-        session, case=case, kind="case.closed", policy=policy, clock=clock, outcome=outcome, reason=reason
+        session,
+        case=case,
+        kind="case.closed",
+        policy=policy,
+        clock=clock,
+        outcome=outcome,
+        reason=reason,
+        confirmed_root_cause=confirmed_root_cause,
     )
     await session.flush()
-
-
-async def withdraw(
-    session: AsyncSession, withdrawal: CancellationWithdrawn, *, clock: Clock, policy: Policy, correlation_id: str
-) -> Case | None:
-    """The customer stays: close the open case as saved, or remember it for a diagnosis still on its way."""
-    case = await repository.locked_case_of_cancellation(session, withdrawal.cancellation_id)
-    if case is None:
-        await repository.remember_early_withdrawal(
-            session,
-            cancellation_id=withdrawal.cancellation_id,
-            account_id=withdrawal.account_id,
-            reason=withdrawal.reason,
-            received_at=clock.now(),
-        )
-        return None
-    if case.status == "open":
-        await close_case(
-            session,
-            case,
-            outcome="saved",
-            reason=f"cancellation withdrawn: {withdrawal.reason}",
-            clock=clock,
-            policy=policy,
-            correlation_id=correlation_id,
-        )
-    else:
-        record(session, case, "withdrawal_after_close", at=clock.now(), reason=withdrawal.reason, status=case.status)
-    return case

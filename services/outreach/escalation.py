@@ -14,6 +14,7 @@ from services.outreach.ladder import depends_on_tried, next_rung
 from services.outreach.models import Case, Task, Timer
 from services.outreach.owners import owners_for
 from services.outreach.policy import Policy
+from services.outreach.saves import verify_when_due
 from services.outreach.steps import add_task, recently_tried
 from shared.logs import get_logger
 
@@ -49,6 +50,8 @@ async def fire_due_timers(session: AsyncSession, *, clock: Clock, policy: Policy
 async def _fire(
     session: AsyncSession, timer: Timer, case: Case, task: Task | None, *, clock: Clock, policy: Policy
 ) -> tuple[str, str | None]:
+    if timer.kind == "verify":
+        return await verify_when_due(session, case, now=clock.now()), None
     if case.status != "open":
         return "case_closed", None
     if timer.kind == "expire":

@@ -14,7 +14,8 @@ from shared.outbox import handled_table, outbox_table
 outbox = outbox_table("outreach")
 handled = handled_table("outreach")
 
-CASE_STATUSES = ("open", "saved", "lost", "moved_on")
+CASE_STATUSES = ("open", "saved", "stayed_unprompted", "lost", "moved_on")
+SAVE_STATUSES = ("pending", "verified", "reverted")
 TASK_STATUSES = ("open", "done", "cancelled")
 TASK_KINDS = ("step", "escalation", "closing")
 TASK_RESULTS = ("reached", "no_answer", "declined", "accepted_offer")
@@ -24,12 +25,22 @@ class Case(Base):
     """One cancellation being worked, from the first diagnosis to an ending."""
 
     __tablename__ = "outreach_cases"
+    __table_args__ = (
+        # A subscription has many cases over time (one per attempt to leave), but one open at a time.
+        Index(
+            "ux_outreach_cases_open_cancellation",
+            "cancellation_id",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    cancellation_id: Mapped[str] = mapped_column(String(255), unique=True)
+    cancellation_id: Mapped[str] = mapped_column(String(255), index=True)
     account_id: Mapped[str] = mapped_column(String(255), index=True)
     customer_name: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), index=True, doc="open, saved, lost or moved_on")
+    status: Mapped[str] = mapped_column(String(24), index=True, doc="open, saved, stayed_unprompted, lost or moved_on")
     symptom: Mapped[str] = mapped_column(String(64))
     root_cause: Mapped[str] = mapped_column(String(64))
     decision: Mapped[str] = mapped_column(String(16))
@@ -53,6 +64,19 @@ class Case(Base):
     first_touched_at: Mapped[datetime | None] = mapped_column(doc="first task completed, whatever its result")
     closed_reason: Mapped[str | None] = mapped_column(Text)
     customer_email: Mapped[str | None] = mapped_column(String(320), doc="the billing customer's email, for search")
+    after_version: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0", doc="billing version of the withdrawal this attempt came after"
+    )
+    state_version: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0", doc="billing version of the newest cancellation applied"
+    )
+    ended_version: Mapped[int | None] = mapped_column(BigInteger, doc="billing version of the event that ended it")
+    previous_case_id: Mapped[str | None] = mapped_column(String(36), index=True, doc="the subscription's case before")
+    initiated_by: Mapped[str | None] = mapped_column(String(32), doc="customer, billing_system, staff or unknown")
+    confirmed_root_cause: Mapped[str | None] = mapped_column(String(64), doc="what the person closing it found")
+    save_status: Mapped[str | None] = mapped_column(String(16), doc="saved only: pending, verified or reverted")
+    save_verify_by: Mapped[datetime | None] = mapped_column(doc="a pending save still standing then is verified")
+    save_settled_at: Mapped[datetime | None] = mapped_column(doc="when the save was verified or reverted")
 
     tasks: Mapped[list[Task]] = relationship(back_populates="case", lazy="raise", order_by="Task.position")
     events: Mapped[list[CaseEvent]] = relationship(back_populates="case", lazy="raise", order_by="CaseEvent.id")
@@ -143,15 +167,23 @@ class RotationCursor(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class EarlyWithdrawal(Base):
-    """A withdrawal that arrived before its diagnosis, so the late diagnosis opens no live case."""
+class Subscription(Base):
+    """What outreach knows of a subscription beyond its cases: the withdrawals that ended its attempts to leave.
 
-    __tablename__ = "outreach_early_withdrawals"
+    Cancellations and withdrawals arrive on two queues in any order; their billing versions tell which attempt a
+    late diagnosis belongs to, and whether the customer had already stayed.
+    """
+
+    __tablename__ = "outreach_subscriptions"
 
     cancellation_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(255))
-    reason: Mapped[str] = mapped_column(String(64))
-    received_at: Mapped[datetime]
+    staying_version: Mapped[int] = mapped_column(
+        BigInteger, doc="billing version of the newest withdrawal (0: unknown)"
+    )
+    previous_staying_version: Mapped[int] = mapped_column(BigInteger, doc="the withdrawal's before it (0: none)")
+    staying_reason: Mapped[str] = mapped_column(String(64))
+    staying_at: Mapped[datetime] = mapped_column(doc="when the newest withdrawal was received")
 
 
 class Notification(Base):

@@ -19,6 +19,7 @@ class Policy:
     high_value_mrr_minor: int = 100_000
     escalation_after: timedelta = timedelta(hours=48)
     tried_window: timedelta = timedelta(days=90)
+    save_verify: timedelta = timedelta(days=30)
     high_priority: int = 70
     channels: tuple[str, ...] = ()
     ladder: tuple[Rung, ...] = field(default=LADDER)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import BindParameter, Integer, Row, Select, TextClause, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
-from services.outreach.models import Case, EarlyWithdrawal, Notification, RotationCursor, Task, Timer
+from services.outreach.attempts import CONTACT_RESULTS, INTERNAL_ACTIONS
+from services.outreach.models import Case, Notification, RotationCursor, Subscription, Task, Timer
 from services.outreach.rotation import ROLES
 from shared.db import insert_ignoring_conflicts, is_postgres, rows_matched
 
@@ -26,24 +27,91 @@ CASES, TASKS, TIMERS = Case.__table__, Task.__table__, Timer.__table__
 # --- cases ---------------------------------------------------------------------------------------------------
 
 _CANCELLATION: BindParameter[str] = bindparam("cancellation_id")
-# One statement finds the case (locked) and an early withdrawal, which a new case needs: one round trip per
-# diagnosis less.
-_CASE_AND_EARLY_WITHDRAWAL = select(
-    select(CASES.c.id)
+_SUBSCRIPTION = Subscription.__table__
+_LATEST_CASE = (
+    select(CASES.c.id, CASES.c.after_version)
     .where(CASES.c.cancellation_id == _CANCELLATION)
-    .with_for_update()
-    .scalar_subquery()
-    .label("case_id"),
-    select(EarlyWithdrawal.__table__.c.reason)
-    .where(EarlyWithdrawal.__table__.c.cancellation_id == _CANCELLATION)
-    .scalar_subquery()
-    .label("early_withdrawal"),
+    .order_by(CASES.c.opened_at.desc(), CASES.c.id.desc())
+    .limit(1)
 )
 
 
-async def case_and_early_withdrawal(session: AsyncSession, cancellation_id: str) -> Row[str | None, str | None]:
-    """The id of the cancellation's case (locked) and the reason of an early withdrawal; either may be None."""
-    return (await session.execute(_CASE_AND_EARLY_WITHDRAWAL, {"cancellation_id": cancellation_id})).one()
+def _of_subscription(column: Any) -> Any:
+    return select(column).where(_SUBSCRIPTION.c.cancellation_id == _CANCELLATION).scalar_subquery()
+
+
+# One statement tells where a diagnosis belongs: the open case (locked), the newest case and the withdrawals
+# received. Most diagnoses open a case, and each round trip saved is one per new case.
+_PLACING_A_CANCELLATION = select(
+    select(CASES.c.id)
+    .where(CASES.c.cancellation_id == _CANCELLATION, CASES.c.status == "open")
+    .with_for_update()
+    .scalar_subquery()
+    .label("open_case_id"),
+    _LATEST_CASE.with_only_columns(CASES.c.id).scalar_subquery().label("latest_case_id"),
+    _LATEST_CASE.with_only_columns(CASES.c.after_version).scalar_subquery().label("latest_case_after"),
+    _of_subscription(_SUBSCRIPTION.c.staying_version).label("staying_version"),
+    _of_subscription(_SUBSCRIPTION.c.previous_staying_version).label("previous_staying_version"),
+)
+
+
+class SubscriptionFacts(NamedTuple):
+    """What a diagnosis needs to know of its subscription's cases and withdrawals."""
+
+    open_case_id: str | None
+    latest_case_id: str | None
+    latest_case_after: int | None
+    staying_version: int | None
+    previous_staying_version: int | None
+
+
+async def subscription_facts(session: AsyncSession, cancellation_id: str) -> SubscriptionFacts:
+    """The open case (locked), the newest case and its attempt, and the withdrawals received, in one statement."""
+    row = (await session.execute(_PLACING_A_CANCELLATION, {"cancellation_id": cancellation_id})).one()
+    return SubscriptionFacts(*row)
+
+
+async def locked_subscription(session: AsyncSession, cancellation_id: str) -> Subscription | None:
+    """The subscription's withdrawals row, locked, if one was ever received."""
+    return await session.get(Subscription, cancellation_id, with_for_update=True, populate_existing=True)
+
+
+async def locked_open_case(session: AsyncSession, cancellation_id: str) -> Case | None:
+    """The subscription's open case, locked, if there is one."""
+    return (
+        await session.execute(
+            select(Case).where(Case.cancellation_id == cancellation_id, Case.status == "open").with_for_update()
+        )
+    ).scalar_one_or_none()
+
+
+async def latest_case(session: AsyncSession, cancellation_id: str) -> Case | None:
+    """The subscription's newest case, locked, if there is one."""
+    return (
+        await session.execute(
+            select(Case)
+            .where(Case.cancellation_id == cancellation_id)
+            .order_by(Case.opened_at.desc(), Case.id.desc())
+            .limit(1)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+
+
+async def reached_the_customer_before(session: AsyncSession, case_id: str, *, before: datetime) -> bool:
+    """Whether a customer-facing task of the case was completed with a contact result before ``before``."""
+    found = await session.scalar(
+        select(Task.id)
+        .where(
+            Task.case_id == case_id,
+            Task.status == "done",
+            Task.action.not_in(INTERNAL_ACTIONS),
+            Task.result.in_(CONTACT_RESULTS),
+            Task.completed_at <= before,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 async def case_by_id(session: AsyncSession, case_id: str) -> Case:
@@ -54,13 +122,6 @@ async def case_by_id(session: AsyncSession, case_id: str) -> Case:
 async def locked_case(session: AsyncSession, case_id: str) -> Case:
     """A case known to exist, locked for this transaction."""
     return (await session.execute(select(Case).where(Case.id == case_id).with_for_update())).scalar_one()
-
-
-async def locked_case_of_cancellation(session: AsyncSession, cancellation_id: str) -> Case | None:
-    """The cancellation's case, locked, if there is one."""
-    return (
-        await session.execute(select(Case).where(Case.cancellation_id == cancellation_id).with_for_update())
-    ).scalar_one_or_none()
 
 
 async def case_with_history(session: AsyncSession, case_id: str, *, lock: bool = False) -> Case | None:
@@ -130,28 +191,25 @@ async def count_cases_by_status(session: AsyncSession) -> dict[str, int]:
     return dict(rows.all())  # a Result has keys(): dict() would take it for a mapping
 
 
-async def remember_early_withdrawal(
-    session: AsyncSession, *, cancellation_id: str, account_id: str, reason: str, received_at: datetime
-) -> None:
-    """Keep a withdrawal that arrived before any case, once (a second copy changes nothing)."""
-    await session.execute(
-        insert_ignoring_conflicts(
-            session,
-            EarlyWithdrawal.__table__,
-            cancellation_id=cancellation_id,
-            account_id=account_id,
-            reason=reason,
-            received_at=received_at,
-        )
-    )
+_REPORT_COLUMNS = (
+    Case.status,
+    Case.symptom,
+    Case.root_cause,
+    Case.confirmed_root_cause,
+    Case.playbook,
+    Case.owner,
+    Case.initiated_by,
+    Case.mrr_minor,
+    Case.currency,
+    Case.opened_at,
+    Case.first_touched_at,
+    Case.save_status,
+)
 
 
-ReportRow = Row[str, str, int | None, str | None, datetime, datetime | None]
-
-
-async def report_rows(session: AsyncSession, *, since: datetime | None, until: datetime | None) -> Sequence[ReportRow]:
+async def report_rows(session: AsyncSession, *, since: datetime | None, until: datetime | None) -> Sequence[Any]:
     """What the summary report tallies, for cases opened in [since, until)."""
-    query = select(Case.status, Case.root_cause, Case.mrr_minor, Case.currency, Case.opened_at, Case.first_touched_at)
+    query = select(*_REPORT_COLUMNS)
     if since:
         query = query.where(Case.opened_at >= since)
     if until:
@@ -309,6 +367,15 @@ async def cancel_case_timers(session: AsyncSession, case_id: str, *, now: dateti
     await session.execute(
         update(Timer)
         .where(Timer.case_id == case_id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+        .values(cancelled_at=now, outcome=outcome)
+    )
+
+
+async def cancel_expiry_timers(session: AsyncSession, case_id: str, *, now: datetime, outcome: str) -> None:
+    """Cancel the case's pending expiry timer (its effective date moved)."""
+    await session.execute(
+        update(Timer)
+        .where(Timer.case_id == case_id, Timer.kind == "expire", Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
         .values(cancelled_at=now, outcome=outcome)
     )
 

@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.events import ConfirmedRootCause, Outcome
+
 TaskResult = Literal["reached", "no_answer", "declined", "accepted_offer"]
-Outcome = Literal["saved", "lost", "moved_on"]
 
 
 class TaskView(BaseModel):
@@ -64,6 +65,12 @@ class CaseView(BaseModel):
     first_touched_at: datetime | None
     closed_at: datetime | None
     closed_reason: str | None
+    initiated_by: str | None = Field(description="customer, billing_system, staff or unknown")
+    confirmed_root_cause: str | None = Field(description="recorded by the person who closed the case")
+    save_status: str | None = Field(description="saved cases: pending, verified or reverted")
+    save_verify_by: datetime | None = Field(description="a pending save still standing then is verified")
+    previous_case_id: str | None = Field(description="the same subscription's case before this one")
+    state_version: int = Field(description="billing version of the newest cancellation on this case")
     tasks: list[TaskView]
 
 
@@ -94,10 +101,16 @@ class CompleteTask(BaseModel):
 
 
 class RecordOutcome(BaseModel):
-    """An ending recorded by hand."""
+    """An ending recorded by hand, with what the person found the root cause to be."""
 
     model_config = ConfigDict(extra="forbid")
-    outcome: Outcome
+    outcome: Outcome = Field(
+        description="saved (needs a task that reached the customer), stayed_unprompted (no task reached them), "
+        "lost or moved_on"
+    )
+    confirmed_root_cause: ConfirmedRootCause = Field(
+        description="the root cause as found after talking to the customer: one of the ten, or unknown"
+    )
     reason: str | None = Field(default=None, max_length=5000)
     recorded_by: str | None = Field(default=None, max_length=255)
 

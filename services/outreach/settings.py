@@ -34,6 +34,9 @@ class OutreachSettings(BrinkSettings):
     escalation_after_hours: float = Field(default=48, gt=0)
     # Interventions (other than calls and emails) done for an account this recently are not repeated.
     tried_window_days: int = Field(default=90, ge=0)
+    save_verify_days: int = Field(
+        default=30, ge=1, le=366, description="a save still standing this long after it is verified"
+    )
     scheduler_poll_seconds: float = Field(default=5, gt=0)
     high_priority: int = Field(default=70, ge=0, le=100, description="cases from this priority up go to Slack")
     slack_webhook_url: SecretStr | None = None

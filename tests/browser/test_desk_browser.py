@@ -140,7 +140,7 @@ async def seed(broker: Broker, outreach: str) -> dict[str, str]:
         lost = await api.post(
             f"/v1/cases/{ids['lost']}/outcome",
             headers={"Authorization": f"Bearer {TOKEN}"},
-            json={"outcome": "lost", "reason": "went with a competitor"},
+            json={"outcome": "lost", "reason": "went with a competitor", "confirmed_root_cause": "wrong_fit"},
         )
         assert lost.status_code == 200
     return {name: ids[name] for name in ids} | {"customer": seeds["main"].customer_name}

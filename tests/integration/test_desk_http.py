@@ -142,7 +142,16 @@ async def test_results_draw_the_report_and_flow_shows_queues_and_the_outbox(
     payload = rich_diagnosis(customer="Saved Co", root_cause="known_issue", owner="pete", priority=50, mrr_minor=30_000)
     await publish(runtime, payload)
     case_id = await case_id_of(brink.outreach, payload.account_id)
-    closed = await brink.outreach.post(f"/v1/cases/{case_id}/outcome", headers=brink.auth, json={"outcome": "saved"})
+    case = (await brink.outreach.get(f"/v1/cases/{case_id}", headers=brink.auth)).json()
+    reached = await brink.outreach.post(
+        f"/v1/tasks/{case['tasks'][0]['id']}/complete", headers=brink.auth, json={"result": "reached"}
+    )
+    assert reached.status_code == 200
+    closed = await brink.outreach.post(
+        f"/v1/cases/{case_id}/outcome",
+        headers=brink.auth,
+        json={"outcome": "saved", "confirmed_root_cause": "known_issue"},
+    )
     assert closed.status_code == 200
     await add_person(runtime, "dana@example.com")
     await sign_in(desk)

@@ -78,44 +78,89 @@ async def test_tasks_are_listed_completed_once_and_logged(brink: Brink) -> None:
     assert detail["first_touched_at"] is not None
 
 
-async def test_a_withdrawal_closes_the_case_as_saved(brink: Brink) -> None:
-    payload = diagnosis(root_cause="executive_mandate")
-    await send(brink, payload)
-    await eventually(lambda: case_of(brink, payload.account_id))
-    await send(brink, withdrawal(payload))
+async def _closed(brink: Brink, account_id: str) -> dict | None:
+    case = await case_of(brink, account_id)
+    return case if case and case["status"] != "open" else None
 
-    async def saved() -> dict | None:
-        case = await case_of(brink, payload.account_id)
-        return case if case and case["status"] == "saved" else None
 
-    case = await eventually(saved)
-    assert {task["status"] for task in case["tasks"]} == {"cancelled"}
-    closed = await brink.outreach.post(f"/v1/cases/{case['id']}/outcome", headers=brink.auth, json={"outcome": "lost"})
+async def test_a_withdrawal_after_a_contact_is_a_pending_save_and_before_any_an_unprompted_stay(brink: Brink) -> None:
+    worked, unprompted = diagnosis(root_cause="executive_mandate"), diagnosis(root_cause="executive_mandate")
+    for payload in (worked, unprompted):
+        await send(brink, payload)
+    case = await eventually(lambda: case_of(brink, worked.account_id))
+    await eventually(lambda: case_of(brink, unprompted.account_id))
+    reached = await brink.outreach.post(
+        f"/v1/tasks/{case['tasks'][0]['id']}/complete", headers=brink.auth, json={"result": "reached"}
+    )
+    assert reached.status_code == 200
+    for payload in (worked, unprompted):
+        await send(brink, withdrawal(payload))
+
+    saved = await eventually(lambda: _closed(brink, worked.account_id))
+    stayed = await eventually(lambda: _closed(brink, unprompted.account_id))
+    assert (saved["status"], saved["save_status"]) == ("saved", "pending")
+    assert (stayed["status"], stayed["save_status"]) == ("stayed_unprompted", None)
+    assert {task["status"] for task in stayed["tasks"]} == {"cancelled"}
+    closed = await brink.outreach.post(
+        f"/v1/cases/{saved['id']}/outcome",
+        headers=brink.auth,
+        json={"outcome": "lost", "confirmed_root_cause": "unknown"},
+    )
     assert closed.status_code == 409 and "already closed as saved" in closed.json()["detail"]
 
 
-async def test_an_outcome_recorded_by_hand_ends_the_case_and_shows_in_the_report(brink: Brink) -> None:
+async def test_closing_by_hand_records_the_confirmed_root_cause_and_refuses_what_the_record_contradicts(
+    brink: Brink,
+) -> None:
     payload = diagnosis(root_cause="known_issue", mrr_minor=12_300)
     await send(brink, payload)
     case = await eventually(lambda: case_of(brink, payload.account_id))
+    url = f"/v1/cases/{case['id']}/outcome"
 
+    untouched = await brink.outreach.post(
+        url, headers=brink.auth, json={"outcome": "saved", "confirmed_root_cause": "known_issue"}
+    )
+    cause = await brink.outreach.post(url, headers=brink.auth, json={"outcome": "lost", "confirmed_root_cause": "bad"})
+    missing = await brink.outreach.post(url, headers=brink.auth, json={"outcome": "lost"})
+    outcome = await brink.outreach.post(
+        url, headers=brink.auth, json={"outcome": "won", "confirmed_root_cause": "unknown"}
+    )
+    unknown = await brink.outreach.post(
+        "/v1/cases/nope/outcome", headers=brink.auth, json={"outcome": "lost", "confirmed_root_cause": "unknown"}
+    )
+    assert untouched.status_code == 422 and untouched.json()["detail"].startswith("outcome: saved needs")
+    for refused, field in ((cause, "confirmed_root_cause"), (missing, "confirmed_root_cause"), (outcome, "outcome")):
+        assert refused.status_code == 422 and [e["field"] for e in refused.json()["errors"]] == [field]
+    assert unknown.status_code == 404
+    still = (await brink.outreach.get(f"/v1/cases/{case['id']}", headers=brink.auth)).json()
+    assert still["status"] == "open" and [event["kind"] for event in still["events"]] == ["opened"]
+
+    await brink.outreach.post(
+        f"/v1/tasks/{case['tasks'][0]['id']}/complete", headers=brink.auth, json={"result": "reached"}
+    )
     response = await brink.outreach.post(
-        f"/v1/cases/{case['id']}/outcome",
+        url,
         headers=brink.auth,
-        json={"outcome": "saved", "reason": "fixed the bug live on the call", "recorded_by": "maria"},
+        json={
+            "outcome": "saved",
+            "confirmed_root_cause": "poor_implementation",
+            "reason": "the bug was a training gap; coached them live",
+            "recorded_by": "maria",
+        },
     )
     assert response.status_code == 200, response.text
-    assert response.json()["status"] == "saved" and response.json()["events"][-1]["actor"] == "maria"
-    assert {task["status"] for task in response.json()["tasks"]} == {"cancelled"}
-
-    report = (await brink.outreach.get("/v1/reports/summary", headers=brink.auth)).json()
-    known = next(row for row in report["by_root_cause"] if row["root_cause"] == "known_issue")
-    assert known["saved"] >= 1 and known["revenue"]["saved"]["usd"] >= 12_300
-    assert report["total"]["save_rate"] is not None and report["by_week"]
-    unknown = await brink.outreach.post("/v1/cases/nope/outcome", headers=brink.auth, json={"outcome": "saved"})
-    wrong = await brink.outreach.post(f"/v1/cases/{case['id']}/outcome", headers=brink.auth, json={"outcome": "won"})
-    naive = await brink.outreach.get("/v1/reports/summary", headers=brink.auth, params={"since": "2026-11-01T00:00:00"})
-    assert unknown.status_code == 404 and wrong.status_code == 422 and naive.status_code == 422
+    closed = response.json()
+    assert (closed["status"], closed["save_status"], closed["confirmed_root_cause"], closed["root_cause"]) == (
+        "saved",
+        "pending",
+        "poor_implementation",
+        "known_issue",
+    )
+    assert closed["events"][-1]["actor"] == "maria" and {task["status"] for task in closed["tasks"]} >= {"cancelled"}
+    again = await brink.outreach.post(
+        url, headers=brink.auth, json={"outcome": "lost", "confirmed_root_cause": "unknown"}
+    )
+    assert again.status_code == 409
 
     metrics = await eventually(lambda: _gauge_line(brink))
     assert metrics

@@ -175,7 +175,8 @@ async def test_no_escalation_once_the_customer_is_saved(desk: Desk) -> None:
     await desk.run(hours=60 * 24, every_hours=12)
     assert [f.outcome for f in desk.fired if f.outcome in ("escalated", "lost")] == []
     assert await desk.tasks(case_id, status="open") == []
-    assert (await desk.case(case_id)).status == "saved"
+    # A call nobody answered touched the case but reached no one: the customer stayed unprompted.
+    assert (await desk.case(case_id)).status == "stayed_unprompted"
     cancelled = (await desk.tasks(case_id, status="cancelled"))[0]
     with pytest.raises(TaskNotOpen, match="cancelled"):
         await desk.complete(cancelled.id, "reached")
@@ -187,7 +188,7 @@ async def test_a_withdrawal_before_the_diagnosis_opens_no_live_case(desk: Desk) 
     case_id = await desk.receive(payload)
 
     case = await desk.case(case_id)
-    assert case.status == "saved" and "before diagnosis" in case.closed_reason
+    assert case.status == "stayed_unprompted" and "before its diagnosis" in case.closed_reason
     assert await desk.tasks(case_id) == []
     assert (await desk.published("case.closed"))[-1]["case_id"] == case_id
     assert await desk.wait(days=60) == []
