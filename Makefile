@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit lint migrate clean eval deploy-check bench soak browser chaos
+.PHONY: install run test unit lint migrate clean eval deploy-check bench soak browser chaos cluster-chaos
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ deploy-check: $(STAMP)
 CHAOS_SCALE ?= full
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.run --scale $(CHAOS_SCALE)
+
+# The same against a private three-node RabbitMQ cluster: leader-node SIGKILL, rolling restart, a 20 s partition
+# (nftables rules on loopback; installs Debian's nftables when missing), service instances killed. Needs root.
+cluster-chaos: $(STAMP)
+	@command -v nft >/dev/null || { apt-get install -y -qq nftables || { apt-get update -qq && apt-get install -y -qq nftables; }; } >/dev/null
+	$(BIN)/python -m tests.chaos.cluster_run --scale $(CHAOS_SCALE)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -253,7 +253,8 @@ class Broker:
 
     async def check(self) -> None:
         """Raise BrokerUnavailable only while no node answers: a connection moving to another node is not an outage."""
-        if self.is_connected or await any_node_answers(self._url, timeout=self._connect_timeout):
+        # Within a readiness probe's time (Kubernetes waits 5 s): every node is tried at once, for 2 s at most.
+        if self.is_connected or await any_node_answers(self._url, timeout=min(2.0, self._connect_timeout)):
             return
         raise BrokerUnavailable(f"no RabbitMQ node answers at {self.where}")
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ class Delivery:
     statuses: list[int | str] = field(default_factory=list)
     accepted: bool = False
     extra_copies: int = 0
+    first_sent_at: float | None = None  # wall-clock time of the first attempt
 
     @property
     def attempts(self) -> int:
@@ -60,12 +61,20 @@ async def post_once(client: httpx.AsyncClient, url: str, secret: str, body: byte
 
 
 async def deliver(
-    client: httpx.AsyncClient, url: str, secret: str, delivery: Delivery, policy: RetryPolicy = RetryPolicy()
+    client: httpx.AsyncClient,
+    urls: str | Sequence[str],
+    secret: str,
+    delivery: Delivery,
+    policy: RetryPolicy = RetryPolicy(),
 ) -> None:
-    """Deliver until 2xx, like Stripe; records every attempt's outcome."""
+    """Deliver until 2xx, like Stripe; records every attempt's outcome. With several intake instances each attempt
+    goes to the next one, as a load balancer in front of them would send a retry to a live one."""
+    endpoints = [urls] if isinstance(urls, str) else list(urls)
     started = time.monotonic()
+    delivery.first_sent_at = delivery.first_sent_at or time.time()
     delay = policy.first_delay
     while delivery.attempts < policy.max_attempts and time.monotonic() - started < policy.max_seconds:
+        url = endpoints[(hash(delivery.event_id) + delivery.attempts) % len(endpoints)]
         status = await post_once(client, url, secret, delivery.body)
         delivery.statuses.append(status)
         if isinstance(status, int) and 200 <= status < 300:
@@ -79,7 +88,13 @@ class Stream:
     """A paced stream of deliveries, with some events delivered twice as Stripe sometimes does."""
 
     def __init__(
-        self, *, url: str, secret: str, rate_per_second: float, concurrency: int = 16, duplicate_ratio: float = 0.05
+        self,
+        *,
+        url: str | Sequence[str],
+        secret: str,
+        rate_per_second: float,
+        concurrency: int = 16,
+        duplicate_ratio: float = 0.05,
     ) -> None:
         self.url = url
         self.secret = secret

@@ -12,8 +12,8 @@ from tests.deploy.tools import DEPLOY
 
 K8S = DEPLOY / "k8s"
 KUBERNETES_VERSION = "1.30.0"
-# KEDA's CRDs are not in kubernetes-validate's schemas; test_keda_* check their fields by hand.
-KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
+# KEDA's and the RabbitMQ operator's CRDs are not in kubernetes-validate's schemas; their tests check fields by hand.
+KEDA_KINDS = {"ScaledObject", "TriggerAuthentication", "RabbitmqCluster"}
 CONSUMER_QUEUES = {"diagnosis": "diagnosis.cancellations", "outreach": "outreach.diagnoses"}
 PORTS = {"intake": 8000, "diagnosis": 8001, "outreach": 8002}
 
@@ -109,4 +109,50 @@ def test_keda_authentication_reads_the_broker_url_from_the_secret() -> None:
     [auth] = of_kind("TriggerAuthentication").values()
     [ref] = auth["spec"]["secretTargetRef"]
     secret = of_kind("Secret")[ref["name"]]
-    assert ref["parameter"] == "host" and ref["key"] in secret["stringData"] and ref["key"] == "BRINK_AMQP_URL"
+    # KEDA takes one address: the RabbitMQ cluster's Service, not Brink's node list.
+    assert ref["parameter"] == "host" and ref["key"] in secret["stringData"] and ref["key"] == "RABBITMQ_SERVICE_URL"
+    cluster = of_kind("RabbitmqCluster")["rabbitmq"]
+    assert (
+        f"@{cluster['metadata']['name']}.{cluster['metadata']['namespace']}:5672/" in secret["stringData"][ref["key"]]
+    )
+
+
+def test_the_rabbitmq_cluster_has_three_nodes_that_pause_in_a_minority() -> None:
+    cluster = of_kind("RabbitmqCluster")["rabbitmq"]
+    assert cluster["apiVersion"] == "rabbitmq.com/v1beta1"
+    assert cluster["spec"]["replicas"] == 3
+    config = dict(
+        line.split(" = ", 1) for line in cluster["spec"]["rabbitmq"]["additionalConfig"].splitlines() if line.strip()
+    )
+    assert config["cluster_partition_handling"] == "pause_minority"
+    [term] = cluster["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_brink_lists_every_node_of_the_rabbitmq_cluster() -> None:
+    from shared.amqp_cluster import node_urls
+
+    cluster = of_kind("RabbitmqCluster")["rabbitmq"]
+    name, namespace = cluster["metadata"]["name"], cluster["metadata"]["namespace"]
+    nodes = node_urls(of_kind("Secret")["brink-secrets"]["stringData"]["BRINK_AMQP_URL"])
+    # The operator names its pods <name>-server-N behind the headless Service <name>-nodes.
+    expected = [f"{name}-server-{n}.{name}-nodes.{namespace}:5672" for n in range(cluster["spec"]["replicas"])]
+    assert [node.split("@", 1)[1].rstrip("/") for node in nodes] == expected
+
+
+@pytest.mark.parametrize("name", sorted(PORTS))
+def test_each_service_runs_two_replicas_apart_with_a_disruption_budget(name: str) -> None:
+    deployment = of_kind("Deployment")[name]
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    assert deployment["spec"]["replicas"] >= 2
+    scaled = of_kind("ScaledObject").get(name)
+    if scaled is not None:  # KEDA owns the replica count of the consumers
+        assert scaled["spec"]["minReplicaCount"] >= 2
+    [preferred] = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert preferred["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert preferred["podAffinityTerm"]["labelSelector"]["matchLabels"] == labels
+    budget = of_kind("PodDisruptionBudget")[name]
+    assert budget["spec"]["selector"]["matchLabels"] == labels
+    assert budget["spec"]["minAvailable"] == 1 < deployment["spec"]["replicas"]
