@@ -56,8 +56,10 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 # Diagnosis: how often the rules agree with the labelled scenarios (services/diagnosis/evaluation/).
+# FROM_DB=1 scores the rules on the cases closed with a confirmed root cause in BRINK_DATABASE_URL instead
+# (make takes no --from-db of its own: `python -m services.diagnosis.evaluation.run --from-db` is the same).
 eval: $(STAMP)
-	$(BIN)/python -m services.diagnosis.evaluation.run
+	$(BIN)/python -m services.diagnosis.evaluation.run $(if $(FROM_DB),--from-db)
 
 # The rescue desk in a real browser: Debian's Chromium driven by Playwright; screenshots in test-artifacts/desk/.
 browser: $(STAMP)

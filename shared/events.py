@@ -148,6 +148,25 @@ class Verdict(BaseModel):
     priority: int = Field(default=0, ge=0, le=100)
 
 
+class SaveRate(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    playbook: str
+    saved: int = Field(ge=0)
+    closed: int = Field(ge=0, description="saved or lost cases confirmed as this root cause, worked with it")
+    save_rate: float = Field(ge=0, le=1)
+
+
+class PlaybookChoice(BaseModel):
+    """Why the recommended playbook was chosen, from how confirmed cases of the root cause ended."""
+
+    model_config = ConfigDict(frozen=True)
+    playbook: str
+    reason: str
+    save_rate: float = Field(ge=0, le=1)
+    closed_cases: int = Field(ge=0)
+    compared: list[SaveRate] = Field(default_factory=list)
+
+
 class DiagnosisCompleted(Payload):
     """Diagnosis of one cancellation: symptom, ranked root causes, unknowns, verdict."""
 
@@ -177,6 +196,9 @@ class DiagnosisCompleted(Payload):
     signal_version: int = Field(default=0, description="the account signals this diagnosis saw")
     state_version: int = Field(default=0, description="billing version of the cancellation diagnosed (0: unknown)")
     initiated_by: Initiator = "unknown"
+    playbook_choice: PlaybookChoice | None = Field(
+        default=None, description="set once enough confirmed cases closed: the save rates behind the playbook"
+    )
 
 
 class InterventionLogged(Payload):

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.diagnosis import api, consumers
 from services.diagnosis.context import ContextSource
 from services.diagnosis.models import handled, outbox
+from services.diagnosis.outcomes import SaveRates
 from services.diagnosis.rules import Rules, RulesError, load_rules
 from services.diagnosis.settings import DiagnosisSettings
 from shared.events import (
@@ -40,20 +41,30 @@ def build_app(settings: DiagnosisSettings, *, rules: Rules | None = None) -> Fas
         if settings.context_url
         else None
     )
+    learning = SaveRates(min_cases=settings.learning_min_cases, refresh_seconds=settings.learning_refresh_seconds)
     runtime.consume(
         "cancellations",
         {
-            CancellationReceived.TYPE: partial(consumers.on_cancellation_received, context=context, rules=rules),
+            CancellationReceived.TYPE: partial(
+                consumers.on_cancellation_received, context=context, rules=rules, learning=learning
+            ),
             CancellationWithdrawn.TYPE: consumers.on_cancellation_withdrawn,
         },
     )
     runtime.consume(
-        "signals", {AccountSignalsUpdated.TYPE: partial(consumers.on_signals_updated, context=context, rules=rules)}
+        "signals",
+        {
+            AccountSignalsUpdated.TYPE: partial(
+                consumers.on_signals_updated, context=context, rules=rules, learning=learning
+            )
+        },
     )
     runtime.consume(
         "history",
         {
-            InterventionLogged.TYPE: partial(consumers.on_intervention_logged, context=context, rules=rules),
+            InterventionLogged.TYPE: partial(
+                consumers.on_intervention_logged, context=context, rules=rules, learning=learning
+            ),
             CaseClosed.TYPE: consumers.on_case_closed,
         },
     )

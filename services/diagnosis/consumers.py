@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.diagnosis import service
 from services.diagnosis.context import ContextSource
+from services.diagnosis.outcomes import SaveRates, record_confirmed_case
 from services.diagnosis.rules import Rules
 from shared.events import (
     AccountSignalsUpdated,
@@ -27,6 +28,7 @@ async def on_cancellation_received(
     session: AsyncSession,
     rules: Rules,
     context: ContextSource | None = None,
+    learning: SaveRates | None = None,
 ) -> None:
     recorded = await service.record_cancellation(session, payload)
     if recorded.newest is None:
@@ -40,6 +42,7 @@ async def on_cancellation_received(
         latest_version=0 if recorded.is_new else None,
         history=recorded.history,
         rules=rules,
+        learning=learning,
     )
 
 
@@ -56,6 +59,7 @@ async def on_signals_updated(
     session: AsyncSession,
     rules: Rules,
     context: ContextSource | None = None,
+    learning: SaveRates | None = None,
 ) -> None:
     """Diagnose again, unless a diagnosis has already seen these signals (several PUTs in a row)."""
     await service.rediagnose_account(
@@ -65,6 +69,7 @@ async def on_signals_updated(
         context=context,
         unless_seen=payload.signal_version,
         rules=rules,
+        learning=learning,
     )
 
 
@@ -75,6 +80,7 @@ async def on_intervention_logged(
     session: AsyncSession,
     rules: Rules,
     context: ContextSource | None = None,
+    learning: SaveRates | None = None,
 ) -> None:
     """Remember the attempt and its note; diagnose again when it failed or the rules read something in its note."""
     await service.record_attempt(
@@ -91,12 +97,19 @@ async def on_intervention_logged(
     # A failed attempt changes the recommendation; a note may say what is really wrong. Either way, diagnose again.
     if payload.result.strip().lower() in rules.failed_results or rules.reads_anything_in(payload.note or ""):
         await service.rediagnose_account(
-            session, payload.account_id, correlation_id=envelope.correlation_id, context=context, rules=rules
+            session,
+            payload.account_id,
+            correlation_id=envelope.correlation_id,
+            context=context,
+            rules=rules,
+            learning=learning,
         )
 
 
 async def on_case_closed(payload: CaseClosed, *, envelope: Envelope, session: AsyncSession) -> None:
-    """A case ended: its playbook counts as tried, and the cancellation is not diagnosed again."""
+    """A case ended: its playbook counts as tried, its confirmed root cause is kept to learn from, and the
+    cancellation is not diagnosed again."""
+    await record_confirmed_case(session, payload)
     await service.record_attempt(
         session,
         attempt_id=f"case:{payload.case_id}",
@@ -106,7 +119,8 @@ async def on_case_closed(payload: CaseClosed, *, envelope: Envelope, session: As
         result=payload.outcome,
         note=payload.reason,
         performed_at=payload.closed_at,
-        playbook=payload.root_cause,
-        whole_playbook=payload.outcome != "saved",
+        playbook=payload.playbook or payload.root_cause,
+        # Saved, or stayed before anyone touched it: the playbook did not fail.
+        whole_playbook=payload.outcome not in ("saved", "stayed_unprompted"),
     )
     await service.close_cancellation(session, payload.cancellation_id)

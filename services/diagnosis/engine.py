@@ -16,8 +16,9 @@ from services.diagnosis.classifier import (
     score_root_causes,
 )
 from services.diagnosis.features import extract_features, notes_text
+from services.diagnosis.learning import Learned, PlaybookChoice, choose_playbook
 from services.diagnosis.rules import Question, Rules, load_rules
-from services.diagnosis.verdict import Attempt, avoid_list, decide, priority
+from services.diagnosis.verdict import Attempt, avoid_list, decide, exhausted_playbooks, priority
 
 MAX_HYPOTHESES = 5
 
@@ -32,6 +33,7 @@ class CaseFacts:
     mrr_major: float | None = None
     effective_at: datetime | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    learned: Learned | None = None  # save rates of the confirmed cases; None: nothing learnt yet
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Finding:
     priority: int
     root_cause: str
     recommended_playbook: str
+    playbook_choice: PlaybookChoice | None = None
 
 
 ANSWERS = "answers"  # the signal group holding the answers to discovery questions, by question id
@@ -108,9 +111,8 @@ def unknowns_for(
     return unknowns
 
 
-def diagnose_case(facts: CaseFacts, rules: Rules | None = None) -> Finding:
-    """The whole diagnosis of one case, explained."""
-    rules = rules or load_rules()
+def score_case(facts: CaseFacts, rules: Rules) -> tuple[str, dict[str, Any], frozenset[str], list[Scored]]:
+    """The symptom, the known facts, the questions answered, and every root cause scored, best first."""
     symptom, also_said = read_symptoms(facts.stated, rules)
     known = extract_features(facts.signals, now=facts.now)
     answers = answers_in(facts.signals)
@@ -122,7 +124,23 @@ def diagnose_case(facts: CaseFacts, rules: Rules | None = None) -> Finding:
         answers=answers,
         also_said=also_said,
     )
+    return symptom, known, frozenset(answers), ranked
+
+
+def diagnose_case(facts: CaseFacts, rules: Rules | None = None) -> Finding:
+    """The whole diagnosis of one case, explained."""
+    rules = rules or load_rules()
+    symptom, known, answered, ranked = score_case(facts, rules)
     verdict = decide(ranked, history=facts.history, rules=rules)
+    choice = None
+    if facts.learned is not None and verdict.decision == "pursue" and verdict.root_cause == ranked[0].root_cause:
+        choice = choose_playbook(
+            root_cause=verdict.root_cause,
+            default=verdict.playbook,
+            fit=rules.root_causes[verdict.root_cause].fit_playbooks,
+            learned=facts.learned,
+            excluded=exhausted_playbooks(facts.history, rules),
+        )
     days_left = (facts.effective_at - facts.now).total_seconds() / 86400 if facts.effective_at else None
     hypotheses = [h for h in ranked[:MAX_HYPOTHESES] if h.score > 0] or [
         Scored(ranked[0].root_cause, 0.0, 0.0, (Clue("stated_reason", "nothing points anywhere yet", 0.0),))
@@ -130,7 +148,7 @@ def diagnose_case(facts: CaseFacts, rules: Rules | None = None) -> Finding:
     return Finding(
         symptom=symptom,
         hypotheses=hypotheses,
-        unknowns=unknowns_for(hypotheses, known, rules, frozenset(answers)),
+        unknowns=unknowns_for(hypotheses, known, rules, answered),
         tried=[f"{a.action}: {a.result}" for a in facts.history],
         avoid=avoid_list(facts.history, rules),
         decision=verdict.decision,
@@ -143,5 +161,6 @@ def diagnose_case(facts: CaseFacts, rules: Rules | None = None) -> Finding:
             rules=rules.priority,
         ),
         root_cause=ranked[0].root_cause,
-        recommended_playbook=verdict.playbook,
+        recommended_playbook=choice.playbook if choice else verdict.playbook,
+        playbook_choice=choice,
     )

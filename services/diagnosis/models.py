@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
@@ -79,3 +79,25 @@ class Attempt(Base):
     whole_playbook: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text)
     performed_at: Mapped[datetime]
+
+
+class ConfirmedCase(Base):
+    """A closed case whose root cause the person who closed it confirmed: what diagnosis learns from.
+
+    ``facts`` keeps what the diagnosis saw (the stated reason, the account's signals and attempts), so the rules
+    can be scored on real cases later (``make eval FROM_DB=1``).
+    """
+
+    __tablename__ = "diagnosis_confirmed_cases"
+    __table_args__ = (Index("ix_diagnosis_confirmed_cases_confirmed_root_cause", "confirmed_root_cause", "playbook"),)
+
+    id: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(255), unique=True)
+    cancellation_id: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[str] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(32))
+    diagnosed_root_cause: Mapped[str | None] = mapped_column(String(64))
+    confirmed_root_cause: Mapped[str] = mapped_column(String(64))
+    playbook: Mapped[str | None] = mapped_column(String(64))
+    facts: Mapped[dict[str, Any]]
+    closed_at: Mapped[datetime]

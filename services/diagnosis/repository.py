@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     bindparam,
+    case,
     cast,
     exists,
     func,
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.diagnosis.models import AccountSignal, Attempt, Cancellation, Diagnosis, outbox
+from services.diagnosis.models import AccountSignal, Attempt, Cancellation, ConfirmedCase, Diagnosis, outbox
 from services.diagnosis.verdict import Attempt as PastAttempt
 from shared.db import JSONType, UTCDateTime, insert_ignoring_conflicts, is_postgres, utcnow
 from shared.events import Envelope
@@ -387,3 +388,49 @@ async def latest_diagnosis(session: AsyncSession, account_id: str) -> Diagnosis 
             .limit(1)
         )
     ).scalar_one_or_none()
+
+
+CONFIRMED = ConfirmedCase.__table__
+
+
+async def add_confirmed_case(session: AsyncSession, **values: Any) -> None:
+    """Keep a closed case with its confirmed root cause (once: a redelivered close changes nothing)."""
+    await session.execute(insert_ignoring_conflicts(session, CONFIRMED, **values))
+
+
+_CANCELLATION_DETAILS = select(CANCELLATIONS.c.details).where(
+    CANCELLATIONS.c.cancellation_id == bindparam("cancellation_id")
+)
+
+
+async def cancellation_details(session: AsyncSession, cancellation_id: str) -> dict[str, Any] | None:
+    """The cancellation as intake reported it, or None when diagnosis never saw it."""
+    row = (await session.execute(_CANCELLATION_DETAILS, {"cancellation_id": cancellation_id})).first()
+    return row.details if row else None
+
+
+# Saved against lost: a customer who stayed before any touch, or one we moved on from, says nothing of a playbook.
+_SAVE_RECORDS = (
+    select(
+        CONFIRMED.c.confirmed_root_cause,
+        CONFIRMED.c.playbook,
+        func.sum(case((CONFIRMED.c.outcome == "saved", 1), else_=0)).label("saved"),
+        func.count().label("closed"),
+    )
+    .where(
+        CONFIRMED.c.outcome.in_(("saved", "lost")),
+        CONFIRMED.c.confirmed_root_cause != "unknown",
+        CONFIRMED.c.playbook.is_not(None),
+    )
+    .group_by(CONFIRMED.c.confirmed_root_cause, CONFIRMED.c.playbook)
+)
+
+
+async def save_records(session: AsyncSession) -> list[Any]:
+    """Per confirmed root cause and playbook: the cases saved and the cases closed (saved or lost)."""
+    return list(await session.execute(_SAVE_RECORDS))
+
+
+async def confirmed_cases(session: AsyncSession) -> list[ConfirmedCase]:
+    """Every confirmed case, oldest first."""
+    return list((await session.execute(select(ConfirmedCase).order_by(ConfirmedCase.id))).scalars())

@@ -76,6 +76,8 @@ class RootCauseRules:
     confirm: tuple[str, ...]
     questions: tuple[Question, ...]
     playbook_moves: tuple[str, ...]
+    # Other root causes' playbooks that also fit this one: what learning from outcomes may switch to.
+    fit_playbooks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,11 +189,18 @@ def _unique_question_ids(causes: dict[str, RootCauseRules]) -> None:
 
 def _root_cause(name: str, raw: dict[str, Any]) -> RootCauseRules:
     where = f"root_causes.{name}"
-    _known_keys(raw, {"label", "playbook_moves", "symptoms", "phrases", "signals", "confirm", "questions"}, where)
+    _known_keys(
+        raw,
+        {"label", "playbook_moves", "fit_playbooks", "symptoms", "phrases", "signals", "confirm", "questions"},
+        where,
+    )
     if name not in ROOT_CAUSES:
         raise RulesError(f"{where}: {name!r} is not a root cause ({', '.join(ROOT_CAUSES)})")
     if unknown := set(raw.get("symptoms") or {}) - set(SYMPTOMS):
         raise RulesError(f"{where}.symptoms: unknown symptom(s) {sorted(unknown)}")
+    for playbook in raw.get("fit_playbooks") or ():
+        if playbook not in ROOT_CAUSES:
+            raise RulesError(f"{where}.fit_playbooks: {playbook!r} is not a root cause's playbook")
     for move in raw.get("playbook_moves") or ():
         if move not in MOVES:
             raise RulesError(f"{where}.playbook_moves: {move!r} is not a move (shared/moves.py lists them)")
@@ -207,6 +216,7 @@ def _root_cause(name: str, raw: dict[str, Any]) -> RootCauseRules:
         confirm=tuple(raw.get("confirm") or ()),
         questions=tuple(_question(q, f"{where}.questions[{i}]") for i, q in enumerate(raw.get("questions") or [])),
         playbook_moves=tuple(raw.get("playbook_moves") or ()),
+        fit_playbooks=tuple(raw.get("fit_playbooks") or ()),
     )
 
 

@@ -12,6 +12,7 @@ from services.diagnosis import repository
 from services.diagnosis.classifier import StatedReason
 from services.diagnosis.context import ContextSource, ContextUnavailable
 from services.diagnosis.engine import CaseFacts, Finding, diagnose_case
+from services.diagnosis.outcomes import SaveRates
 from services.diagnosis.rules import Rules
 from shared.db import utcnow
 from shared.events import (
@@ -22,6 +23,8 @@ from shared.events import (
     Envelope,
     Evidence,
     Hypothesis,
+    PlaybookChoice,
+    SaveRate,
     Unknown,
     Verdict,
 )
@@ -122,6 +125,7 @@ async def rediagnose_account(
     rules: Rules,
     context: ContextSource | None = None,
     unless_seen: int | None = None,
+    learning: SaveRates | None = None,
 ) -> list[DiagnosisCompleted]:
     """A new diagnosis version for each open cancellation of the account (skipping ones that saw ``unless_seen``)."""
     done = []
@@ -142,6 +146,7 @@ async def rediagnose_account(
                 latest_version=cancellation.latest_version,
                 history=history,
                 rules=rules,
+                learning=learning,
             )
         )
     return done
@@ -169,6 +174,7 @@ async def diagnose(
     context: ContextSource | None = None,
     latest_version: int | None = None,
     history: repository.AccountHistory | None = None,
+    learning: SaveRates | None = None,
 ) -> DiagnosisCompleted:
     """Write the next diagnosis version and stage ``diagnosis.completed`` in the outbox.
 
@@ -190,6 +196,7 @@ async def diagnose(
             history=history.attempts,
             mrr_major=event.mrr.amount_minor / 100 if event.mrr else None,
             effective_at=event.effective_at,
+            learned=await learning.learned(session) if learning else None,
         ),
         rules,
     )
@@ -276,4 +283,21 @@ def _completed(
         signal_version=signal_version,
         state_version=event.state_version,
         initiated_by=event.initiated_by,
+        playbook_choice=_choice(finding),
+    )
+
+
+def _choice(finding: Finding) -> PlaybookChoice | None:
+    choice = finding.playbook_choice
+    if choice is None:
+        return None
+    return PlaybookChoice(
+        playbook=choice.playbook,
+        reason=choice.reason,
+        save_rate=choice.save_rate,
+        closed_cases=choice.closed_cases,
+        compared=[
+            SaveRate(playbook=r.playbook, saved=r.saved, closed=r.closed, save_rate=round(r.save_rate, 3))
+            for r in choice.compared
+        ],
     )

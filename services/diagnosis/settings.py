@@ -21,3 +21,7 @@ class DiagnosisSettings(BrinkSettings):
     # The rules diagnosis applies; read and checked at start, so a broken file stops the service.
     rules_file: Path = DEFAULT_RULES
     _real_context_token = optional_secret("context_token", "BRINK_CONTEXT_TOKEN")
+    # Learning from outcomes: a (root cause, playbook) save rate counts once this many confirmed cases closed.
+    learning_min_cases: int = Field(default=20, ge=1, le=100_000)
+    # How often the save rates are read again from the confirmed cases (0: for every diagnosis).
+    learning_refresh_seconds: float = Field(default=60, ge=0, le=86_400)

@@ -60,7 +60,10 @@ def load_scenarios(directory: Path = HERE, pattern: str = "scenarios_*.yaml") ->
 
 
 def signals_of(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The scenario's signals, checked by the same model as ``PUT /signals``, stored the same way."""
+    """The scenario's signals, checked by the same model as ``PUT /signals``, stored the same way (a confirmed
+    case from the database carries them as they were stored)."""
+    if "stored_signals" in scenario:
+        return dict(scenario["stored_signals"] or {})
     stamped = {
         group: {"observed_at": NOW.isoformat(), "source": "evaluation", **values}
         for group, values in (scenario.get("signals") or {}).items()
@@ -80,7 +83,8 @@ def facts_of(scenario: dict[str, Any]) -> CaseFacts:
             billing_reason=scenario.get("billing_reason"),
             feedback=scenario.get("feedback"),
             comment=scenario.get("comment"),
-            involuntary=scenario.get("billing_reason") in ("payment_failed", "payment_disputed"),
+            involuntary=scenario.get("involuntary")
+            or scenario.get("billing_reason") in ("payment_failed", "payment_disputed"),
         ),
         signals=signals_of(scenario),
         history=[Attempt(action=action, result=result) for action, result in scenario.get("tried") or []],
@@ -96,9 +100,9 @@ def evaluate(scenarios: list[dict[str, Any]], rules: Rules | None = None) -> Rep
     outcomes = [Outcome(s, diagnose_case(facts_of(s), rules)) for s in scenarios]
     labelled = [o for o in outcomes if o.expected_cause]
     report = Report(outcomes=outcomes, labelled=len(labelled))
-    report.top1 = sum(o.ranked[0] == o.expected_cause for o in labelled) / len(labelled)
-    report.top2 = sum(o.expected_cause in o.ranked[:2] for o in labelled) / len(labelled)
-    report.verdict = sum(o.finding.decision == o.expected_verdict for o in outcomes) / len(outcomes)
+    report.top1 = sum(o.ranked[0] == o.expected_cause for o in labelled) / max(len(labelled), 1)
+    report.top2 = sum(o.expected_cause in o.ranked[:2] for o in labelled) / max(len(labelled), 1)
+    report.verdict = sum(o.finding.decision == o.expected_verdict for o in outcomes) / max(len(outcomes), 1)
     report.confusion.update((o.expected_cause, o.ranked[0]) for o in labelled if o.expected_cause is not None)
     for cause in ROOT_CAUSES:
         predicted = sum(n for (_, got), n in report.confusion.items() if got == cause)
@@ -142,7 +146,13 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    arguments = sys.argv[1:] if argv is None else argv
+    if "--from-db" in arguments:
+        from services.diagnosis.evaluation.from_db import main as from_database
+
+        from_database(arguments)
+        return
     print("== labelled scenarios (the rules were tuned on these) ==")
     print(render(evaluate(load_scenarios())))
     scenarios = load_scenarios()
