@@ -176,12 +176,27 @@ def map_payment_failed(event: dict[str, Any]) -> CancellationReceived:
     return _received(event, scheduled=False, billing_reason="payment_failed")
 
 
+def map_payment_succeeded(event: dict[str, Any]) -> CancellationWithdrawn:
+    """A subscription's payment went through: ends a payment failure (intake publishes it only over one)."""
+    content = event.get("content") or {}
+    if not isinstance(content.get("subscription"), dict):
+        raise Ignored("the payment belongs to no subscription")
+    subscription, customer = _parts(event)
+    common = _common(event, subscription, customer)
+    # The subscription often does not change when a payment goes through, so its resource_version can equal the
+    # failure's; the payment's own (transaction, invoice) is when it happened.
+    versions = [object_at(content, name).get("resource_version") for name in ("transaction", "invoice")]
+    common["state_version"] = max([common["state_version"], *(as_int(v) for v in versions if v is not None)])
+    return CancellationWithdrawn(**common, reason="payment_recovered")
+
+
 MAPPERS: dict[str, Callable[[dict[str, Any]], Payload]] = {
     "subscription_cancelled": map_cancelled,
     "subscription_cancellation_scheduled": map_cancellation_scheduled,
     "subscription_scheduled_cancellation_removed": _withdrawn("scheduled_cancellation_removed"),
     "subscription_reactivated": _withdrawn("reactivated"),
     "payment_failed": map_payment_failed,
+    "payment_succeeded": map_payment_succeeded,
 }
 CHARGEBEE_MAPPED_TYPES = frozenset(MAPPERS)
 

@@ -16,13 +16,14 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from services.intake.group_commit import GroupCommitter
-from services.intake.service import SUPERSEDED_REASON, Outcome, PreparedDelivery
+from services.intake.service import NO_PAYMENT_FAILURE_REASON, SUPERSEDED_REASON, Outcome, PreparedDelivery
 from shared import metrics
 from shared.db import is_database_outage
 from shared.logs import get_logger
 
 # Each array holds one column of the batch, a row per delivery (see ``service.prepare``); $16 is the superseded
-# reason. A repeat delivery must not touch the state: the NOT EXISTS sees deliveries committed before this
+# reason, $17 the reason an ordinary payment is ignored (a recovered payment claims the state only over a payment
+# failure). A repeat delivery must not touch the state: the NOT EXISTS sees deliveries committed before this
 # statement, and a concurrent copy of the same delivery writes the same state and then loses on the inbox's
 # unique key. The group committer never puts two deliveries with a key in common in one statement, so the
 # rows do not see each other and the joins on the keys below match one row each.
@@ -35,9 +36,13 @@ WITH arrived AS (
              received_at, subscription_id, state, state_version, envelope_id, body, received_via)
 ), newest AS (
     INSERT INTO intake_subscription_states AS known (source, subscription_id, state, state_version, updated_at)
-    SELECT a.source, a.subscription_id, a.state, a.state_version, a.received_at FROM arrived a
+    SELECT a.source, a.subscription_id, CASE WHEN a.state = 'payment_recovered' THEN 'active' ELSE a.state END,
+           a.state_version, a.received_at FROM arrived a
     WHERE a.subscription_id IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM intake_webhook_events e WHERE e.source = a.source AND e.external_id = a.external_id)
+      AND (a.state IS DISTINCT FROM 'payment_recovered' OR EXISTS (
+          SELECT 1 FROM intake_subscription_states s WHERE s.source = a.source AND s.subscription_id = a.subscription_id
+                 AND s.state = 'payment_failed' AND s.state_version <= a.state_version))
     ON CONFLICT (source, subscription_id) DO UPDATE
         SET state = excluded.state, state_version = excluded.state_version, updated_at = excluded.updated_at
         WHERE known.state_version <= excluded.state_version
@@ -47,13 +52,17 @@ WITH arrived AS (
                      WHEN a.subscription_id IS NULL OR EXISTS (
                          SELECT 1 FROM newest n WHERE n.source = a.source AND n.subscription_id = a.subscription_id)
                      THEN 'accepted'
+                     WHEN a.state = 'payment_recovered' THEN 'ignored'
                      ELSE 'superseded' END AS outcome
     FROM arrived a
 ), delivery AS (
     INSERT INTO intake_webhook_events (source, external_id, event_type, outcome, outcome_reason, published_type,
                                        correlation_id, payload, received_at, received_via)
-    SELECT source, external_id, event_type, outcome, CASE WHEN outcome = 'superseded' THEN $16::text ELSE reason END,
-           published_type, correlation_id, payload::jsonb, received_at, received_via
+    SELECT source, external_id, event_type, outcome,
+           CASE WHEN outcome = 'superseded' THEN $16::text
+                WHEN outcome = 'ignored' AND ignored IS NULL THEN $17::text ELSE reason END,
+           CASE WHEN outcome = 'ignored' THEN NULL ELSE published_type END,
+           correlation_id, payload::jsonb, received_at, received_via
     FROM decided
     ON CONFLICT (source, external_id) DO NOTHING
     RETURNING source, external_id, outcome
@@ -175,7 +184,9 @@ class PostgresDeliveries:
         for retry in (False, True):
             async with self._pool.acquire() as connection:
                 try:
-                    written = await connection.fetch(RECORD_DELIVERIES, *columns, SUPERSEDED_REASON)
+                    written = await connection.fetch(
+                        RECORD_DELIVERIES, *columns, SUPERSEDED_REASON, NO_PAYMENT_FAILURE_REASON
+                    )
                 except asyncpg.InternalClientError as unusable:
                     # The server ended this connection while it sat idle in the pool (a restart, an idle
                     # timeout) and its "terminating connection" was read before its close, so asyncpg refused

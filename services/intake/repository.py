@@ -9,7 +9,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import ReconcileCursor, SubscriptionState, WebhookEvent, outbox
-from services.intake.service import SUPERSEDED_REASON, Outcome, PreparedDelivery
+from services.intake.service import (
+    NO_PAYMENT_FAILURE_REASON,
+    PAYMENT_RECOVERED,
+    SUPERSEDED_REASON,
+    Outcome,
+    PreparedDelivery,
+)
 from shared.db import insert_if_new, rows_matched, transaction, utcnow
 
 INBOX = WebhookEvent.__table__
@@ -29,6 +35,9 @@ class PortableDeliveries:
 
 async def record_in(session: AsyncSession, row: PreparedDelivery) -> Outcome:
     """The delivery, its subscription's newest state and its outbox row, in the caller's transaction."""
+    if row.state == PAYMENT_RECOVERED and not await _recover_from_payment_failure(session, row):
+        # An ordinary payment: stored as ignored, as cheaply as any ignored event after the state check.
+        row = row._replace(ignored="ignored", reason=NO_PAYMENT_FAILURE_REASON, published_type=None, state=None)
     row_id = await insert_if_new(
         session,
         INBOX,
@@ -48,7 +57,11 @@ async def record_in(session: AsyncSession, row: PreparedDelivery) -> Outcome:
         return "duplicate"
     if row.ignored:
         return "ignored"
-    if row.subscription_id is not None and not await claim_newest_state(session, row):
+    if (
+        row.state != PAYMENT_RECOVERED
+        and row.subscription_id is not None
+        and not await claim_newest_state(session, row)
+    ):
         await session.execute(
             update(INBOX).where(INBOX.c.id == row_id).values(outcome="superseded", outcome_reason=SUPERSEDED_REASON)
         )
@@ -90,6 +103,21 @@ async def claim_newest_state(session: AsyncSession, row: PreparedDelivery) -> bo
             STATES.c.state_version <= row.state_version,
         )
         .values(state=row.state, state_version=row.state_version, updated_at=row.received_at)
+    )
+    return rows_matched(result) > 0
+
+
+async def _recover_from_payment_failure(session: AsyncSession, row: PreparedDelivery) -> bool:
+    """The subscription becomes active if its newest state is a payment failure no newer than the payment."""
+    result = await session.execute(
+        update(STATES)
+        .where(
+            STATES.c.source == row.source,
+            STATES.c.subscription_id == row.subscription_id,
+            STATES.c.state == "payment_failed",
+            STATES.c.state_version <= row.state_version,
+        )
+        .values(state="active", state_version=row.state_version, updated_at=row.received_at)
     )
     return rows_matched(result) > 0
 

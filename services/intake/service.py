@@ -22,12 +22,18 @@ from services.intake.mapping_common import Ignored
 from services.intake.stripe_mapping import map_stripe_event
 from shared import metrics
 from shared.db import utcnow
-from shared.events import CancellationReceived, Envelope, Payload
+from shared.events import CancellationReceived, CancellationWithdrawn, Envelope, Payload
 from shared.logs import get_logger
 
 Outcome = Literal["accepted", "duplicate", "ignored", "superseded"]
 ReceivedVia = Literal["webhook", "api", "reconciliation"]
 SUPERSEDED_REASON = "a newer event for this subscription was already received"
+# A paid invoice ends a payment failure; the state it claims is only taken over a payment failure (else the
+# payment is an ordinary one, recorded as ignored: no state written, nothing published).
+PAYMENT_RECOVERED = "payment_recovered"
+NO_PAYMENT_FAILURE_REASON = (
+    "a payment, but the subscription's last known state is not a payment failure (an ordinary payment)"
+)
 
 # The delivery table's column sizes.
 MAX_ID_LENGTH = 255
@@ -83,11 +89,13 @@ class PreparedDelivery(NamedTuple):
 
 
 def state_after(event: Payload) -> str:
-    """The subscription state an event leaves behind."""
+    """The subscription state an event leaves behind (``payment_recovered``: active, if it was payment_failed)."""
     if isinstance(event, CancellationReceived):
         if event.billing_reason == "payment_failed" and not event.scheduled:
             return "payment_failed"
         return "scheduled" if event.scheduled else "cancelled"
+    if isinstance(event, CancellationWithdrawn) and event.reason == PAYMENT_RECOVERED:
+        return PAYMENT_RECOVERED
     return "active"
 
 
@@ -158,7 +166,8 @@ async def record_event(
     if outcome == "accepted" and after_accepted is not None:
         after_accepted()
     metrics.WEBHOOKS.labels(source=delivery.source, event_type=delivery.event_type, outcome=outcome).inc()
-    reason = {"ignored": ignored_reason, "superseded": SUPERSEDED_REASON}.get(outcome)
+    ignored_because = ignored_reason if event is None else NO_PAYMENT_FAILURE_REASON
+    reason = {"ignored": ignored_because, "superseded": SUPERSEDED_REASON}.get(outcome)
     log.info(
         f"intake.webhook.{outcome}",
         source=delivery.source,

@@ -212,11 +212,22 @@ def map_invoice_payment_failed(event: dict[str, Any]) -> CancellationReceived:
     )
 
 
+def map_invoice_paid(event: dict[str, Any]) -> CancellationWithdrawn:
+    """A subscription's invoice paid: ends a payment failure (intake publishes it only over one)."""
+    invoice = event["data"]["object"]
+    subscription_id = _invoice_subscription(invoice)
+    if subscription_id is None:
+        raise Ignored("the paid invoice belongs to no subscription")
+    return CancellationWithdrawn(**_common(event, invoice, subscription_id), reason="payment_recovered")
+
+
 MAPPERS: dict[str, Callable[[dict[str, Any]], Payload]] = {
     "customer.subscription.deleted": map_subscription_deleted,
     "customer.subscription.updated": map_subscription_updated,
     "customer.subscription.resumed": map_subscription_resumed,
     "invoice.payment_failed": map_invoice_payment_failed,
+    "invoice.paid": map_invoice_paid,
+    "invoice.payment_succeeded": map_invoice_paid,
 }
 STRIPE_MAPPED_TYPES = frozenset(MAPPERS)
 

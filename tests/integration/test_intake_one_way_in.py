@@ -52,6 +52,12 @@ def arrivals() -> list[tuple[str, Any]]:
         event_id="ev_cb_back",
     )
     invoice = stripe_event("invoice.created", {"id": "in_1", "customer": "cus_same"}, event_id="evt_ignored")
+    dunned = {"id": "in_2", "customer": "cus_dun", "subscription": "sub_dun", "next_payment_attempt": None}
+    dunning_over = stripe_event("invoice.payment_failed", dunned, event_id="evt_dunning_over", created=1_790_000_000)
+    recovered = stripe_event("invoice.paid", dunned, event_id="evt_recovered", created=1_790_000_060)
+    ordinary = stripe_event(
+        "invoice.paid", {"id": "in_3", "customer": "cus_same", "subscription": "sub_other"}, event_id="evt_monthly"
+    )
     unreadable = stripe_event("customer.subscription.deleted", {"id": "sub_x"}, event_id="evt_unreadable")
     report = CancellationReceived(
         cancellation_id="api:acme",
@@ -72,6 +78,9 @@ def arrivals() -> list[tuple[str, Any]]:
         ("reconciliation:stripe", unreadable),
         ("reconciliation:chargebee", chargebee),  # also found by the reconciler: a duplicate
         ("api", report),
+        ("stripe", dunning_over),
+        ("stripe", recovered),  # over a payment failure: the customer stays
+        ("stripe", ordinary),  # any other payment: ignored, no state written
     ]
 
 
@@ -158,11 +167,13 @@ async def test_group_commit_and_portable_stores_write_identical_rows(tmp_path: P
                 await engine.dispose()
 
         expected = ["accepted", "duplicate", "superseded", "accepted", "accepted", "ignored", "ignored", "duplicate"]
-        assert grouped_outcomes == [*expected, "accepted"]
+        assert grouped_outcomes == [*expected, "accepted", "accepted", "accepted", "ignored"]
         assert portable_outcomes[portable_pg_url] == grouped_outcomes
         assert portable_outcomes[portable_sqlite_url] == grouped_outcomes
         grouped_rows = await stored_rows(grouped_url)
-        assert len(grouped_rows["inbox"]) == 7 and len(grouped_rows["outbox"]) == 4
+        assert len(grouped_rows["inbox"]) == 10 and len(grouped_rows["outbox"]) == 6
+        states = {row["subscription_id"]: row["state"] for row in grouped_rows["states"]}
+        assert states["sub_dun"] == "active" and "sub_other" not in states
         for url in (portable_pg_url, portable_sqlite_url):
             portable_rows = await stored_rows(url)
             for table, rows in grouped_rows.items():

@@ -151,3 +151,18 @@ def test_other_types_are_ignored_and_a_missing_subscription_is_bad() -> None:
     del raw["content"]["subscription"]
     with pytest.raises(ValueError, match=r"content\.subscription"):
         map_chargebee_event(raw)
+
+
+def test_a_payment_that_went_through_is_a_recovery_ordered_by_the_payment_itself() -> None:
+    subscription = chargebee_subscription(status="active", resource_version=1_790_000_000_000)
+    event = chargebee_event(
+        "payment_succeeded",
+        subscription,
+        transaction={"id": "txn_1", "status": "success", "resource_version": 1_790_000_090_000},
+        invoice={"id": "inv_1", "status": "paid", "resource_version": 1_790_000_080_000},
+    )
+    withdrawn = map_chargebee_event(event)
+    assert isinstance(withdrawn, CancellationWithdrawn)
+    assert (withdrawn.reason, withdrawn.state_version) == ("payment_recovered", 1_790_000_090_000)
+    with pytest.raises(Ignored, match="no subscription"):
+        map_chargebee_event({**event, "content": {"transaction": {"id": "txn_2"}}})

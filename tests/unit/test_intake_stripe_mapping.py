@@ -266,3 +266,17 @@ def test_a_mapped_type_without_its_object_is_a_bad_event() -> None:
     raw["data"] = {}
     with pytest.raises(ValueError, match=r"data\.object"):
         map_stripe_event(raw)
+
+
+@pytest.mark.parametrize("event_type", ["invoice.paid", "invoice.payment_succeeded"])
+def test_a_paid_subscription_invoice_is_a_recovery_and_a_one_off_invoice_is_ignored(event_type: str) -> None:
+    invoice = {"id": "in_1", "customer": "cus_1", "subscription": "sub_1", "status": "paid"}
+    withdrawn = map_stripe_event(stripe_event(event_type, invoice, created=1_790_000_000))
+    assert isinstance(withdrawn, CancellationWithdrawn)
+    assert (withdrawn.cancellation_id, withdrawn.reason, withdrawn.state_version) == (
+        "stripe:sub_1",
+        "payment_recovered",
+        1_790_000_000,
+    )
+    with pytest.raises(Ignored, match="no subscription"):
+        map_stripe_event(stripe_event(event_type, {"id": "in_2", "customer": "cus_1", "subscription": None}))
