@@ -4,9 +4,67 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+# --- Bounds -------------------------------------------------------------------------------------------------
+# What the tables downstream hold, declared once. Every edge (webhook mappings, /v1/ bodies and queries, account
+# signals) builds these contracts or uses these types, so a value no table can hold is refused where it
+# arrives, naming the field, instead of being accepted and failing in a consumer later.
+MAX_ID_LENGTH = 255  # String(255): cancellation ids, account ids, event ids
+# A billing system's own id: "<source>:" (at most 10 characters) is put in front of it to make an id above.
+MAX_EXTERNAL_ID_LENGTH = MAX_ID_LENGTH - len("chargebee:")
+MAX_EVENT_TYPE_LENGTH = 128
+MAX_NAME_LENGTH = 255
+MAX_EMAIL_LENGTH = 320
+MAX_CODE_LENGTH = 64  # reason codes, feedback codes, plan intervals
+MAX_TEXT_LENGTH = 5000  # a customer's own words, notes
+MAX_PLANS = 100
+# 10^15 minor units (ten trillion dollars): far above any subscription, far below BigInteger's 9.2 * 10^18.
+MAX_AMOUNT_MINOR = 10**15
+MAX_COUNT = 10**9  # seats, users, quantities, tickets
+MAX_VERSION = 2**63 - 1  # state and signal versions are BigInteger
+
+
+def storable(text: str) -> str:
+    """Text every database can hold: no NUL character (PostgreSQL refuses it) and no lone surrogate."""
+    if "\x00" in text:
+        raise ValueError("contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a lone surrogate (\\ud800-\\udfff), which is not text") from None
+    return text
+
+
+def in_utc(value: datetime) -> datetime:
+    """An aware datetime as UTC; one whose offset pushes it past year 1 or 9999 is refused."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+def clip(value: Any, limit: int) -> str | None:
+    """Free text from a billing system cut to fit (a long name or comment must not cost the cancellation)."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value[:limit]
+
+
+Storable = AfterValidator(storable)
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH), Storable]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EXTERNAL_ID_LENGTH), Storable]
+EventType = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EVENT_TYPE_LENGTH), Storable]
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH), Storable]
+Email = Annotated[str, StringConstraints(max_length=MAX_EMAIL_LENGTH), Storable]
+Code = Annotated[str, StringConstraints(max_length=MAX_CODE_LENGTH), Storable]
+LongText = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH), Storable]
+AmountMinor = Annotated[int, Field(ge=-MAX_AMOUNT_MINOR, le=MAX_AMOUNT_MINOR)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Version = Annotated[int, Field(ge=0, le=MAX_VERSION)]
+Timestamp = Annotated[AwareDatetime, AfterValidator(in_utc)]
 
 Source = Literal["stripe", "chargebee", "api"]
 Initiator = Literal["customer", "billing_system", "staff", "unknown"]
@@ -42,65 +100,65 @@ class Payload(BaseModel):
 
 class Money(BaseModel):
     model_config = ConfigDict(frozen=True)
-    amount_minor: int = Field(description="amount in the currency's minor unit (cents)")
+    amount_minor: AmountMinor = Field(description="amount in the currency's minor unit (cents)")
     currency: str = Field(min_length=3, max_length=3, description="ISO 4217, lower case")
 
 
 class PlanLine(BaseModel):
     model_config = ConfigDict(frozen=True)
-    plan_id: str
-    name: str | None = None
-    quantity: int = 1
-    unit_amount_minor: int | None = None
-    currency: str | None = None
-    interval: str | None = None
-    interval_count: int = 1
-    mrr_minor: int = 0
+    plan_id: Identifier
+    name: Name | None = None
+    quantity: Count = 1
+    unit_amount_minor: AmountMinor | None = None
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    interval: Code | None = None
+    interval_count: Count = 1
+    mrr_minor: AmountMinor = 0
 
 
 class CancellationReceived(Payload):
     """A customer cancelled, or scheduled a cancellation, according to a billing system or a tool."""
 
     TYPE: ClassVar[str] = "cancellation.received"
-    cancellation_id: str = Field(description="stable id of this cancellation: <source>:<subscription id>")
-    account_id: str
+    cancellation_id: Identifier = Field(description="stable id of this cancellation: <source>:<subscription id>")
+    account_id: Identifier
     source: Source
-    source_event_id: str
-    source_event_type: str
-    customer_id: str
-    subscription_id: str | None = None
-    customer_email: str | None = None
-    customer_name: str | None = None
-    account_owner: str | None = None
-    plans: list[PlanLine] = Field(default_factory=list)
+    source_event_id: Identifier
+    source_event_type: EventType
+    customer_id: ExternalId
+    subscription_id: ExternalId | None = None
+    customer_email: Email | None = None
+    customer_name: Name | None = None
+    account_owner: Name | None = None
+    plans: list[PlanLine] = Field(default_factory=list, max_length=MAX_PLANS)
     mrr: Money | None = None
-    billing_reason: str | None = Field(default=None, description="the billing system's own reason")
-    feedback: str | None = Field(default=None, description="the customer's stated reason, as the source coded it")
-    comment: str | None = Field(default=None, description="the customer's own words")
+    billing_reason: Code | None = Field(default=None, description="the billing system's own reason")
+    feedback: Code | None = Field(default=None, description="the customer's stated reason, as the source coded it")
+    comment: LongText | None = Field(default=None, description="the customer's own words")
     initiated_by: Initiator = "unknown"
-    initiated_by_detail: str | None = Field(
+    initiated_by_detail: Name | None = Field(
         default=None, description="who exactly, as the source names them (Chargebee user, Stripe request id)"
     )
     involuntary: bool = False
     scheduled: bool = Field(default=False, description="takes effect later (at period end or cancel_at)")
-    effective_at: datetime | None = None
+    effective_at: Timestamp | None = None
     livemode: bool = True
-    state_version: int = Field(default=0, description="orders events of one subscription")
+    state_version: Version = Field(default=0, description="orders events of one subscription")
 
 
 class CancellationWithdrawn(Payload):
     """The customer is staying: a scheduled cancellation was removed, or the subscription resumed."""
 
     TYPE: ClassVar[str] = "cancellation.withdrawn"
-    cancellation_id: str
-    account_id: str
+    cancellation_id: Identifier
+    account_id: Identifier
     source: Source
-    source_event_id: str
-    source_event_type: str
-    customer_id: str
-    subscription_id: str | None = None
-    reason: str = "scheduled_cancellation_removed"
-    state_version: int = 0
+    source_event_id: Identifier
+    source_event_type: EventType
+    customer_id: ExternalId
+    subscription_id: ExternalId | None = None
+    reason: Code = "scheduled_cancellation_removed"
+    state_version: Version = 0
 
 
 class AccountSignalsUpdated(Payload):

@@ -21,10 +21,10 @@ from services.diagnosis.schemas import (
 from services.diagnosis.signals import store_signals
 from shared.auth import UNAUTHORIZED
 from shared.deps import SessionDep
-from shared.events import DiagnosisCompleted
+from shared.events import DiagnosisCompleted, Identifier
 
 router = APIRouter(prefix="/v1", tags=["diagnosis"])
-AccountId = Path(min_length=1, max_length=255, description="`<source>:<billing customer id>` or your own id")
+AccountId = Path(description="`<source>:<billing customer id>` or your own id")
 
 
 def _rules(request: Request) -> Rules:
@@ -42,7 +42,7 @@ RulesDep = Annotated[Rules, Depends(_rules)]
     summary="Report what you know about an account; the groups sent replace the stored ones",
 )
 async def put_signals(
-    signals: AccountSignals, session: SessionDep, request: Request, account_id: str = AccountId
+    signals: AccountSignals, session: SessionDep, request: Request, account_id: Identifier = AccountId
 ) -> SignalsAccepted:
     return await store_signals(
         session, account_id=account_id, signals=signals, correlation_id=request.scope["state"]["correlation_id"]
@@ -55,7 +55,7 @@ async def put_signals(
     responses={**UNAUTHORIZED, 404: {"description": "No diagnosis for this account yet"}},
     summary="The latest diagnosis of an account, with its explanation",
 )
-async def get_diagnosis(session: SessionDep, account_id: str = AccountId) -> DiagnosisView:
+async def get_diagnosis(session: SessionDep, account_id: Identifier = AccountId) -> DiagnosisView:
     found = await service.latest_diagnosis(session, account_id)
     if found is None:
         raise HTTPException(404, f"no diagnosis for account {account_id!r}")
@@ -77,7 +77,7 @@ async def get_diagnosis(session: SessionDep, account_id: str = AccountId) -> Dia
     summary="Record answers to discovery questions; they become evidence and an open case is diagnosed again",
 )
 async def post_answers(
-    body: AnswersIn, session: SessionDep, rules: RulesDep, request: Request, account_id: str = AccountId
+    body: AnswersIn, session: SessionDep, rules: RulesDep, request: Request, account_id: Identifier = AccountId
 ) -> AnswersAccepted:
     try:
         return await record_answers(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared.events import DiagnosisCompleted
+from shared.events import Count, DiagnosisCompleted, LongText, Storable, Timestamp
+
+ShortText = Annotated[str, StringConstraints(max_length=200), Storable]
 
 SIGNAL_GROUPS = ("usage", "onboarding", "stakeholders", "support", "billing", "company", "relationship")
 
@@ -19,14 +21,16 @@ class Strict(BaseModel):
 class SignalGroup(Strict):
     """What every group of signals says about itself: when it was true and who said so."""
 
-    observed_at: AwareDatetime = Field(description="when the source observed these values (with a time zone)")
-    source: str = Field(min_length=1, max_length=100, description="the system or person that reported them")
+    observed_at: Timestamp = Field(description="when the source observed these values (with a time zone)")
+    source: Annotated[str, StringConstraints(min_length=1, max_length=100), Storable] = Field(
+        description="the system or person that reported them"
+    )
 
 
 class UsageSignals(SignalGroup):
-    active_users: int | None = Field(default=None, ge=0)
-    licensed_seats: int | None = Field(default=None, ge=0)
-    last_activity_at: AwareDatetime | None = None
+    active_users: Count | None = None
+    licensed_seats: Count | None = None
+    last_activity_at: Timestamp | None = None
     key_feature_adoption: float | None = Field(
         default=None, ge=0, le=1, description="share of active users using the key features, 0-1"
     )
@@ -35,38 +39,38 @@ class UsageSignals(SignalGroup):
 
 class OnboardingSignals(SignalGroup):
     completed: bool | None = None
-    trained_users: int | None = Field(default=None, ge=0)
+    trained_users: Count | None = None
 
 
 class StakeholderSignals(SignalGroup):
-    buyer: str | None = Field(default=None, max_length=200, description="who signed for it")
+    buyer: ShortText | None = Field(default=None, description="who signed for it")
     buyer_left: bool | None = Field(default=None, description="the buyer is no longer there (left, or moved on)")
-    champion: str | None = Field(default=None, max_length=200, description="null: nobody champions it")
+    champion: ShortText | None = Field(default=None, description="null: nobody champions it")
     champion_left: bool | None = None
-    implementer: str | None = Field(
-        default=None, max_length=200, description="who was tasked with implementing it; null: nobody was"
+    implementer: ShortText | None = Field(
+        default=None, description="who was tasked with implementing it; null: nobody was"
     )
     implementer_on_board: bool | None = Field(
         default=None, description="whether the person tasked with implementing it was on board with the purchase"
     )
     users_in_evaluation: bool | None = Field(default=None, description="were the daily users part of the evaluation")
-    executive_sponsor: str | None = Field(default=None, max_length=200, description="null: no executive sponsor")
+    executive_sponsor: ShortText | None = Field(default=None, description="null: no executive sponsor")
 
 
 class KnownIssue(Strict):
-    tag: str = Field(min_length=1, max_length=100)
-    title: str | None = Field(default=None, max_length=500)
+    tag: Annotated[str, StringConstraints(min_length=1, max_length=100), Storable]
+    title: Annotated[str, StringConstraints(max_length=500), Storable] | None = None
 
 
 class SupportSignals(SignalGroup):
-    open_tickets: int | None = Field(default=None, ge=0)
+    open_tickets: Count | None = None
     known_issues: list[KnownIssue] | None = Field(default=None, max_length=100)
 
 
 class BillingSignals(SignalGroup):
-    failed_payments: int | None = Field(default=None, ge=0)
-    downgrades: int | None = Field(default=None, ge=0)
-    discounts_given: list[str] | None = Field(default=None, max_length=100)
+    failed_payments: Count | None = None
+    downgrades: Count | None = None
+    discounts_given: list[ShortText] | None = Field(default=None, max_length=100)
 
 
 class CompanySignals(SignalGroup):
@@ -76,8 +80,8 @@ class CompanySignals(SignalGroup):
 
 
 class Note(Strict):
-    text: str = Field(min_length=1, max_length=5000)
-    author: str | None = Field(default=None, max_length=200)
+    text: Annotated[LongText, StringConstraints(min_length=1)]
+    author: ShortText | None = None
 
 
 class RelationshipSignals(SignalGroup):
@@ -119,14 +123,16 @@ class SignalsAccepted(BaseModel):
 class AnswerIn(Strict):
     """One answer to a discovery question, as the person who asked it heard it."""
 
-    question_id: str = Field(
+    question_id: Annotated[str, Storable] = Field(
         min_length=1, max_length=64, description="the `id` of a question in a diagnosis's `unknowns[].asks`"
     )
-    value: str = Field(
+    value: Annotated[str, Storable] = Field(
         min_length=1, max_length=2000, description="one of the question's `choices`; free text when it has none"
     )
-    answered_by: str = Field(min_length=1, max_length=200, description="who recorded it (a CSM's email, a tool)")
-    answered_at: AwareDatetime | None = Field(default=None, description="when it was answered; default now")
+    answered_by: Annotated[str, Storable] = Field(
+        min_length=1, max_length=200, description="who recorded it (a CSM's email, a tool)"
+    )
+    answered_at: Timestamp | None = Field(default=None, description="when it was answered; default now")
 
 
 class AnswersIn(Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -56,17 +57,35 @@ NUL_ESCAPE = b"\\u0000"
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or 400 saying why not."""
     try:
-        parsed = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as problem:
-        raise HTTPException(400, f"body is not valid JSON: {problem}") from None
+        parsed = json.loads(body, parse_constant=_refuse_constant)
     except RecursionError:
         raise HTTPException(400, "body is nested too deeply to be a webhook event") from None
+    except ValueError as problem:  # not JSON, not UTF-8, NaN or Infinity, an integer of over 4,300 digits
+        raise HTTPException(400, f"body is not valid JSON: {str(problem)[:200]}") from None
     if not isinstance(parsed, dict):
         raise HTTPException(400, "body must be a JSON object")
+    if LONE_SURROGATE_ESCAPE.search(body) and not _encodable(parsed):
+        raise HTTPException(400, "body is not valid JSON: a \\u escape names half a surrogate pair, not a character")
     if NUL_ESCAPE in body:
         # PostgreSQL's text and jsonb cannot hold NUL; refusing would lose the cancellation, so it is replaced.
         parsed = without_nul(parsed)
     return parsed
+
+
+# A \\ud800-\\udfff escape: paired it is one character, alone it is nothing UTF-8 (or PostgreSQL) can hold.
+LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _encodable(parsed: Any) -> bool:
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def storable_text(body: bytes) -> str | None:

@@ -6,7 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 from services.intake.mapping_common import Ignored, account_id_for, as_int, object_at, plan_line, timestamp, total_mrr
-from shared.events import CancellationReceived, CancellationWithdrawn, Initiator, Payload, PlanLine
+from shared.events import (
+    MAX_NAME_LENGTH,
+    CancellationReceived,
+    CancellationWithdrawn,
+    Initiator,
+    Payload,
+    PlanLine,
+    clip,
+)
 
 __all__ = ["CHARGEBEE_MAPPED_TYPES", "Ignored", "initiator", "map_chargebee_event", "plan_lines"]
 
@@ -116,7 +124,7 @@ def _common(event: dict[str, Any], subscription: dict[str, Any], customer: dict[
 
 def _customer_name(customer: dict[str, Any]) -> str | None:
     person = " ".join(part for part in (customer.get("first_name"), customer.get("last_name")) if part)
-    return customer.get("company") or person or None
+    return clip(customer.get("company") or person, MAX_NAME_LENGTH)
 
 
 def _received(
@@ -134,7 +142,7 @@ def _received(
         billing_reason=reason,
         feedback=subscription.get("cancel_reason_code"),
         initiated_by=initiator(event, reason),
-        initiated_by_detail=str(event["user"]) if event.get("user") else None,
+        initiated_by_detail=clip(str(event["user"]), MAX_NAME_LENGTH) if event.get("user") else None,
         involuntary=reason in INVOLUNTARY_REASONS or reason == "payment_failed",
         scheduled=scheduled,
         effective_at=timestamp(effective if effective is not None else event.get("occurred_at")),

@@ -25,7 +25,10 @@ def timestamp(value: Any) -> datetime | None:
     """A Unix timestamp in seconds as an aware datetime, or None when absent."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return datetime.fromtimestamp(int(value), UTC)
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (OverflowError, OSError, ValueError):  # 1e20, Infinity, NaN: no date a table can hold
+        raise ValueError(f"timestamp {str(value)[:32]} is out of range") from None
 
 
 def account_id_for(source: str, customer_id: str, metadata: Any) -> str:
@@ -82,4 +85,7 @@ def as_int(value: Any, default: int = 0) -> int:
         return default
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {value!r}")
-    return int(value)
+    try:
+        return int(value)
+    except OverflowError:  # Infinity
+        raise ValueError(f"expected a finite number, got {str(value)[:32]}") from None

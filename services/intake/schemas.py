@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import Initiator, Money, PlanLine
+from shared.events import (
+    MAX_PLANS,
+    Code,
+    Email,
+    ExternalId,
+    Identifier,
+    Initiator,
+    LongText,
+    Money,
+    Name,
+    PlanLine,
+    Timestamp,
+)
 
 
 class WebhookAck(BaseModel):
@@ -19,23 +31,24 @@ class CancellationReport(BaseModel):
     """A cancellation reported by an internal tool (an in-app cancel form, a logged call)."""
 
     model_config = ConfigDict(extra="forbid")
-    customer_id: str = Field(min_length=1, max_length=255)
-    account_id: str | None = Field(default=None, max_length=255, description="defaults to api:<customer_id>")
-    subscription_id: str | None = Field(default=None, max_length=255)
-    customer_email: str | None = Field(default=None, max_length=320)
-    customer_name: str | None = Field(default=None, max_length=255)
-    account_owner: str | None = Field(default=None, max_length=255)
-    plans: list[PlanLine] = Field(default_factory=list, max_length=100)
+    # The event contract's bounds (shared/events.py): what this accepts, the tables downstream can hold.
+    customer_id: ExternalId
+    account_id: Identifier | None = Field(default=None, description="defaults to api:<customer_id>")
+    subscription_id: ExternalId | None = None
+    customer_email: Email | None = None
+    customer_name: Name | None = None
+    account_owner: Name | None = None
+    plans: list[PlanLine] = Field(default_factory=list, max_length=MAX_PLANS)
     mrr: Money | None = Field(default=None, description="monthly revenue at risk, in minor units")
-    billing_reason: str | None = Field(default=None, max_length=64)
-    feedback: str | None = Field(default=None, max_length=64, description="the customer's stated reason code")
-    comment: str | None = Field(default=None, max_length=5000, description="the customer's own words")
+    billing_reason: Code | None = None
+    feedback: Code | None = Field(default=None, description="the customer's stated reason code")
+    comment: LongText | None = Field(default=None, description="the customer's own words")
     initiated_by: Initiator = "customer"
-    initiated_by_detail: str | None = Field(default=None, max_length=255, description="who exactly, e.g. the CSM")
+    initiated_by_detail: Name | None = Field(default=None, description="who exactly, e.g. the CSM")
     involuntary: bool = False
     scheduled: bool = False
-    effective_at: AwareDatetime | None = None
-    occurred_at: AwareDatetime | None = Field(
+    effective_at: Timestamp | None = None
+    occurred_at: Timestamp | None = Field(
         default=None, description="when it happened; orders reports of one subscription"
     )
     livemode: bool = True

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol
 
+from pydantic import ValidationError
+
 from services.intake.chargebee_mapping import map_chargebee_event
 from services.intake.mapping_common import Ignored
 from services.intake.stripe_mapping import map_stripe_event
@@ -204,7 +206,16 @@ def map_vendor_event(source: str, event: dict[str, Any], event_type: str) -> tup
         return mapper(event), None
     except Ignored as ignored:
         return None, str(ignored)
-    except (KeyError, TypeError, ValueError, AttributeError) as problem:  # AttributeError: a list for an object
+    except ValidationError as invalid:  # a value the event contract (and so the tables) cannot hold
+        first = invalid.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise UnreadableEvent(
+            f"the {event_type} event has a value Brink cannot hold: {field}: {first['msg']}",
+            event_id=event.get("id") if isinstance(event.get("id"), str) else None,
+            event_type=event_type,
+        ) from None
+    # AttributeError: a list where an object belongs; OverflowError: a number too large for arithmetic.
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as problem:
         raise UnreadableEvent(
             f"the {event_type} event is missing or has a bad field: {problem}",
             event_id=event.get("id") if isinstance(event.get("id"), str) else None,

@@ -6,7 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 from services.intake.mapping_common import Ignored, account_id_for, as_int, object_at, plan_line, timestamp, total_mrr
-from shared.events import CancellationReceived, CancellationWithdrawn, Initiator, Payload, PlanLine
+from shared.events import (
+    MAX_NAME_LENGTH,
+    MAX_TEXT_LENGTH,
+    CancellationReceived,
+    CancellationWithdrawn,
+    Initiator,
+    Payload,
+    PlanLine,
+    clip,
+)
 
 __all__ = ["STRIPE_MAPPED_TYPES", "Ignored", "initiator", "map_stripe_event", "plan_lines"]
 
@@ -112,12 +121,12 @@ def _received(
     return CancellationReceived(
         **_common(event, subscription, str(subscription["id"])),
         customer_email=customer.get("email"),
-        customer_name=customer.get("name"),
+        customer_name=clip(customer.get("name"), MAX_NAME_LENGTH),
         plans=lines,
         mrr=total_mrr(lines),
         billing_reason=billing_reason,
         feedback=details.get("feedback"),
-        comment=details.get("comment"),
+        comment=clip(details.get("comment"), MAX_TEXT_LENGTH),
         initiated_by=initiator(event),
         initiated_by_detail=request_id(event),
         involuntary=billing_reason in INVOLUNTARY_REASONS,
@@ -200,7 +209,7 @@ def map_invoice_payment_failed(event: dict[str, Any]) -> CancellationReceived:
     return CancellationReceived(
         **_common(event, invoice, subscription_id),
         customer_email=invoice.get("customer_email"),
-        customer_name=invoice.get("customer_name"),
+        customer_name=clip(invoice.get("customer_name"), MAX_NAME_LENGTH),
         plans=lines,
         mrr=total_mrr(lines),
         billing_reason="payment_failed",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -24,6 +23,7 @@ from services.outreach.schemas import (
 from services.outreach.tasks import TaskNotFound, TaskNotOpen, complete_task, list_tasks
 from shared.auth import UNAUTHORIZED
 from shared.deps import SessionDep
+from shared.events import Timestamp
 
 # Deep paging is refused with a reason rather than overflowing the database's integer.
 MAX_OFFSET = 1_000_000
@@ -115,16 +115,13 @@ async def get_tasks(
     clock: ClockDep,
     owner: str | None = None,
     status: TaskStatus | None = None,
-    due_before: datetime | None = None,
-    due_after: datetime | None = None,
+    due_before: Timestamp | None = None,
+    due_after: Timestamp | None = None,
     overdue: bool = False,
     case_id: str | None = None,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> TaskList:
-    for name, value in (("due_before", due_before), ("due_after", due_after)):
-        if value is not None and value.tzinfo is None:
-            raise HTTPException(422, f"{name} needs a timezone, e.g. 2026-11-24T12:00:00Z")
     tasks = await list_tasks(
         session,
         now=clock.now(),
@@ -177,9 +174,6 @@ async def complete(
     summary="Save rate and revenue saved and lost, by root cause and week; time to first touch",
 )
 async def report_summary(
-    session: SessionDep, since: datetime | None = None, until: datetime | None = None
+    session: SessionDep, since: Timestamp | None = None, until: Timestamp | None = None
 ) -> ReportSummary:
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise HTTPException(422, f"{name} needs a timezone, e.g. 2026-11-24T00:00:00Z")
     return await reports.summary(session, since=since, until=until)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import ConfirmedRootCause, Outcome
+from shared.events import ConfirmedRootCause, LongText, Name, Outcome
 
 TaskResult = Literal["reached", "no_answer", "declined", "accepted_offer"]
 
@@ -96,8 +96,8 @@ class CompleteTask(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     result: TaskResult
-    note: str | None = Field(default=None, max_length=5000)
-    performed_by: str | None = Field(default=None, max_length=255, description="who did it; the owner if omitted")
+    note: LongText | None = None
+    performed_by: Name | None = Field(default=None, description="who did it; the owner if omitted")
 
 
 class RecordOutcome(BaseModel):
@@ -111,8 +111,8 @@ class RecordOutcome(BaseModel):
     confirmed_root_cause: ConfirmedRootCause = Field(
         description="the root cause as found after talking to the customer: one of the ten, or unknown"
     )
-    reason: str | None = Field(default=None, max_length=5000)
-    recorded_by: str | None = Field(default=None, max_length=255)
+    reason: LongText | None = None
+    recorded_by: Name | None = None
 
 
 class MoneyByCurrency(BaseModel):
