@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 ASSERTED, CONCEDED, DENIED = 1.0, 0.5, 0.0
 
@@ -49,8 +50,13 @@ class Clause:
     weight: float  # ASSERTED, or CONCEDED when a contrast follows it
 
 
-def clauses(text: str) -> list[Clause]:
-    """The clauses of a text with how much what is said in them counts."""
+_INNER_CONTRAST = re.compile(r"\s(but|however|yet)\s", re.IGNORECASE)
+
+
+@lru_cache(maxsize=512)
+def clauses(text: str) -> tuple[Clause, ...]:
+    """The clauses of a text with how much what is said in them counts (cached: every phrase reads the same
+    few texts)."""
     spans: list[tuple[int, int]] = []
     start = 0
     for boundary in _BOUNDARY.finditer(text):
@@ -67,16 +73,16 @@ def clauses(text: str) -> list[Clause]:
     # "but" in the middle of a clause ("fine but slow") concedes what comes before it in that clause.
     split: list[Clause] = []
     for clause in found:
-        inner = re.search(r"\s(but|however|yet)\s", text[clause.start : clause.end], re.IGNORECASE)
+        inner = _INNER_CONTRAST.search(text, clause.start, clause.end)
         if inner is None:
             split.append(clause)
             continue
-        middle = clause.start + inner.start()
+        middle = inner.start()
         split += [Clause(clause.start, middle, CONCEDED), Clause(middle, clause.end, clause.weight)]
-    return split
+    return tuple(split)
 
 
-def _weight_at(text: str, match: re.Match[str], found: list[Clause]) -> float:
+def _weight_at(text: str, match: re.Match[str], found: tuple[Clause, ...]) -> float:
     clause = next((c for c in found if c.start <= match.start() < c.end), Clause(0, len(text), ASSERTED))
     before = text[clause.start : match.start()]
     after = text[match.end() : clause.end]
@@ -87,13 +93,16 @@ def _weight_at(text: str, match: re.Match[str], found: list[Clause]) -> float:
 
 def readings(pattern: re.Pattern[str], text: str) -> Iterator[tuple[re.Match[str], float]]:
     """Every place ``pattern`` is found in ``text``, with how much it counts there."""
-    found = clauses(text)
+    found: tuple[Clause, ...] | None = None
     for match in pattern.finditer(text):
+        found = found or clauses(text)  # only a text that says the phrase is split into clauses
         yield match, _weight_at(text, match, found)
 
 
 def strongest(pattern: re.Pattern[str], text: str) -> tuple[re.Match[str], float] | None:
     """The place where ``pattern`` counts most in ``text`` (the first of equals), or None when it is not found."""
+    if pattern.search(text) is None:  # most phrases are not in most texts: no clauses, no generator
+        return None
     best: tuple[re.Match[str], float] | None = None
     for match, weight in readings(pattern, text):
         if best is None or weight > best[1]:
