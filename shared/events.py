@@ -235,7 +235,10 @@ class DiagnosisCompleted(Payload):
     account_id: str
     customer_id: str
     customer_name: str | None = None
-    account_owner: str | None = None
+    customer_email: Email | None = None
+    account_owner: Email | None = Field(
+        default=None, description="who owns the account (an email): billing metadata, the internal API or signals"
+    )
     source: Source
     mrr: Money | None = None
     effective_at: datetime | None = None

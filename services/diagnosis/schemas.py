@@ -85,7 +85,13 @@ class Note(Strict):
 
 
 class RelationshipSignals(SignalGroup):
-    notes: list[Note] = Field(max_length=100)
+    notes: list[Note] = Field(default_factory=list, max_length=100)
+    account_owner: str | None = Field(
+        default=None,
+        max_length=255,
+        description="the email of our person who owns the account (from the CRM); a case with no owner from "
+        "billing goes to them",
+    )
 
 
 class AccountSignals(Strict):

@@ -204,7 +204,12 @@ async def diagnose(
         latest_version = await repository.latest_version(session, event.cancellation_id)
     version = latest_version + 1
     completed = _completed(
-        event, finding, version=version, incomplete=incomplete, signal_version=history.signal_version
+        event,
+        finding,
+        version=version,
+        incomplete=incomplete,
+        signal_version=history.signal_version,
+        account_owner=event.account_owner or _owner_in_signals(signals),
     )
     explanation = completed.model_dump(mode="json")
     # Envelope.wrap would dump the payload a second time; the explanation is that very dump.
@@ -239,8 +244,20 @@ async def diagnose(
     return completed
 
 
+def _owner_in_signals(signals: dict[str, dict[str, Any]]) -> str | None:
+    """The account owner the relationship signals name (billing's own, on the event, wins over it)."""
+    owner = (signals.get("relationship") or {}).get("account_owner")
+    return owner.strip().lower() or None if isinstance(owner, str) else None
+
+
 def _completed(
-    event: CancellationReceived, finding: Finding, *, version: int, incomplete: bool, signal_version: int
+    event: CancellationReceived,
+    finding: Finding,
+    *,
+    version: int,
+    incomplete: bool,
+    signal_version: int,
+    account_owner: str | None,
 ) -> DiagnosisCompleted:
     return DiagnosisCompleted(
         diagnosis_id=str(uuid.uuid4()),
@@ -249,7 +266,8 @@ def _completed(
         account_id=event.account_id,
         customer_id=event.customer_id,
         customer_name=event.customer_name,
-        account_owner=event.account_owner,
+        customer_email=event.customer_email,
+        account_owner=account_owner,
         source=event.source,
         mrr=event.mrr,
         effective_at=event.effective_at,

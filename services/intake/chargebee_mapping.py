@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.intake.mapping_common import Ignored, account_id_for, as_int, object_at, plan_line, timestamp, total_mrr
+from services.intake.mapping_common import (
+    Ignored,
+    account_id_for,
+    account_owner_in,
+    as_int,
+    object_at,
+    plan_line,
+    timestamp,
+    total_mrr,
+)
 from shared.events import (
     MAX_NAME_LENGTH,
     CancellationReceived,
@@ -137,6 +146,7 @@ def _received(
         **_common(event, subscription, customer),
         customer_email=customer.get("email"),
         customer_name=_customer_name(customer),
+        account_owner=account_owner_in(customer.get("meta_data"), subscription.get("meta_data")),
         plans=lines,
         mrr=total_mrr(lines),
         billing_reason=reason,

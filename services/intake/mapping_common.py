@@ -38,6 +38,16 @@ def account_id_for(source: str, customer_id: str, metadata: Any) -> str:
     return f"{source}:{customer_id}"
 
 
+def account_owner_in(*metadatas: Any) -> str | None:
+    """The account owner (an email) the first metadata names as ``account_owner``, trimmed and lower case."""
+    for metadata in metadatas:
+        if isinstance(metadata, dict) and isinstance(metadata.get("account_owner"), str):
+            owner = metadata["account_owner"].strip().lower()
+            if owner:
+                return owner[:255]
+    return None
+
+
 def monthly_minor(amount_minor: int | None, *, interval: str, interval_count: int) -> int:
     """A recurring amount billed every ``interval_count`` ``interval``s, as a monthly amount (rounded)."""
     if amount_minor is None:

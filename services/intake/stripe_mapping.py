@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.intake.mapping_common import Ignored, account_id_for, as_int, object_at, plan_line, timestamp, total_mrr
+from services.intake.mapping_common import (
+    Ignored,
+    account_id_for,
+    account_owner_in,
+    as_int,
+    object_at,
+    plan_line,
+    timestamp,
+    total_mrr,
+)
 from shared.events import (
     MAX_NAME_LENGTH,
     MAX_TEXT_LENGTH,
@@ -122,6 +131,8 @@ def _received(
         **_common(event, subscription, str(subscription["id"])),
         customer_email=customer.get("email"),
         customer_name=clip(customer.get("name"), MAX_NAME_LENGTH),
+        # The customer's owner wins over the subscription's (the customer is only there when expanded).
+        account_owner=account_owner_in(customer.get("metadata"), subscription.get("metadata")),
         plans=lines,
         mrr=total_mrr(lines),
         billing_reason=billing_reason,
@@ -210,6 +221,11 @@ def map_invoice_payment_failed(event: dict[str, Any]) -> CancellationReceived:
         **_common(event, invoice, subscription_id),
         customer_email=invoice.get("customer_email"),
         customer_name=clip(invoice.get("customer_name"), MAX_NAME_LENGTH),
+        account_owner=account_owner_in(
+            _customer(invoice)[1].get("metadata"),
+            (invoice.get("subscription_details") or {}).get("metadata"),
+            invoice.get("metadata"),
+        ),
         plans=lines,
         mrr=total_mrr(lines),
         billing_reason="payment_failed",

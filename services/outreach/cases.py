@@ -99,6 +99,7 @@ def _apply(case: Case, diagnosis: DiagnosisCompleted) -> None:
     case.diagnosis_version = diagnosis.diagnosis_version
     case.diagnosis = diagnosis.model_dump(mode="json")
     case.customer_name = diagnosis.customer_name or case.customer_name
+    case.customer_email = diagnosis.customer_email or case.customer_email
     if diagnosis.mrr is not None:
         case.mrr_minor, case.currency = diagnosis.mrr.amount_minor, diagnosis.mrr.currency
     case.effective_at = diagnosis.effective_at or case.effective_at
@@ -150,6 +151,7 @@ async def _open(
         decision=diagnosis.verdict.decision,
         playbook=playbook.name,
         state_version=diagnosis.state_version,
+        account_owner=diagnosis.account_owner,
     )
     if previous is not None:
         await cancelled_again(session, previous, new_case=case, now=now)

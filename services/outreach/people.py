@@ -12,12 +12,11 @@ import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach.models import PERSON_ROLES, DeskSession, Person
+from services.outreach import repository
+from services.outreach.models import PERSON_ROLES, Person
 from services.outreach.passwords import WeakPassword, hash_password
-from shared.db import rows_matched
 
 # Deep enough for any real organisation, and a guard against a cycle written straight into the table.
 MAX_CHAIN = 12
@@ -87,44 +86,36 @@ def _hashed(password: str | None) -> str | None:
 
 async def get_person(session: AsyncSession, person_id: str) -> Person | None:
     """A person by id, active or not."""
-    return await session.get(Person, person_id)
+    return await repository.person_by_id(session, person_id)
 
 
 async def find_by_email(session: AsyncSession, email: str | None) -> Person | None:
     """A person by email (any case), active or not; None for an unknown or malformed email."""
     if not email:
         return None
-    return await session.scalar(select(Person).where(Person.email == email.strip().lower()))
+    return await repository.person_by_email(session, email.strip().lower())
 
 
 async def names_by_email(session: AsyncSession, emails: set[str]) -> dict[str, str]:
     """The names of the people among ``emails`` (others, such as rotation names, are left out)."""
     wanted = {email for email in emails if email}
-    if not wanted:
-        return {}
-    rows = await session.execute(select(Person.email, Person.name).where(Person.email.in_(wanted)))
-    return dict(rows.all())
+    return await repository.names_by_email(session, wanted) if wanted else {}
 
 
 async def people_with_role(session: AsyncSession, role: str, *, active_only: bool = True) -> list[Person]:
     """Everyone with a role, by email (the order round-robin takes turns in)."""
-    query = select(Person).where(Person.role == role).order_by(Person.email)
-    if active_only:
-        query = query.where(Person.active.is_(True))
-    return list((await session.execute(query)).scalars())
+    found = await repository.people(session, role=role, active_only=active_only)
+    return sorted(found, key=lambda person: person.email)
 
 
 async def list_people(session: AsyncSession, *, include_inactive: bool = True) -> list[Person]:
     """Everyone, active first, then by name."""
-    query = select(Person).order_by(Person.active.desc(), Person.name, Person.email)
-    if not include_inactive:
-        query = query.where(Person.active.is_(True))
-    return list((await session.execute(query)).scalars())
+    return await repository.people(session, active_only=not include_inactive)
 
 
 async def manager_of(session: AsyncSession, person: Person) -> Person | None:
     """The person's manager, if any (active or not)."""
-    return await session.get(Person, person.manager_id) if person.manager_id else None
+    return await repository.person_by_id(session, person.manager_id) if person.manager_id else None
 
 
 async def managers_above(session: AsyncSession, person: Person) -> list[Person]:
@@ -133,7 +124,7 @@ async def managers_above(session: AsyncSession, person: Person) -> list[Person]:
     seen = {person.id}
     current = person
     while current.manager_id and current.manager_id not in seen and len(chain) < MAX_CHAIN:
-        manager = await session.get(Person, current.manager_id)
+        manager = await repository.person_by_id(session, current.manager_id)
         if manager is None:
             break
         chain.append(manager)
@@ -150,8 +141,7 @@ async def team_of(session: AsyncSession, manager: Person) -> list[Person]:
     for _ in range(MAX_CHAIN):
         if not frontier:
             break
-        reports = list((await session.execute(select(Person).where(Person.manager_id.in_(frontier)))).scalars())
-        reports = [person for person in reports if person.id not in seen]
+        reports = [person for person in await repository.people(session, managed_by=frontier) if person.id not in seen]
         team.extend(reports)
         seen.update(person.id for person in reports)
         frontier = [person.id for person in reports]
@@ -235,7 +225,7 @@ async def update_person(
 
 async def end_sessions(session: AsyncSession, person: Person) -> int:
     """Sign the person out everywhere, at once; the number of sessions ended."""
-    return rows_matched(await session.execute(delete(DeskSession).where(DeskSession.person_id == person.id)))
+    return await repository.end_desk_sessions(session, person_id=person.id)
 
 
 async def deactivate(session: AsyncSession, person: Person, *, now: datetime) -> int:
@@ -263,4 +253,4 @@ async def set_password(session: AsyncSession, person: Person, password: str, *, 
 
 async def anyone_set_up(session: AsyncSession) -> bool:
     """Whether any person exists (a fresh installation has none)."""
-    return await session.scalar(select(Person.id).limit(1)) is not None
+    return await repository.anyone_set_up(session)

@@ -1,4 +1,4 @@
-"""Outreach's queries: cases, tasks, timers, rotations, notifications and the report's rows.
+"""Outreach's queries: cases, tasks, timers, rotations, notifications, the report's rows, people and sessions.
 
 Use cases call these by intent and hold no SQL. Statements on hot paths are built once and run with bound
 parameters, as plain Core: building an ORM query (and adapting aliases) each time cost more than running it.
@@ -12,12 +12,35 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import BindParameter, Integer, Row, Select, TextClause, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Integer,
+    Row,
+    Select,
+    TextClause,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
 from services.outreach.attempts import CONTACT_RESULTS, INTERNAL_ACTIONS
-from services.outreach.models import Case, Notification, RotationCursor, Subscription, Task, Timer
+from services.outreach.models import (
+    Case,
+    DeskSession,
+    Notification,
+    Person,
+    RotationCursor,
+    SignInFailure,
+    Subscription,
+    Task,
+    Timer,
+)
 from services.outreach.rotation import ROLES
 from shared.db import insert_ignoring_conflicts, is_postgres, rows_matched
 
@@ -489,3 +512,86 @@ async def add_notifications_once(session: AsyncSession, rows: list[dict[str, Any
     """Insert notifications whose ids are derived from what they announce; one already there is left alone."""
     for row in rows:
         await session.execute(insert_ignoring_conflicts(session, Notification.__table__, **row))
+
+
+# --- people, desk sessions, sign-in failures -------------------------------------------------------------------
+
+
+async def person_by_id(session: AsyncSession, person_id: str) -> Person | None:
+    return await session.get(Person, person_id)
+
+
+async def person_by_email(session: AsyncSession, email: str) -> Person | None:
+    return await session.scalar(select(Person).where(Person.email == email))
+
+
+async def people(
+    session: AsyncSession, *, role: str | None = None, active_only: bool = False, managed_by: list[str] | None = None
+) -> list[Person]:
+    """People (with a role, active, reporting to one of ``managed_by``), active first, then by name and email."""
+    query = select(Person).order_by(Person.active.desc(), Person.name, Person.email)
+    if role is not None:
+        query = query.where(Person.role == role)
+    if active_only:
+        query = query.where(Person.active.is_(True))
+    if managed_by is not None:
+        query = query.where(Person.manager_id.in_(managed_by))
+    return list((await session.execute(query)).scalars())
+
+
+async def people_for_routing(session: AsyncSession) -> Sequence[Row[str, str, str, str | None, bool]]:
+    """Everyone's id, email, role, manager and whether active: routing decides in Python (teams are small)."""
+    return (await session.execute(select(Person.id, Person.email, Person.role, Person.manager_id, Person.active))).all()
+
+
+async def names_by_email(session: AsyncSession, emails: set[str]) -> dict[str, str]:
+    rows = await session.execute(select(Person.email, Person.name).where(Person.email.in_(emails)))
+    return dict(rows.all())
+
+
+async def anyone_set_up(session: AsyncSession) -> bool:
+    return await session.scalar(select(Person.id).limit(1)) is not None
+
+
+async def end_desk_sessions(session: AsyncSession, *, person_id: str | None = None, id_hash: str | None = None) -> int:
+    """Delete a person's sessions, or one session; returns how many."""
+    query = delete(DeskSession)
+    query = (
+        query.where(DeskSession.person_id == person_id) if person_id else query.where(DeskSession.id_hash == id_hash)
+    )
+    return rows_matched(await session.execute(query))
+
+
+async def end_expired_desk_sessions(session: AsyncSession, *, now: datetime) -> None:
+    await session.execute(delete(DeskSession).where(DeskSession.expires_at <= now))
+
+
+async def live_desk_session(session: AsyncSession, id_hash: str, *, now: datetime) -> Row[DeskSession, Person] | None:
+    """The session and its person, while the session has not expired and the person is active."""
+    return (
+        await session.execute(
+            select(DeskSession, Person)
+            .join(Person, Person.id == DeskSession.person_id)
+            .where(DeskSession.id_hash == id_hash, DeskSession.expires_at > now, Person.active.is_(True))
+        )
+    ).one_or_none()
+
+
+async def sign_in_failures(
+    session: AsyncSession, *, email: str, address: str, since: datetime
+) -> Row[int, datetime | None, int, datetime | None]:
+    """Failures since ``since`` for the email and for the address: (count, oldest) for each."""
+    return (
+        await session.execute(
+            select(
+                func.count().filter(SignInFailure.email == email),
+                func.min(SignInFailure.at).filter(SignInFailure.email == email),
+                func.count().filter(SignInFailure.address == address),
+                func.min(SignInFailure.at).filter(SignInFailure.address == address),
+            ).where(SignInFailure.at > since, or_(SignInFailure.email == email, SignInFailure.address == address))
+        )
+    ).one()
+
+
+async def forget_sign_in_failures(session: AsyncSession, *, before: datetime) -> None:
+    await session.execute(delete(SignInFailure).where(SignInFailure.at < before))

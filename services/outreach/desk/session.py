@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import SecretStr
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.outreach import repository
 from services.outreach.models import DeskSession, Person
 
 COOKIE = "brink_desk"
@@ -78,7 +78,7 @@ class Sessions:
     ) -> tuple[SignedInPerson, str]:
         """A new session (a new id, whatever the browser had) and its cookie value; the one replaced ends."""
         await self.end(db, replacing)
-        await db.execute(delete(DeskSession).where(DeskSession.expires_at <= now))
+        await repository.end_expired_desk_sessions(db, now=now)
         session_id = secrets.token_urlsafe(32)
         row = DeskSession(
             id_hash=_hash(session_id),
@@ -97,13 +97,7 @@ class Sessions:
         session_id = self._id_in(cookie)
         if session_id is None:
             return None
-        found = (
-            await db.execute(
-                select(DeskSession, Person)
-                .join(Person, Person.id == DeskSession.person_id)
-                .where(DeskSession.id_hash == _hash(session_id), DeskSession.expires_at > now, Person.active.is_(True))
-            )
-        ).one_or_none()
+        found = await repository.live_desk_session(db, _hash(session_id), now=now)
         if found is None:
             return None
         row, person = found
@@ -113,7 +107,7 @@ class Sessions:
         """End the session a cookie names (nothing happens for a bad or unknown cookie)."""
         session_id = self._id_in(cookie)
         if session_id is not None:
-            await db.execute(delete(DeskSession).where(DeskSession.id_hash == _hash(session_id)))
+            await repository.end_desk_sessions(db, id_hash=_hash(session_id))
 
 
 def csrf_matches(session: SignedInPerson, presented: str | None) -> bool:

@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.outreach import repository
 from services.outreach.models import Person, SignInFailure
 from services.outreach.passwords import verify
 from services.outreach.people import find_by_email
@@ -39,17 +39,7 @@ class TooManyAttempts(Exception):
 
 
 async def _check_limits(db: AsyncSession, *, email: str, address: str, limits: Limits, now: datetime) -> None:
-    since = now - limits.window
-    rows = (
-        await db.execute(
-            select(
-                func.count().filter(SignInFailure.email == email),
-                func.min(SignInFailure.at).filter(SignInFailure.email == email),
-                func.count().filter(SignInFailure.address == address),
-                func.min(SignInFailure.at).filter(SignInFailure.address == address),
-            ).where(SignInFailure.at > since, or_(SignInFailure.email == email, SignInFailure.address == address))
-        )
-    ).one()
+    rows = await repository.sign_in_failures(db, email=email, address=address, since=now - limits.window)
     for count, oldest, limit in ((rows[0], rows[1], limits.per_account), (rows[2], rows[3], limits.per_address)):
         if count >= limit and oldest is not None:
             raise TooManyAttempts(max(1, math.ceil((oldest + limits.window - now).total_seconds())))
@@ -71,5 +61,5 @@ async def authenticate(
     if matched and usable is not None:
         return usable
     db.add(SignInFailure(email=email, address=address[:64], at=now))
-    await db.execute(delete(SignInFailure).where(SignInFailure.at < now - KEEP_FAILURES))
+    await repository.forget_sign_in_failures(db, before=now - KEEP_FAILURES)
     return None
