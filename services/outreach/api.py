@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from services.outreach import reports, service
 from services.outreach.clock import Clock
@@ -170,10 +170,24 @@ async def complete(
 @router.get(
     "/reports/summary",
     response_model=ReportSummary,
-    responses=UNAUTHORIZED,
-    summary="Save rate and revenue saved and lost, by root cause and week; time to first touch",
+    responses={
+        **UNAUTHORIZED,
+        200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv (a row per group)"},
+    },
+    summary="Outcomes, save rate, revenue saved (verified, pending) and lost, time to first touch, diagnosis "
+    "accuracy: overall and by symptom, root cause, confirmed root cause, playbook, owner, initiator and week",
 )
 async def report_summary(
-    session: SessionDep, since: Timestamp | None = None, until: Timestamp | None = None
-) -> ReportSummary:
-    return await reports.summary(session, since=since, until=until)
+    session: SessionDep,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
+    format: Literal["json", "csv"] = "json",
+) -> ReportSummary | Response:
+    report = await reports.summary(session, since=since, until=until)
+    if format == "csv":
+        return Response(
+            reports.as_csv(report),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="brink-summary.csv"'},
+        )
+    return report

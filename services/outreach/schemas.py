@@ -116,38 +116,55 @@ class RecordOutcome(BaseModel):
 
 
 class MoneyByCurrency(BaseModel):
-    saved: dict[str, int] = Field(description="minor units by currency")
-    lost: dict[str, int] = Field(description="minor units by currency")
+    """Monthly revenue in minor units, by currency (never summed across currencies)."""
+
+    saved: dict[str, int] = Field(description="saves verified or pending; reverted saves are not revenue saved")
+    saved_verified: dict[str, int] = Field(description="saves that stood the verification window")
+    saved_pending: dict[str, int] = Field(description="saves still inside the verification window")
+    lost: dict[str, int] = Field(description="lost and moved on")
+
+
+class FirstTouch(BaseModel):
+    touched: int = Field(description="cases with at least one completed task")
+    median_hours: float | None = Field(description="hours from opening to the first completed task")
+    mean_hours: float | None
+
+
+class RootCauseMatch(BaseModel):
+    confirmed: int = Field(description="closed cases whose confirmed root cause is one of the ten (not unknown)")
+    matched: int = Field(description="of those, how many the diagnosis had right")
+    rate: float | None = Field(description="matched / confirmed; null before any confirmation")
 
 
 class Tally(BaseModel):
     cases: int
     open: int
     saved: int
+    stayed_unprompted: int = Field(description="stayed before any touch: shown apart, never a save")
     lost: int
     moved_on: int
-    save_rate: float | None = Field(description="saved / closed (saved, lost or moved on); null before any ending")
+    reverted: int = Field(description="saves a new cancellation reverted inside the verification window")
+    save_rate: float | None = Field(description="saved / (saved + lost + moved_on); null before any such ending")
     revenue: MoneyByCurrency
+    first_touch: FirstTouch
+    root_cause_match: RootCauseMatch
 
 
-class RootCauseTally(Tally):
-    root_cause: str
+class GroupTally(Tally):
+    value: str = Field(description="the group: a symptom, root cause, playbook, owner, initiator or ISO week")
 
 
-class WeekTally(Tally):
-    week: str = Field(description="ISO week the cases were opened, e.g. 2026-W48")
-
-
-class FirstTouch(BaseModel):
-    touched: int = Field(description="cases with at least one completed task")
-    median_hours: float | None
-    mean_hours: float | None
+REPORT_CUTS = ("symptom", "root_cause", "confirmed_root_cause", "playbook", "owner", "initiated_by", "week")
 
 
 class ReportSummary(BaseModel):
     since: datetime | None
     until: datetime | None
     total: Tally
-    by_root_cause: list[RootCauseTally]
-    by_week: list[WeekTally]
-    time_to_first_touch: FirstTouch
+    by_symptom: list[GroupTally] = Field(description="by what the customer said")
+    by_root_cause: list[GroupTally] = Field(description="by the diagnosed root cause")
+    by_confirmed_root_cause: list[GroupTally] = Field(description="by the confirmed root cause (not_recorded: none)")
+    by_playbook: list[GroupTally]
+    by_owner: list[GroupTally] = Field(description="by the case's owner (unassigned: none)")
+    by_initiated_by: list[GroupTally] = Field(description="customer, billing_system, staff or unknown")
+    by_week: list[GroupTally] = Field(description="by ISO week of opening, e.g. 2026-W48")

@@ -162,6 +162,19 @@ async def test_closing_by_hand_records_the_confirmed_root_cause_and_refuses_what
     )
     assert again.status_code == 409
 
+    report = (await brink.outreach.get("/v1/reports/summary", headers=brink.auth)).json()
+    confirmed = {group["value"]: group for group in report["by_confirmed_root_cause"]}
+    assert confirmed["poor_implementation"]["saved"] >= 1
+    assert confirmed["poor_implementation"]["revenue"]["saved_pending"]["usd"] >= 12_300
+    table = await brink.outreach.get("/v1/reports/summary", headers=brink.auth, params={"format": "csv"})
+    assert table.status_code == 200 and table.headers["content-type"].startswith("text/csv")
+    assert table.text.startswith("cut,group,cases,open,saved,stayed_unprompted,lost,moved_on,reverted,save_rate,")
+    assert "\nconfirmed_root_cause,poor_implementation," in table.text
+    xml = await brink.outreach.get("/v1/reports/summary", headers=brink.auth, params={"format": "xml"})
+    naive = await brink.outreach.get("/v1/reports/summary", headers=brink.auth, params={"since": "2026-11-01T00:00:00"})
+    assert xml.status_code == 422 and [e["field"] for e in xml.json()["errors"]] == ["query.format"]
+    assert naive.status_code == 422
+
     metrics = await eventually(lambda: _gauge_line(brink))
     assert metrics
 

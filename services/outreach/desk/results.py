@@ -23,21 +23,21 @@ def result_charts(report: ReportSummary) -> tuple[str, list[Chart]]:
     fmt_money = money(currency)
     weeks, causes = report.by_week, report.by_root_cause
     return currency, [
-        columns("Save rate by week opened", [(week.week, week.save_rate) for week in weeks], fmt=percent, ceiling=1.0),
+        columns("Save rate by week opened", [(week.value, week.save_rate) for week in weeks], fmt=percent, ceiling=1.0),
         columns(
             f"Revenue saved by week opened ({currency.upper()} per month)",
-            [(week.week, week.revenue.saved.get(currency, 0)) for week in weeks],
+            [(week.value, week.revenue.saved.get(currency, 0)) for week in weeks],
             fmt=fmt_money,
         ),
         bars(
             "Save rate by root cause",
-            [(cause.root_cause, cause.save_rate) for cause in causes],
+            [(cause.value, cause.save_rate) for cause in causes],
             fmt=percent,
             ceiling=1.0,
         ),
         bars(
             f"Revenue saved by root cause ({currency.upper()} per month)",
-            [(cause.root_cause, cause.revenue.saved.get(currency, 0)) for cause in causes],
+            [(cause.value, cause.revenue.saved.get(currency, 0)) for cause in causes],
             fmt=fmt_money,
         ),
     ]
