@@ -20,7 +20,9 @@ from services.intake.api_support import (
 from services.intake.basic_auth import CredentialsError, check_basic_auth
 from services.intake.schemas import WebhookAck
 from services.intake.service import UnreadableEvent, record_vendor_event
-from shared.signing import SignatureError, verify_stripe_signature
+from shared.signing import SignatureError, check_stripe_signature, parse_stripe_signature
+
+NO_MATCH = "Stripe-Signature matches no configured secret"
 
 STRIPE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: BAD_BODY,
@@ -83,14 +85,19 @@ async def accept(request: Request, *, source: str, body: bytes, event: dict[str,
 )
 async def stripe_webhook(request: Request) -> Response:
     state = intake_state(request)
+    # The header first: a request without a fresh, well-formed signature costs neither reading nor hashing
+    # its body (up to 1 MiB).
+    try:
+        signed = parse_stripe_signature(
+            request.headers.get("stripe-signature"), tolerance=state.settings.stripe_tolerance_seconds
+        )
+    except SignatureError as problem:
+        raise reject("stripe", 401, str(problem)) from None
+    if not state.stripe_secrets:  # answered as a wrong signature: the refusal tells nothing about the setup
+        raise reject("stripe", 401, NO_MATCH, logged="no Stripe webhook secret is configured")
     body = await request.body()
     try:
-        verify_stripe_signature(
-            request.headers.get("stripe-signature"),
-            body,
-            state.stripe_secrets,
-            tolerance=state.settings.stripe_tolerance_seconds,
-        )
+        check_stripe_signature(signed, body, state.stripe_secrets)
     except SignatureError as problem:
         raise reject("stripe", 401, str(problem)) from None
     return await accept(request, source="stripe", body=body, event=parse("stripe", body))
@@ -117,6 +124,12 @@ async def chargebee_webhook(request: Request) -> Response:
             password=password.get_secret_value() if password else None,
         )
     except CredentialsError as problem:
-        raise reject("chargebee", 401, str(problem), headers={"WWW-Authenticate": 'Basic realm="brink"'}) from None
+        raise reject(
+            "chargebee",
+            401,
+            str(problem),
+            logged=problem.logged,
+            headers={"WWW-Authenticate": 'Basic realm="brink"'},
+        ) from None
     body = await request.body()
     return await accept(request, source="chargebee", body=body, event=parse("chargebee", body))

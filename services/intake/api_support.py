@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -115,12 +116,37 @@ def count(source: str, event_type: str, outcome: str) -> None:
     metrics.WEBHOOKS.labels(source=source, event_type=event_type, outcome=outcome).inc()
 
 
+# Refusals are counted every time (brink_webhooks_total, outcome rejected) but logged at most once per source,
+# status and interval: anonymous 1 MiB posts must not turn into a flood of warnings.
+REJECTION_LOG_INTERVAL_SECONDS = 60.0
+_last_logged: dict[tuple[str, int], float] = {}
+_unlogged: dict[tuple[str, int], int] = {}
+
+
 def reject(
-    source: str, status: int, reason: str, *, event_type: str = "unknown", headers: dict[str, str] | None = None
+    source: str,
+    status: int,
+    reason: str,
+    *,
+    logged: str | None = None,
+    event_type: str = "unknown",
+    headers: dict[str, str] | None = None,
 ) -> HTTPException:
-    """Log and count a refused request; the caller raises the returned error."""
-    log.warning("intake.webhook.rejected", source=source, status=status, reason=reason)
+    """Count a refused request, log it unless one like it was logged lately; the caller raises the returned
+    error. ``reason`` is the sender's answer; ``logged`` the operator's, when it says more."""
     count(source, event_type, "rejected")
+    key, now = (source, status), time.monotonic()
+    if now - _last_logged.get(key, -REJECTION_LOG_INTERVAL_SECONDS) >= REJECTION_LOG_INTERVAL_SECONDS:
+        _last_logged[key] = now
+        log.warning(
+            "intake.webhook.rejected",
+            source=source,
+            status=status,
+            reason=logged or reason,
+            similar_unlogged=_unlogged.pop(key, 0),
+        )
+    else:
+        _unlogged[key] = _unlogged.get(key, 0) + 1
     return HTTPException(status, reason, headers=headers)
 
 

@@ -11,14 +11,28 @@ VECTOR_BODY = b'{"id":"evt_test","object":"event","type":"customer.subscription.
 VECTOR_HEADER = "t=1492774577,v1=3630fb87f039573a6204e9718de1f9144e5d23421533d7bcb25321784a876a51"
 
 
-def test_published_vector_verifies_with_tolerance_off() -> None:
-    assert verify_stripe_signature(VECTOR_HEADER, VECTOR_BODY, [VECTOR_SECRET], tolerance=0) == 1492774577
+VECTOR_TIME = 1492774577
+
+
+def test_published_vector_verifies_at_its_own_time() -> None:
+    assert verify_stripe_signature(VECTOR_HEADER, VECTOR_BODY, [VECTOR_SECRET], now=VECTOR_TIME) == VECTOR_TIME
+
+
+def test_a_timestamp_in_the_future_beyond_the_tolerance_is_refused() -> None:
+    """Replay protection both ways: t = year 2100 would otherwise be replayable for 74 years."""
+    assert verify_stripe_signature(VECTOR_HEADER, VECTOR_BODY, [VECTOR_SECRET], now=VECTOR_TIME - 300) == VECTOR_TIME
+    with pytest.raises(SignatureError, match="more than 300 s in the future"):
+        verify_stripe_signature(VECTOR_HEADER, VECTOR_BODY, [VECTOR_SECRET], now=VECTOR_TIME - 301)
+    year_2100 = 4_102_444_800
+    header = stripe_signature_header([VECTOR_SECRET], VECTOR_BODY, year_2100)
+    with pytest.raises(SignatureError, match="in the future"):
+        verify_stripe_signature(header, VECTOR_BODY, [VECTOR_SECRET])
 
 
 def test_one_changed_byte_of_the_body_is_refused() -> None:
     with pytest.raises(SignatureError, match="matches no configured secret"):
         verify_stripe_signature(
-            VECTOR_HEADER, VECTOR_BODY.replace(b"evt_test", b"evt_tesT"), [VECTOR_SECRET], tolerance=0
+            VECTOR_HEADER, VECTOR_BODY.replace(b"evt_test", b"evt_tesT"), [VECTOR_SECRET], now=VECTOR_TIME
         )
 
 
