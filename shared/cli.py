@@ -152,6 +152,16 @@ def cmd_send_test_webhook(args: argparse.Namespace) -> int:
     return 0 if response.is_success else 1
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Run intake's backfill in its own process (shared/ imports no service): ``brink reconcile --since DATE``."""
+    import subprocess
+
+    command = [sys.executable, "-m", "services.intake.backfill", "--since", args.since]
+    if args.source:
+        command += ["--source", args.source]
+    return subprocess.run(command, check=False).returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brink", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--feedback", default="too_expensive", help="Stripe cancellation feedback code")
     send.add_argument("--comment", default="Nobody on the team really used it after the first month.")
     send.set_defaults(func=cmd_send_test_webhook)
+    reconcile = commands.add_parser(
+        "reconcile", help="after an outage: record the cancellations the billing systems sent since a date"
+    )
+    reconcile.add_argument("--since", required=True, help="a date (UTC, 2026-11-28) or ISO date-time")
+    reconcile.add_argument("--source", choices=("stripe", "chargebee"), help="default: every configured one")
+    reconcile.set_defaults(func=cmd_reconcile)
     from shared.dlq_cli import add_dlq_commands
 
     add_dlq_commands(commands, _setting)

@@ -183,3 +183,30 @@ def record_outbox_backlog(table: str, *, count: int, oldest_age_seconds: float) 
     """Publish an outbox's backlog figures."""
     OUTBOX_BACKLOG.labels(table).set(count)
     OUTBOX_OLDEST_AGE.labels(table).set(oldest_age_seconds)
+
+
+RECONCILE_RECOVERED = Counter(
+    "brink_reconcile_recovered_total",
+    "Events only the reconciler found (their webhook never arrived), by source and event type",
+    ["source", "event_type"],
+)
+RECONCILE_EVENTS = Counter(
+    "brink_reconcile_events_total", "Events the reconciler read, by source and outcome", ["source", "outcome"]
+)
+RECONCILE_FAILURES = Counter(
+    "brink_reconcile_failures_total",
+    "Reconciler runs that failed, by source and reason (key_refused, unavailable, error)",
+    ["source", "reason"],
+)
+RECONCILE_LAG = Gauge(
+    "brink_reconcile_lag_seconds",
+    "Now minus the reconciler's cursor: events newer than the cursor have not been checked yet",
+    ["source"],
+    multiprocess_mode="mostrecent",
+)
+RECONCILE_LAST_SUCCESS = Gauge(
+    "brink_reconcile_last_success_timestamp_seconds",
+    "When the reconciler last read a source to the end (the process start while it never has)",
+    ["source"],
+    multiprocess_mode="mostrecent",
+)

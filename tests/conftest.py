@@ -182,7 +182,9 @@ async def start_brink(stack: AsyncExitStack, *, database_url: str, amqp_url: str
         ),
     }
     clients = {}
-    for name, app in apps.items():
+    # The consumers first: their queues exist before intake's relay publishes (a reconciler runs at start).
+    for name in ("diagnosis", "outreach", "intake"):
+        app = apps[name]
         await stack.enter_async_context(app.router.lifespan_context(app))
         clients[name] = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")

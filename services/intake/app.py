@@ -11,8 +11,10 @@ from services.intake import api, cancellations_api
 from services.intake.api_support import IntakeState
 from services.intake.models import WebhookEvent, outbox
 from services.intake.postgres_deliveries import PostgresDeliveries, asyncpg_dsn
+from services.intake.reconciler import Reconciler
 from services.intake.repository import PortableDeliveries
 from services.intake.settings import IntakeSettings
+from shared.billing.connect import billing_connections
 from shared.db import make_engine
 from shared.logs import configure_logging
 from shared.retention import received_deliveries
@@ -45,17 +47,34 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         expiring=(received_deliveries(WebhookEvent.__table__),),
     )
     recorder = deliveries if deliveries is not None else PortableDeliveries(runtime.sessions)
+    connections = billing_connections(settings, purpose="reconciliation") if settings.run_workers else {}
+    reconciler = None
+    if connections:
+        reconciler = Reconciler(
+            connections=connections,
+            deliveries=recorder,
+            sessions=runtime.sessions,
+            interval_seconds=settings.reconcile_interval_seconds,
+            overlap_seconds=settings.reconcile_overlap_seconds,
+            first_days=settings.reconcile_first_days,
+            lease_seconds=settings.reconcile_lease_seconds,
+            after_accepted=runtime.wake_relay,
+        )
+        runtime.run_in_background(reconciler.run)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime.lifespan(app):
-            if deliveries is not None:
-                await deliveries.start()
-            try:
+        if deliveries is not None:
+            # Started before the runtime's background loops, which include the reconciler that records through it.
+            await deliveries.start()
+        try:
+            async with runtime.lifespan(app):
                 yield
-            finally:
-                if deliveries is not None:
-                    await deliveries.close()
+        finally:
+            if deliveries is not None:
+                await deliveries.close()
+            for connection in connections.values():
+                await connection.close()
 
     app = create_app(
         service=SERVICE,
@@ -70,6 +89,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
     )
     app.state.runtime = runtime
+    app.state.reconciler = reconciler
     app.state.intake = IntakeState(settings=settings, runtime=runtime, deliveries=recorder)
     return app
 

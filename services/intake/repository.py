@@ -1,14 +1,14 @@
-"""Intake's SQL through SQLAlchemy: the portable delivery store, delivery look-ups, the reconciler's cursors."""
+"""Intake's SQL through SQLAlchemy: the portable delivery store, delivery look-ups, the reconciler's cursors and lease."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.intake.models import ReconcileCursor, SubscriptionState, WebhookEvent, outbox
+from services.intake.models import ReconcileCursor, ReconcileLease, SubscriptionState, WebhookEvent, outbox
 from services.intake.service import (
     NO_PAYMENT_FAILURE_REASON,
     PAYMENT_RECOVERED,
@@ -151,3 +151,28 @@ async def save_reconcile_cursor(
     cursor.updated_at = now
     if succeeded:
         cursor.last_success_at = now
+
+
+async def reconcile_cursors(session: AsyncSession) -> list[ReconcileCursor]:
+    """Every source's cursor."""
+    return list((await session.scalars(select(ReconcileCursor))).all())
+
+
+async def take_lease(session: AsyncSession, *, name: str, holder: str, now: datetime, until: datetime) -> bool:
+    """Hold the lease ``name`` until ``until`` when it is free, expired or already ours; False when another holds it."""
+    table = ReconcileLease.__table__
+    if await insert_if_new(session, table, returning=table.c.name, name=name, holder=holder, expires_at=until):
+        return True
+    # One conditional UPDATE: two instances racing for an expired lease cannot both match it.
+    result = await session.execute(
+        update(table)
+        .where(table.c.name == name, or_(table.c.holder == holder, table.c.expires_at < now))
+        .values(holder=holder, expires_at=until)
+    )
+    return rows_matched(result) > 0
+
+
+async def release_lease(session: AsyncSession, *, name: str, holder: str) -> None:
+    """Give the lease up (at shutdown), so another instance takes over at its next turn rather than at expiry."""
+    table = ReconcileLease.__table__
+    await session.execute(delete(table).where(table.c.name == name, table.c.holder == holder))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from shared.settings import BrinkSettings, SecretList, check_secret, optional_secret, split_commas
+from shared.billing.settings import BillingSettings
+from shared.settings import SecretList, check_secret, optional_secret, split_commas
 
 
-class IntakeSettings(BrinkSettings):
+class IntakeSettings(BillingSettings):
     intake_port: int = Field(default=8000, ge=1, le=65535)
     # Processes serving the intake port together; intake's work is CPU in Python, so one per core it may use.
     intake_processes: int = Field(default=1, ge=1, le=64)
@@ -17,6 +18,13 @@ class IntakeSettings(BrinkSettings):
     chargebee_webhook_username: SecretStr | None = None
     chargebee_webhook_password: SecretStr | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The reconciler: how often it lists what the billing systems sent, how far back each listing starts before
+    # the previous one ended (events become listable a little after they occur), how far back the very first
+    # listing reaches (the vendors retry webhooks for about three days), and how long one instance holds the turn.
+    reconcile_interval_seconds: float = Field(default=300, gt=0)
+    reconcile_overlap_seconds: float = Field(default=600, ge=0)
+    reconcile_first_days: float = Field(default=3, gt=0, le=30)
+    reconcile_lease_seconds: float = Field(default=60, gt=0)
 
     _split_secrets = field_validator("stripe_webhook_secrets", mode="before")(split_commas)
 

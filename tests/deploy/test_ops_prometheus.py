@@ -16,7 +16,7 @@ PROMETHEUS = DEPLOY / "prometheus"
 def test_alert_rules_pass_promtool() -> None:
     result = run(tool("promtool"), "check", "rules", str(PROMETHEUS / "alerts.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 10 rules found" in result.stdout
 
 
 def test_both_scrape_configurations_pass_promtool(tmp_path: Path) -> None:

@@ -1,0 +1,338 @@
+"""The billing systems as real programs: localstripe (a process), a server in Chargebee's documented shape, and an
+HTTP front that can answer 429 or 503 before passing requests on. Each records the requests it saw."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import stripe
+
+from tests.conftest import STRIPE_SECRET, unavailable
+
+CHARGEBEE_FIXTURES = Path(__file__).parent / "fixtures" / "billing" / "chargebee"
+STRIPE_KEY = "sk_test_brink_" + uuid.uuid4().hex[:12]
+CHARGEBEE_SITE = "brink-test"
+CHARGEBEE_KEY = "test_" + uuid.uuid4().hex
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    status: int = 0
+
+
+@dataclass
+class HttpStandIn:
+    """A threaded HTTP server: queued faults first (429, 503), then ``answer``; every request is kept in ``seen``."""
+
+    answer: Callable[[Seen, bytes], tuple[int, dict[str, str], bytes]]
+    faults: list[int] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+    port: int = 0
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                parts = urlsplit(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = Seen(self.command, parts.path, dict(parse_qsl(parts.query)), dict(self.headers.items()))
+                stand_in.seen.append(request)
+                if stand_in.faults:
+                    status, headers, payload = fault(stand_in.faults.pop(0))
+                else:
+                    status, headers, payload = stand_in.answer(request, body)
+                request.status = status
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (its process is stopping)
+
+            do_GET = do_POST = do_DELETE = _handle
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def requests_to(self, path: str) -> list[Seen]:
+        return [request for request in self.seen if request.path == path]
+
+
+def fault(status: int) -> tuple[int, dict[str, str], bytes]:
+    """What a vendor's edge answers when it rate-limits (JSON, as both vendors send) or is down (plain text)."""
+    if status == 429:
+        body = {
+            "error": {"type": "rate_limit_error", "message": "Too many requests"},  # Stripe's shape
+            "message": "Sorry, access has been blocked temporarily due to request count exceeding acceptable limits.",
+            "api_error_code": "api_request_limit_exceeded",  # Chargebee's shape
+            "http_status_code": 429,
+        }
+        return 429, {"Content-Type": "application/json", "Retry-After": "0"}, json.dumps(body).encode()
+    return status, {"Content-Type": "text/plain"}, f"{status} Service Unavailable".encode()
+
+
+# --- Stripe: localstripe, started as a process, and a front that forwards to it ---------------------------------
+
+
+@asynccontextmanager
+async def localstripe() -> AsyncIterator[str]:
+    """A fresh localstripe server (its base URL)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(200):
+                try:
+                    await client.get(f"{url}/v1/customers", auth=(STRIPE_KEY, ""))
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+            else:
+                unavailable("localstripe", RuntimeError(f"it did not answer on port {port}"))
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def forwarding_to(upstream: str) -> Callable[[Seen, bytes], tuple[int, dict[str, str], bytes]]:
+    def forward(request: Seen, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        response = httpx.request(
+            request.method, upstream + request.path, params=request.query, headers=headers, content=body, timeout=10
+        )
+        return response.status_code, {"Content-Type": response.headers.get("content-type", "")}, response.content
+
+    return forward
+
+
+@asynccontextmanager
+async def stripe_front(upstream: str) -> AsyncIterator[HttpStandIn]:
+    """An HTTP front before localstripe: ``front.faults`` makes it answer 429 or 503 instead of forwarding."""
+    front = HttpStandIn(answer=forwarding_to(upstream))
+    front.start()
+    try:
+        yield front
+    finally:
+        front.stop()
+
+
+class StripeAccount:
+    """Customers and subscriptions made on localstripe through the official library."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = stripe.HTTPXClient(timeout=10)
+        self.client = stripe.StripeClient(
+            STRIPE_KEY, base_addresses={"api": url}, http_client=self._http, max_network_retries=0
+        )
+        self._plan: str | None = None
+
+    async def plan(self) -> str:
+        if self._plan is None:
+            product = await self.client.v1.products.create_async(params={"name": "Team"})
+            plan = await self.client.v1.plans.create_async(
+                params={
+                    "id": f"team-{uuid.uuid4().hex[:8]}",
+                    "amount": 4900,
+                    "currency": "usd",
+                    "interval": "month",
+                    "product": product.id,
+                }
+            )
+            self._plan = plan.id
+        return self._plan
+
+    async def subscription(self, *, quantity: int = 3) -> tuple[str, str]:
+        """A paying customer's new subscription: (customer id, subscription id)."""
+        card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+        token = await self.client.v1.tokens.create_async(params={"card": card})  # type: ignore[typeddict-item]
+        customer = await self.client.v1.customers.create_async(
+            params={"email": f"{uuid.uuid4().hex[:8]}@example.com", "source": token.id}
+        )
+        subscription = await self.client.v1.subscriptions.create_async(
+            params={"customer": customer.id, "items": [{"plan": await self.plan(), "quantity": quantity}]}  # type: ignore[typeddict-unknown-key]
+        )
+        return customer.id, subscription.id
+
+    async def cancel(self, subscription_id: str) -> None:
+        await self.client.v1.subscriptions.cancel_async(subscription_id)
+
+    async def deliver_webhooks_to(self, url: str, *, secret: str = STRIPE_SECRET) -> None:
+        """From now on localstripe posts signed ``customer.subscription.deleted`` webhooks to ``url``."""
+        async with httpx.AsyncClient() as client:
+            response = await client.post(
+                f"{self.url}/_config/webhooks/brink",
+                json={"url": url, "secret": secret, "events": ["customer.subscription.deleted"]},
+            )
+            response.raise_for_status()
+
+    async def close(self) -> None:
+        await self._http.close_async()
+
+
+# --- Chargebee: a server in the documented shape of its API ---------------------------------------------------
+
+
+class FakeChargebee:
+    """Chargebee's List Events (``GET /api/v2/events``: ``occurred_at[after]``, ``event_type[in]``, ``sort_by``,
+    ``limit``/``offset``, answered as ``{"list": [{"event": …}], "next_offset": …}``), HTTP basic auth with the API key,
+    and ``POST /api/v2/subscriptions/{id}`` honouring ``chargebee-idempotency-key``."""
+
+    def __init__(self, api_key: str = CHARGEBEE_KEY) -> None:
+        self.api_key = api_key
+        self.events: list[dict[str, Any]] = []
+        self.writes: dict[str, dict[str, Any]] = {}  # idempotency key -> answer
+        self.stand_in = HttpStandIn(answer=self.answer)
+
+    @property
+    def url(self) -> str:
+        return self.stand_in.url
+
+    def cancel(self, *, scheduled: bool = False, occurred_at: int | None = None) -> dict[str, Any]:
+        """A subscription cancelled now (or scheduled to end): the event Chargebee records for it."""
+        name = "subscription_cancellation_scheduled" if scheduled else "subscription_cancelled"
+        return self.record(name, occurred_at=occurred_at)
+
+    def record(self, name: str, *, occurred_at: int | None = None) -> dict[str, Any]:
+        event = copy.deepcopy(json.loads((CHARGEBEE_FIXTURES / f"{name}.json").read_text()))
+        now = occurred_at or int(time.time())
+        subscription, customer = event["content"]["subscription"], event["content"]["customer"]
+        subscription["id"] = f"Az{uuid.uuid4().hex[:14]}"
+        subscription["customer_id"] = customer["id"] = f"16C{uuid.uuid4().hex[:13]}"
+        subscription["resource_version"] = now * 1000 + len(self.events)
+        subscription["updated_at"] = now
+        if name == "subscription_cancelled":
+            subscription["cancelled_at"] = now
+        event.update(id=f"ev_{uuid.uuid4().hex[:16]}", occurred_at=now)
+        self.events.append(event)
+        return event
+
+    def answer(self, request: Seen, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        expected = "Basic " + base64.b64encode(f"{self.api_key}:".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            error = {
+                "message": "Sorry, authentication failed. Invalid api key",
+                "type": "invalid_request",
+                "api_error_code": "api_authentication_failed",
+                "error_code": "api_authentication_invalid_key",
+                "http_status_code": 401,
+            }
+            return 401, {"Content-Type": "application/json"}, json.dumps(error).encode()
+        if request.method == "GET" and request.path == "/api/v2/events":
+            return 200, {"Content-Type": "application/json"}, json.dumps(self.list_events(request.query)).encode()
+        if request.method == "POST" and request.path.startswith("/api/v2/subscriptions/"):
+            return self.update_subscription(request, body)
+        return (
+            404,
+            {"Content-Type": "application/json"},
+            b'{"message": "not found", "api_error_code": "resource_not_found", "http_status_code": 404}',
+        )
+
+    def list_events(self, query: dict[str, str]) -> dict[str, Any]:
+        after = int(query.get("occurred_at[after]", "0"))
+        wanted = query.get("event_type[in]")
+        types = set(json.loads(wanted.replace("'", '"'))) if wanted else None
+        chosen = [e for e in self.events if e["occurred_at"] > after and (types is None or e["event_type"] in types)]
+        chosen.sort(key=lambda e: e["occurred_at"], reverse=query.get("sort_by[asc]") != "occurred_at")
+        start, limit = int(query.get("offset") or 0), int(query.get("limit", "10"))
+        page = chosen[start : start + limit]
+        answer: dict[str, Any] = {"list": [{"event": event} for event in page]}
+        if start + limit < len(chosen):
+            answer["next_offset"] = str(start + limit)
+        return answer
+
+    def update_subscription(self, request: Seen, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        key = request.headers.get("chargebee-idempotency-key")
+        headers = {"Content-Type": "application/json"}
+        if key and key in self.writes:
+            return 200, {**headers, "chargebee-idempotency-replayed": "true"}, json.dumps(self.writes[key]).encode()
+        changes = dict(parse_qsl(body.decode()))
+        subscription_id = request.path.rsplit("/", 1)[1]
+        answer = {
+            "subscription": {"id": subscription_id, "object": "subscription", **changes},
+            "customer": {"id": f"cus_of_{subscription_id}", "object": "customer"},
+        }
+        if key:
+            self.writes[key] = answer
+        return 200, headers, json.dumps(answer).encode()
+
+
+@asynccontextmanager
+async def fake_chargebee() -> AsyncIterator[FakeChargebee]:
+    server = FakeChargebee()
+    server.stand_in.start()
+    try:
+        yield server
+    finally:
+        server.stand_in.stop()
+
+
+# --- Intake served on a real port, so the billing systems can post webhooks to it -------------------------------
+
+
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """Serve an app whose lifespan already runs on a local port; its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
