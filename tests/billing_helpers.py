@@ -7,7 +7,6 @@ import asyncio
 import base64
 import copy
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -25,17 +24,12 @@ import httpx
 import stripe
 
 from tests.conftest import STRIPE_SECRET, unavailable
+from tests.notify_servers import free_port
 
 CHARGEBEE_FIXTURES = Path(__file__).parent / "fixtures" / "billing" / "chargebee"
 STRIPE_KEY = "sk_test_brink_" + uuid.uuid4().hex[:12]
 CHARGEBEE_SITE = "brink-test"
 CHARGEBEE_KEY = "test_" + uuid.uuid4().hex
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -167,7 +167,8 @@ async def record_event(
     outcome = await deliveries.record(prepare(delivery, event, ignored_reason, received_at=clock()))
     if outcome == "accepted" and after_accepted is not None:
         after_accepted()
-    metrics.WEBHOOKS.labels(source=delivery.source, event_type=delivery.event_type, outcome=outcome).inc()
+    if delivery.received_via != "reconciliation":  # the reconciler counts what it reads in its own metrics
+        metrics.WEBHOOKS.labels(source=delivery.source, event_type=delivery.event_type, outcome=outcome).inc()
     ignored_because = ignored_reason if event is None else NO_PAYMENT_FAILURE_REASON
     reason = {"ignored": ignored_because, "superseded": SUPERSEDED_REASON}.get(outcome)
     log.info(
