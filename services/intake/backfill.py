@@ -93,7 +93,7 @@ async def backfill(settings: IntakeSettings, *, since: datetime, source: str | N
     if problem:
         console.print(f"brink: {problem}")
         return 2
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url.get_secret_value())
     deliveries = PortableDeliveries(make_sessionmaker(engine))
     status = 0
     try:
