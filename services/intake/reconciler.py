@@ -229,6 +229,15 @@ class Reconciler:
             self._failed(source, "unavailable" if isinstance(failed, BillingError) else "lease_lost")
             log.warning("intake.reconcile.failed", source=source, error=str(failed), retry_in=self._retry_in(source))
             return None
+        except Exception as failed:  # the database away while recording: the same backoff, the cursor stays
+            self._failed(source, "error")
+            log.warning(
+                "intake.reconcile.failed",
+                source=source,
+                error=str(failed) or repr(failed),
+                retry_in=self._retry_in(source),
+            )
+            return None
         async with transaction(self.sessions) as session:
             await repository.save_reconcile_cursor(session, source=source, read_until=started)
         self._failures.pop(source, None)
