@@ -120,7 +120,10 @@ async def test_a_delivery_the_database_refuses_fails_alone_and_its_batch_is_stor
 
 
 async def delivery_backends(database: asyncpg.Connection) -> set[int]:
-    rows = await database.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1", APPLICATION_NAME)
+    rows = await database.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+        APPLICATION_NAME,
+    )
     return {row["pid"] for row in rows}
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from structlog.testing import capture_logs
 
 from services.intake.models import ReconcileCursor, WebhookEvent
+from services.intake.reconciler import MAPPED_TYPES
 from services.intake.settings import IntakeSettings
 from shared import metrics
 from shared.db import make_engine, make_sessionmaker
@@ -19,6 +20,7 @@ from tests.helpers import stripe_event, stripe_subscription
 from tests.intake_helpers import intake_settings, post_stripe, running_intake
 
 OVERLAP_SECONDS = 120
+LISTINGS_PER_RUN = len(MAPPED_TYPES["stripe"])  # one page of each event type the mapping reads
 
 
 def reconciling(front: HttpStandIn, **overrides: Any) -> dict[str, Any]:
@@ -111,7 +113,7 @@ async def test_missed_cancellations_open_cases_once_and_the_cursor_survives_a_re
             after_restart = await eventually(lambda: _moved(database_url, first_run.read_until))
             # The listing after the restart started at the stored cursor less the overlap, not a day back.
             resumed_from = int(first_run.read_until.timestamp() - OVERLAP_SECONDS)
-            first_listing = listings(front)[listed_before : listed_before + 4]
+            first_listing = listings(front)[listed_before : listed_before + LISTINGS_PER_RUN]
             assert {query["created[gte]"] for query in first_listing} == {str(resumed_from)}
             assert after_restart.read_until > first_run.read_until
             # The webhook-delivered cancellation was listed again after the restart: still one row, one case.
@@ -179,13 +181,13 @@ async def test_two_intake_instances_take_turns_and_list_once(amqp_url: str) -> N
             await eventually(lambda: cursor(database_url))  # the run is over
             assert sorted(bool(r.holds_turn) for r in reconcilers) == [False, True]
             # One listing per event type, by the instance holding the turn; the other never listed.
-            assert len(listings(front)) == 4
+            assert len(listings(front)) == LISTINGS_PER_RUN
             holder = next(n for n, r in enumerate(reconcilers) if r.holds_turn)
             await stacks[holder].aclose()  # the holder stops, releasing its turn
             other = reconcilers[1 - holder]
             # The other takes the turn at its next look, and lists nothing before the interval is up.
             await eventually(lambda: _holds(other))
-            assert len(listings(front)) == 4
+            assert len(listings(front)) == LISTINGS_PER_RUN
 
 
 async def _all_looked(reconcilers: list[Any]) -> bool:
