@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -69,6 +70,9 @@ router = APIRouter()
 
 
 MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+# The files prometheus_client writes there (counter_<pid>.db, gauge_<mode>_<pid>.db, ...), and only those: a
+# directory pointed at by mistake (the working directory, with brink.db in it) loses nothing else.
+METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 
 
 @router.get("/metrics", include_in_schema=False)
@@ -84,15 +88,16 @@ def metrics_endpoint() -> Response:
 def prepare_multiprocess_directory() -> Path:
     """An empty directory for the metrics of the processes about to start, named in the environment they inherit.
 
-    An operator's own ``PROMETHEUS_MULTIPROC_DIR`` is emptied (files of an earlier run would count twice);
-    otherwise a new temporary one is made.
+    An operator's own ``PROMETHEUS_MULTIPROC_DIR`` loses the metrics files of an earlier run (they would count
+    twice) and nothing else; otherwise a new temporary one is made.
     """
     named = os.environ.get(MULTIPROCESS_DIRECTORY)
     if named:
         directory = Path(named)
         if directory.exists():
             for stale in directory.glob("*.db"):
-                stale.unlink()
+                if METRICS_FILE.fullmatch(stale.name):
+                    stale.unlink()
         directory.mkdir(parents=True, exist_ok=True)
     else:
         directory = Path(tempfile.mkdtemp(prefix="brink-metrics-"))
