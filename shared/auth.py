@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,13 +18,28 @@ UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 }
 
 
+# Where a request's client (which API token it presented) is kept, for what must be kept apart per client.
+CLIENT_STATE_KEY = "api_client"
+
+
+def matching_token(presented: str, tokens: list[SecretStr]) -> SecretStr | None:
+    """The configured token equal to the presented one, or None; every token is compared, always."""
+    presented_bytes = presented.encode()
+    found: SecretStr | None = None
+    for token in tokens:
+        if hmac.compare_digest(presented_bytes, token.get_secret_value().encode()):
+            found = token
+    return found
+
+
 def token_matches(presented: str, tokens: list[SecretStr]) -> bool:
     """True when the presented token equals one configured token; every token is compared, always."""
-    presented_bytes = presented.encode()
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(presented_bytes, token.get_secret_value().encode())
-    return matched
+    return matching_token(presented, tokens) is not None
+
+
+def client_id(token: SecretStr) -> str:
+    """A short, stable name for the client holding ``token``, which never reveals the token."""
+    return hashlib.sha256(token.get_secret_value().encode()).hexdigest()[:12]
 
 
 def bearer_auth(tokens: list[SecretStr]) -> Callable[[Request], Awaitable[None]]:
@@ -33,7 +49,10 @@ def bearer_auth(tokens: list[SecretStr]) -> Callable[[Request], Awaitable[None]]
     async def require_token(request: Request) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented or not token_matches(presented.strip(), tokens):
+        token = matching_token(presented.strip(), tokens) if scheme.lower() == "bearer" and presented else None
+        if token is not None:
+            request.scope.setdefault("state", {})[CLIENT_STATE_KEY] = client_id(token)
+        else:
             raise HTTPException(
                 status_code=status.HTTP_401_UNAUTHORIZED,
                 detail="a valid bearer token is required (Authorization: Bearer <token>)",

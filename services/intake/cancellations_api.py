@@ -21,10 +21,12 @@ from services.intake.api_support import (
 from services.intake.repository import find_delivery
 from services.intake.schemas import CancellationAck, CancellationReport
 from services.intake.service import Delivery, record_event
-from shared.auth import UNAUTHORIZED
+from shared.auth import CLIENT_STATE_KEY, UNAUTHORIZED
 from shared.events import CancellationReceived
 
 SOURCE = "api"
+# The delivery key is "<client id (12)>:<key>", in a 255-character column.
+MAX_IDEMPOTENCY_KEY_LENGTH = 240
 EVENT_TYPE = "cancellation.reported"
 
 router = APIRouter(tags=["cancellations"])
@@ -72,14 +74,17 @@ async def report_cancellation(
     report: CancellationReport,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_LENGTH)] = None,
 ) -> CancellationAck:
     event_id = idempotency_key or str(uuid.uuid4())
+    # Keys are each client's own: two tools (two API tokens) choosing the same key never see each other's
+    # answers, nor are refused for each other's bodies.
+    delivery_key = f"{request.scope['state'].get(CLIENT_STATE_KEY, 'anonymous')}:{event_id}"
     event = to_event(report, event_id=event_id)
     digest = fingerprint(report)
     delivery = Delivery(
         source=SOURCE,
-        external_id=event_id,
+        external_id=delivery_key,
         event_type=EVENT_TYPE,
         payload={
             "fingerprint": digest,
@@ -98,7 +103,7 @@ async def report_cancellation(
             log.info("intake.cancellation.reported", outcome=recorded.outcome, cancellation_id=event.cancellation_id)
             return CancellationAck(outcome=recorded.outcome, cancellation_id=event.cancellation_id, event_id=event_id)
         async with state.runtime.sessions() as session:
-            earlier = await find_delivery(session, source=SOURCE, external_id=event_id)
+            earlier = await find_delivery(session, source=SOURCE, external_id=delivery_key)
     assert earlier is not None  # the unique key just said it exists
     if earlier.payload.get("fingerprint") != digest:
         count(SOURCE, EVENT_TYPE, "rejected")

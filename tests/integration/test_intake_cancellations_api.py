@@ -114,3 +114,24 @@ async def test_invalid_fields_are_422_naming_them(intake: Intake, body: dict, fi
     response = await client.post("/v1/cancellations", json=body, headers=BEARER)
     assert response.status_code == 422
     assert field in [problem["field"] for problem in response.json()["errors"]]
+
+
+async def test_idempotency_keys_belong_to_the_token_that_sent_them(database_url: str, amqp_url: str) -> None:
+    """Two tools with their own tokens may pick the same key: neither gets the other's answer or a 422."""
+    from tests.conftest import TOKEN
+
+    other_token = "other-tool-" + uuid.uuid4().hex
+    settings = intake_settings(database_url=database_url, amqp_url=amqp_url, api_tokens=[TOKEN, other_token])
+    key = {"Idempotency-Key": f"shared-key-{uuid.uuid4().hex[:8]}"}
+    async with running_intake(settings) as (_app, client):
+        first, second = report(), report()
+        mine = await client.post("/v1/cancellations", json=first, headers=BEARER | key)
+        theirs = await client.post(
+            "/v1/cancellations", json=second, headers={"Authorization": f"Bearer {other_token}"} | key
+        )
+        again = await client.post("/v1/cancellations", json=first, headers=BEARER | key)
+    assert mine.status_code == theirs.status_code == again.status_code == 202, (mine.text, theirs.text)
+    assert theirs.json()["outcome"] == "accepted" and "Idempotent-Replayed" not in theirs.headers
+    assert theirs.json()["cancellation_id"] == f"api:{second['subscription_id']}"
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["cancellation_id"] == mine.json()["cancellation_id"]
