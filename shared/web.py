@@ -192,6 +192,23 @@ class DirectRoute(Route):
 
     @classmethod
     def serving(cls, route: APIRoute) -> DirectRoute:
+        """The route served directly; refused when it asks FastAPI for anything (a ``Depends``, a parameter),
+        which served directly would be silently skipped: an auth dependency would let everyone in."""
+        dependant = route.dependant
+        asked = [
+            *(dependency.call for dependency in dependant.dependencies),
+            *(parameter.name for parameter in dependant.path_params),
+            *(parameter.name for parameter in dependant.query_params),
+            *(parameter.name for parameter in dependant.header_params),
+            *(parameter.name for parameter in dependant.cookie_params),
+            *(parameter.name for parameter in dependant.body_params),
+        ]
+        if asked:
+            names = ", ".join(getattr(item, "__name__", str(item)) for item in asked)
+            raise TypeError(
+                f"{route.path} is served directly (no dependency solving) but asks for {names}: "
+                "take the Request alone, or serve it as an ordinary route"
+            )
         return cls(route.path, route.endpoint, methods=list(route.methods or ()), name=route.name)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
