@@ -63,6 +63,14 @@ def configure_logging(*, service: str, level: str = "INFO", fmt: str = "json") -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # uvicorn's own logging config (applied by any server started with its defaults in the same process) gives its
+    # loggers handlers of their own and stops them propagating: their lines would bypass the formatter and redaction.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+        uvicorn_logger.disabled = False
+        uvicorn_logger.setLevel(logging.NOTSET)
     for noisy in ("aio_pika", "aiormq", "uvicorn.access", *URL_LOGGERS):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 

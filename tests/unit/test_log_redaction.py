@@ -134,3 +134,18 @@ async def test_the_context_source_gets_its_token_in_a_header_not_in_the_url() ->
     assert await context.fetch("stripe:cus_1") == {}
     assert seen[0].headers["authorization"] == f"Bearer {token}"
     assert token not in str(seen[0].url)
+
+
+def test_uvicorns_own_logging_config_is_taken_over(log_output) -> None:
+    """A server started with uvicorn's default config in the same process (as a test double is) gives uvicorn's
+    loggers their own handlers, which would print past the formatter and its redaction."""
+    import logging.config
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    logging.config.dictConfig(LOGGING_CONFIG)
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # as log_level="warning" leaves it
+    log_output()
+    logging.getLogger("uvicorn.error").info("calling %s", SLACK_URL)
+    written = log_output()
+    assert "hooks.slack.com" in written and SECRETS[0] not in written, written
