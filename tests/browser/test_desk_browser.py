@@ -123,6 +123,12 @@ async def seed(broker: Broker, outreach: str) -> dict[str, str]:
     async with httpx.AsyncClient(base_url=outreach) as api:
         ids = {name: await case_id_of(api, payload.account_id) for name, payload in seeds.items()}
         saved = seeds["saved"]
+        # A save needs someone to have reached the customer before they stayed.
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        tasks = await api.get("/v1/tasks", params={"case_id": ids["saved"], "status": "open"}, headers=auth)
+        first = min(tasks.json()["items"], key=lambda task: task["position"])
+        reached = await api.post(f"/v1/tasks/{first['id']}/complete", headers=auth, json={"result": "reached"})
+        assert reached.status_code == 200, reached.text
         await broker.publish(
             Envelope.wrap(
                 CancellationWithdrawn(
