@@ -3,16 +3,37 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Exact versions with hashes: requirements.lock for the image, requirements-dev.lock (with the dev extra) here.
+LOCK     := requirements.lock
+DEV_LOCK := requirements-dev.lock
+UV       := $(BIN)/uv
 
-.PHONY: install run test unit lint migrate clean eval deploy-check bench soak browser chaos cluster-chaos
+.PHONY: install lock audit run test unit lint migrate clean eval deploy-check bench soak browser chaos cluster-chaos
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# After changing dependencies in pyproject.toml: both lock files again. Versions already locked are kept
+# unless the ranges exclude them (UPGRADE=--upgrade takes the newest allowed), so a re-lock is small.
+UPGRADE ?=
+LOCK_FLAGS = --quiet --generate-hashes --universal --python-version 3.11 --custom-compile-command 'make lock' $(UPGRADE)
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(BIN)/python -m pip install --quiet 'uv>=0.13,<0.14'
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o $(LOCK)
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) --extra dev -o $(DEV_LOCK)
+
+# Known vulnerabilities in every locked version (PyPI's advisory database, through pip-audit). --strict: a
+# package that could not be looked up fails the audit rather than passing unexamined.
+audit: $(STAMP)
+	$(BIN)/pip-audit --strict --disable-pip --require-hashes -r $(LOCK)
+	$(BIN)/pip-audit --strict --disable-pip --require-hashes -r $(DEV_LOCK)
 
 .env: | $(STAMP)
 	$(BIN)/brink init-env
