@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from services.intake.models import ReconcileCursor, WebhookEvent
 from shared.db import make_engine, make_sessionmaker
@@ -154,3 +155,27 @@ async def test_two_intake_instances_list_once(amqp_url: str) -> None:
 
 async def _all_looked(reconcilers: list[Any]) -> bool:
     return all(r.holds_turn is not None for r in reconcilers)
+
+
+async def test_a_refused_key_is_said_once_naming_the_setting(amqp_url: str, tmp_path: Path) -> None:
+    async with fake_chargebee() as server, sqlite_database(tmp_path) as database_url:
+        wrong_key = "live_revoked_" + "8" * 20
+        settings = intake_settings(
+            database_url=database_url,
+            amqp_url=amqp_url,
+            **reconciling(server, chargebee_api_key=wrong_key, reconcile_interval_seconds=0.2),
+        )
+        with capture_logs() as logs:
+            async with running_intake(settings) as (_app, client):
+                await eventually(lambda: _refused_twice(server))
+                delivered = server.cancel()
+                response = await post_chargebee(client, delivered)
+                assert response.status_code == 200 and response.json()["outcome"] == "accepted"
+        refused = [line for line in logs if line["event"] == "intake.reconcile.key_refused"]
+        assert len(refused) == 1
+        assert refused[0]["setting"] == "BRINK_CHARGEBEE_API_KEY" and refused[0]["status"] == 401
+        assert wrong_key not in repr(logs)
+
+
+async def _refused_twice(server: FakeChargebee) -> bool:
+    return len([r for r in server.stand_in.requests_to("/api/v2/events") if r.status == 401]) >= 2
