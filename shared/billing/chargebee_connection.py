@@ -28,7 +28,16 @@ class ChargebeeConnection:
     source = SOURCE
     key_setting = KEY_SETTING
 
-    def __init__(self, *, site: str, api_key: str, api_base: str, timeout_seconds: float, retry: RetryPolicy) -> None:
+    def __init__(
+        self,
+        *,
+        site: str,
+        api_key: str,
+        api_base: str,
+        timeout_seconds: float,
+        retry: RetryPolicy,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
         scheme = urlsplit(api_base).scheme
         self._client = chargebee.Chargebee(
             api_key=api_key,
@@ -45,6 +54,7 @@ class ChargebeeConnection:
             # http only to a server on this machine, where there is no certificate to verify.
             chargebee.Chargebee.verify_ca_certs = False
         self._retry = retry
+        self._page_size = page_size
 
     async def _call(self, request: Callable[[], Awaitable[T]]) -> T:
         async def attempt() -> T:
@@ -61,7 +71,7 @@ class ChargebeeConnection:
         offset: str | None = None
         while True:
             params: dict[str, Any] = {
-                "limit": PAGE_SIZE,
+                "limit": self._page_size,
                 "occurred_at": {"after": int(since.timestamp()) - 1},  # "after" is strict; ``since`` is inclusive
                 "event_type": {"in": list(types)},
                 "sort_by": {"asc": "occurred_at"},

@@ -24,12 +24,15 @@ class StripeConnection:
     source = SOURCE
     key_setting = KEY_SETTING
 
-    def __init__(self, *, api_key: str, api_base: str, timeout_seconds: float, retry: RetryPolicy) -> None:
+    def __init__(
+        self, *, api_key: str, api_base: str, timeout_seconds: float, retry: RetryPolicy, page_size: int = PAGE_SIZE
+    ) -> None:
         self._http = stripe.HTTPXClient(timeout=timeout_seconds)
         self._client = stripe.StripeClient(
             api_key, base_addresses={"api": api_base}, http_client=self._http, max_network_retries=0
         )
         self._retry = retry
+        self._page_size = page_size
 
     async def _call(self, request: Callable[[], Awaitable[T]]) -> T:
         async def attempt() -> T:
@@ -48,7 +51,7 @@ class StripeConnection:
                 params: dict[str, Any] = {
                     "type": event_type,
                     "created": {"gte": int(since.timestamp())},
-                    "limit": PAGE_SIZE,
+                    "limit": self._page_size,
                 }
                 if starting_after is not None:
                     params["starting_after"] = starting_after

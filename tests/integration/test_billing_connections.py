@@ -1,8 +1,10 @@
-"""Writes to the billing systems carry an idempotency key derived from our own ids, also on every retry."""
+"""The billing connections: listings are read to their last page; writes carry an idempotency key derived from our
+own ids, also on every retry."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -58,3 +60,40 @@ async def test_a_chargebee_write_sent_twice_with_one_key_is_applied_once() -> No
         assert {request.headers.get("chargebee-idempotency-key") for request in writes} == {"brink-offer-18"}
         assert list(server.writes) == ["brink-offer-18"]  # the second write was a replay, not a new change
         assert first == again and first["plan_quantity"] == "3"
+
+
+async def test_a_stripe_listing_is_read_to_its_last_page() -> None:
+    async with localstripe() as url, stripe_front(url) as front:
+        account = StripeAccount(url)
+        cancelled = []
+        for _ in range(5):
+            _, subscription_id = await account.subscription()
+            await account.cancel(subscription_id)
+            cancelled.append(subscription_id)
+        await account.close()
+        connection = StripeConnection(
+            api_key=STRIPE_KEY, api_base=front.url, timeout_seconds=5, retry=RETRY, page_size=2
+        )
+        since = datetime.now(UTC) - timedelta(minutes=10)
+        try:
+            events = [e async for e in connection.list_events(types=["customer.subscription.deleted"], since=since)]
+        finally:
+            await connection.close()
+    assert sorted(event["data"]["object"]["id"] for event in events) == sorted(cancelled)
+    pages = [request.query for request in front.requests_to("/v1/events")]
+    assert len(pages) == 3 and "starting_after" not in pages[0]
+    assert pages[1]["starting_after"] == events[1]["id"] and pages[2]["starting_after"] == events[3]["id"]
+
+
+async def test_a_chargebee_listing_is_read_to_its_last_page() -> None:
+    async with fake_chargebee() as server:
+        cancelled = [server.cancel(occurred_at=int(time.time()) - 60 * n) for n in range(5)]
+        server.cancel(occurred_at=int(time.time()) - 3600)  # before the listing starts
+        connection = ChargebeeConnection(
+            site=CHARGEBEE_SITE, api_key=CHARGEBEE_KEY, api_base=server.url, timeout_seconds=5, retry=RETRY, page_size=2
+        )
+        since = datetime.now(UTC) - timedelta(minutes=10)
+        events = [e async for e in connection.list_events(types=["subscription_cancelled"], since=since)]
+    assert [event["id"] for event in events] == [event["id"] for event in reversed(cancelled)]  # oldest first
+    pages = [request.query for request in server.stand_in.requests_to("/api/v2/events")]
+    assert [page.get("offset") for page in pages] == [None, "2", "4"]
