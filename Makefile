@@ -8,7 +8,7 @@ LOCK     := requirements.lock
 DEV_LOCK := requirements-dev.lock
 UV       := $(BIN)/uv
 
-.PHONY: install lock audit run test unit lint migrate clean eval deploy-check bench soak browser chaos cluster-chaos
+.PHONY: install lock audit system-tools run test unit lint migrate clean eval deploy-check bench soak browser chaos cluster-chaos
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,7 +54,20 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# What the tests drive besides Python, from Debian: Chromium (the desk in a real browser) and promtool (package
+# prometheus, for deploy/). Installed when missing, as root (as .ci/run does); otherwise one line says what to add.
+system-tools:
+	@missing=""; test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "make: installing$$missing (Debian)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+			if command -v systemctl >/dev/null; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; \
+		else echo "make: the tests need$$missing: apt-get install$$missing"; fi; \
+	fi
+
+test: lint system-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # promtool (Debian package 'prometheus'), check-jsonschema, kubernetes-validate and hadolint on deploy/.
@@ -73,8 +86,10 @@ cluster-chaos: $(STAMP)
 	@command -v nft >/dev/null || { apt-get install -y -qq nftables || { apt-get update -qq && apt-get install -y -qq nftables; }; } >/dev/null
 	$(BIN)/python -m tests.chaos.cluster_run --scale $(CHAOS_SCALE)
 
+# No services: the broker and database addresses point nowhere, and CI=true makes a test that needs them fail.
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit
+	CI=true BRINK_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:1/ \
+		BRINK_TEST_POSTGRES_ADMIN_URL=postgresql://postgres@127.0.0.1:1/postgres $(BIN)/python -m pytest -q tests/unit
 
 # Diagnosis: how often the rules agree with the labelled scenarios (services/diagnosis/evaluation/).
 # FROM_DB=1 scores the rules on the cases closed with a confirmed root cause in BRINK_DATABASE_URL instead
@@ -83,8 +98,7 @@ eval: $(STAMP)
 	$(BIN)/python -m services.diagnosis.evaluation.run $(if $(FROM_DB),--from-db)
 
 # The rescue desk in a real browser: Debian's Chromium driven by Playwright; screenshots in test-artifacts/desk/.
-browser: $(STAMP)
-	@test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+browser: $(STAMP) system-tools
 	$(BIN)/python -m pytest -q tests/browser
 
 # The benchmark needs PostgreSQL and RabbitMQ running; BENCH_SCALE=short for a quick check of the harness.

@@ -18,13 +18,14 @@ from services.intake.mapping_common import Ignored
 from services.intake.stripe_mapping import map_stripe_event
 from shared.events import Payload
 from shared.signing import SignatureError, stripe_signature, stripe_signature_header, verify_stripe_signature
+from tests import conftest
 from tests.helpers import stripe_event, stripe_subscription
 from tests.intake_helpers import chargebee_event, chargebee_subscription
 
 # What services/intake/api.py catches and answers with 400; anything else would be a 500.
-DOCUMENTED_ERRORS = (Ignored, KeyError, TypeError, ValueError, AttributeError)
+DOCUMENTED_ERRORS = (Ignored, KeyError, TypeError, ValueError, AttributeError, OverflowError)
 OWN_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "intake"
-VENDOR_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "webhooks"
+VENDOR_FIXTURES = conftest.VENDOR_FIXTURES
 PARTIAL = ("event-data-only", ".object", "vendor-doc-truncated", "envelope-example")
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,7 +1,9 @@
-"""Every real Stripe and Chargebee example in ../shared/fixtures/webhooks, signed and posted: mapped or ignored by type.
+"""Every Stripe and Chargebee example, signed and posted: mapped or ignored by type.
 
-Partial files are handled as SOURCES.md there says: ``event-data-only`` is wrapped in an event envelope,
-``.object`` (a bare API object) and ``vendor-doc-truncated`` (elided by the vendor) are skipped.
+The examples are the project's own, in tests/fixtures/webhooks (written to the vendors' shapes); .ci/run runs
+this file again with BRINK_VENDOR_FIXTURES pointing at the real vendor payloads beside the checkout. Partial
+files are handled as SOURCES.md there says: ``event-data-only`` is wrapped in an event envelope, ``.object``
+(a bare API object) and ``vendor-doc-truncated`` (elided by the vendor) are skipped.
 """
 
 from __future__ import annotations
