@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.outreach.app import build_policy
@@ -193,6 +193,34 @@ class Desk:
         for _ in range(int(hours / every_hours)):
             fired += await self.wait(hours=every_hours)
         return fired
+
+    async def work_due_tasks(self, case_id: str, result: str) -> int:
+        """The owners try every step and rung task of the case that is due, each with ``result``."""
+        due = [
+            task
+            for task in await self.tasks(case_id, status="open")
+            if task.kind != "closing" and task.due_at <= self.clock.now()
+        ]
+        for task in due:
+            await self.complete(task.id, result)
+        return len(due)
+
+    async def run_unanswered(self, case_id: str, *, hours: float, every_hours: float = 1) -> list[Fired]:
+        """Let ``hours`` pass; each hour the owners try what is due on the case and the customer never answers."""
+        fired: list[Fired] = []
+        for _ in range(int(hours / every_hours)):
+            await self.work_due_tasks(case_id, "no_answer")
+            fired += await self.wait(hours=every_hours)
+        return fired
+
+    async def snooze(self, task_id: str, *, until: datetime) -> None:
+        """Put a task off, as the desk's snooze action records it."""
+        async with transaction(self.sessions) as session:
+            await session.execute(update(Task).where(Task.id == task_id).values(snoozed_until=until))
+
+    async def open_cases(self) -> list[Case]:
+        async with self.sessions() as session:
+            return list((await session.execute(select(Case).where(Case.status == "open"))).scalars())
 
     async def case(self, case_id: str) -> Case:
         async with self.sessions() as session:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from services.outreach import reports, service
+from services.outreach import recipients, reports, service
 from services.outreach.clock import Clock
 from services.outreach.endings import CaseAlreadyClosed, OutcomeContradicted, close_by_hand
 from services.outreach.policy import Policy
@@ -15,6 +15,7 @@ from services.outreach.schemas import (
     CaseList,
     CaseView,
     CompleteTask,
+    NotificationChoice,
     RecordOutcome,
     ReportSummary,
     TaskList,
@@ -191,3 +192,16 @@ async def report_summary(
             headers={"Content-Disposition": 'attachment; filename="brink-summary.csv"'},
         )
     return report
+
+
+@router.put(
+    "/people/{email}/notifications",
+    response_model=NotificationChoice,
+    responses={**UNAUTHORIZED, 404: {"description": "nobody has that email"}},
+    summary="Choose a person's notification channels and daily digest",
+)
+async def choose_notifications(email: str, body: NotificationChoice, session: SessionDep) -> NotificationChoice:
+    channels = list(dict.fromkeys(body.channels))
+    if not await recipients.choose_notifications(session, email, channels=channels, daily_digest=body.daily_digest):
+        raise HTTPException(status_code=404, detail=f"no person has the email {email!r}")
+    return NotificationChoice(channels=channels, daily_digest=body.daily_digest)

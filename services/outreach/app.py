@@ -78,7 +78,7 @@ def build_policy(settings: OutreachSettings, channels: tuple[str, ...]) -> Polic
         time_zone=ZoneInfo(settings.time_zone),
         rotations={role: settings.rotation(role) for role in ROLES},
         high_value_mrr_minor=settings.high_value_mrr_minor,
-        escalation_after=timedelta(hours=settings.escalation_after_hours),
+        due_soon=timedelta(hours=settings.due_soon_hours),
         tried_window=timedelta(days=settings.tried_window_days),
         save_verify=timedelta(days=settings.save_verify_days),
         high_priority=settings.high_priority,

@@ -17,6 +17,7 @@ from services.outreach.models import Case
 from services.outreach.owners import owners_for, owners_for_new_case
 from services.outreach.playbooks import Playbook, choose
 from services.outreach.policy import Policy
+from services.outreach.recipients import staff, tell_assigned, timing
 from services.outreach.saves import cancelled_again
 from services.outreach.steps import (
     add_playbook_steps,
@@ -185,7 +186,11 @@ async def _open(
         roles=[step.owner_role for step in steps],
         rotations=policy.rotations,
     )
-    add_playbook_steps(session, case, playbook, steps, owners=owners, position=0, now=now)
+    people = await staff(session, {case.owner, *owners})
+    tasks = add_playbook_steps(
+        session, case, playbook, steps, owners=owners, position=0, now=now, timing=timing(policy, playbook.name, people)
+    )
+    await tell_assigned(session, case, tasks, people=people, policy=policy, clock=clock)
     if playbook.escalates:
         # The effective date passing with the sequence exhausted means the customer is lost.
         effective = case.effective_at or now
@@ -270,7 +275,8 @@ async def _update(
     owners = await owners_for(
         session, roles=[step.owner_role for step in steps], case_owner=case.owner, rotations=policy.rotations
     )
-    add_playbook_steps(
+    people = await staff(session, set(owners))
+    tasks = add_playbook_steps(
         session,
         case,
         playbook,
@@ -278,7 +284,9 @@ async def _update(
         owners=owners,
         position=await repository.next_position(session, case.id),
         now=now,
+        timing=timing(policy, playbook.name, people),
     )
+    await tell_assigned(session, case, tasks, people=people, policy=policy, clock=clock)
     await session.flush()
 
 

@@ -6,11 +6,12 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import notifications, repository
+from services.outreach import messages, notifications, repository
 from services.outreach.clock import Clock
 from services.outreach.history import publish, record
 from services.outreach.models import Case
 from services.outreach.policy import Policy
+from services.outreach.recipients import staff, tell
 from services.outreach.saves import start_verification
 from services.outreach.steps import cancel_open_work
 from shared.events import CaseClosed, ConfirmedRootCause, Money, Outcome
@@ -141,5 +142,16 @@ async def close_case(
         outcome=outcome,
         reason=reason,
         confirmed_root_cause=confirmed_root_cause,
+    )
+    await tell(
+        session,
+        person=(await staff(session, {case.owner})).get((case.owner or "").lower()),
+        kind=messages.CLOSED,
+        key=f"closed|{case.id}",
+        policy=policy,
+        clock=clock,
+        case=case,
+        outcome=outcome,
+        reason=reason,
     )
     await session.flush()

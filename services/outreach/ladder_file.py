@@ -9,12 +9,15 @@ from typing import Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from services.outreach.attempts import CONTACT_RESULTS
 from services.outreach.playbooks import Action, Role
 
 LADDER_DIR = Path(__file__).parent / "ladders"
 DEFAULT = "default"
-ContactResult = Literal["reached", "no_answer", "no_response", "voicemail", "declined", "accepted_offer"]
-CONTACT_RESULTS: tuple[str, ...] = get_args(ContactResult)
+# What a completed task's contact attempt came to; the answers (attempts.CONTACT_RESULTS) stop the customer
+# ladder and can never be configured as no answer.
+TaskResult = Literal["reached", "no_answer", "no_response", "voicemail", "declined", "accepted_offer"]
+TASK_RESULTS: tuple[str, ...] = get_args(TaskResult)
 
 
 class LadderError(ValueError):
@@ -69,9 +72,7 @@ class InactionRung(BaseModel):
 class Ladder(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
-    no_answer_results: tuple[ContactResult, ...] = Field(
-        default=("no_answer", "no_response", "voicemail"), min_length=1
-    )
+    no_answer_results: tuple[TaskResult, ...] = Field(default=("no_answer", "no_response", "voicemail"), min_length=1)
     silence: tuple[SilenceRung, ...] = Field(min_length=1)
     inaction: tuple[InactionRung, ...] = ()
 
@@ -81,7 +82,7 @@ class Ladder(BaseModel):
             names = [rung.name for rung in rungs]
             if len(set(names)) != len(names):
                 raise ValueError(f"{field}: rung names must be unique")
-        if {"reached", "declined", "accepted_offer"} & set(self.no_answer_results):
+        if CONTACT_RESULTS & set(self.no_answer_results):
             raise ValueError("no_answer_results: reached, declined and accepted_offer are answers")
         return self
 

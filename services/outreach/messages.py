@@ -50,6 +50,10 @@ def render_personal(kind: str, body: dict[str, Any]) -> tuple[str, str]:
     case = f"Case {body.get('case_id')} ({customer}, root cause {body.get('root_cause')})."
     if kind == ASSIGNED:
         why = f" {body['reason']}." if body.get("reason") else ""
+        tasks = body.get("tasks") or []
+        if len(tasks) > 1:
+            lines = "\n".join(_task_line({**task, "customer_name": customer}, zone) for task in tasks)
+            return f"Assigned to you: {customer} ({len(tasks)} tasks)", f"{lines}\n{case}"
         return f"Assigned to you: {customer}", f"{title}\nDue {due}.{why}\n{case}"
     if kind == DUE_SOON:
         return f"Due soon: {customer}", f"{title}\nDue {due}.\n{case}"

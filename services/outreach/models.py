@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from services.outreach import ladder_file
 from shared.db import Base
 from shared.outbox import handled_table, outbox_table
 
@@ -18,7 +19,7 @@ CASE_STATUSES = ("open", "saved", "stayed_unprompted", "lost", "moved_on")
 SAVE_STATUSES = ("pending", "verified", "reverted")
 TASK_STATUSES = ("open", "done", "cancelled")
 TASK_KINDS = ("step", "escalation", "closing")
-TASK_RESULTS = ("reached", "no_answer", "declined", "accepted_offer")
+TASK_RESULTS = ladder_file.TASK_RESULTS
 
 
 class Case(Base):
@@ -235,6 +236,11 @@ class Person(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deactivated_at: Mapped[datetime | None]
+    notify_channels: Mapped[str] = mapped_column(
+        String(64), default="email,slack_dm", server_default="email,slack_dm", doc="personal channels, comma-separated"
+    )
+    daily_digest: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    last_digest_on: Mapped[date | None] = mapped_column(doc="the local day of the last digest sent")
 
 
 class DeskSession(Base):

@@ -47,7 +47,6 @@ class Step(BaseModel):
     owner_role: Role = "csm"
     offer: Offer | None = None
     due_after_hours: float = Field(default=24, ge=0)
-    escalate_after_hours: float | None = Field(default=None, gt=0, description="unanswered this long after due")
 
     @field_validator("move")
     @classmethod
@@ -66,16 +65,12 @@ class Step(BaseModel):
     def due_after(self) -> timedelta:
         return timedelta(hours=self.due_after_hours)
 
-    @property
-    def escalate_after(self) -> timedelta | None:
-        return None if self.escalate_after_hours is None else timedelta(hours=self.escalate_after_hours)
-
 
 class Playbook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=r"^[a-z_]+$")
     description: str | None = None
-    escalates: bool = Field(default=True, description="false: unanswered steps never climb the ladder")
+    escalates: bool = Field(default=True, description="false: unanswered steps never climb the customer ladder")
     hours: Literal["working", "calendar"] = Field(
         default="working", description="calendar: due times and ladder delays count nights and weekends too"
     )

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from services.outreach.ladder import LADDER, Rung
 from services.outreach.ladder_file import DEFAULT, Ladder, ladder_for, load_ladders
 from services.outreach.playbooks import Playbook
 from services.outreach.working_hours import Hours, WorkingHours, hours_for
@@ -17,15 +16,14 @@ class Policy:
     playbooks: dict[str, Playbook]
     rotations: dict[str, list[str]]
     high_value_mrr_minor: int = 100_000
-    escalation_after: timedelta = timedelta(hours=48)
     tried_window: timedelta = timedelta(days=90)
     save_verify: timedelta = timedelta(days=30)
     high_priority: int = 70
     channels: tuple[str, ...] = ()
-    ladder: tuple[Rung, ...] = field(default=LADDER)
     ladders: dict[str, Ladder] = field(default_factory=load_ladders)
     working_hours: WorkingHours = field(default_factory=WorkingHours)
     time_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    due_soon: timedelta = timedelta(hours=2)
 
     def ladder_for(self, playbook: str | None) -> Ladder:
         """The escalation ladders a case on ``playbook`` climbs."""

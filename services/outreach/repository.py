@@ -8,8 +8,9 @@ cases, tasks and timers in one INSERT per table.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -281,6 +282,30 @@ async def count_open_tasks(session: AsyncSession, case_id: str) -> int:
     )
 
 
+async def open_escalation_tasks(session: AsyncSession, case_id: str) -> list[Task]:
+    """The case's open rung tasks (the customer ladder waits while one is neither overdue nor past its snooze)."""
+    query = select(Task).where(Task.case_id == case_id, Task.kind == "escalation", Task.status == "open")
+    return list((await session.execute(query)).scalars())
+
+
+async def times_rung_worked(session: AsyncSession, case_id: str, rung: str) -> int:
+    """How many tasks the case has had for ``rung`` (a rung that repeats is worked more than once)."""
+    query = select(func.count()).select_from(Task).where(Task.case_id == case_id, Task.rung == rung)
+    return await session.scalar(query) or 0
+
+
+async def open_tasks_of(session: AsyncSession, owner: str, *, due_before: datetime) -> list[tuple[Task, Case]]:
+    """The owner's open tasks due before ``due_before`` (overdue included), with their cases, by due time."""
+    query = (
+        select(Task, Case)
+        .join(Case, Case.id == Task.case_id)
+        .where(Task.owner == owner, Task.status == "open", Task.due_at < due_before)
+        .order_by(Task.due_at, Task.id)
+        .limit(200)
+    )
+    return [(task, case) for task, case in (await session.execute(query)).all()]
+
+
 async def count_overdue_tasks(session: AsyncSession, *, now: datetime) -> int:
     """Open tasks past their due time."""
     return (
@@ -412,6 +437,36 @@ async def cancel_task_timers(session: AsyncSession, task_id: str, *, now: dateti
     )
 
 
+async def reschedule_timer(session: AsyncSession, timer: Timer, *, due_at: datetime, now: datetime) -> None:
+    """The same timer again at a later time: fired now only to find it must wait (a snooze, the previous rung)."""
+    session.add(
+        Timer(
+            id=str(uuid.uuid4()),
+            case_id=timer.case_id,
+            task_id=timer.task_id,
+            kind=timer.kind,
+            step=timer.step,
+            due_at=due_at,
+            created_at=now,
+            fired_at=None,
+            cancelled_at=None,
+            outcome=None,
+        )
+    )
+
+
+async def cancel_case_timers_of_kind(
+    session: AsyncSession, case_id: str, kind: str, *, now: datetime, outcome: str
+) -> int:
+    """Cancel the case's pending timers of one kind; returns how many."""
+    result = await session.execute(
+        update(Timer)
+        .where(Timer.case_id == case_id, Timer.kind == kind, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+        .values(cancelled_at=now, outcome=outcome)
+    )
+    return rows_matched(result)
+
+
 async def oldest_late_timer(session: AsyncSession, *, now: datetime) -> datetime | None:
     """Due time of the oldest timer that should have fired by ``now`` and has not."""
     return await session.scalar(
@@ -419,6 +474,44 @@ async def oldest_late_timer(session: AsyncSession, *, now: datetime) -> datetime
             Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now
         )
     )
+
+
+# --- people ------------------------------------------------------------------------------------------------
+
+
+async def people_by_email(session: AsyncSession, emails: set[str]) -> dict[str, Person]:
+    """The people named by these emails (as tasks and cases name owners), by email."""
+    wanted = {email.lower() for email in emails if email}
+    if not wanted:
+        return {}
+    rows = await session.execute(select(Person).where(Person.email.in_(wanted)))
+    return {person.email: person for person in rows.scalars()}
+
+
+async def set_notification_choice(session: AsyncSession, email: str, *, channels: str, daily_digest: bool) -> bool:
+    """Record how a person wants to be told; False when nobody has that email."""
+    result = await session.execute(
+        update(Person)
+        .where(Person.email == email.strip().lower())
+        .values(notify_channels=channels, daily_digest=daily_digest)
+    )
+    return rows_matched(result) == 1
+
+
+async def people_wanting_a_digest(session: AsyncSession) -> list[Person]:
+    """Active people who asked for the daily digest."""
+    query = select(Person).where(Person.active.is_(True), Person.daily_digest.is_(True)).order_by(Person.email)
+    return list((await session.execute(query)).scalars())
+
+
+async def claim_digest_day(session: AsyncSession, person_id: str, day: date) -> bool:
+    """Mark ``day``'s digest as this instance's to send; False when it was claimed already (by any instance)."""
+    result = await session.execute(
+        update(Person)
+        .where(Person.id == person_id, or_(Person.last_digest_on.is_(None), Person.last_digest_on < day))
+        .values(last_digest_on=day)
+    )
+    return rows_matched(result) == 1
 
 
 # --- rotations -----------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.outreach import service
 from services.outreach.clock import Clock
+from services.outreach.digest import send_digests
 from services.outreach.escalation import Fired, fire_due_timers
 from services.outreach.models import CASE_STATUSES
 from services.outreach.notifications import deliver_due
@@ -75,6 +76,10 @@ class Scheduler:
             backoff=self.notify_backoff,
         )
 
+    async def send_digests(self) -> int:
+        """Queue the daily digests whose morning has come."""
+        return await send_digests(self.sessions, policy=self.policy, clock=self.clock)
+
     async def refresh_gauges(self) -> None:
         async with transaction(self.sessions) as session:
             counts = await service.count_by_status(session)
@@ -97,8 +102,8 @@ class Scheduler:
             raise StuckWork(f"an escalation timer is {timedelta(seconds=int(late))} late: is the scheduler running?")
 
     async def run_timers(self) -> None:
-        """Forever: fire due timers and refresh the gauges; a failing pass is logged and retried later."""
-        await self._forever(self.fire_timers, self.refresh_gauges, name="timers")
+        """Forever: fire due timers, queue digests, refresh the gauges; a failing pass is logged and retried later."""
+        await self._forever(self.fire_timers, self.send_digests, self.refresh_gauges, name="timers")
 
     async def run_notifications(self) -> None:
         """Forever: deliver due notifications."""

@@ -7,9 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.outreach.ladder_file import TaskResult
 from shared.events import ConfirmedRootCause, LongText, Name, Outcome
-
-TaskResult = Literal["reached", "no_answer", "declined", "accepted_offer"]
 
 
 class TaskView(BaseModel):
@@ -27,7 +26,7 @@ class TaskView(BaseModel):
     owner: str | None
     status: str
     due_at: datetime
-    escalate_after_seconds: int | None
+    snoozed_until: datetime | None = None
     result: str | None
     note: str | None
     completed_by: str | None
@@ -168,3 +167,11 @@ class ReportSummary(BaseModel):
     by_owner: list[GroupTally] = Field(description="by the case's owner (unassigned: none)")
     by_initiated_by: list[GroupTally] = Field(description="customer, billing_system, staff or unknown")
     by_week: list[GroupTally] = Field(description="by ISO week of opening, e.g. 2026-W48")
+
+
+class NotificationChoice(BaseModel):
+    """How a person wants to be told: their personal channels (none: only the desk) and the daily digest."""
+
+    model_config = ConfigDict(extra="forbid")
+    channels: list[Literal["email", "slack_dm"]] = Field(max_length=2)
+    daily_digest: bool = True

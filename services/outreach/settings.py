@@ -30,8 +30,6 @@ class OutreachSettings(BrinkSettings):
     rotation_executive_sponsor: CommaList = Field(default_factory=lambda: ["executive-sponsor"], min_length=1)
     # Executive outreach and the on-site visit are only worth it from this monthly revenue up (minor units).
     high_value_mrr_minor: int = Field(default=100_000, ge=0)
-    # An escalation task left unanswered this long climbs the next rung.
-    escalation_after_hours: float = Field(default=48, gt=0)
     # Interventions (other than calls and emails) done for an account this recently are not repeated.
     tried_window_days: int = Field(default=90, ge=0)
     save_verify_days: int = Field(

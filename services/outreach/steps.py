@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +12,7 @@ from services.outreach.history import record
 from services.outreach.ladder import REPEATABLE_ACTIONS, intervention_key, was_tried
 from services.outreach.models import Case, Task, Timer
 from services.outreach.playbooks import Playbook, Step
+from services.outreach.timing import Timing
 
 
 def may_skip(playbook: Playbook) -> bool:
@@ -26,9 +27,18 @@ async def recently_tried(session: AsyncSession, *, account_id: str, since: datet
 
 
 def add_timer(
-    session: AsyncSession, *, case: Case, task: Task | None, kind: str, due_at: datetime, now: datetime
+    session: AsyncSession,
+    *,
+    case: Case,
+    task: Task | None,
+    kind: str,
+    due_at: datetime,
+    now: datetime,
+    step: int | None = None,
 ) -> Timer:
+    """A timer of ``kind`` (expire, climb, nudge at inaction ``step``, due_soon) firing at ``due_at``."""
     timer = Timer(
+        step=step,
         id=str(uuid.uuid4()),
         case_id=case.id,
         task_id=task.id if task else None,
@@ -55,14 +65,15 @@ def add_task(
     position: int,
     due_at: datetime,
     now: datetime,
+    timing: Timing,
     offer: str | None = None,
     playbook: str | None = None,
     rung: str | None = None,
-    escalate_after: timedelta | None = None,
 ) -> Task:
-    """A task for ``owner``, and its escalation timer when an unanswered task should escalate.
+    """A task for ``owner``, with its timers: the owner is told before it is due, and our inaction ladder starts
+    at its due time if it is still open then.
 
-    Nothing is flushed: the timer's relationship to its task makes the unit of work insert the task first.
+    Nothing is flushed: the timers' relationship to their task makes the unit of work insert the task first.
     """
     task = Task(
         id=str(uuid.uuid4()),
@@ -78,7 +89,7 @@ def add_task(
         owner=owner,
         status="open",
         due_at=due_at,
-        escalate_after_seconds=int(escalate_after.total_seconds()) if escalate_after else None,
+        escalate_after_seconds=None,
         result=None,
         note=None,
         completed_by=None,
@@ -86,8 +97,12 @@ def add_task(
         completed_at=None,
     )
     session.add(task)
-    if escalate_after is not None:
-        add_timer(session, case=case, task=task, kind="escalate", due_at=due_at + escalate_after, now=now)
+    nudge_at = timing.first_nudge(due_at, owner)
+    if nudge_at is not None:
+        add_timer(session, case=case, task=task, kind="nudge", due_at=nudge_at, now=now, step=0)
+    notice_at = timing.due_soon_notice(due_at, now)
+    if notice_at is not None:
+        add_timer(session, case=case, task=task, kind="due_soon", due_at=notice_at, now=now)
     return task
 
 
@@ -118,8 +133,9 @@ def add_playbook_steps(
     owners: list[str],
     position: int,
     now: datetime,
+    timing: Timing,
 ) -> list[Task]:
-    """Tasks for ``steps`` (with their ``owners``), numbered from ``position`` on."""
+    """Tasks for ``steps`` (with their ``owners``), numbered from ``position`` on, due in each owner's hours."""
     return [
         add_task(
             session,
@@ -131,10 +147,10 @@ def add_playbook_steps(
             owner_role=step.owner_role,
             owner=owner,
             position=position + index,
-            due_at=now + step.due_after,
+            due_at=timing.due(now, step.due_after, owner),
             now=now,
+            timing=timing,
             playbook=playbook.name,
-            escalate_after=step.escalate_after if playbook.escalates else None,
         )
         for index, (step, owner) in enumerate(zip(steps, owners, strict=True))
     ]

@@ -7,10 +7,13 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import repository
+from services.outreach.attempts import CONTACT_RESULTS
+from services.outreach.climbing import is_unanswered
 from services.outreach.clock import Clock
 from services.outreach.endings import close_case
+from services.outreach.escalation import schedule_climb
 from services.outreach.history import publish, record
-from services.outreach.models import Task
+from services.outreach.models import Case, Task
 from services.outreach.policy import Policy
 from shared.events import InterventionLogged
 
@@ -55,9 +58,10 @@ async def complete_task(
     task.status, task.result, task.note, task.completed_by, task.completed_at = "done", result, note, who, now
     case.first_touched_at = case.first_touched_at or now
     case.updated_at = now
-    if result != "no_answer":
-        # Someone answered: this task no longer escalates. Unanswered, its timer stays and climbs the ladder.
-        await repository.cancel_task_timers(session, task.id, now=now, outcome="answered")
+    # Done, whatever the result: our inaction ladder and the due-soon notice for this task stop.
+    await repository.cancel_task_timers(session, task.id, now=now, outcome="task done")
+    if case.status == "open":
+        await _customer_ladder(session, case, task, result=result, clock=clock, policy=policy)
     record(
         session,
         case,
@@ -108,3 +112,20 @@ def _move_of(task: Task, policy: Policy) -> str | None:
     if task.kind == "escalation" or playbook is None:
         return None
     return playbook.move_of(action=task.action, offer=task.offer, title=task.title)
+
+
+async def _customer_ladder(
+    session: AsyncSession, case: Case, task: Task, *, result: str, clock: Clock, policy: Policy
+) -> None:
+    """No answer climbs the customer ladder one rung (on playbooks that escalate); an answer stops the climb."""
+    if is_unanswered(policy.ladder_for(case.playbook), result):
+        playbook = policy.playbooks.get(case.playbook or "")
+        if playbook is None or playbook.escalates:
+            await schedule_climb(session, case, task, clock=clock, policy=policy)
+        return
+    if result in CONTACT_RESULTS:
+        cancelled = await repository.cancel_case_timers_of_kind(
+            session, case.id, "climb", now=clock.now(), outcome="customer answered"
+        )
+        if cancelled:
+            record(session, case, "climb_stopped", at=clock.now(), task_id=task.id, result=result, climbs=cancelled)

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from services.outreach.people import add_person, find_by_email
+from shared.db import transaction
 from shared.events import Envelope, Payload
 from tests.conftest import Brink, eventually, start_brink
 from tests.outreach_helpers import diagnosis as diagnosis_at
@@ -197,6 +199,27 @@ async def test_outreach_routes_need_a_token(brink: Brink) -> None:
         ("post", "/v1/tasks/x/complete"),
         ("get", "/v1/reports/summary"),
         ("post", "/v1/cases/x/outcome"),
+        ("put", "/v1/people/ana@example.com/notifications"),
     ):
         response = await getattr(brink.outreach, method)(path)
         assert response.status_code == 401, path
+
+
+async def test_a_person_chooses_how_to_be_told(brink: Brink) -> None:
+    runtime = brink.apps["outreach"].state.runtime
+    async with transaction(runtime.sessions) as session:
+        await add_person(session, email="Ana@Example.com", name="Ana", role="csm", now=datetime.now(UTC))
+    path = "/v1/people/ana@example.com/notifications"
+
+    answer = await brink.outreach.put(path, headers=brink.auth, json={"channels": ["slack_dm"], "daily_digest": False})
+    assert answer.status_code == 200 and answer.json() == {"channels": ["slack_dm"], "daily_digest": False}
+    async with runtime.sessions() as session:
+        ana = await find_by_email(session, "ana@example.com")
+    assert ana is not None and (ana.notify_channels, ana.daily_digest) == ("slack_dm", False)
+
+    refused = await brink.outreach.put(path, headers=brink.auth, json={"channels": ["pager"]})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "channels.0"
+    unknown = await brink.outreach.put(
+        "/v1/people/nobody@example.com/notifications", headers=brink.auth, json={"channels": []}
+    )
+    assert unknown.status_code == 404 and "nobody@example.com" in unknown.json()["detail"]

@@ -114,12 +114,14 @@ async def test_a_signed_webhook_is_retried_until_the_endpoint_takes_it(wired) ->
 
 async def test_every_escalation_reaches_slack_but_low_priority_openings_do_not(wired) -> None:
     desk, notifiers, endpoint = wired
-    await desk.receive(diagnosis(root_cause="payment_failure", priority=10))
-    await desk.run(hours=30)
+    case_id = await desk.receive(diagnosis(root_cause="payment_failure", priority=10))
+    await desk.complete((await desk.open_task(case_id)).id, "no_answer")
+    await desk.run(hours=5)
     await deliver(desk, notifiers)
 
     [(_, slack)] = endpoint.bodies("/slack")
-    assert "escalated to cs_manager (maria)" in json.loads(slack)["text"]
+    owner = (await desk.case(case_id)).owner
+    assert f"escalated to csm_follow_up ({owner})" in json.loads(slack)["text"]
     assert [json.loads(body)["type"] for _, body in endpoint.bodies("/crm")] == ["case.opened", "case.escalated"]
 
 

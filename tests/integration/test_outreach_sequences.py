@@ -13,7 +13,14 @@ from services.outreach.tasks import TaskNotOpen
 from tests.outreach_helpers import Desk, diagnosis, open_desk, withdrawal
 
 HIGH_MRR = 250_000
-RUNGS = ("cs_manager", "vp_customer_success", "executive_outreach", "onsite_visit")
+RUNGS = (
+    "csm_follow_up",
+    "csm_follow_up",
+    "cs_manager",
+    "vp_customer_success",
+    "executive_outreach",
+    "onsite_visit",
+)
 
 
 @pytest.fixture
@@ -69,35 +76,45 @@ async def test_a_full_playbook_worked_to_a_save(
     assert not [fired for fired in desk.fired if fired.outcome == "escalated"]
 
 
-async def test_unanswered_steps_climb_the_whole_ladder_then_the_case_is_lost(desk: Desk) -> None:
-    case_id = await desk.receive(diagnosis(root_cause="poor_implementation", mrr_minor=HIGH_MRR, account_owner="olga"))
+async def test_unanswered_attempts_climb_the_whole_ladder_then_the_case_is_lost(desk: Desk) -> None:
+    case_id = await desk.receive(
+        diagnosis(
+            root_cause="poor_implementation",
+            mrr_minor=HIGH_MRR,
+            account_owner="olga",
+            effective_in=timedelta(days=45),
+        )
+    )
     first = await desk.open_task(case_id)
-    desk.clock.current = first.due_at
+    desk.clock.current = first.due_at  # Monday 13:00: the call is due, and goes unanswered
     await desk.complete(first.id, "no_answer")
     fired_before = {
         rung: REGISTRY.get_sample_value("brink_escalations_fired_total", {"rung": rung}) or 0 for rung in RUNGS
     }
 
-    assert await desk.wait(hours=23) == []  # 27 h in: the call escalates 24 h after it was due
+    assert [f.outcome for f in await desk.wait(hours=3) if f.rung] == []  # the first rung waits 4 working hours
     fired = await desk.wait(hours=1)
-    assert [(f.outcome, f.rung) for f in fired] == [("escalated", "cs_manager")]
+    assert [(f.outcome, f.rung) for f in fired if f.rung] == [("escalated", "csm_follow_up")]
     escalation = [t for t in await desk.tasks(case_id) if t.kind == "escalation"]
-    assert [(t.owner, t.action) for t in escalation] == [("maria", "call")]
+    assert [(t.owner, t.action) for t in escalation] == [("olga", "email")]
 
-    await desk.run(hours=7 * 24)  # nobody answers anything
+    await desk.run_unanswered(case_id, hours=21 * 24)  # nobody answers anything
     rungs = [e.detail["rung"] for e in await desk.history(case_id) if e.kind == "escalated"]
     assert rungs == list(RUNGS)
     assert {
         rung: REGISTRY.get_sample_value("brink_escalations_fired_total", {"rung": rung}) - fired_before[rung]
-        for rung in RUNGS
-    } == dict.fromkeys(RUNGS, 1)
+        for rung in set(RUNGS)
+    } == {rung: RUNGS.count(rung) for rung in RUNGS}
     owners = [(t.rung, t.owner) for t in await desk.tasks(case_id) if t.kind == "escalation"]
     assert owners == [
+        ("csm_follow_up", "olga"),
+        ("csm_follow_up", "olga"),
         ("cs_manager", "maria"),
         ("vp_customer_success", "victor"),
         ("executive_outreach", "eve"),
         ("onsite_visit", "victor"),
     ]
+    await desk.run_unanswered(case_id, hours=10 * 24)  # the visit's task is tried too, and goes unanswered
     case = await desk.case(case_id)
     assert case.sequence_exhausted and case.status == "open"  # the effective date is still ahead
 
@@ -109,13 +126,50 @@ async def test_unanswered_steps_climb_the_whole_ladder_then_the_case_is_lost(des
     assert closed[-1]["outcome"] == "lost" and closed[-1]["revenue_lost"]["amount_minor"] == HIGH_MRR
 
 
+async def test_overdue_tasks_never_climb_the_customer_ladder(desk: Desk) -> None:
+    """Our own inaction nudges (remind the owner, the manager, reassign); only an unanswered attempt climbs."""
+    case_id = await desk.receive(diagnosis(root_cause="poor_implementation", mrr_minor=HIGH_MRR, account_owner="olga"))
+    fired = await desk.run(hours=21 * 24)  # nobody does anything
+    assert not [f for f in fired if f.rung], "no rung of the customer ladder"
+    history = await desk.history(case_id)
+    assert "escalated" not in [e.kind for e in history]
+    nudges = [e.detail["rung"] for e in history if e.kind == "nudged"]
+    assert nudges.count("remind_owner") == len(await desk.tasks(case_id))
+    assert (await desk.case(case_id)).escalation_level == 0
+
+
+async def test_a_snoozed_task_waits_and_holds_the_next_rung_until_the_snooze_ends(desk: Desk) -> None:
+    case_id = await desk.receive(diagnosis(root_cause="poor_implementation", account_owner="olga"))
+    first, second = (await desk.tasks(case_id))[:2]
+    desk.clock.current = first.due_at
+    await desk.complete(first.id, "no_answer")
+    await desk.wait(hours=4)
+    [rung_task] = [t for t in await desk.tasks(case_id) if t.kind == "escalation"]
+    snoozed_until = rung_task.due_at + timedelta(days=3)
+    await desk.snooze(rung_task.id, until=snoozed_until)  # as the desk's snooze does
+    await desk.complete(second.id, "no_answer")  # another unanswered attempt: the next climb is scheduled
+
+    await desk.run(hours=24 * 3)
+    history = await desk.history(case_id)
+    assert [e.detail["rung"] for e in history if e.kind == "escalated"] == ["csm_follow_up"], "held by the snooze"
+    assert rung_task.id not in [e.detail["task_id"] for e in history if e.kind == "nudged"]
+
+    desk.clock.current = snoozed_until
+    await desk.wait(minutes=30)
+    history = await desk.history(case_id)
+    assert [e.detail["rung"] for e in history if e.kind == "escalated"] == ["csm_follow_up", "csm_follow_up"]
+    assert (rung_task.id, "remind_owner") in [
+        (e.detail["task_id"], e.detail["rung"]) for e in history if e.kind == "nudged"
+    ]
+
+
 async def test_a_cancellation_already_in_effect_is_noted_at_once_and_lost_when_the_ladder_runs_out(desk: Desk) -> None:
     case_id = await desk.receive(diagnosis(root_cause="poor_implementation", effective_in=timedelta(days=-1)))
     history = [e.kind for e in await desk.history(case_id)]
     assert history[:1] == ["opened"] and "effective_date_passed" in history
     assert (await desk.case(case_id)).status == "open"  # the customer is gone, but worth winning back
 
-    await desk.run(hours=30 * 24, every_hours=6)  # nobody answers anything
+    await desk.run_unanswered(case_id, hours=30 * 24, every_hours=2)  # nobody answers anything
     case = await desk.case(case_id)
     assert case.status == "lost" and case.sequence_exhausted
     assert [e.kind for e in await desk.history(case_id)].count("effective_date_passed") == 1
@@ -123,9 +177,14 @@ async def test_a_cancellation_already_in_effect_is_noted_at_once_and_lost_when_t
 
 async def test_the_last_rungs_are_only_for_high_revenue(desk: Desk) -> None:
     case_id = await desk.receive(diagnosis(root_cause="payment_failure", mrr_minor=9_900))
-    await desk.run(hours=10 * 24, every_hours=2)
+    await desk.run_unanswered(case_id, hours=10 * 24)
     history = await desk.history(case_id)
-    assert [e.detail["rung"] for e in history if e.kind == "escalated"] == ["cs_manager", "vp_customer_success"]
+    assert [e.detail["rung"] for e in history if e.kind == "escalated"] == [
+        "csm_follow_up",
+        "csm_follow_up",
+        "cs_manager",
+        "vp_customer_success",
+    ]
     assert {(e.detail["rung"], e.detail["reason"]) for e in history if e.kind == "rung_skipped"} == {
         ("executive_outreach", "below_revenue_threshold"),
         ("onsite_visit", "below_revenue_threshold"),
@@ -138,15 +197,17 @@ async def test_interventions_tried_recently_are_skipped_not_repeated(desk: Desk)
     training = next(t for t in await desk.tasks(earlier) if t.action == "training_session")
     await desk.complete(training.id, "reached")
     await desk.close(earlier, "lost")
-    desk.clock.advance(days=30)
+    desk.clock.advance(days=28)
 
     later = await desk.receive(
         diagnosis(root_cause="rocky_onboarding", account_id=account, mrr_minor=HIGH_MRR, avoid=["executive_outreach"])
     )  # failed before, says diagnosis
     assert [t.action for t in await desk.tasks(later)] == ["call", "offer"]  # no second training within 90 days
-    await desk.run(hours=10 * 24, every_hours=2)
+    await desk.run_unanswered(later, hours=21 * 24)
     history = await desk.history(later)
     assert [e.detail["rung"] for e in history if e.kind == "escalated"] == [
+        "csm_follow_up",
+        "csm_follow_up",
         "cs_manager",
         "vp_customer_success",
         "onsite_visit",
@@ -197,9 +258,9 @@ async def test_a_withdrawal_before_the_diagnosis_opens_no_live_case(desk: Desk) 
 async def test_move_on_is_one_closing_task_and_no_escalation(desk: Desk) -> None:
     case_id = await desk.receive(diagnosis(root_cause="company_distress", decision="move_on", mrr_minor=HIGH_MRR))
     [task] = await desk.tasks(case_id)
-    assert task.kind == "closing" and task.escalate_after_seconds is None
+    assert task.kind == "closing"
 
-    assert await desk.wait(days=60) == []
+    assert not [fired for fired in await desk.wait(days=60) if fired.rung]
     await desk.complete(task.id, "reached", note="exported their data")
     case = await desk.case(case_id)
     assert case.status == "moved_on"

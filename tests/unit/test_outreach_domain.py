@@ -1,4 +1,4 @@
-"""Outreach's plain-Python domain: playbook files, the escalation ladder, rotation, webhook signatures."""
+"""Outreach's plain-Python domain: playbook files, rotation, webhook signatures (the ladders: test_escalation_ladder)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from services.outreach.ladder import LADDER, depends_on_tried, next_rung
 from services.outreach.notify.webhook import sign
 from services.outreach.playbooks import PLAYBOOK_DIR, ROOT_CAUSES, PlaybookError, choose, load_playbooks
 from services.outreach.rotation import take_turn, take_turns
@@ -69,22 +68,6 @@ def test_operators_can_drop_in_a_playbook_but_not_remove_discover(tmp_path: Path
         load_playbooks(tmp_path)
 
 
-def test_the_ladder_climbs_in_order_and_keeps_the_top_for_big_accounts() -> None:
-    rungs, level = [], 0
-    while (climb := next_rung(level=level, mrr_minor=500_000, high_value_threshold_minor=100_000, tried=set())).rung:
-        rungs.append(climb.rung.name)
-        level = climb.level
-    assert rungs == [rung.name for rung in LADDER]
-    small = next_rung(level=2, mrr_minor=99_999, high_value_threshold_minor=100_000, tried=set())
-    assert small.rung is None and [name for name, _ in small.skipped] == ["executive_outreach", "onsite_visit"]
-
-
-def test_the_ladder_skips_what_was_tried_but_calls_are_always_allowed() -> None:
-    climb = next_rung(level=2, mrr_minor=500_000, high_value_threshold_minor=0, tried={"executive_outreach"})
-    assert climb.rung is not None and climb.rung.name == "onsite_visit" and climb.level == 4
-    assert next_rung(level=0, mrr_minor=0, high_value_threshold_minor=0, tried={"call"}).rung.name == "cs_manager"
-
-
 def test_rotation_takes_turns_and_wraps() -> None:
     people, cursor, turns = ["ana", "ben", "cleo"], 0, []
     for _ in range(4):
@@ -102,17 +85,6 @@ def test_several_turns_at_once_name_whom_single_turns_would() -> None:
             person, at = take_turn(people, at)
             one_by_one.append(person)
         assert list(take_turns(people, cursor, 5)) == one_by_one
-
-
-@pytest.mark.parametrize("level", range(len(LADDER) + 1))
-@pytest.mark.parametrize("mrr_minor", [None, 50_000, 500_000])
-def test_the_ladder_needs_what_was_tried_only_when_it_could_change_the_climb(level: int, mrr_minor: int | None) -> None:
-    everything = {"call", "executive_outreach", "onsite_visit"}
-    answers = {
-        next_rung(level=level, mrr_minor=mrr_minor, high_value_threshold_minor=100_000, tried=tried)
-        for tried in (set(), everything, {"executive_outreach"}, {"onsite_visit"})
-    }
-    assert depends_on_tried(level=level, mrr_minor=mrr_minor, high_value_threshold_minor=100_000) == (len(answers) > 1)
 
 
 def test_webhook_signature_matches_the_standard_webhooks_reference_vector() -> None:

@@ -38,7 +38,14 @@ class SlackDirectNotifier(Notifier):
         response = await self.client.post(
             f"{str(self.config.api_url).rstrip('/')}/chat.postMessage",
             headers={"authorization": f"Bearer {self.config.bot_token.get_secret_value()}"},
-            json={"channel": slack_user, "text": slack_text(message), "unfurl_links": False, "unfurl_media": False},
+            json={
+                "channel": slack_user,
+                "text": slack_text(message),
+                "unfurl_links": False,
+                "unfurl_media": False,
+                # Message metadata carries the notification id, so a delivery can be traced and de-duplicated.
+                "metadata": {"event_type": "brink_notification", "event_payload": {"id": message.id}},
+            },
         )
         self.check(response)
         answer = response.json()
