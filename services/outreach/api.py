@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
 from services.outreach import recipients, reports, service
 from services.outreach.clock import Clock
@@ -200,7 +200,9 @@ async def report_summary(
     responses={**UNAUTHORIZED, 404: {"description": "nobody has that email"}},
     summary="Choose a person's notification channels and daily digest",
 )
-async def choose_notifications(email: str, body: NotificationChoice, session: SessionDep) -> NotificationChoice:
+async def choose_notifications(
+    body: NotificationChoice, session: SessionDep, email: str = Path(max_length=320)
+) -> NotificationChoice:
     channels = list(dict.fromkeys(body.channels))
     if not await recipients.choose_notifications(session, email, channels=channels, daily_digest=body.daily_digest):
         raise HTTPException(status_code=404, detail=f"no person has the email {email!r}")
