@@ -6,20 +6,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from services.outreach.escalation import escalate
+from services.outreach.escalation import fire_due_timers
 from services.outreach.models import Task
-from services.outreach.repository import locked_case
+from services.outreach.policy import Policy
 from shared.db import transaction
 from tests.conftest import STRIPE_SECRET, Brink, eventually, start_brink
 from tests.desk_helpers import add_person, wipe
 from tests.helpers import signed, stripe_event, stripe_subscription
 from tests.intake_helpers import CHARGEBEE_PASSWORD, CHARGEBEE_USER, basic_auth, chargebee_event, chargebee_subscription
+from tests.outreach_helpers import FakeClock
 
 
 @pytest.fixture
@@ -138,15 +140,32 @@ async def test_escalation_goes_to_the_owners_manager_then_up(brink: Brink) -> No
     assert reported.status_code == 202
     case = await case_of(brink, "api:acme-5")
     outreach = brink.apps["outreach"].state
-    climbed = []
+    later = FakeClock(datetime.now(UTC))
+    climbed: list[Any] = []
     for _ in range(2):
-        async with transaction(outreach.runtime.sessions) as session:
-            locked = await locked_case(session, case["id"])
-            task = (await session.execute(select(Task).where(Task.case_id == case["id"]))).scalars().first()
-            await escalate(session, locked, task, clock=outreach.clock, policy=outreach.policy)
+        # The latest task goes unanswered; a few days on, the scheduler's pass climbs one rung.
+        async with outreach.runtime.sessions() as session:
+            tasks = await session.execute(select(Task).where(Task.case_id == case["id"], Task.status == "open"))
+            latest = max(tasks.scalars(), key=lambda task: (task.kind == "escalation", task.position))
+        answered = await brink.outreach.post(
+            f"/v1/tasks/{latest.id}/complete", headers=brink.auth, json={"result": "no_answer"}
+        )
+        assert answered.status_code == 200, answered.text
+        later.advance(days=4)
+        while True:
+            async with transaction(outreach.runtime.sessions) as session:
+                if not await fire_due_timers(session, clock=later, policy=MANAGER_AND_VP(outreach.policy)):
+                    break
         async with outreach.runtime.sessions() as session:
             rows = await session.execute(
                 select(Task.rung, Task.owner).where(Task.case_id == case["id"], Task.kind == "escalation")
             )
             climbed = sorted(rows.all(), key=lambda row: row[0] != "cs_manager")
     assert climbed == [("cs_manager", "mia@example.com"), ("vp_customer_success", "vera@example.com")]
+
+
+def MANAGER_AND_VP(policy: Policy) -> Policy:
+    """The policy with a ladder of two rungs: the CS manager, then the VP."""
+    ladder = policy.ladder_for(None)
+    two = ladder.model_copy(update={"silence": tuple(r for r in ladder.silence if r.role != "csm")[:2]})
+    return replace(policy, ladders={"default": two})
