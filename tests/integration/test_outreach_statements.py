@@ -15,7 +15,7 @@ NEW_CASE_STATEMENTS = 10
 # due timer with case and task, claim, open rung tasks, the people (the owner's managers), the new owner as a person,
 # position, rotation, case update,
 # inserts (4), outcome
-ESCALATION_STATEMENTS = 11
+ESCALATION_STATEMENTS = 12
 
 
 async def test_a_new_case_and_its_first_escalation_take_few_statements(postgres_url: str) -> None:
