@@ -94,9 +94,9 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture(scope="session")
-async def amqp_url() -> AsyncIterator[str]:
-    """A virtual host of our own, so test runs never see each other's messages."""
+@asynccontextmanager
+async def new_vhost() -> AsyncIterator[str]:
+    """A RabbitMQ virtual host of our own (its AMQP URL), deleted afterwards."""
     import aio_pika
 
     if os.environ.get("BRINK_TEST_AMQP_URL") or not shutil.which("rabbitmqctl"):
@@ -115,9 +115,25 @@ async def amqp_url() -> AsyncIterator[str]:
         await connection.close()
     except Exception as error:  # any failure means the broker is not usable
         unavailable("RabbitMQ", error)
-    yield url
-    if vhost:
-        await asyncio.to_thread(_rabbitmqctl, "delete_vhost", vhost)
+    try:
+        yield url
+    finally:
+        if vhost:
+            await asyncio.to_thread(_rabbitmqctl, "delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+async def amqp_url() -> AsyncIterator[str]:
+    """A virtual host of our own, so test runs never see each other's messages."""
+    async with new_vhost() as url:
+        yield url
+
+
+@pytest.fixture
+async def own_amqp_url() -> AsyncIterator[str]:
+    """A virtual host for one test, for a test that counts every message its queues see."""
+    async with new_vhost() as url:
+        yield url
 
 
 def settings_for(cls: type[S], *, database_url: str, amqp_url: str, **overrides: Any) -> S:

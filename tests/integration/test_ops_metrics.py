@@ -128,7 +128,9 @@ EXPECTED_GAUGES = [
 
 
 @pytest.fixture
-async def brink_with_fresh_gauges(postgres_url: str, amqp_url: str) -> AsyncIterator[Brink]:
+async def brink_with_fresh_gauges(postgres_url: str, own_amqp_url: str) -> AsyncIterator[Brink]:
+    # A vhost of its own: messages an earlier test left in the session's queues would be counted here.
+    amqp_url = own_amqp_url
     async with AsyncExitStack() as stack:
         running = await start_brink(
             stack, database_url=postgres_url, amqp_url=amqp_url, metrics_refresh_seconds=0.1, scheduler_poll_seconds=0.1
@@ -186,9 +188,9 @@ class CasePoller:
 
 
 async def test_each_service_exposes_its_figures_after_real_traffic(
-    brink_with_fresh_gauges: Brink, amqp_url: str
+    brink_with_fresh_gauges: Brink, own_amqp_url: str
 ) -> None:
-    brink = brink_with_fresh_gauges
+    brink, amqp_url = brink_with_fresh_gauges, own_amqp_url
     clients = {"intake": brink.intake, "diagnosis": brink.diagnosis, "outreach": brink.outreach}
     before = {name: await scrape(client) for name, client in clients.items()}
 
