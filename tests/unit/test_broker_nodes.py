@@ -41,3 +41,15 @@ def test_a_bad_node_list_is_one_line_naming_the_setting(url: str, reason: str) -
     assert line.startswith("setting BRINK_AMQP_URL is invalid: ")
     assert reason in line
     assert "hunter2" not in line
+
+
+def test_the_failover_hooks_the_step_aio_pika_reconnects_through() -> None:
+    """ClusterConnection chooses the next node in aio-pika's private reconnection step: an aio-pika that renames
+    it would quietly reconnect to one node only, so this fails first."""
+    from aio_pika import RobustConnection
+
+    from shared.amqp_cluster import ClusterConnection
+
+    step = "_RobustConnection__connect_transport"
+    assert step in vars(RobustConnection)
+    assert step in vars(ClusterConnection)
