@@ -49,6 +49,16 @@ async def test_sign_in_takes_a_person_not_a_token_and_sets_a_safe_cookie(brink: 
     assert page.status_code == 200 and "Signed in as Dana" in page.text
 
 
+async def test_a_nul_character_in_a_sign_in_is_refused_like_any_wrong_password(
+    brink: Brink, desk: httpx.AsyncClient
+) -> None:
+    """PostgreSQL cannot hold NUL: a sign-in carrying one was a 500; it is an ordinary refusal."""
+    await add_person(brink.apps["outreach"].state.runtime, "dana@example.com", name="Dana")
+    for email in ("dana@example.com\x00", "da\x00na@example.com"):
+        response = await desk.post("/desk/signin", data={"email": email, "password": PASSWORD + "x"})
+        assert response.status_code == 401, (email, response.status_code)
+
+
 async def test_pages_need_the_session_cookie(desk: httpx.AsyncClient) -> None:
     for path in ("/desk", "/desk/cases/some-id", "/desk/results", "/desk/flow"):
         response = await desk.get(path)

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.outreach.desk.session import COOKIE, csrf_matches
 from services.outreach.desk.signin import TooManyAttempts, authenticate
-from services.outreach.desk.web import DbSession, SignedIn, csrf_refused, desk_state, page, safe_next
+from services.outreach.desk.web import DbSession, SignedIn, csrf_refused, desk_state, form_text, page, safe_next
 from shared.logs import get_logger
 
 log = get_logger("outreach.desk.account")
@@ -27,8 +27,8 @@ async def sign_in_form(request: Request, next: str | None = None) -> HTMLRespons
 @router.post("/signin", response_class=HTMLResponse)
 async def sign_in(request: Request, db: DbSession) -> Response:
     form = await request.form()
-    email, password = str(form.get("email") or "").strip()[:320], str(form.get("password") or "")
-    target = safe_next(str(form.get("next") or ""))
+    email, password = form_text(form, "email"), str(form.get("password") or "")
+    target = safe_next(form_text(form, "next", 2000))
     state = desk_state(request)
     now = request.app.state.clock.now()
 

@@ -7,16 +7,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.outreach import people
 from services.outreach.desk.session import csrf_matches
-from services.outreach.desk.web import Admin, DbSession, csrf_refused, page
+from services.outreach.desk.web import Admin, DbSession, csrf_refused, form_text, page
 from services.outreach.models import PERSON_ROLES
 from shared.logs import get_logger
 
 log = get_logger("outreach.desk.people")
 router = APIRouter(prefix="/desk/people", include_in_schema=False)
-
-
-def _field(form, name: str, limit: int = 320) -> str:
-    return str(form.get(name) or "").strip()[:limit]
 
 
 async def _people_page(
@@ -57,7 +53,9 @@ async def add(request: Request, session: Admin, db: DbSession) -> Response:
     form = await request.form()
     if not csrf_matches(session, str(form.get("csrf") or "")):
         return csrf_refused(request, session)
-    fields = {name: _field(form, name) for name in ("email", "name", "role", "manager", "slack_user_id", "time_zone")}
+    fields = {
+        name: form_text(form, name) for name in ("email", "name", "role", "manager", "slack_user_id", "time_zone")
+    }
     try:
         person = await people.add_person(
             db,
@@ -98,11 +96,11 @@ async def change(request: Request, person_id: str, session: Admin, db: DbSession
                 db,
                 person,
                 now=now,
-                name=_field(form, "name", 255),
-                role=_field(form, "role"),
-                manager_email=_field(form, "manager"),
-                slack_user_id=_field(form, "slack_user_id"),
-                time_zone=_field(form, "time_zone") or "UTC",
+                name=form_text(form, "name", 255),
+                role=form_text(form, "role"),
+                manager_email=form_text(form, "manager"),
+                slack_user_id=form_text(form, "slack_user_id"),
+                time_zone=form_text(form, "time_zone") or "UTC",
             )
         elif action == "deactivate":
             if person.id == session.person.id:

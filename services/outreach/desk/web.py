@@ -46,6 +46,13 @@ class NotAllowed(Exception):
     """The signed-in person may not do this (a 403 page saying what)."""
 
 
+def form_text(form: Any, name: str, limit: int = 320) -> str:
+    """A form field as text a table can hold: trimmed, cut to ``limit``, without NUL characters (PostgreSQL
+    refuses them, which made a sign-in with one a 500) or lone surrogates."""
+    text = str(form.get(name) or "").replace("\x00", "").strip()[:limit]
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def when(moment: datetime | None) -> str:
     """A moment in UTC, the way people read it."""
     return moment.astimezone(UTC).strftime("%a %d %b %Y, %H:%M UTC") if moment else "—"
