@@ -93,6 +93,21 @@ async def _empty_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
+class NulInUrlMiddleware:
+    """Answers 400 to a path or query holding a NUL character: no table can hold one (PostgreSQL refuses it),
+    so every id and filter taken from a URL would otherwise fail in the database, as a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")):
+            response = JSONResponse({"detail": "the URL holds a NUL character (%00)"}, status_code=400)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class CorrelationMiddleware:
     """Every request gets a correlation id (from ``X-Correlation-Id`` or new) bound to its log lines."""
 
@@ -279,6 +294,7 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(metrics.HTTPMetricsMiddleware, service=service)
     app.add_middleware(CorrelationMiddleware)
+    app.add_middleware(NulInUrlMiddleware)
     # Outermost: a refused request costs no body reading, no metrics series and no log context.
     app.add_middleware(OpsAccessMiddleware, ops_tokens=list(ops_tokens))
 

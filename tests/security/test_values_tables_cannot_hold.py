@@ -144,3 +144,24 @@ async def test_account_signals_refuse_what_no_table_or_diagnosis_holds(apps: Any
 async def test_outreach_date_filters_out_of_range_in_utc_are_422(apps: Any, path: str) -> None:
     response = await call(apps["outreach"], "GET", path.replace("+", "%2B"))
     assert response.status_code == 422, response.text
+
+
+NUL_URLS = [
+    ("outreach", "GET", "/v1/cases/ab%00cd"),
+    ("outreach", "GET", "/v1/cases?owner=a%00b"),
+    ("outreach", "GET", "/v1/tasks?owner=a%00b"),
+    ("outreach", "POST", "/v1/tasks/ab%00cd/complete"),
+    ("diagnosis", "GET", "/v1/accounts/ab%00cd/diagnosis"),
+]
+
+
+@pytest.mark.parametrize("service, method, url", NUL_URLS, ids=[url for _, _, url in NUL_URLS])
+async def test_a_nul_in_an_id_or_filter_of_the_url_is_400_not_a_database_error(
+    database_url: str, service: str, method: str, url: str
+) -> None:
+    # The apps are not started: the broker is never reached, the database is.
+    app = build_apps(database_url=database_url, amqp_url="amqp://guest:guest@127.0.0.1:1/")[service]
+    body = {"json": {"result": "reached"}} if method == "POST" else {}
+    response = await call(app, method, url, **body)
+    assert response.status_code == 400, response.text
+    assert "NUL" in response.json()["detail"]
