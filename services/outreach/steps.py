@@ -100,7 +100,7 @@ def add_task(
     nudge_at = timing.first_nudge(due_at, owner)
     if nudge_at is not None:
         add_timer(session, case=case, task=task, kind="nudge", due_at=nudge_at, now=now, step=0)
-    notice_at = timing.due_soon_notice(due_at, now)
+    notice_at = timing.due_soon_notice(due_at, now, owner)
     if notice_at is not None:
         add_timer(session, case=case, task=task, kind="due_soon", due_at=notice_at, now=now)
     return task

@@ -32,9 +32,10 @@ class Timing:
             return None
         return self.due(due_at, self.ladder.inaction[0].delay, owner)
 
-    def due_soon_notice(self, due_at: datetime, now: datetime) -> datetime | None:
-        """When the owner is told the task is due soon; None when that moment has passed or no notice is wanted."""
+    def due_soon_notice(self, due_at: datetime, now: datetime, owner: str | None) -> datetime | None:
+        """When the owner is told the task is due soon (counted back in their hours, so a task due on Monday at
+        09:00 is announced on Friday afternoon, not at 07:00); None when that has passed or nobody wants it."""
         if self.due_soon <= timedelta(0):
             return None
-        notice = due_at - self.due_soon
+        notice = self.hours.before(due_at, self.due_soon, zone=self.zone(owner))
         return notice if notice > now else None

@@ -20,6 +20,10 @@ class Hours(Protocol):
         """``start`` plus ``delay``, as an aware UTC datetime."""
         ...
 
+    def before(self, end: datetime, delay: timedelta, *, zone: ZoneInfo) -> datetime:
+        """``delay`` before ``end``, as an aware UTC datetime."""
+        ...
+
 
 class CalendarHours:
     """Every hour counts: nights, weekends and holidays too."""
@@ -27,6 +31,10 @@ class CalendarHours:
     def add(self, start: datetime, delay: timedelta, *, zone: ZoneInfo) -> datetime:
         """``start`` plus ``delay`` of wall time."""
         return (start + delay).astimezone(UTC)
+
+    def before(self, end: datetime, delay: timedelta, *, zone: ZoneInfo) -> datetime:
+        """``end`` minus ``delay`` of wall time."""
+        return (end - delay).astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -55,17 +63,37 @@ class WorkingHours:
 
     def add(self, start: datetime, delay: timedelta, *, zone: ZoneInfo) -> datetime:
         """``start`` plus ``delay`` of working time in ``zone``: Friday 17:00 plus 2 hours is Monday 11:00."""
+        return self._count(start, delay, zone, forward=True)
+
+    def before(self, end: datetime, delay: timedelta, *, zone: ZoneInfo) -> datetime:
+        """``delay`` of working time before ``end`` in ``zone``: 2 hours before Monday 09:00 is Friday 15:00."""
+        return self._count(end, delay, zone, forward=False)
+
+    def _count(self, moment: datetime, delay: timedelta, zone: ZoneInfo, *, forward: bool) -> datetime:
+        """Walk ``delay`` of working time from ``moment``, forwards or backwards, a working period at a time."""
         if delay <= timedelta(0):
-            return start.astimezone(UTC)
-        cursor, remaining = start.astimezone(zone), delay
+            return moment.astimezone(UTC)
+        cursor, remaining, sign = moment.astimezone(zone), delay, 1 if forward else -1
+        settle = self._next_working_moment if forward else self._previous_working_moment
         while True:
-            cursor = self._next_working_moment(cursor, zone)
-            day_ends = datetime.combine(cursor.date(), self.end, tzinfo=zone)
-            available = day_ends - cursor
+            cursor = settle(cursor, zone)
+            edge = datetime.combine(cursor.date(), self.end if forward else self.start, tzinfo=zone)
+            available = abs(edge - cursor)
             if remaining <= available:
-                return (cursor + remaining).astimezone(UTC)
+                return (cursor + sign * remaining).astimezone(UTC)
             remaining -= available
-            cursor = day_ends
+            cursor = edge
+
+    def _previous_working_moment(self, local: datetime, zone: ZoneInfo) -> datetime:
+        """``local`` itself when it is working time (or its end), else the end of the previous working period."""
+        day = local.date()
+        if self.is_working_day(day) and local.time() > self.start:
+            return min(local, datetime.combine(day, self.end, tzinfo=zone))
+        for offset in range(1, SEARCH_LIMIT_DAYS):
+            candidate = day - timedelta(days=offset)
+            if self.is_working_day(candidate):
+                return datetime.combine(candidate, self.end, tzinfo=zone)
+        raise ValueError(f"no working day within {SEARCH_LIMIT_DAYS} days before {day}")
 
     def _next_working_moment(self, local: datetime, zone: ZoneInfo) -> datetime:
         """``local`` itself when it is working time, else the start of the next working period."""

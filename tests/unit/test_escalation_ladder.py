@@ -21,6 +21,7 @@ from services.outreach.climbing import (
 )
 from services.outreach.ladder_file import LADDER_DIR, Ladder, LadderError, ladder_for, load_ladders
 from services.outreach.playbooks import load_playbooks
+from services.outreach.timing import Timing
 from services.outreach.working_hours import CalendarHours, WorkingHours, hours_for, parse_working_hours
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -92,6 +93,23 @@ def test_a_full_working_day_spans_to_the_next_morning_and_eight_days_span_weeken
     assert TEAM.add(monday_nine, timedelta(hours=8), zone=UTC_ZONE) == at("2026-12-07T17:00")
     assert TEAM.add(monday_nine, timedelta(hours=9), zone=UTC_ZONE) == at("2026-12-08T10:00")
     assert TEAM.add(monday_nine, timedelta(hours=64), zone=UTC_ZONE) == at("2026-12-16T17:00")
+
+
+def test_counting_back_skips_the_weekend_and_holidays_too() -> None:
+    monday_nine = at("2026-12-07T09:00")
+    assert TEAM.before(monday_nine, timedelta(hours=2), zone=UTC_ZONE) == at("2026-12-04T15:00")
+    assert TEAM.before(at("2026-12-28T10:00"), timedelta(hours=3), zone=UTC_ZONE) == at("2026-12-24T15:00")
+    for hours in (1, 5, 8, 9, 23):
+        due = TEAM.add(at("2026-12-04T14:30"), timedelta(hours=hours), zone=PARIS)  # Friday 15:30 in Paris
+        assert TEAM.before(due, timedelta(hours=hours), zone=PARIS) == at("2026-12-04T14:30")
+
+
+def test_the_owner_hears_a_task_is_due_soon_in_working_hours(ladder: Ladder) -> None:
+    timing = Timing(hours=TEAM, ladder=ladder, default_zone=UTC_ZONE, due_soon=timedelta(hours=2))
+    monday_nine = at("2026-12-07T09:00")
+    assert timing.due_soon_notice(monday_nine, at("2026-12-04T10:00"), "ana") == at("2026-12-04T15:00")
+    assert timing.due_soon_notice(monday_nine, at("2026-12-04T16:00"), "ana") is None, "too late to warn"
+    assert replace(timing, due_soon=timedelta(0)).due_soon_notice(monday_nine, at("2026-12-04T10:00"), "ana") is None
 
 
 def test_a_playbook_may_count_calendar_hours() -> None:
