@@ -16,20 +16,24 @@ from typing import overload
 ENV_FILE = Path(".env")
 
 
-def cmd_init_env(_args: argparse.Namespace) -> int:
+def cmd_init_env(args: argparse.Namespace) -> int:
     """Write a ``.env`` with fresh random development secrets, unless one exists."""
     if ENV_FILE.exists():
         print(f"brink: {ENV_FILE} exists; leaving it as it is")
         return 0
-    content = (
-        "# Development settings written by 'brink init-env'. Never commit this file.\n"
-        f"BRINK_API_TOKENS=dev-{secrets.token_urlsafe(24)}\n"
-        f"BRINK_OPS_TOKENS=ops-{secrets.token_urlsafe(24)}\n"
-        f"BRINK_STRIPE_WEBHOOK_SECRETS=whsec_{secrets.token_urlsafe(24)}\n"
-        "BRINK_CHARGEBEE_WEBHOOK_USERNAME=chargebee\n"
-        f"BRINK_CHARGEBEE_WEBHOOK_PASSWORD={secrets.token_urlsafe(18)}\n"
-        "BRINK_LOG_FORMAT=console\n"
-    )
+    lines = [
+        "# Development settings written by 'brink init-env'. Never commit this file.",
+        f"BRINK_API_TOKENS=dev-{secrets.token_urlsafe(24)}",
+        f"BRINK_STRIPE_WEBHOOK_SECRETS=whsec_{secrets.token_urlsafe(24)}",
+        "BRINK_CHARGEBEE_WEBHOOK_USERNAME=chargebee",
+        f"BRINK_CHARGEBEE_WEBHOOK_PASSWORD={secrets.token_urlsafe(18)}",
+        "BRINK_LOG_FORMAT=console",
+    ]
+    if args.ops_token:
+        # Without one, /metrics and /docs answer this machine only, which is what `make run` wants; a
+        # deployment (deploy/docker-compose.yml) needs one for Prometheus.
+        lines.append(f"BRINK_OPS_TOKENS=ops-{secrets.token_urlsafe(24)}")
+    content = "\n".join(lines) + "\n"
     # Created owner-only from the first byte, and never through a link someone left in its place.
     try:
         descriptor = os.open(ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -169,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="upgrade the database schema")
     migrate.add_argument("--database-url")
     migrate.set_defaults(func=cmd_migrate)
-    commands.add_parser("init-env", help="write a .env with development secrets").set_defaults(func=cmd_init_env)
+    init_env = commands.add_parser("init-env", help="write a .env with development secrets")
+    init_env.add_argument(
+        "--ops-token", action="store_true", help="also write BRINK_OPS_TOKENS (for Prometheus in deploy/)"
+    )
+    init_env.set_defaults(func=cmd_init_env)
     send = commands.add_parser("send-test-webhook", help="send a signed sample Stripe cancellation")
     send.add_argument("--url", help="intake's Stripe webhook URL (default: local intake)")
     send.add_argument("--secret", help="whsec_ secret (default: BRINK_STRIPE_WEBHOOK_SECRETS)")
