@@ -167,7 +167,7 @@ def _period_end(subscription: dict[str, Any]) -> Any:
 
 
 def map_subscription_updated(event: dict[str, Any]) -> Payload:
-    """Scheduled cancellation → received; scheduled cancellation removed or resumed → withdrawn."""
+    """Scheduled cancellation (or its date moved) → received; scheduled cancellation removed or resumed → withdrawn."""
     subscription = event["data"]["object"]
     previous = event["data"].get("previous_attributes") or {}
     now_scheduled = _is_scheduled(subscription.get("cancel_at_period_end"), subscription.get("cancel_at"))
@@ -179,6 +179,15 @@ def map_subscription_updated(event: dict[str, Any]) -> Payload:
     if now_scheduled and not was_scheduled and status != "canceled":
         effective = subscription.get("cancel_at") or _period_end(subscription)
         return _received(event, subscription, scheduled=True, effective=effective)
+    if now_scheduled and was_scheduled and status != "canceled":
+        effective = subscription.get("cancel_at") or _period_end(subscription)
+        was_at_period_end = previous.get("cancel_at_period_end", subscription.get("cancel_at_period_end"))
+        before = previous.get("cancel_at", subscription.get("cancel_at")) or (
+            _period_end(subscription) if was_at_period_end else None
+        )
+        if effective != before:
+            # The scheduled date moved (cancel_at changed, or switched to or from the period end).
+            return _received(event, subscription, scheduled=True, effective=effective)
     if was_scheduled and not now_scheduled and status != "canceled":
         return CancellationWithdrawn(
             **_common(event, subscription, str(subscription["id"])), reason="scheduled_cancellation_removed"

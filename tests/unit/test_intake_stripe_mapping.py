@@ -75,6 +75,22 @@ def test_period_end_is_read_from_the_items_in_newer_api_versions() -> None:
 
 
 @pytest.mark.parametrize(
+    ("now", "previous", "effective"),
+    [
+        ({"cancel_at": T + 9 * 86400}, {"cancel_at": T + 5 * 86400}, T + 9 * 86400),  # cancel_at moved
+        ({"cancel_at_period_end": True}, {"cancel_at": T, "cancel_at_period_end": False}, T + 86400),  # to period end
+    ],
+)
+def test_a_moved_scheduled_date_is_a_newer_report_of_the_scheduled_cancellation(
+    now: dict, previous: dict, effective: int
+) -> None:
+    subscription = stripe_subscription(status="active", ended_at=None, current_period_end=T + 86400, **now)
+    event = map_stripe_event(updated(subscription, previous))
+    assert isinstance(event, CancellationReceived) and event.scheduled is True
+    assert event.effective_at == datetime.fromtimestamp(effective, UTC)
+
+
+@pytest.mark.parametrize(
     "now, previous",
     [
         ({"cancel_at_period_end": False}, {"cancel_at_period_end": True}),
@@ -100,10 +116,7 @@ def test_a_subscription_resumed_from_pause_is_withdrawn() -> None:
     [
         ({}, {"metadata": {"plan": None}}),  # nothing about cancelling changed
         ({"cancel_at_period_end": True}, {"metadata": {}}),  # already scheduled before
-        (
-            {"cancel_at_period_end": True},
-            {"cancel_at": T, "cancel_at_period_end": False},
-        ),  # moved from a date to period end
+        ({"cancel_at": T + 86400}, {"cancel_at": T + 86400}),  # the same date, re-sent
     ],
 )
 def test_other_updates_are_ignored_with_a_reason(now: dict, previous: dict) -> None:
