@@ -22,6 +22,7 @@ from services.outreach.notify.email import EmailConfig, EmailNotifier
 from services.outreach.notify.slack import SlackConfig, SlackNotifier
 from services.outreach.notify.slack_dm import SlackDirectConfig, SlackDirectNotifier
 from services.outreach.notify.webhook import WebhookConfig, WebhookNotifier
+from services.outreach.offer_file import OfferFileError, load_offer_rules
 from services.outreach.playbooks import PlaybookError, load_playbooks
 from services.outreach.policy import Policy
 from services.outreach.rotation import ROLES
@@ -142,6 +143,7 @@ def build_app(
     app.state.settings = settings
     app.state.clock = clock
     app.state.policy = policy
+    app.state.offer_rules = load_offer_rules(settings.offers_file)
     app.state.scheduler = scheduler
     mount_desk(app, api_tokens=settings.api_tokens, settings=desk_settings or DeskSettings())
     return app
@@ -153,7 +155,8 @@ def main() -> None:
     configure_logging(service=SERVICE, level=settings.log_level, fmt=settings.log_format)
     try:
         load_ladders(settings.ladder_dir, playbooks=set(load_playbooks(settings.playbook_dir)))
-    except (PlaybookError, LadderError) as error:
+        load_offer_rules(settings.offers_file)
+    except (PlaybookError, LadderError, OfferFileError) as error:
         print(f"brink: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     serve(lambda: build_app(settings, desk_settings=desk_settings), settings=settings, port=settings.outreach_port)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 
 from services.outreach.ladder_file import LADDER_DIR
+from services.outreach.offer_file import OFFERS_FILE
 from services.outreach.playbooks import PLAYBOOK_DIR
 from services.outreach.working_hours import WorkingHours, parse_working_hours
 from shared.settings import BrinkSettings, CommaList, refuse_placeholders, split_commas
@@ -18,6 +19,7 @@ class OutreachSettings(BrinkSettings):
     outreach_port: int = Field(default=8002, ge=1, le=65535)
     playbook_dir: Path = PLAYBOOK_DIR
     ladder_dir: Path = LADDER_DIR
+    offers_file: Path = Field(default=OFFERS_FILE, description="the save offers, their limits and budget")
     # Due times and ladder delays count these hours in the owner's time zone (the team's for people without one).
     working_hours: str = "09:00-17:00"
     working_days: CommaList = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1)

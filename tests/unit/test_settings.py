@@ -125,3 +125,15 @@ def test_a_bad_ladder_file_stops_outreach_with_one_line_naming_file_and_field(tm
             "Input should be a valid number, unable to parse string as a number"
         )
     ]
+
+
+def test_a_bad_offers_file_stops_outreach_with_one_line_naming_file_and_field(tmp_path: Path) -> None:
+    offers = tmp_path / "offers.yaml"
+    offers.write_text(
+        "currency: usd\nperiod: fortnight\nbudget_minor: 100\nmax_per_account_per_year: 1\n"
+        "limits: {csm: {max_minor: 10}}\noffers: {keep: {kind: keep_subscription, title: Keep}}\n"
+    )
+    result = start_outreach(tmp_path, BRINK_OFFERS_FILE=str(offers))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"brink: offers file {offers}: period: Input should be"), lines

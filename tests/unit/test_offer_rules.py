@@ -1,0 +1,236 @@
+"""Save offers as rules: cost, limits per role, the budget, eligibility, and the offers file that holds them."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from services.outreach.offer_file import OFFERS_FILE, OfferFileError, load_offer_rules
+from services.outreach.offer_rules import (
+    AccountHistory,
+    BudgetExhausted,
+    BudgetState,
+    Money,
+    NoApprover,
+    NoRevenueToPrice,
+    NotEligible,
+    OfferRules,
+    OfferTerms,
+    RoleLimit,
+    WrongCurrency,
+    period_bounds,
+)
+
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+DISCOUNT = OfferTerms(
+    name="twenty_off_3_months", kind="discount", title="20% off for 3 months", months=3, percent_off=20
+)
+KEEP = OfferTerms(name="keep_subscription", kind="keep_subscription", title="Keep the subscription")
+
+
+def rules(**overrides: object) -> OfferRules:
+    settings: dict[str, object] = {
+        "currency": "usd",
+        "period": "quarter",
+        "budget_minor": 1_000_000,
+        "max_per_account_per_year": 2,
+        "limits": {
+            "csm": RoleLimit(max_minor=25_000, max_share_of_yearly_revenue=Decimal("0.05")),
+            "cs_manager": RoleLimit(max_minor=100_000),
+            "vp_customer_success": RoleLimit(may_exceed_budget=True),
+        },
+        "offers": {DISCOUNT.name: DISCOUNT, KEEP.name: KEEP},
+    }
+    return OfferRules(**{**settings, **overrides})  # type: ignore[arg-type]
+
+
+def fresh_budget(total: int = 1_000_000) -> BudgetState:
+    return BudgetState(total_minor=total, spent_minor=0, committed_minor=0)
+
+
+# --- cost ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_discount_costs_months_times_percent_times_the_monthly_revenue() -> None:
+    assert DISCOUNT.cost(mrr_minor=49_900, currency="usd", budget_currency="usd") == Money(29_940, "usd")
+
+
+def test_free_time_costs_a_thirtieth_of_the_monthly_revenue_a_day_and_a_pause_the_revenue_a_month() -> None:
+    free = OfferTerms(name="free_two_weeks", kind="free_time", title="Two free weeks", days=14)
+    pause = OfferTerms(name="pause_two", kind="pause", title="Pause two months", months=2)
+    assert free.cost(mrr_minor=30_002, currency="USD", budget_currency="usd") == Money(14_001, "usd")  # 14000.93
+    assert pause.cost(mrr_minor=30_000, currency="usd", budget_currency="usd") == Money(60_000, "usd")
+
+
+def test_keeping_the_subscription_costs_nothing_even_when_the_revenue_is_unknown() -> None:
+    assert KEEP.cost(mrr_minor=None, currency="eur", budget_currency="eur") == Money(0, "eur")
+
+
+def test_an_account_paying_in_another_currency_than_the_budget_is_refused() -> None:
+    with pytest.raises(WrongCurrency, match="pays in eur, the budget is kept in usd") as error:
+        KEEP.cost(mrr_minor=10_000, currency="eur", budget_currency="usd")
+    assert error.value.field == "currency"
+
+
+def test_an_offer_priced_on_revenue_needs_the_revenue() -> None:
+    with pytest.raises(NoRevenueToPrice, match="monthly revenue is unknown") as error:
+        DISCOUNT.cost(mrr_minor=None, currency="usd", budget_currency="usd")
+    assert error.value.field == "mrr"
+
+
+# --- limits per role --------------------------------------------------------------------------------------------
+
+
+def test_the_lower_of_an_amount_and_a_share_of_yearly_revenue_limits_a_role() -> None:
+    csm = RoleLimit(max_minor=25_000, max_share_of_yearly_revenue=Decimal("0.05"))
+    assert csm.allowance(mrr_minor=20_000) == 12_000  # 5% of 240,000
+    assert csm.allowance(mrr_minor=1_000_000) == 25_000
+    assert RoleLimit().allowance(mrr_minor=1) is None
+
+
+def test_within_the_role_limit_and_the_budget_an_offer_applies_at_once() -> None:
+    decision = rules().decide(cost=Money(20_000, "usd"), role="csm", mrr_minor=1_000_000, budget=fresh_budget())
+    assert decision.outcome == "apply" and decision.reason is None
+
+
+def test_over_the_csm_limit_it_waits_for_a_role_that_may_grant_it() -> None:
+    decision = rules().decide(cost=Money(29_940, "usd"), role="csm", mrr_minor=49_900, budget=fresh_budget())
+    assert decision.outcome == "await_approval"
+    assert decision.reason == "costs 29940 usd, over the 25000 a csm may grant alone"
+    assert decision.approver_roles == ("cs_manager", "vp_customer_success")
+    assert rules().may_approve("cs_manager", cost=Money(29_940, "usd"), mrr_minor=49_900, budget=fresh_budget())
+    assert not rules().may_approve("csm", cost=Money(29_940, "usd"), mrr_minor=49_900, budget=fresh_budget())
+
+
+def test_a_role_the_file_gives_no_limit_grants_only_free_offers_and_approves_nothing() -> None:
+    free = rules().decide(cost=Money(0, "usd"), role="admin", mrr_minor=10_000, budget=fresh_budget())
+    paid = rules().decide(cost=Money(1, "usd"), role="admin", mrr_minor=10_000, budget=fresh_budget())
+    assert free.outcome == "apply" and paid.outcome == "await_approval"
+    assert not rules().may_approve("admin", cost=Money(1, "usd"), mrr_minor=10_000, budget=fresh_budget())
+
+
+def test_an_offer_over_every_role_limit_has_no_approver() -> None:
+    capped = rules(limits={"csm": RoleLimit(max_minor=10), "cs_manager": RoleLimit(max_minor=100)})
+    with pytest.raises(NoApprover, match="no role may grant that much"):
+        capped.decide(cost=Money(101, "usd"), role="csm", mrr_minor=10_000, budget=fresh_budget())
+
+
+# --- budget -----------------------------------------------------------------------------------------------------
+
+
+def test_spent_and_committed_both_draw_on_the_budget() -> None:
+    budget = BudgetState(total_minor=100_000, spent_minor=60_000, committed_minor=30_000)
+    assert budget.remaining_minor == 10_000
+    decision = rules().decide(cost=Money(10_001, "usd"), role="cs_manager", mrr_minor=500_000, budget=budget)
+    assert decision.outcome == "await_approval"
+    assert decision.reason == "costs 10001 usd, over the 10000 left in the quarter's budget"
+    assert decision.approver_roles == ("vp_customer_success",)
+    assert not rules().may_approve("cs_manager", cost=Money(10_001, "usd"), mrr_minor=500_000, budget=budget)
+
+
+def test_an_exhausted_budget_refuses_with_the_figures_when_no_role_may_exceed_it() -> None:
+    strict = rules(limits={"csm": RoleLimit(max_minor=25_000), "cs_manager": RoleLimit()})
+    budget = BudgetState(total_minor=100_000, spent_minor=95_000, committed_minor=5_000)
+    with pytest.raises(BudgetExhausted) as error:
+        strict.decide(cost=Money(1, "usd"), role="cs_manager", mrr_minor=10_000, budget=budget)
+    assert str(error.value) == (
+        "the quarter's budget has 0 usd left (of 100000: 95000 spent, 5000 committed); this offer costs 1"
+    )
+    assert error.value.field == "budget"
+    assert strict.decide(cost=Money(0, "usd"), role="csm", mrr_minor=10_000, budget=budget).outcome == "apply"
+
+
+@pytest.mark.parametrize(
+    "period, now, start, end",
+    [
+        ("month", datetime(2026, 12, 31, 23, 59, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)),
+        ("quarter", datetime(2026, 11, 15, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)),
+        ("quarter", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)),
+        ("year", datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)),
+    ],
+)  # fmt: skip
+def test_budget_periods_are_calendar_periods_in_utc(period: str, now: datetime, start: datetime, end: datetime) -> None:
+    assert period_bounds(period, now) == (start, end)  # type: ignore[arg-type]
+
+
+# --- eligibility ------------------------------------------------------------------------------------------------
+
+
+def test_at_most_n_offers_per_account_in_any_365_days() -> None:
+    two_this_year = AccountHistory(counted_at=(NOW - timedelta(days=30), NOW - timedelta(days=364)))
+    with pytest.raises(NotEligible, match="had 2 offer\\(s\\) in the last 365 days; at most 2 a year"):
+        rules().check_eligible(KEEP, two_this_year, now=NOW)
+    one_expired = AccountHistory(counted_at=(NOW - timedelta(days=30), NOW - timedelta(days=366)))
+    rules().check_eligible(KEEP, one_expired, now=NOW)
+
+
+def test_an_offer_that_already_failed_for_the_account_is_not_proposed_again() -> None:
+    failed = AccountHistory(failed=frozenset({DISCOUNT.name}))
+    with pytest.raises(NotEligible, match="twenty_off_3_months already failed for this account"):
+        rules().check_eligible(DISCOUNT, failed, now=NOW)
+    rules().check_eligible(KEEP, failed, now=NOW)
+
+
+# --- the offers file --------------------------------------------------------------------------------------------
+
+
+def test_the_shipped_offers_file_is_valid_and_offers_keeping_the_subscription() -> None:
+    shipped = load_offer_rules()
+    assert shipped.offers["keep_subscription"].kind == "keep_subscription"
+    assert shipped.limits["csm"].allowance(mrr_minor=10_000) == 6_000
+    assert shipped.limits["vp_customer_success"].may_exceed_budget
+
+
+GOOD = (
+    "currency: usd\nperiod: quarter\nbudget_minor: 1000\nmax_per_account_per_year: 2\n"
+    "limits:\n  csm: {max_minor: 100}\n"
+    "offers:\n  keep: {kind: keep_subscription, title: Keep}\n"
+)
+
+
+def test_a_discount_in_the_file_is_priced_from_its_months_and_percent(tmp_path: Path) -> None:
+    path = tmp_path / "offers.yaml"
+    path.write_text(GOOD + "  twenty_off: {kind: discount, title: Twenty percent off, months: 3, percent_off: 20}\n")
+    assert load_offer_rules(path).offers["twenty_off"].cost(
+        mrr_minor=10_000, currency="usd", budget_currency="usd"
+    ) == Money(6_000, "usd")
+
+
+@pytest.mark.parametrize(
+    "text, complaint",
+    [
+        (GOOD.replace("usd", "US$"), "currency: String should match pattern"),
+        (GOOD.replace("quarter", "fortnight"), "period: Input should be 'month', 'quarter' or 'year'"),
+        (GOOD.replace("budget_minor: 1000", "budget_minor: -5"), "budget_minor: Input should be greater than or equal to 0"),
+        (GOOD.replace("max_per_account_per_year: 2", "max_per_account_per_year: 0"), "max_per_account_per_year"),
+        (GOOD.replace("csm:", "intern:"), "limits.intern.[key]"),
+        (GOOD.replace("max_minor: 100", "max_share_of_yearly_revenue: 1.5"), "limits.csm.max_share_of_yearly_revenue"),
+        (GOOD.replace("kind: keep_subscription", "kind: free_lunch"), "offers.keep.kind"),
+        (GOOD + "  twenty_off: {kind: discount, title: Twenty percent off, months: 3}\n", "percent_off: a discount offer needs it above 0"),
+        (GOOD.replace("title: Keep", "title: Keep, days: 3"), "days: a keep_subscription offer takes no days"),
+        (GOOD.replace("keep:", "Keep Me:"), "offers.Keep Me: a name is 1 to 64"),
+        (GOOD.replace("budget_minor", "budget"), "budget_minor: Field required"),
+        (GOOD + "teams: []\n", "teams: Extra inputs are not permitted"),
+        ("offers: [unclosed\n", "cannot be read"),
+        ("- a list\n", "expected a mapping"),
+    ],
+)  # fmt: skip
+def test_a_bad_offers_file_is_refused_in_one_line_naming_file_and_field(
+    tmp_path: Path, text: str, complaint: str
+) -> None:
+    path = tmp_path / "offers.yaml"
+    path.write_text(text)
+    with pytest.raises(OfferFileError) as error:
+        load_offer_rules(path)
+    message = str(error.value)
+    assert message.startswith(f"offers file {path}: ") and complaint in message and "\n" not in message, message
+
+
+def test_a_missing_offers_file_is_refused_naming_it(tmp_path: Path) -> None:
+    shutil.copy(OFFERS_FILE, tmp_path / "elsewhere.yaml")
+    with pytest.raises(OfferFileError, match=r"offers file .*missing\.yaml: cannot be read"):
+        load_offer_rules(tmp_path / "missing.yaml")
