@@ -197,6 +197,12 @@ UNPARSABLE_BODY: dict[str, Any] = {
 }
 
 
+NUL_IN_URL: dict[str, Any] = {
+    "description": "A path or query parameter holds a NUL character",
+    "content": UNPARSABLE_BODY["content"],
+}
+
+
 class DirectRoute(Route):
     """A route served by its endpoint alone: no dependency solving, no response-model validation.
 
@@ -258,6 +264,9 @@ def document_openapi(app: FastAPI, documented: list[APIRoute]) -> None:
                 for operation in operations.values():
                     if isinstance(operation, dict) and "requestBody" in operation:
                         operation.setdefault("responses", {}).setdefault("400", UNPARSABLE_BODY)
+                    # NulInUrlMiddleware answers 400 to a parameter holding NUL: say so where one is taken.
+                    if isinstance(operation, dict) and operation.get("parameters"):
+                        operation.setdefault("responses", {}).setdefault("400", NUL_IN_URL)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -98,3 +98,27 @@ async def test_probes_stay_open_and_readiness_names_the_failing_check_without_it
     assert ready.status_code == 503
     assert ready.json()["checks"] == {"database": "failing", "broker": "ok"}
     assert "brink" not in ready.text and "db.internal" not in ready.text
+
+
+async def test_the_400_for_a_nul_in_the_url_is_documented_where_parameters_are_taken() -> None:
+    from fastapi import APIRouter, Query
+
+    router = APIRouter()
+
+    @router.get("/v1/things")
+    async def things(owner: str | None = Query(default=None)) -> dict[str, str | None]:
+        return {"owner": owner}
+
+    app = create_app(
+        service="nul",
+        title="nul",
+        description="nul",
+        lifespan=no_lifespan,
+        readiness={},
+        api_tokens=[SecretStr(API_TOKEN)],
+        api_routers=[router],
+    )
+    assert "400" in app.openapi()["paths"]["/v1/things"]["get"]["responses"]
+    async with client(app, LOOPBACK) as local:
+        refused = await local.get("/v1/things?owner=a%00b", headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert refused.status_code == 400 and "NUL" in refused.json()["detail"]
