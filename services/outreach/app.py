@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from fastapi import FastAPI
 
-from services.outreach import api, consumers
+from services.outreach import actions_api, api, consumers
 from services.outreach.clock import Clock, SystemClock
 from services.outreach.desk.routes import mount_desk
 from services.outreach.desk.settings import DeskSettings
@@ -134,7 +134,7 @@ def build_app(
         title="Brink outreach",
         description="Cases, playbook tasks, escalation and outcomes.",
         lifespan=runtime.lifespan,
-        api_routers=[api.router],
+        api_routers=[api.router, actions_api.router],
         api_tokens=settings.api_tokens,
         ops_tokens=settings.ops_tokens,
         readiness={**runtime.readiness(), "timers": scheduler.check_timers},

@@ -252,18 +252,45 @@ async def _update(
     )
     if playbook.name == case.playbook:
         return
-    # Open steps of the old playbook go; completed work stays, and is not asked for again. A playbook that
-    # does not escalate (moving on) also stops the ladder.
+    await switch_playbook(session, case, playbook, policy=policy, clock=clock, avoid=list(diagnosis.avoid))
+
+
+async def switch_playbook(
+    session: AsyncSession,
+    case: Case,
+    playbook: Playbook,
+    *,
+    policy: Policy,
+    clock: Clock,
+    avoid: list[str],
+    actor: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """Work another playbook on an open case: its open steps go, completed work stays and is not asked again."""
+    now = clock.now()
+    # A playbook that does not escalate (moving on) also stops the ladder.
     kinds = ("step", "closing") if playbook.escalates else ("step", "closing", "escalation")
     cancelled = await cancel_open_work(
         session, case, now=now, reason=f"playbook switched to {playbook.name}", kinds=kinds
     )
     done = await repository.done_on_case(session, case.id)
-    tried = await _tried(session, case, playbook, diagnosis, policy=policy, now=now)
-    record(
-        session, case, "playbook_switched", at=now, before=case.playbook, after=playbook.name, tasks_cancelled=cancelled
+    tried = (
+        await recently_tried(session, account_id=case.account_id, since=now - policy.tried_window, extra=avoid)
+        if may_skip(playbook)
+        else set()
     )
-    case.playbook = playbook.name
+    record(
+        session,
+        case,
+        "playbook_switched",
+        at=now,
+        actor=actor,
+        before=case.playbook,
+        after=playbook.name,
+        tasks_cancelled=cancelled,
+        reason=reason,
+    )
+    case.playbook, case.updated_at = playbook.name, now
     steps = steps_to_work(
         session,
         case,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     BindParameter,
@@ -46,6 +46,7 @@ from services.outreach.rotation import ROLES
 from shared.db import insert_ignoring_conflicts, is_postgres, rows_matched
 
 CASES, TASKS, TIMERS = Case.__table__, Task.__table__, Timer.__table__
+SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
 
 
 # --- cases ---------------------------------------------------------------------------------------------------
@@ -182,13 +183,37 @@ async def cases(
     return list((await session.execute(query.limit(limit).offset(offset))).scalars())
 
 
+def _matching(query: SelectT, search: str) -> SelectT:
+    """Cases whose company, account, customer email or id contains ``search`` (any case)."""
+    if not search:
+        return query
+    needle = search.lower()
+    return query.where(
+        or_(
+            func.lower(Case.customer_name).contains(needle, autoescape=True),
+            func.lower(Case.account_id).contains(needle, autoescape=True),
+            func.lower(Case.customer_email).contains(needle, autoescape=True),
+            Case.id.startswith(needle, autoescape=True),
+        )
+    )
+
+
 async def cases_by_priority(
-    session: AsyncSession, *, status: str | None, owner: str | None, root_cause: str | None, limit: int
-) -> list[Case]:
-    """Cases by priority, then revenue, then deadline, with their tasks (the desk's queue)."""
+    session: AsyncSession,
+    *,
+    status: str | None,
+    owner: str | None,
+    root_cause: str | None,
+    limit: int,
+    offset: int = 0,
+    search: str = "",
+) -> tuple[list[Case], int]:
+    """A page of cases by priority, then revenue, then deadline, with their tasks (the desk's queue); and how many
+    cases match in all."""
+    matching = _matching(_cases_where(select(Case), status=status, owner=owner, root_cause=root_cause), search)
+    total = await session.scalar(select(func.count()).select_from(matching.subquery())) or 0
     query = (
-        select(Case)
-        .options(selectinload(Case.tasks))
+        matching.options(selectinload(Case.tasks))
         .order_by(
             Case.priority.desc(),
             Case.mrr_minor.desc().nulls_last(),
@@ -197,9 +222,34 @@ async def cases_by_priority(
             Case.id,
         )
         .limit(limit)
+        .offset(offset)
     )
-    query = _cases_where(query, status=status, owner=owner, root_cause=root_cause)
-    return list((await session.execute(query)).scalars())
+    return list((await session.execute(query)).scalars()), total
+
+
+async def work_tasks(
+    session: AsyncSession,
+    *,
+    owners: list[str],
+    open_only: bool,
+    overdue_before: datetime | None,
+    kind: str | None,
+    search: str,
+    limit: int,
+    offset: int,
+) -> tuple[list[Row[Task, Case]], int]:
+    """A page of the tasks addressed to ``owners`` with their cases, open ones first, then by due time (so the
+    overdue come first); and how many match in all."""
+    query = _matching(select(Task, Case).join(Case, Case.id == Task.case_id).where(Task.owner.in_(owners)), search)
+    if open_only:
+        query = query.where(Task.status == "open")
+    if overdue_before is not None:
+        query = query.where(Task.status == "open", Task.due_at < overdue_before)
+    if kind:
+        query = query.where(Task.kind == kind)
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = query.order_by((Task.status != "open"), Task.due_at, Task.id).limit(limit).offset(offset)
+    return list((await session.execute(page)).all()), total
 
 
 async def owners_and_root_causes(session: AsyncSession) -> tuple[list[str], list[str]]:
@@ -465,6 +515,12 @@ async def cancel_case_timers_of_kind(
         .values(cancelled_at=now, outcome=outcome)
     )
     return rows_matched(result)
+
+
+async def pending_task_timers(session: AsyncSession, task_id: str) -> list[Timer]:
+    """The task's timers still to fire (its escalation, its reminders)."""
+    query = select(Timer).where(Timer.task_id == task_id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+    return list((await session.execute(query)).scalars())
 
 
 async def oldest_late_timer(session: AsyncSession, *, now: datetime) -> datetime | None:

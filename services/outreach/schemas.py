@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.outreach.ladder_file import TaskResult
 from shared.events import ConfirmedRootCause, LongText, Name, Outcome
@@ -31,6 +31,7 @@ class TaskView(BaseModel):
     note: str | None
     completed_by: str | None
     completed_at: datetime | None
+    snooze_reason: str | None = None
 
 
 class CaseEventView(BaseModel):
@@ -175,3 +176,33 @@ class NotificationChoice(BaseModel):
     model_config = ConfigDict(extra="forbid")
     channels: list[Literal["email", "slack_dm"]] = Field(max_length=2)
     daily_digest: bool = True
+
+
+class Reassign(BaseModel):
+    """Give a task, or a whole case, to a person."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(min_length=1, max_length=320, description="the person's email")
+    by: Name | None = Field(default=None, description="who did it (recorded in the case's history)")
+
+
+class Snooze(BaseModel):
+    """Put a task off; its escalation and reminders wait as long."""
+
+    model_config = ConfigDict(extra="forbid")
+    until: AwareDatetime = Field(description="when the task is due again (with a time zone)")
+    reason: str = Field(min_length=1, max_length=1000)
+    by: Name | None = None
+
+
+class AddNote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: LongText = Field(min_length=1)
+    by: Name | None = None
+
+
+class SwitchPlaybook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    playbook: str = Field(min_length=1, max_length=64, description="the name of a playbook file")
+    reason: str | None = Field(default=None, max_length=1000)
+    by: Name | None = None

@@ -122,6 +122,11 @@ async def seed(broker: Broker, outreach: str) -> dict[str, str]:
         await broker.publish(Envelope.wrap(payload, correlation_id=f"desk-{run}", source="test"))
     async with httpx.AsyncClient(base_url=outreach) as api:
         ids = {name: await case_id_of(api, payload.account_id) for name, payload in seeds.items()}
+        # A save is Brink's only when someone reached the customer before they stayed.
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        tasks = (await api.get("/v1/tasks", headers=bearer, params={"case_id": ids["saved"]})).json()["items"]
+        reached = await api.post(f"/v1/tasks/{tasks[0]['id']}/complete", headers=bearer, json={"result": "reached"})
+        assert reached.status_code == 200
         saved = seeds["saved"]
         # A save needs someone to have reached the customer before they stayed.
         auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -187,8 +192,12 @@ async def test_sign_in_work_a_case_and_see_every_page(
     await shot(page, artifacts, "signin")
     await page.get_by_label("Password").press("Enter")
 
-    # The queue: highest priority first, the cookie held even over plain http on 127.0.0.1.
+    # My work first (Dana owns no task yet), then the cases: highest priority first, the cookie held even over
+    # plain http on 127.0.0.1.
     await page.wait_for_url(f"{outreach}/desk")
+    assert await page.get_by_role("heading", name="My work").is_visible()
+    await page.get_by_role("link", name="Cases").click()
+    await page.wait_for_url(f"{outreach}/desk/cases")
     cookies = {cookie["name"]: cookie for cookie in await context.cookies()}
     assert cookies["brink_desk"]["httpOnly"] and cookies["brink_desk"]["secure"]
     assert cookies["brink_desk"]["sameSite"] == "Lax"

@@ -133,16 +133,19 @@ async def test_the_queue_is_in_priority_order_and_filters_by_owner_root_cause_an
     def customers(html: str) -> list[str]:
         return [name for name in ("High Inc", "Mid SA", "Low Ltd") if name in html]
 
-    everything = (await desk.get("/desk")).text
+    everything = (await desk.get("/desk/cases")).text
     positions = [everything.index(name) for name in ("High Inc", "Mid SA", "Low Ltd")]
     assert positions == sorted(positions)
-    assert customers((await desk.get("/desk", params={"owner": "pete"})).text) == ["High Inc", "Mid SA"]
-    assert customers((await desk.get("/desk", params={"root_cause": "rocky_onboarding"})).text) == ["Mid SA", "Low Ltd"]
-    assert customers((await desk.get("/desk", params={"owner": "pete", "root_cause": "rocky_onboarding"})).text) == [
-        "Mid SA"
+    assert customers((await desk.get("/desk/cases", params={"owner": "pete"})).text) == ["High Inc", "Mid SA"]
+    assert customers((await desk.get("/desk/cases", params={"root_cause": "rocky_onboarding"})).text) == [
+        "Mid SA",
+        "Low Ltd",
     ]
-    assert customers((await desk.get("/desk", params={"status": "saved"})).text) == []
-    assert "No cases match" in (await desk.get("/desk", params={"status": "lost"})).text
+    assert customers(
+        (await desk.get("/desk/cases", params={"owner": "pete", "root_cause": "rocky_onboarding"})).text
+    ) == ["Mid SA"]
+    assert customers((await desk.get("/desk/cases", params={"status": "saved"})).text) == []
+    assert "No cases match" in (await desk.get("/desk/cases", params={"status": "lost"})).text
 
 
 async def test_results_draw_the_report_and_flow_shows_queues_and_the_outbox(

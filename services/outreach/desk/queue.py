@@ -1,4 +1,5 @@
-"""The desk's queue: cases in priority order with the filters customer success works by."""
+"""The desk's case list: cases in priority order with the filters and search customer success works by, a page
+at a time (no ceiling on how many cases exist)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,37 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.outreach import repository
 from services.outreach.models import CASE_STATUSES, Case, Task
 
-QUEUE_LIMIT = 200
+PAGE_SIZE = 50
+# Deep pages are refused rather than overflowing the database's integer: a million cases' worth.
+MAX_PAGE = 20_000
+
+
+def page_number(value: str | int | None) -> int:
+    """A page number from a query string: 1 when missing or not a number."""
+    try:
+        number = int(value or 1)
+    except (TypeError, ValueError):
+        return 1
+    return min(max(number, 1), MAX_PAGE)
+
+
+@dataclass(frozen=True)
+class Paging:
+    page: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def first(self) -> int:
+        return 0 if self.total == 0 else (self.page - 1) * self.size + 1
+
+    @property
+    def last(self) -> int:
+        return min(self.page * self.size, self.total)
 
 
 @dataclass(frozen=True)
@@ -20,12 +51,20 @@ class QueueFilters:
     status: str = "open"
     owner: str = ""
     root_cause: str = ""
+    q: str = ""
 
     @classmethod
-    def parse(cls, *, status: str | None, owner: str | None, root_cause: str | None) -> QueueFilters:
+    def parse(
+        cls, *, status: str | None, owner: str | None, root_cause: str | None, q: str | None = None
+    ) -> QueueFilters:
         """Unknown statuses fall back to open cases rather than an error page."""
         status = status if status in (*CASE_STATUSES, "all") else "open"
-        return cls(status=status, owner=(owner or "").strip()[:255], root_cause=(root_cause or "").strip()[:64])
+        return cls(
+            status=status,
+            owner=(owner or "").strip()[:255],
+            root_cause=(root_cause or "").strip()[:64],
+            q=(q or "").strip()[:200],
+        )
 
 
 @dataclass(frozen=True)
@@ -36,14 +75,18 @@ class QueueRow:
     days_left: float | None
 
 
-async def queue(session: AsyncSession, *, filters: QueueFilters, now: datetime) -> list[QueueRow]:
-    """Cases by priority (which weighs revenue at risk, fit and days left), then revenue, then deadline."""
-    cases = await repository.cases_by_priority(
+async def queue(
+    session: AsyncSession, *, filters: QueueFilters, now: datetime, page: int = 1
+) -> tuple[list[QueueRow], Paging]:
+    """A page of cases by priority (which weighs revenue at risk, fit and days left), then revenue, then deadline."""
+    cases, total = await repository.cases_by_priority(
         session,
         status=None if filters.status == "all" else filters.status,
         owner=filters.owner or None,
         root_cause=filters.root_cause or None,
-        limit=QUEUE_LIMIT,
+        search=filters.q,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
     )
     rows = []
     for case in cases:
@@ -57,7 +100,7 @@ async def queue(session: AsyncSession, *, filters: QueueFilters, now: datetime) 
                 days_left=days_left,
             )
         )
-    return rows
+    return rows, Paging(page=page, size=PAGE_SIZE, total=total)
 
 
 async def filter_choices(session: AsyncSession) -> tuple[list[str], list[str]]:

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
-from services.outreach import people, reports, service
-from services.outreach.desk import account, people_admin
+from services.outreach import people, reports
+from services.outreach.desk import account, case_actions, people_admin, work
 from services.outreach.desk import queue as desk_queue
+from services.outreach.desk.case_view import render_case
 from services.outreach.desk.flow import read_flow
 from services.outreach.desk.results import result_charts
-from services.outreach.desk.session import Sessions, csrf_matches, signing_key
+from services.outreach.desk.session import Sessions, signing_key
 from services.outreach.desk.settings import DeskSettings
 from services.outreach.desk.signin import Limits
-from services.outreach.desk.timeline import timeline
 from services.outreach.desk.web import (
     HERE,
     DbSession,
@@ -26,22 +27,53 @@ from services.outreach.desk.web import (
     NotAllowed,
     SignedIn,
     SignInRequired,
-    csrf_refused,
     desk_state,
     page,
     sign_in_redirect,
 )
-from services.outreach.models import TASK_RESULTS, Task
-from services.outreach.schemas import CompleteTask
-from services.outreach.tasks import TaskNotFound, TaskNotOpen, complete_task
 from shared.logs import get_logger
 
 log = get_logger("outreach.desk")
 router = APIRouter(prefix="/desk", include_in_schema=False)
+DIAGNOSIS_URL = "http://127.0.0.1:8001"
 MAX_FORM_FIELD = 5000
 
 
 @router.get("", response_class=HTMLResponse)
+async def my_work_page(
+    request: Request,
+    session: SignedIn,
+    db: DbSession,
+    scope: str | None = None,
+    show: str | None = None,
+    kind: str | None = None,
+    q: str | None = None,
+    page_number: str | None = Query(None, alias="page"),
+) -> HTMLResponse:
+    """The landing page: the signed-in person's tasks, overdue first; a manager's team's too."""
+    has_team = bool(await people.team_of(db, session.person))
+    filters = work.WorkFilters.parse(scope=scope, show=show, kind=kind, q=q, has_team=has_team)
+    now = request.app.state.clock.now()
+    rows, paging, team = await work.my_work(
+        db, person=session.person, filters=filters, now=now, page=desk_queue.page_number(page_number)
+    )
+    names = await people.names_by_email(db, {row.case.owner for row in rows if row.case.owner})
+    return page(
+        request,
+        "work.html",
+        {
+            "rows": rows,
+            "paging": paging,
+            "filters": filters,
+            "has_team": has_team,
+            "names": {**names, **team, session.email: session.name},
+            "now": now,
+        },
+        session=session,
+    )
+
+
+@router.get("/cases", response_class=HTMLResponse)
 async def queue_page(
     request: Request,
     session: SignedIn,
@@ -49,56 +81,26 @@ async def queue_page(
     status: str | None = None,
     owner: str | None = None,
     root_cause: str | None = None,
+    q: str | None = None,
+    page_number: str | None = Query(None, alias="page"),
 ) -> HTMLResponse:
-    filters = desk_queue.QueueFilters.parse(status=status, owner=owner, root_cause=root_cause)
+    """Every case, highest priority first, a page at a time."""
+    filters = desk_queue.QueueFilters.parse(status=status, owner=owner, root_cause=root_cause, q=q)
     now = request.app.state.clock.now()
-    rows = await desk_queue.queue(db, filters=filters, now=now)
+    rows, paging = await desk_queue.queue(db, filters=filters, now=now, page=desk_queue.page_number(page_number))
     owners, causes = await desk_queue.filter_choices(db)
     return page(
         request,
         "queue.html",
         {
             "rows": rows,
+            "paging": paging,
             "filters": filters,
             "owners": owners,
+            "names": await people.names_by_email(db, set(owners)),
             "causes": causes,
             "now": now,
-            "limit": desk_queue.QUEUE_LIMIT,
         },
-        session=session,
-    )
-
-
-async def _case_page(
-    request: Request,
-    session,
-    db,
-    case_id: str,
-    *,
-    error: str | None = None,
-    status_code: int = 200,
-    done: str | None = None,
-) -> HTMLResponse:
-    case = await service.get_case(db, case_id)
-    if case is None:
-        return page(request, "missing.html", {"what": f"case {case_id}"}, status_code=404, session=session)
-    now = request.app.state.clock.now()
-    mentioned = {case.owner, *(t.owner for t in case.tasks), *(t.completed_by for t in case.tasks)}
-    mentioned |= {event.actor for event in case.events}
-    return page(
-        request,
-        "case.html",
-        {
-            "names": await people.names_by_email(db, {email for email in mentioned if email}),
-            "case": case,
-            "d": case.diagnosis or {},
-            "steps": timeline(case, now=now),
-            "now": now,
-            "results": TASK_RESULTS,
-            "error": error,
-            "done": done,
-        },
-        status_code=status_code,
         session=session,
     )
 
@@ -107,48 +109,7 @@ async def _case_page(
 async def case_page(
     request: Request, case_id: str, session: SignedIn, db: DbSession, done: str | None = None
 ) -> HTMLResponse:
-    return await _case_page(request, session, db, case_id, done=done)
-
-
-@router.post("/cases/{case_id}/tasks/{task_id}/complete")
-async def complete(request: Request, case_id: str, task_id: str, session: SignedIn, db: DbSession) -> Response:
-    form = await request.form()
-    if not csrf_matches(session, str(form.get("csrf") or "")):
-        return csrf_refused(request, session)
-    task = await db.get(Task, task_id)
-    if task is None or task.case_id != case_id:
-        return page(request, "missing.html", {"what": f"task {task_id}"}, status_code=404, session=session)
-    try:
-        body = CompleteTask(
-            result=str(form.get("result") or ""),
-            note=str(form.get("note") or "").strip() or None,
-            performed_by=session.email,
-        )
-    except ValidationError:
-        return await _case_page(
-            request,
-            session,
-            db,
-            case_id,
-            status_code=422,
-            error=f"Choose a result ({', '.join(TASK_RESULTS)}); notes are at most 5000 characters.",
-        )
-    try:
-        # The same use case as POST /v1/tasks/{id}/complete: history, timers and intervention.logged alike.
-        await complete_task(
-            db,
-            task_id,
-            result=body.result,
-            note=body.note,
-            performed_by=body.performed_by,
-            clock=request.app.state.clock,
-            policy=request.app.state.policy,
-        )
-    except TaskNotFound:
-        return page(request, "missing.html", {"what": f"task {task_id}"}, status_code=404, session=session)
-    except TaskNotOpen as error:
-        return await _case_page(request, session, db, case_id, status_code=409, error=str(error))
-    return RedirectResponse(f"/desk/cases/{case_id}?done={task_id}#timeline", status_code=303)
+    return await render_case(request, session, db, case_id, done=done)
 
 
 @router.get("/results", response_class=HTMLResponse)
@@ -192,9 +153,22 @@ def mount_desk(app: FastAPI, *, api_tokens: list[SecretStr], settings: DeskSetti
         per_address=settings.signin_attempts_per_address,
         window=timedelta(seconds=settings.signin_window_seconds),
     )
-    app.state.desk = DeskState(settings=settings, sessions=sessions, limits=limits)
-    for desk_router in (account.router, router, people_admin.router):
+    diagnosis = httpx.AsyncClient(
+        base_url=settings.services().get("diagnosis", DIAGNOSIS_URL),
+        headers={"Authorization": f"Bearer {api_tokens[0].get_secret_value()}"},
+        timeout=5.0,
+    )
+    app.state.desk = DeskState(settings=settings, sessions=sessions, limits=limits, diagnosis=diagnosis)
+    for desk_router in (account.router, router, case_actions.router, people_admin.router):
         app.include_router(desk_router)
+
+    async def close_client_on_exit() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await app.state.desk.diagnosis.aclose()
+
+    app.state.runtime.run_in_background(close_client_on_exit)
     app.mount("/desk/static", StaticFiles(directory=HERE / "static"), name="desk-static")
 
     @app.exception_handler(SignInRequired)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import httpx
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
@@ -36,6 +37,8 @@ class DeskState:
     settings: DeskSettings
     sessions: Sessions
     limits: Limits
+    # Diagnosis's /v1/ (the discovery answers go there), with a bearer token of this deployment.
+    diagnosis: httpx.AsyncClient
 
 
 class SignInRequired(Exception):
