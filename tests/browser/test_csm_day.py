@@ -62,6 +62,7 @@ async def people(postgres_url: str, amqp_url: str) -> AsyncIterator[Any]:
     await add_person(db, "pete@example.com", role="csm", name="Pete", manager="mia@example.com")
     yield db
     await engine.dispose()
+    await wipe(postgres_url)  # people set up here would change how later tests' cases are routed
 
 
 @pytest.fixture

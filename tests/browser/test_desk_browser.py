@@ -78,6 +78,7 @@ async def people_db(postgres_url: str) -> AsyncIterator[Any]:
     engine = make_engine(postgres_url)
     yield SimpleNamespace(sessions=make_sessionmaker(engine))
     await engine.dispose()
+    await wipe(postgres_url)  # people set up here would change how later tests' cases are routed
 
 
 @pytest.fixture

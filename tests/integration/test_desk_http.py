@@ -19,6 +19,7 @@ async def brink(database_url: str, amqp_url: str) -> AsyncIterator[Brink]:
     await wipe(database_url)
     async with AsyncExitStack() as stack:
         yield await start_brink(stack, database_url=database_url, amqp_url=amqp_url, scheduler_poll_seconds=0.2)
+    await wipe(database_url)  # people set up here would change how later tests' cases are routed
 
 
 @pytest.fixture
