@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -25,6 +26,27 @@ from pathlib import Path
 from tests.chaos.infra import RABBITMQ_BIN, _as_user, _owned_tmpdir, free_port, wait_for_port
 
 NFT = shutil.which("nft") or "/usr/sbin/nft"
+# Watches the process that started the cluster; if it dies without cleaning up (SIGKILL, a CI timeout, pytest
+# stopped by SIGTERM, which skips fixture teardown), it kills the nodes and removes their directory.
+REAPER = """
+import os, shutil, signal, sys, time
+parent, base = int(sys.argv[1]), sys.argv[2]
+while os.path.isdir(base):
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(2)
+else:
+    sys.exit(0)
+for entry in os.listdir(base):
+    try:
+        with open(os.path.join(base, entry, "pid")) as pid_file:
+            os.kill(int(pid_file.read().strip()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+shutil.rmtree(base, ignore_errors=True)
+"""
 
 
 @dataclass
@@ -165,6 +187,12 @@ class RabbitCluster:
 
     def start(self) -> None:
         """Boot the nodes, then join the second and third to the first."""
+        subprocess.Popen(
+            [sys.executable, "-c", REAPER, str(os.getpid()), str(self.base)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         with ThreadPoolExecutor(self.size) as pool:
             list(pool.map(self.start_node, self.nodes))
         first = self.nodes[0]
