@@ -7,7 +7,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.outreach.desk.session import COOKIE, csrf_matches
 from services.outreach.desk.signin import TooManyAttempts, authenticate
-from services.outreach.desk.web import DbSession, SignedIn, csrf_refused, desk_state, form_text, page, safe_next
+from services.outreach.desk.web import (
+    DbSession,
+    SignedIn,
+    csrf_refused,
+    desk_state,
+    form_text,
+    page,
+    safe_next,
+    set_session_cookie,
+)
 from shared.logs import get_logger
 
 log = get_logger("outreach.desk.account")
@@ -59,15 +68,7 @@ async def sign_in(request: Request, db: DbSession) -> Response:
         db, person, now=now, address=_address(request), replacing=request.cookies.get(COOKIE)
     )
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        value,
-        max_age=int(state.sessions.lifetime.total_seconds()),
-        path="/desk",
-        httponly=True,
-        secure=state.settings.cookie_secure,
-        samesite="lax",
-    )
+    set_session_cookie(response, request, value)
     log.info("outreach.desk.signed_in", person_id=person.id)
     return response
 

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import SecretStr
 
 from services.outreach import people, reports
-from services.outreach.desk import account, case_actions, people_admin, work
+from services.outreach.desk import account, case_actions, people_admin, sso, work
 from services.outreach.desk import queue as desk_queue
 from services.outreach.desk.case_view import render_case
 from services.outreach.desk.flow import read_flow
@@ -20,6 +20,7 @@ from services.outreach.desk.results import result_charts
 from services.outreach.desk.session import Sessions, signing_key
 from services.outreach.desk.settings import DeskSettings
 from services.outreach.desk.signin import Limits
+from services.outreach.desk.sso import SingleSignOn
 from services.outreach.desk.web import (
     HERE,
     DbSession,
@@ -159,7 +160,15 @@ def mount_desk(app: FastAPI, *, api_tokens: list[SecretStr], settings: DeskSetti
         timeout=5.0,
     )
     app.state.desk = DeskState(settings=settings, sessions=sessions, limits=limits, diagnosis=diagnosis)
-    for desk_router in (account.router, router, case_actions.router, people_admin.router):
+    if settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret:
+        app.state.sso = SingleSignOn(
+            issuer=settings.oidc_issuer,
+            client_id=settings.oidc_client_id,
+            client_secret=settings.oidc_client_secret,
+            name=settings.oidc_name,
+            signing_key=signing_key(secret_key=settings.secret_key, api_tokens=api_tokens),
+        )
+    for desk_router in (account.router, router, case_actions.router, people_admin.router, sso.router):
         app.include_router(desk_router)
 
     async def close_client_on_exit() -> None:

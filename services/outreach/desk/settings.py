@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.dlq import DEFAULT_CONSUMER_QUEUES
@@ -32,10 +32,28 @@ class DeskSettings(BaseSettings):
         default_factory=lambda: ["intake=http://127.0.0.1:8000", "diagnosis=http://127.0.0.1:8001"]
     )
     refresh_seconds: float = Field(default=5, ge=1, le=300)
+    # Optional single sign-on with OpenID Connect: the provider's issuer URL, this desk's client at it, and the
+    # name on the sign-in button. People still need to exist here (matched by their verified email).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_name: str = Field(default="single sign-on", min_length=1, max_length=60)
 
     _split_lists = field_validator("queues", "service_urls", mode="before")(split_commas)
     # Set but empty would sign every cookie with an empty key.
     _real_key = optional_secret("secret_key", "BRINK_DESK_SECRET_KEY")
+    _real_client_secret = optional_secret("oidc_client_secret", "BRINK_DESK_OIDC_CLIENT_SECRET")
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> DeskSettings:
+        if self.oidc_issuer is not None:
+            if not self.oidc_issuer.startswith(("https://", "http://")):
+                raise ValueError("BRINK_DESK_OIDC_ISSUER must be the provider's http(s) URL")
+            if not self.oidc_client_id or self.oidc_client_secret is None:
+                raise ValueError(
+                    "BRINK_DESK_OIDC_ISSUER needs BRINK_DESK_OIDC_CLIENT_ID and BRINK_DESK_OIDC_CLIENT_SECRET"
+                )
+        return self
 
     @field_validator("service_urls")
     @classmethod

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import httpx
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from services.outreach.desk.session import COOKIE, Sessions, SignedInPerson
@@ -134,10 +134,30 @@ def page(
     session: SignedInPerson | None = None,
 ) -> HTMLResponse:
     """A rendered page with the signed-in person, their CSRF token and the desk's security headers."""
-    context = {"session": session, "refresh_seconds": desk_state(request).settings.refresh_seconds, **context}
+    sso = getattr(request.app.state, "sso", None)
+    context = {
+        "session": session,
+        "refresh_seconds": desk_state(request).settings.refresh_seconds,
+        "sso": sso.name if sso is not None else None,
+        **context,
+    }
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+def set_session_cookie(response: Response, request: Request, value: str) -> None:
+    """The session cookie: only the signed opaque id, never readable by scripts, sent to /desk only."""
+    state = desk_state(request)
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=int(state.sessions.lifetime.total_seconds()),
+        path="/desk",
+        httponly=True,
+        secure=state.settings.cookie_secure,
+        samesite="lax",
+    )
 
 
 def csrf_refused(request: Request, session: SignedInPerson | None) -> HTMLResponse:
