@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.events import (
     MAX_PLANS,
@@ -49,9 +50,17 @@ class CancellationReport(BaseModel):
     scheduled: bool = False
     effective_at: Timestamp | None = None
     occurred_at: Timestamp | None = Field(
-        default=None, description="when it happened; orders reports of one subscription"
+        default=None, description="when it happened (1970 or later); orders reports of one subscription"
     )
     livemode: bool = True
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _orderable(cls, value: datetime | None) -> datetime | None:
+        # Reports of one subscription are ordered by milliseconds since 1970 (a version that is never negative).
+        if value is not None and value.timestamp() < 0:
+            raise ValueError("occurred_at must be 1970-01-01 or later")
+        return value
 
 
 class CancellationAck(BaseModel):
