@@ -1,5 +1,6 @@
-"""A private three-node RabbitMQ cluster for the failover tests, started once per run (about 30 s) and never the
-machine's shared node; every test starts with all three nodes running."""
+"""A private three-node RabbitMQ cluster for the failover tests, started once per module (about 30 s) and never the
+machine's shared node; every test starts with all three nodes running, and the nodes stop with the module rather
+than stay up for the rest of the suite."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.chaos.infra import RABBITMQ_BIN
 from tests.conftest import unavailable
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def rabbit_cluster() -> AsyncIterator[RabbitCluster]:
     if not (RABBITMQ_BIN / "rabbitmq-server").exists() or not shutil.which("erl"):
         unavailable("RabbitMQ (rabbitmq-server, to start a private cluster)", FileNotFoundError(RABBITMQ_BIN))
