@@ -20,6 +20,7 @@ from services.outreach.models import (
     CaseEvent,
     DeskSession,
     Notification,
+    Offer,
     Person,
     RotationCursor,
     SignInFailure,
@@ -109,6 +110,7 @@ def withdrawal(
 
 
 OUTREACH_TABLES = (
+    Offer,
     Notification,
     Timer,
     CaseEvent,

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 
-from services.outreach import recipients, reports, service
+from services.outreach import offers, recipients, reports, service
 from services.outreach.clock import Clock
 from services.outreach.endings import CaseAlreadyClosed, OutcomeContradicted, close_by_hand
 from services.outreach.policy import Policy
 from services.outreach.schemas import (
+    ApplyOffer,
+    ApproveOffer,
     CaseDetail,
     CaseList,
     CaseView,
     CompleteTask,
     NotificationChoice,
+    OfferList,
+    OfferView,
+    ProposeOffer,
     RecordOutcome,
+    RejectOffer,
     ReportSummary,
     TaskList,
     TaskView,
@@ -207,3 +214,101 @@ async def choose_notifications(
     if not await recipients.choose_notifications(session, email, channels=channels, daily_digest=body.daily_digest):
         raise HTTPException(status_code=404, detail=f"no person has the email {email!r}")
     return NotificationChoice(channels=channels, daily_digest=body.daily_digest)
+
+
+# --- Save offers -----------------------------------------------------------------------------------------------------
+
+
+async def get_offer_context(request: Request) -> offers.OfferContext:
+    return request.app.state.offer_context
+
+
+OfferContextDep = Annotated[offers.OfferContext, Depends(get_offer_context)]
+OFFER_REFUSALS: dict[int | str, dict[str, Any]] = {
+    **UNAUTHORIZED,
+    403: {"description": "The person's role may not approve or reject this offer"},
+    404: {"description": "No such case or offer"},
+    409: {"description": "Closed case, ended subscription, nothing to undo, not eligible, budget exhausted, decided"},
+    422: {"description": "An unknown offer or person, or a currency the budget is not kept in"},
+    502: {"description": "The billing system refused or failed the read the preview needs"},
+}
+
+
+OFFER_STATUS: dict[type[Exception], int] = {
+    offers.OfferNotFound: 404,
+    offers.OfferConflict: 409,
+    offers.NotAllowed: 403,
+}
+
+
+async def offer_refused(_request: Request, error: Exception) -> JSONResponse:
+    """The one place offer refusals become HTTP answers (registered on the app for ``offers.OfferError``)."""
+    if isinstance(error, offers.OfferInvalid):
+        return JSONResponse({"detail": f"{error.field}: {error}"}, status_code=422)
+    return JSONResponse({"detail": str(error)}, status_code=OFFER_STATUS.get(type(error), 502))
+
+
+@router.post(
+    "/cases/{case_id}/offers",
+    response_model=OfferView,
+    status_code=201,
+    responses=OFFER_REFUSALS,
+    summary="Propose an offer on a case: its preview on the billing system and its cost; nothing is changed yet",
+)
+async def propose_offer(
+    case_id: Annotated[str, Path(max_length=36)], body: ProposeOffer, session: SessionDep, context: OfferContextDep
+) -> OfferView:
+    return OfferView.model_validate(
+        await offers.propose(session, case_id, offer=body.offer, by=body.by, context=context)
+    )
+
+
+@router.get(
+    "/cases/{case_id}/offers",
+    response_model=OfferList,
+    responses=UNAUTHORIZED,
+    summary="A case's offers, oldest first",
+)
+async def list_offers(case_id: Annotated[str, Path(max_length=36)], session: SessionDep) -> OfferList:
+    return OfferList(items=[OfferView.model_validate(o) for o in await offers.offers_of_case(session, case_id)])
+
+
+@router.post(
+    "/offers/{offer_id}/apply",
+    response_model=OfferView,
+    responses=OFFER_REFUSALS,
+    summary="Apply an offer within the person's limit and the budget, else it waits for approval with the reason; "
+    "applying twice applies once; a billing refusal leaves it failed with the vendor's message",
+)
+async def apply_offer(
+    offer_id: Annotated[str, Path(max_length=36)], body: ApplyOffer, session: SessionDep, context: OfferContextDep
+) -> OfferView:
+    return OfferView.model_validate(await offers.apply(session, offer_id, by=body.by, context=context))
+
+
+@router.post(
+    "/offers/{offer_id}/approve",
+    response_model=OfferView,
+    responses=OFFER_REFUSALS,
+    summary="Approve an offer waiting for approval, and apply it; of two approvals at once one wins",
+)
+async def approve_offer(
+    offer_id: Annotated[str, Path(max_length=36)], body: ApproveOffer, session: SessionDep, context: OfferContextDep
+) -> OfferView:
+    return OfferView.model_validate(
+        await offers.approve(session, offer_id, by=body.by, reason=body.reason, context=context)
+    )
+
+
+@router.post(
+    "/offers/{offer_id}/reject",
+    response_model=OfferView,
+    responses=OFFER_REFUSALS,
+    summary="Reject an offer waiting for approval, with the reason",
+)
+async def reject_offer(
+    offer_id: Annotated[str, Path(max_length=36)], body: RejectOffer, session: SessionDep, context: OfferContextDep
+) -> OfferView:
+    return OfferView.model_validate(
+        await offers.reject(session, offer_id, by=body.by, reason=body.reason, context=context)
+    )

@@ -22,12 +22,16 @@ from services.outreach.notify.email import EmailConfig, EmailNotifier
 from services.outreach.notify.slack import SlackConfig, SlackNotifier
 from services.outreach.notify.slack_dm import SlackDirectConfig, SlackDirectNotifier
 from services.outreach.notify.webhook import WebhookConfig, WebhookNotifier
+from services.outreach.offer_actions.base import OfferActions
 from services.outreach.offer_file import OfferFileError, load_offer_rules
+from services.outreach.offers import OfferContext, OfferError
 from services.outreach.playbooks import PlaybookError, load_playbooks
 from services.outreach.policy import Policy
 from services.outreach.rotation import ROLES
 from services.outreach.scheduler import Scheduler
 from services.outreach.settings import OutreachSettings
+from shared.billing.base import BillingConnection
+from shared.billing.connect import billing_connections
 from shared.events import CancellationWithdrawn, DiagnosisCompleted
 from shared.logs import configure_logging
 from shared.runtime import Runtime, serve
@@ -87,6 +91,19 @@ def build_policy(settings: OutreachSettings, channels: tuple[str, ...]) -> Polic
     )
 
 
+def offer_actions(billing: dict[str, BillingConnection]) -> dict[str, OfferActions]:
+    """An offer adapter per connected billing system that has one (Chargebee's is not built yet)."""
+    actions: dict[str, OfferActions] = {}
+    stripe = billing.get("stripe")
+    if stripe is not None:
+        from services.outreach.offer_actions.stripe import StripeOfferActions
+        from shared.billing.stripe_connection import StripeConnection
+
+        assert isinstance(stripe, StripeConnection)
+        actions["stripe"] = StripeOfferActions(stripe)
+    return actions
+
+
 def build_app(
     settings: OutreachSettings, *, clock: Clock | None = None, desk_settings: DeskSettings | None = None
 ) -> FastAPI:
@@ -128,6 +145,16 @@ def build_app(
             await client.aclose()
 
     runtime.run_in_background(close_http_client_on_exit)
+    billing = billing_connections(settings, purpose="offers")
+
+    async def close_billing_on_exit() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for connection in billing.values():
+                await connection.close()
+
+    runtime.run_in_background(close_billing_on_exit)
 
     app = create_app(
         service=SERVICE,
@@ -143,7 +170,10 @@ def build_app(
     app.state.settings = settings
     app.state.clock = clock
     app.state.policy = policy
-    app.state.offer_rules = load_offer_rules(settings.offers_file)
+    app.add_exception_handler(OfferError, api.offer_refused)
+    app.state.offer_context = OfferContext(
+        rules=load_offer_rules(settings.offers_file), actions=offer_actions(billing), clock=clock
+    )
     app.state.scheduler = scheduler
     mount_desk(app, api_tokens=settings.api_tokens, settings=desk_settings or DeskSettings())
     return app

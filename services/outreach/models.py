@@ -265,3 +265,37 @@ class SignInFailure(Base):
     email: Mapped[str] = mapped_column(String(320), index=True)
     address: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+OFFER_STATUSES = ("proposed", "awaiting_approval", "applied", "failed", "rejected")
+
+
+class Offer(Base):
+    """A save offer on a case: proposed with its preview and cost, applied through the billing API (at once within
+    the proposer's limit and the budget, else after an approval), failed with the vendor's message, or rejected."""
+
+    __tablename__ = "outreach_offers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("outreach_cases.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(String(255), index=True)
+    source: Mapped[str] = mapped_column(String(16), doc="the billing system: stripe or chargebee")
+    subscription_id: Mapped[str] = mapped_column(String(255))
+    offer: Mapped[str] = mapped_column(String(64), doc="the offer's name in the offers file")
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(24), index=True, doc="proposed, awaiting_approval, applied, ...")
+    cost_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    preview: Mapped[str] = mapped_column(Text)
+    change: Mapped[dict[str, Any]] = mapped_column(doc="the vendor's parameters fixed at the preview, sent as they are")
+    proposed_by: Mapped[str] = mapped_column(String(320))
+    proposed_at: Mapped[datetime]
+    approval_reason: Mapped[str | None] = mapped_column(Text, doc="why it waits for approval")
+    approver_roles: Mapped[str | None] = mapped_column(String(255), doc="comma-separated roles that may approve it")
+    decided_by: Mapped[str | None] = mapped_column(String(320))
+    decided_at: Mapped[datetime | None]
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    applied_by: Mapped[str | None] = mapped_column(String(320))
+    applied_at: Mapped[datetime | None] = mapped_column(index=True)
+    verified_at: Mapped[datetime | None] = mapped_column(doc="read back from the billing system and holding")
+    failure: Mapped[str | None] = mapped_column(Text, doc="the billing system's message")

@@ -35,6 +35,7 @@ from services.outreach.models import (
     Case,
     DeskSession,
     Notification,
+    Offer,
     Person,
     RotationCursor,
     SignInFailure,
@@ -744,3 +745,57 @@ async def sign_in_failures(
 
 async def forget_sign_in_failures(session: AsyncSession, *, before: datetime) -> None:
     await session.execute(delete(SignInFailure).where(SignInFailure.at < before))
+
+
+# --- Save offers ---------------------------------------------------------------------------------------------------
+
+OFFERS_COUNTED = ("awaiting_approval", "applied")  # what counts towards an account's offers a year
+
+
+async def locked_offer(session: AsyncSession, offer_id: str) -> Offer | None:
+    """One offer, locked for this transaction: a second approval of it waits, then finds it decided."""
+    query = select(Offer).where(Offer.id == offer_id).with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def lock_offer_budget(session: AsyncSession) -> None:
+    """Serialise the budget's check-then-spend across instances (PostgreSQL; SQLite has a single writer)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('outreach_offers_budget'))"))
+
+
+async def offer_budget_drawn(
+    session: AsyncSession, *, period_start: datetime, period_end: datetime, leaving_out: str | None = None
+) -> tuple[int, int]:
+    """(spent, committed): the cost of offers applied in the period, and of those waiting for approval."""
+    spent = select(func.coalesce(func.sum(Offer.cost_minor), 0)).where(
+        Offer.status == "applied", Offer.applied_at >= period_start, Offer.applied_at < period_end
+    )
+    committed = select(func.coalesce(func.sum(Offer.cost_minor), 0)).where(Offer.status == "awaiting_approval")
+    if leaving_out is not None:
+        committed = committed.where(Offer.id != leaving_out)
+    return int(await session.scalar(spent) or 0), int(await session.scalar(committed) or 0)
+
+
+async def account_offers(
+    session: AsyncSession, account_id: str, *, since: datetime, leaving_out: str | None = None
+) -> tuple[list[datetime], set[str]]:
+    """When the account's counted offers since ``since`` were proposed, and the names of its offers that failed."""
+    rows = await session.execute(
+        select(Offer.status, Offer.proposed_at, Offer.offer).where(
+            Offer.account_id == account_id, Offer.id != (leaving_out or "")
+        )
+    )
+    counted, failed = [], set()
+    for status, proposed_at, name in rows:
+        if status in OFFERS_COUNTED and proposed_at >= since:
+            counted.append(proposed_at)
+        if status == "failed":
+            failed.add(name)
+    return counted, failed
+
+
+async def offers_of_case(session: AsyncSession, case_id: str) -> list[Offer]:
+    """The case's offers, oldest first."""
+    query = select(Offer).where(Offer.case_id == case_id).order_by(Offer.proposed_at, Offer.id)
+    return list((await session.execute(query)).scalars())

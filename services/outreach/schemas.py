@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.outreach.ladder_file import TaskResult
-from shared.events import ConfirmedRootCause, LongText, Name, Outcome
+from shared.events import ConfirmedRootCause, LongText, Name, Outcome, Storable
 
 
 class TaskView(BaseModel):
@@ -206,3 +206,66 @@ class SwitchPlaybook(BaseModel):
     playbook: str = Field(min_length=1, max_length=64, description="the name of a playbook file")
     reason: str | None = Field(default=None, max_length=1000)
     by: Name | None = None
+
+
+PersonEmail = Annotated[
+    str, Field(min_length=3, max_length=320, description="the email of the person acting"), Storable
+]
+
+
+class ProposeOffer(BaseModel):
+    """An offer from the offers file, proposed on a case by a person."""
+
+    model_config = ConfigDict(extra="forbid")
+    offer: Annotated[
+        str, Field(min_length=1, max_length=64, description="the offer's name in the offers file"), Storable
+    ]
+    by: PersonEmail
+
+
+class ApplyOffer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: PersonEmail
+
+
+class ApproveOffer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: PersonEmail
+    reason: LongText | None = None
+
+
+class RejectOffer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: PersonEmail
+    reason: LongText = Field(min_length=1)
+
+
+class OfferView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    case_id: str
+    account_id: str
+    source: str
+    subscription_id: str
+    offer: str
+    kind: str
+    status: str = Field(description="proposed, awaiting_approval, applied, failed or rejected")
+    cost_minor: int
+    currency: str
+    preview: str = Field(description="what applying changes on the billing system")
+    change: dict[str, Any] = Field(description="the billing system's parameters applying sends")
+    proposed_by: str
+    proposed_at: datetime
+    approval_reason: str | None
+    approver_roles: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str | None
+    applied_by: str | None
+    applied_at: datetime | None
+    verified_at: datetime | None
+    failure: str | None = Field(description="the billing system's message when it refused")
+
+
+class OfferList(BaseModel):
+    items: list[OfferView]

@@ -12,10 +12,11 @@ from services.outreach.ladder_file import LADDER_DIR
 from services.outreach.offer_file import OFFERS_FILE
 from services.outreach.playbooks import PLAYBOOK_DIR
 from services.outreach.working_hours import WorkingHours, parse_working_hours
-from shared.settings import BrinkSettings, CommaList, refuse_placeholders, split_commas
+from shared.billing.settings import BillingSettings
+from shared.settings import CommaList, refuse_placeholders, split_commas
 
 
-class OutreachSettings(BrinkSettings):
+class OutreachSettings(BillingSettings):
     outreach_port: int = Field(default=8002, ge=1, le=65535)
     playbook_dir: Path = PLAYBOOK_DIR
     ladder_dir: Path = LADDER_DIR

@@ -75,6 +75,11 @@ class StripeConnection:
         )
         return updated.to_dict()
 
+    async def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """The subscription as Stripe holds it now (a read-back after a write)."""
+        found = await self._call(lambda: self._client.v1.subscriptions.retrieve_async(subscription_id))
+        return found.to_dict()
+
     async def close(self) -> None:
         await self._http.close_async()
 

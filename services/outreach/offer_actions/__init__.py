@@ -1,0 +1,1 @@
+"""What each billing system does for an offer: one adapter per vendor behind ``base.OfferActions``."""

@@ -1,0 +1,283 @@
+"""Use cases of save offers: propose (preview and cost), apply within the caller's limit and the budget or wait for
+approval, approve, reject. Never commits: the HTTP request owns the transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach import repository
+from services.outreach.clock import Clock
+from services.outreach.history import record
+from services.outreach.models import Case, Offer, Person
+from services.outreach.offer_actions.base import OfferActionError, OfferActions, idempotency_key
+from services.outreach.offer_rules import (
+    ELIGIBILITY_WINDOW,
+    AccountHistory,
+    BudgetState,
+    Money,
+    OfferRuleError,
+    OfferRules,
+    OfferTerms,
+    period_bounds,
+)
+from services.outreach.people import find_by_email
+from shared.billing.base import BillingError
+
+
+class OfferError(Exception):
+    """A refused offer request; the HTTP edge maps each kind to its status code."""
+
+
+class OfferNotFound(OfferError):
+    """No such offer, or no such case (404)."""
+
+
+class OfferConflict(OfferError):
+    """The case, the offer or the subscription is not in a state that allows it (409)."""
+
+
+class NotAllowed(OfferError):
+    """The person's role may not do this (403)."""
+
+
+class OfferInvalid(OfferError):
+    """A field names something that does not exist (422); ``field`` says which."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class BillingFailed(OfferError):
+    """The billing system refused or failed a read needed for the preview (502, with its message)."""
+
+
+@dataclass(frozen=True)
+class OfferContext:
+    """What offers need besides the database: the offers file, the vendor adapters by source, the clock."""
+
+    rules: OfferRules
+    actions: Mapping[str, OfferActions]
+    clock: Clock
+
+
+async def _acting_person(session: AsyncSession, email: str) -> Person:
+    person = await find_by_email(session, email)
+    if person is None or not person.active:
+        raise OfferInvalid(f"no active person has the email {email!r}", field="by")
+    return person
+
+
+async def _history(
+    session: AsyncSession, account_id: str, context: OfferContext, offer_id: str | None
+) -> AccountHistory:
+    since = context.clock.now() - ELIGIBILITY_WINDOW
+    counted, failed = await repository.account_offers(session, account_id, since=since, leaving_out=offer_id)
+    return AccountHistory(counted_at=tuple(counted), failed=frozenset(failed))
+
+
+async def _budget(session: AsyncSession, context: OfferContext, *, leaving_out: str | None) -> BudgetState:
+    start, end = period_bounds(context.rules.period, context.clock.now())
+    spent, committed = await repository.offer_budget_drawn(
+        session, period_start=start, period_end=end, leaving_out=leaving_out
+    )
+    return BudgetState(total_minor=context.rules.budget_minor, spent_minor=spent, committed_minor=committed)
+
+
+def _subscription_of(case: Case, context: OfferContext) -> tuple[OfferActions, str]:
+    source, _, subscription_id = case.cancellation_id.partition(":")
+    actions = context.actions.get(source)
+    if actions is None or not subscription_id:
+        raise OfferConflict(f"offers on {source} subscriptions need a billing connection (see BRINK_STRIPE_API_KEY)")
+    return actions, subscription_id
+
+
+async def _open_case(session: AsyncSession, case_id: str) -> Case:
+    case = await repository.case_with_history(session, case_id, lock=True)
+    if case is None:
+        raise OfferNotFound(f"no case {case_id!r}")
+    if case.status != "open":
+        raise OfferConflict(f"case {case_id} is closed ({case.status}); offers are made on open cases")
+    return case
+
+
+async def propose(session: AsyncSession, case_id: str, *, offer: str, by: str, context: OfferContext) -> Offer:
+    """Price an offer for the case and preview it on the billing system; nothing is changed there yet."""
+    case = await _open_case(session, case_id)
+    person = await _acting_person(session, by)
+    terms = context.rules.offers.get(offer)
+    if terms is None:
+        raise OfferInvalid(f"no offer {offer!r} in the offers file ({', '.join(context.rules.offers)})", field="offer")
+    try:
+        cost = terms.cost(mrr_minor=case.mrr_minor, currency=case.currency, budget_currency=context.rules.currency)
+        context.rules.check_eligible(
+            terms, await _history(session, case.account_id, context, None), now=context.clock.now()
+        )
+    except OfferRuleError as error:
+        raise (
+            OfferConflict(str(error))
+            if error.field in ("account", "offer")
+            else OfferInvalid(str(error), field=error.field)
+        ) from None
+    actions, subscription_id = _subscription_of(case, context)
+    try:
+        preview = await actions.preview(subscription_id, terms)
+    except OfferActionError as error:
+        raise OfferConflict(str(error)) from None
+    except BillingError as error:
+        raise BillingFailed(str(error)) from None
+    now = context.clock.now()
+    proposed = Offer(
+        id=str(uuid.uuid4()),
+        case_id=case.id,
+        account_id=case.account_id,
+        source=actions.source,
+        subscription_id=subscription_id,
+        offer=terms.name,
+        kind=terms.kind,
+        status="proposed",
+        cost_minor=cost.amount_minor,
+        currency=cost.currency,
+        preview=preview.changes,
+        change=preview.params,
+        proposed_by=person.email,
+        proposed_at=now,
+    )
+    session.add(proposed)
+    record(session, case, "offer_proposed", at=now, actor=person.email, offer_id=proposed.id, offer=terms.name,
+           cost_minor=cost.amount_minor, currency=cost.currency, preview=preview.changes)  # fmt: skip
+    return proposed
+
+
+async def _locked(session: AsyncSession, offer_id: str) -> Offer:
+    found = await repository.locked_offer(session, offer_id)
+    if found is None:
+        raise OfferNotFound(f"no offer {offer_id!r}")
+    return found
+
+
+async def apply(session: AsyncSession, offer_id: str, *, by: str, context: OfferContext) -> Offer:
+    """Apply a proposed (or failed, to retry) offer when the caller's limit and the budget allow, else leave it
+    waiting for approval with the reason. An offer already applied or waiting is returned as it is."""
+    offer = await _locked(session, offer_id)
+    if offer.status in ("applied", "awaiting_approval"):
+        return offer
+    if offer.status == "rejected":
+        raise OfferConflict(f"offer {offer_id} was rejected by {offer.decided_by}: {offer.decision_reason}")
+    case = await _open_case(session, offer.case_id)
+    person = await _acting_person(session, by)
+    terms = _terms_of(offer, context)
+    await repository.lock_offer_budget(session)
+    try:
+        context.rules.check_eligible(
+            terms, await _history(session, offer.account_id, context, offer.id), now=context.clock.now()
+        )
+        decision = context.rules.decide(
+            cost=Money(offer.cost_minor, offer.currency),
+            role=person.role,
+            mrr_minor=case.mrr_minor,
+            budget=await _budget(session, context, leaving_out=offer.id),
+        )
+    except OfferRuleError as error:
+        raise OfferConflict(str(error)) from None
+    now = context.clock.now()
+    if decision.outcome == "await_approval":
+        offer.status = "awaiting_approval"
+        offer.approval_reason = decision.reason
+        offer.approver_roles = ",".join(decision.approver_roles)
+        record(session, case, "offer_awaiting_approval", at=now, actor=person.email, offer_id=offer.id,
+               reason=decision.reason, approver_roles=list(decision.approver_roles))  # fmt: skip
+        return offer
+    await _carry_out(session, offer, case, terms, by=person.email, context=context)
+    return offer
+
+
+async def approve(session: AsyncSession, offer_id: str, *, by: str, reason: str | None, context: OfferContext) -> Offer:
+    """Approve an offer waiting for it, and apply it; of two approvals at once, one wins and the other is refused."""
+    offer = await _waiting(session, offer_id)
+    case = await _open_case(session, offer.case_id)
+    person = await _acting_person(session, by)
+    await repository.lock_offer_budget(session)
+    budget = await _budget(session, context, leaving_out=offer.id)
+    cost = Money(offer.cost_minor, offer.currency)
+    if not context.rules.may_approve(person.role, cost=cost, mrr_minor=case.mrr_minor, budget=budget):
+        raise NotAllowed(
+            f"a {person.role} may not approve an offer of {offer.cost_minor} {offer.currency} with "
+            f"{max(budget.remaining_minor, 0)} left in the budget (roles that may: {offer.approver_roles})"
+        )
+    now = context.clock.now()
+    offer.decided_by, offer.decided_at, offer.decision_reason = person.email, now, reason
+    record(session, case, "offer_approved", at=now, actor=person.email, offer_id=offer.id, reason=reason)
+    await _carry_out(session, offer, case, _terms_of(offer, context), by=person.email, context=context)
+    return offer
+
+
+async def reject(session: AsyncSession, offer_id: str, *, by: str, reason: str, context: OfferContext) -> Offer:
+    """Refuse an offer waiting for approval, with the reason; it is never applied."""
+    offer = await _waiting(session, offer_id)
+    case = await repository.case_with_history(session, offer.case_id)
+    person = await _acting_person(session, by)
+    if not context.rules.may_approve(
+        person.role,
+        cost=Money(offer.cost_minor, offer.currency),
+        mrr_minor=case.mrr_minor if case else None,
+        budget=await _budget(session, context, leaving_out=offer.id),
+    ):
+        raise NotAllowed(f"a {person.role} may not decide on this offer (roles that may: {offer.approver_roles})")
+    now = context.clock.now()
+    offer.status, offer.decided_by, offer.decided_at, offer.decision_reason = "rejected", person.email, now, reason
+    if case is not None:
+        record(session, case, "offer_rejected", at=now, actor=person.email, offer_id=offer.id, reason=reason)
+    return offer
+
+
+async def _waiting(session: AsyncSession, offer_id: str) -> Offer:
+    offer = await _locked(session, offer_id)
+    if offer.status != "awaiting_approval":
+        decided = f" by {offer.decided_by}" if offer.decided_by else ""
+        raise OfferConflict(f"offer {offer_id} is {offer.status}{decided}, not awaiting approval")
+    return offer
+
+
+def _terms_of(offer: Offer, context: OfferContext) -> OfferTerms:
+    terms = context.rules.offers.get(offer.offer)
+    if terms is None:
+        raise OfferConflict(f"offer {offer.offer!r} is no longer in the offers file")
+    return terms
+
+
+async def _carry_out(
+    session: AsyncSession, offer: Offer, case: Case, terms: OfferTerms, *, by: str, context: OfferContext
+) -> None:
+    """Apply on the billing system with a key derived from the offer's id, then read it back; a refusal leaves the
+    offer ``failed`` with the vendor's message (retrying is safe: the key is the same)."""
+    actions = context.actions.get(offer.source)
+    if actions is None:
+        raise OfferConflict(f"offers on {offer.source} subscriptions need a billing connection")
+    now = context.clock.now()
+    try:
+        await actions.apply(offer.subscription_id, offer.change, idempotency_key=idempotency_key(offer.id))
+        held = await actions.verify(offer.subscription_id, offer.change)
+    except (BillingError, OfferActionError) as error:
+        offer.status, offer.failure = "failed", str(error)
+        record(session, case, "offer_failed", at=now, actor=by, offer_id=offer.id, failure=str(error))
+        return
+    if not held:
+        offer.status, offer.failure = (
+            "failed",
+            f"{offer.source} accepted the change but the read-back shows it did not hold",
+        )
+        record(session, case, "offer_failed", at=now, actor=by, offer_id=offer.id, failure=offer.failure)
+        return
+    offer.status, offer.applied_by, offer.applied_at, offer.verified_at, offer.failure = "applied", by, now, now, None
+    record(session, case, "offer_applied", at=now, actor=by, offer_id=offer.id, offer=offer.offer,
+           cost_minor=offer.cost_minor, currency=offer.currency)  # fmt: skip
+
+
+async def offers_of_case(session: AsyncSession, case_id: str) -> list[Offer]:
+    """The case's offers, oldest first."""
+    return await repository.offers_of_case(session, case_id)

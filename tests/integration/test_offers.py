@@ -1,0 +1,179 @@
+"""Save offers applied through the billing API: a scheduled cancellation on localstripe, an offer to keep the
+subscription proposed and applied by a CSM through outreach's API, and localstripe's subscription no longer
+cancelling. Stripe is localstripe driven by the official library, behind a front that counts the writes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.outreach.app import build_app
+from services.outreach.cases import open_or_update_case
+from services.outreach.clock import SystemClock
+from services.outreach.people import add_person
+from services.outreach.settings import OutreachSettings
+from shared.db import transaction
+from shared.events import Money
+from tests.billing_helpers import STRIPE_KEY, HttpStandIn, StripeAccount, localstripe, stripe_front
+from tests.conftest import AMQP_BASE_URL, TOKEN, settings_for
+from tests.outreach_helpers import diagnosis, wipe_outreach
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CSM = "carla@example.com"
+
+
+@dataclass
+class World:
+    stripe: StripeAccount
+    front: HttpStandIn
+    outreach: httpx.AsyncClient
+    app: Any
+
+    async def case_for(self, customer_id: str, subscription_id: str, *, currency: str = "usd") -> dict[str, Any]:
+        """A case opened by a diagnosis of this subscription's scheduled cancellation, as the broker brings it."""
+        payload = diagnosis(
+            now=datetime.now(UTC),
+            account_id=f"stripe:{customer_id}",
+            cancellation_id=f"stripe:{subscription_id}",
+        )
+        payload = payload.model_copy(update={"mrr": Money(amount_minor=14_700, currency=currency)})
+        async with transaction(self.app.state.runtime.sessions) as session:
+            case = await open_or_update_case(session, payload, policy=self.app.state.policy, clock=SystemClock())
+            assert case is not None
+        return (await self.outreach.get(f"/v1/cases/{case.id}", headers=AUTH)).json()
+
+    def writes_to(self, subscription_id: str) -> int:
+        return len(
+            [seen for seen in self.front.requests_to(f"/v1/subscriptions/{subscription_id}") if seen.method == "POST"]
+        )
+
+
+@asynccontextmanager
+async def offers_world(database_url: str, offers_file: Path | None = None) -> AsyncIterator[World]:
+    """Outreach's API on the real database, served without its workers (offers need no broker: cases are opened by
+    the use case the diagnosis consumer runs), with Stripe connected to localstripe through a front."""
+    async with AsyncExitStack() as stack:
+        url = await stack.enter_async_context(localstripe())
+        front = await stack.enter_async_context(stripe_front(url))
+        overrides: dict[str, Any] = {"stripe_api_key": STRIPE_KEY, "stripe_api_base": front.url}
+        if offers_file is not None:
+            overrides["offers_file"] = offers_file
+        app = build_app(
+            settings_for(
+                OutreachSettings,
+                database_url=database_url,
+                amqp_url=AMQP_BASE_URL,
+                billing_backoff_seconds=0.05,
+                **overrides,
+            )
+        )
+        stack.push_async_callback(app.state.runtime.engine.dispose)
+        await wipe_outreach(app.state.runtime.engine)
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://outreach")
+        )
+        account = StripeAccount(url)
+        stack.push_async_callback(account.close)
+        async with transaction(app.state.runtime.sessions) as session:
+            await add_person(session, email=CSM, name="Carla", role="csm", now=datetime.now(UTC))
+        yield World(stripe=account, front=front, outreach=client, app=app)
+
+
+async def test_a_csm_keeps_a_subscription_whose_cancellation_is_scheduled(postgres_url: str) -> None:
+    async with offers_world(postgres_url) as world:
+        customer_id, subscription_id = await world.stripe.subscription()
+        await world.stripe.client.v1.subscriptions.update_async(subscription_id, params={"cancel_at_period_end": True})
+        case = await world.case_for(customer_id, subscription_id)
+
+        proposed = await world.outreach.post(
+            f"/v1/cases/{case['id']}/offers", headers=AUTH, json={"offer": "keep_subscription", "by": CSM}
+        )
+        assert proposed.status_code == 201, proposed.text
+        offer = proposed.json()
+        assert offer["status"] == "proposed" and (offer["cost_minor"], offer["currency"]) == (0, "usd")
+        assert offer["preview"].startswith("Removes the cancellation at the end of the period (")
+        assert world.writes_to(subscription_id) == 0  # a proposal changes nothing at Stripe
+
+        applied = await world.outreach.post(f"/v1/offers/{offer['id']}/apply", headers=AUTH, json={"by": CSM})
+        assert applied.status_code == 200, applied.text
+        assert applied.json()["status"] == "applied" and applied.json()["applied_by"] == CSM
+        assert applied.json()["verified_at"] is not None
+        at_stripe = await world.stripe.client.v1.subscriptions.retrieve_async(subscription_id)
+        assert at_stripe.cancel_at_period_end is False and at_stripe.status == "active"
+        write = [
+            seen for seen in world.front.requests_to(f"/v1/subscriptions/{subscription_id}") if seen.method == "POST"
+        ]
+        assert write[0].headers.get("Idempotency-Key") == f"brink-offer-{offer['id']}"
+
+        again = await world.outreach.post(f"/v1/offers/{offer['id']}/apply", headers=AUTH, json={"by": CSM})
+        assert again.status_code == 200 and again.json()["applied_at"] == applied.json()["applied_at"]
+        assert world.writes_to(subscription_id) == 1  # applying twice applied once
+
+        history = (await world.outreach.get(f"/v1/cases/{case['id']}", headers=AUTH)).json()["events"]
+        kinds = [event["kind"] for event in history]
+        assert kinds.index("offer_proposed") < kinds.index("offer_applied")
+        listed = (await world.outreach.get(f"/v1/cases/{case['id']}/offers", headers=AUTH)).json()["items"]
+        assert [(item["id"], item["status"]) for item in listed] == [(offer["id"], "applied")]
+
+        # Nothing is scheduled any more: the same offer again has nothing to undo, and says so.
+        nothing = await world.outreach.post(
+            f"/v1/cases/{case['id']}/offers", headers=AUTH, json={"offer": "keep_subscription", "by": CSM}
+        )
+        assert nothing.status_code == 409 and "has no scheduled cancellation" in nothing.json()["detail"]
+
+
+async def test_billing_refusing_leaves_the_offer_failed_with_its_message_and_a_retry_is_safe(postgres_url: str) -> None:
+    async with offers_world(postgres_url) as world:
+        customer_id, subscription_id = await world.stripe.subscription()
+        await world.stripe.client.v1.subscriptions.update_async(subscription_id, params={"cancel_at_period_end": True})
+        case = await world.case_for(customer_id, subscription_id)
+        offer = (
+            await world.outreach.post(
+                f"/v1/cases/{case['id']}/offers", headers=AUTH, json={"offer": "keep_subscription", "by": CSM}
+            )
+        ).json()
+
+        world.front.faults.extend([503] * 5)  # Stripe down through every retry
+        failed = await world.outreach.post(f"/v1/offers/{offer['id']}/apply", headers=AUTH, json={"by": CSM})
+        assert failed.status_code == 200 and failed.json()["status"] == "failed"
+        assert failed.json()["failure"].startswith("stripe: ") and "503" in failed.json()["failure"]
+        assert (await world.stripe.client.v1.subscriptions.retrieve_async(subscription_id)).cancel_at_period_end
+
+        retried = await world.outreach.post(f"/v1/offers/{offer['id']}/apply", headers=AUTH, json={"by": CSM})
+        assert retried.json()["status"] == "applied" and retried.json()["failure"] is None
+        assert not (await world.stripe.client.v1.subscriptions.retrieve_async(subscription_id)).cancel_at_period_end
+
+
+async def test_refusals_say_why(postgres_url: str) -> None:
+    async with offers_world(postgres_url) as world:
+        customer_id, subscription_id = await world.stripe.subscription()
+        await world.stripe.client.v1.subscriptions.update_async(subscription_id, params={"cancel_at_period_end": True})
+        case = await world.case_for(customer_id, subscription_id)
+        path = f"/v1/cases/{case['id']}/offers"
+        keep = {"offer": "keep_subscription", "by": CSM}
+
+        unknown = await world.outreach.post(path, headers=AUTH, json={"offer": "free_lunch", "by": CSM})
+        assert unknown.status_code == 422 and unknown.json()["detail"].startswith("offer: no offer 'free_lunch'")
+        stranger = await world.outreach.post(path, headers=AUTH, json={**keep, "by": "x@example.com"})
+        assert stranger.status_code == 422 and stranger.json()["detail"].startswith("by: no active person")
+        assert (await world.outreach.post("/v1/cases/nope/offers", headers=AUTH, json=keep)).status_code == 404
+        assert (await world.outreach.post("/v1/offers/nope/apply", headers=AUTH, json={"by": CSM})).status_code == 404
+        assert (await world.outreach.post(path, json=keep)).status_code == 401
+        approve = await world.outreach.post("/v1/offers/nope/approve", headers=AUTH, json={"by": CSM})
+        assert approve.status_code == 404
+
+        await world.stripe.cancel(subscription_id)  # the subscription ends meanwhile: the offer says so
+        gone = await world.outreach.post(path, headers=AUTH, json=keep)
+        assert gone.status_code == 409 and "has already ended (canceled)" in gone.json()["detail"]
+
+        euro_customer, euro_subscription = await world.stripe.subscription()
+        euros = await world.case_for(euro_customer, euro_subscription, currency="eur")
+        wrong = await world.outreach.post(f"/v1/cases/{euros['id']}/offers", headers=AUTH, json=keep)
+        assert wrong.status_code == 422
+        assert wrong.json()["detail"] == "currency: the account pays in eur, the budget is kept in usd"
