@@ -4,6 +4,7 @@ cancelling. Stripe is localstripe driven by the official library, behind a front
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -177,3 +178,93 @@ async def test_refusals_say_why(postgres_url: str) -> None:
         wrong = await world.outreach.post(f"/v1/cases/{euros['id']}/offers", headers=AUTH, json=keep)
         assert wrong.status_code == 422
         assert wrong.json()["detail"] == "currency: the account pays in eur, the budget is kept in usd"
+
+
+MANAGERS = ("maria@example.com", "mike@example.com")
+TIGHT = (
+    "currency: usd\nperiod: quarter\nbudget_minor: 40000\nmax_per_account_per_year: 3\n"
+    "limits:\n  csm: {max_minor: 5000}\n  cs_manager: {max_minor: 50000}\n"
+    "offers:\n"
+    "  keep_subscription: {kind: keep_subscription, title: Keep the subscription}\n"
+    "  free_month: {kind: free_time, days: 30, title: A month free}\n"
+)
+
+
+async def test_over_the_csm_limit_an_offer_waits_for_a_manager_and_an_exhausted_budget_refuses(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    offers_file = tmp_path / "offers.yaml"
+    offers_file.write_text(TIGHT)
+    async with offers_world(postgres_url, offers_file=offers_file) as world:
+        async with transaction(world.app.state.runtime.sessions) as session:
+            for email in MANAGERS:
+                await add_person(session, email=email, name=email, role="cs_manager", now=datetime.now(UTC))
+
+        async def proposed_and_applied() -> tuple[str, dict[str, Any]]:
+            customer_id, subscription_id = await world.stripe.subscription()
+            case = await world.case_for(customer_id, subscription_id)  # 14,700 a month
+            offer = await world.outreach.post(
+                f"/v1/cases/{case['id']}/offers", headers=AUTH, json={"offer": "free_month", "by": CSM}
+            )
+            assert offer.status_code == 201 and offer.json()["cost_minor"] == 14_700, offer.text
+            applied = await world.outreach.post(
+                f"/v1/offers/{offer.json()['id']}/apply", headers=AUTH, json={"by": CSM}
+            )
+            return subscription_id, applied.json()
+
+        subscription_id, waiting = await proposed_and_applied()
+        assert waiting["status"] == "awaiting_approval"
+        assert waiting["approval_reason"] == "costs 14700 usd, over the 5000 a csm may grant alone"
+        assert waiting["approver_roles"] == "cs_manager"
+        assert world.writes_to(subscription_id) == 0
+        before = await world.stripe.client.v1.subscriptions.retrieve_async(subscription_id)
+
+        by_csm = await world.outreach.post(f"/v1/offers/{waiting['id']}/approve", headers=AUTH, json={"by": CSM})
+        assert by_csm.status_code == 403 and by_csm.json()["detail"].startswith("a csm may not approve")
+
+        # Two managers approve at the same moment: one applies it, the other is told it is decided.
+        answers = await asyncio.gather(
+            *(
+                world.outreach.post(f"/v1/offers/{waiting['id']}/approve", headers=AUTH, json={"by": manager})
+                for manager in MANAGERS
+            )
+        )
+        assert sorted(answer.status_code for answer in answers) == [200, 409]
+        won = next(answer.json() for answer in answers if answer.status_code == 200)
+        lost = next(answer.json() for answer in answers if answer.status_code == 409)
+        assert won["status"] == "applied" and won["decided_by"] in MANAGERS
+        assert lost["detail"] == f"offer {waiting['id']} is applied by {won['decided_by']}, not awaiting approval"
+        assert world.writes_to(subscription_id) == 1
+        after = await world.stripe.client.v1.subscriptions.retrieve_async(subscription_id)
+        assert after.trial_end == before.current_period_end + 30 * 86_400
+
+        # 14,700 spent; a second one waits (14,700 committed); a third finds 10,600 left and nobody may exceed it.
+        _, second = await proposed_and_applied()
+        assert second["status"] == "awaiting_approval"
+        customer_id, third_subscription = await world.stripe.subscription()
+        case = await world.case_for(customer_id, third_subscription)
+        third = await world.outreach.post(
+            f"/v1/cases/{case['id']}/offers", headers=AUTH, json={"offer": "free_month", "by": CSM}
+        )
+        refused = await world.outreach.post(f"/v1/offers/{third.json()['id']}/apply", headers=AUTH, json={"by": CSM})
+        assert refused.status_code == 409
+        assert refused.json()["detail"] == (
+            "the quarter's budget has 10600 usd left (of 40000: 14700 spent, 14700 committed); this offer costs 14700"
+        )
+
+        # Rejected with a reason, the second frees its commitment and is never applied.
+        no_reason = await world.outreach.post(
+            f"/v1/offers/{second['id']}/reject", headers=AUTH, json={"by": MANAGERS[0]}
+        )
+        assert no_reason.status_code == 422
+        rejected = await world.outreach.post(
+            f"/v1/offers/{second['id']}/reject",
+            headers=AUTH,
+            json={"by": MANAGERS[0], "reason": "they have not used the product in a month"},
+        )
+        assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+        assert rejected.json()["decision_reason"] == "they have not used the product in a month"
+        again = await world.outreach.post(f"/v1/offers/{second['id']}/apply", headers=AUTH, json={"by": CSM})
+        assert again.status_code == 409 and "was rejected by maria@example.com" in again.json()["detail"]
+        now_waits = await world.outreach.post(f"/v1/offers/{third.json()['id']}/apply", headers=AUTH, json={"by": CSM})
+        assert now_waits.json()["status"] == "awaiting_approval"

@@ -10,6 +10,7 @@ from services.outreach.offer_rules import OfferTerms
 from shared.billing.stripe_connection import StripeConnection
 
 ENDED = ("canceled", "incomplete_expired")
+SECONDS_PER_DAY = 86_400
 
 
 def _day(timestamp: int | None) -> str:
@@ -17,7 +18,8 @@ def _day(timestamp: int | None) -> str:
 
 
 class StripeOfferActions:
-    """Keep the subscription: ``cancel_at_period_end=false``, or ``cancel_at`` cleared (Stripe takes "" for none)."""
+    """Keep the subscription: ``cancel_at_period_end=false``, or ``cancel_at`` cleared (Stripe takes "" for none).
+    Free time: ``trial_end`` moved to the days after what is paid for (the later of the period's end and a trial's)."""
 
     source = "stripe"
 
@@ -25,13 +27,20 @@ class StripeOfferActions:
         self._connection = connection
 
     async def preview(self, subscription_id: str, terms: OfferTerms) -> Preview:
-        if terms.kind != "keep_subscription":
-            raise KindNotOffered(f"Stripe offers have no {terms.kind} action yet; only keep_subscription")
+        if terms.kind not in ("keep_subscription", "free_time"):
+            raise KindNotOffered(f"Stripe offers have no {terms.kind} action yet; only keep_subscription and free_time")
         subscription = await self._connection.retrieve_subscription(subscription_id)
         if subscription.get("status") in ENDED:
             raise SubscriptionGone(
-                f"subscription {subscription_id} has already ended ({subscription['status']}); keeping it would need "
-                "a new subscription"
+                f"subscription {subscription_id} has already ended ({subscription['status']}); an offer on it would "
+                "need a new subscription"
+            )
+        if terms.kind == "free_time":
+            paid_until = max(subscription.get("current_period_end") or 0, subscription.get("trial_end") or 0)
+            free_until = paid_until + terms.days * SECONDS_PER_DAY
+            return Preview(
+                f"{terms.days} days free: the next invoice moves from {_day(paid_until)} to {_day(free_until)}.",
+                {"trial_end": free_until},
             )
         if subscription.get("cancel_at_period_end"):
             ends = subscription.get("current_period_end")
