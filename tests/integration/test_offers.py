@@ -86,8 +86,8 @@ async def offers_world(database_url: str, offers_file: Path | None = None) -> As
         yield World(stripe=account, front=front, outreach=client, app=app)
 
 
-async def test_a_csm_keeps_a_subscription_whose_cancellation_is_scheduled(postgres_url: str) -> None:
-    async with offers_world(postgres_url) as world:
+async def test_a_csm_keeps_a_subscription_whose_cancellation_is_scheduled(database_url: str) -> None:
+    async with offers_world(database_url) as world:
         customer_id, subscription_id = await world.stripe.subscription()
         await world.stripe.client.v1.subscriptions.update_async(subscription_id, params={"cancel_at_period_end": True})
         case = await world.case_for(customer_id, subscription_id)
@@ -129,8 +129,8 @@ async def test_a_csm_keeps_a_subscription_whose_cancellation_is_scheduled(postgr
         assert nothing.status_code == 409 and "has no scheduled cancellation" in nothing.json()["detail"]
 
 
-async def test_billing_refusing_leaves_the_offer_failed_with_its_message_and_a_retry_is_safe(postgres_url: str) -> None:
-    async with offers_world(postgres_url) as world:
+async def test_billing_refusing_leaves_the_offer_failed_with_its_message_and_a_retry_is_safe(database_url: str) -> None:
+    async with offers_world(database_url) as world:
         customer_id, subscription_id = await world.stripe.subscription()
         await world.stripe.client.v1.subscriptions.update_async(subscription_id, params={"cancel_at_period_end": True})
         case = await world.case_for(customer_id, subscription_id)
@@ -151,8 +151,8 @@ async def test_billing_refusing_leaves_the_offer_failed_with_its_message_and_a_r
         assert not (await world.stripe.client.v1.subscriptions.retrieve_async(subscription_id)).cancel_at_period_end
 
 
-async def test_refusals_say_why(postgres_url: str) -> None:
-    async with offers_world(postgres_url) as world:
+async def test_refusals_say_why(database_url: str) -> None:
+    async with offers_world(database_url) as world:
         customer_id, subscription_id = await world.stripe.subscription()
         await world.stripe.client.v1.subscriptions.update_async(subscription_id, params={"cancel_at_period_end": True})
         case = await world.case_for(customer_id, subscription_id)
@@ -191,11 +191,11 @@ TIGHT = (
 
 
 async def test_over_the_csm_limit_an_offer_waits_for_a_manager_and_an_exhausted_budget_refuses(
-    postgres_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
     offers_file = tmp_path / "offers.yaml"
     offers_file.write_text(TIGHT)
-    async with offers_world(postgres_url, offers_file=offers_file) as world:
+    async with offers_world(database_url, offers_file=offers_file) as world:
         async with transaction(world.app.state.runtime.sessions) as session:
             for email in MANAGERS:
                 await add_person(session, email=email, name=email, role="cs_manager", now=datetime.now(UTC))
