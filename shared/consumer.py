@@ -16,6 +16,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
+from shared.acks import Acknowledgements
 from shared.db import insert_many_if_new, is_database_outage, transaction, utcnow
 from shared.events import Envelope, Payload, UnknownEventType
 from shared.logs import bound_contextvars, get_logger
@@ -85,6 +86,7 @@ class Consumer:
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._tag: str | None = None
         self._arrived: asyncio.Queue[Arrival] = asyncio.Queue()
+        self._acks = Acknowledgements()
         self._workers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -111,6 +113,7 @@ class Consumer:
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
+        self._acks.received(message)
         if message.redelivered:
             metrics.REDELIVERIES.labels(self.spec.name).inc()
         try:
@@ -131,6 +134,7 @@ class Consumer:
                 raise
             except Exception:  # an ack on a channel lost meanwhile: the broker redelivers, the handled rows dedupe
                 log.warning("consumer.batch.unfinished", queue=self.spec.name, size=len(batch), exc_info=True)
+                await self._acks.release(arrival.message for arrival in batch)
 
     async def _handle_batch(self, batch: list[Arrival]) -> None:
         if len(batch) > 1:
@@ -141,8 +145,7 @@ class Consumer:
                     "consumer.batch.failed", queue=self.spec.name, size=len(batch), error=str(error) or repr(error)
                 )
             else:
-                for arrival, outcome in zip(batch, outcomes, strict=True):
-                    await self._acknowledge(arrival, outcome)
+                await self._acknowledge(batch, outcomes)
                 return
         for arrival in batch:
             await self._handle_alone(arrival)
@@ -161,12 +164,15 @@ class Consumer:
                 log.warning("consumer.handler.failed", error=str(error) or repr(error), exc_info=True)
                 await self._retry_or_dead_letter(arrival.message, error)
                 return
-        await self._acknowledge(arrival, outcome)
+        await self._acknowledge([arrival], [outcome])
 
-    async def _acknowledge(self, arrival: Arrival, outcome: str) -> None:
-        await arrival.message.ack()
-        metrics.MESSAGES_CONSUMED.labels(self.spec.name, outcome).inc()
-        metrics.HANDLER_SECONDS.labels(self.spec.name).observe(time.perf_counter() - arrival.started)
+    async def _acknowledge(self, arrivals: list[Arrival], outcomes: list[str]) -> None:
+        """Ack what was committed, in one frame where the deliveries before it are settled too."""
+        await self._acks.ack(arrival.message for arrival in arrivals)
+        done = time.perf_counter()
+        for arrival, outcome in zip(arrivals, outcomes, strict=True):
+            metrics.MESSAGES_CONSUMED.labels(self.spec.name, outcome).inc()
+            metrics.HANDLER_SECONDS.labels(self.spec.name).observe(done - arrival.started)
 
     def _decode(self, message: AbstractIncomingMessage) -> tuple[Envelope, Payload]:
         try:
@@ -235,9 +241,9 @@ class Consumer:
             await self._broker.publish_raw(RETRY_EXCHANGE, self.spec.retry_queue(attempt), self._copy(message, headers))
         except Exception:
             # Could not park it for later: let the broker redeliver (bounded by x-delivery-limit).
-            await message.nack(requeue=True)
+            await self._acks.nack(message)
             return
-        await message.ack()
+        await self._acks.ack([message])
         metrics.MESSAGES_CONSUMED.labels(self.spec.name, "retried").inc()
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
@@ -252,9 +258,9 @@ class Consumer:
         try:
             await self._broker.publish_raw(DEAD_EXCHANGE, self.spec.name, self._copy(message, headers))
         except Exception:
-            await message.nack(requeue=True)
+            await self._acks.nack(message)
             return
-        await message.ack()
+        await self._acks.ack([message])
         metrics.DEAD_LETTERED.labels(self.spec.name).inc()
         metrics.MESSAGES_CONSUMED.labels(self.spec.name, "dead_lettered").inc()
 
