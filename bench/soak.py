@@ -58,6 +58,7 @@ class Plan:
     compare: int
     retention_seconds: float
     retention_interval_seconds: float
+    consumer_niceness: int = CONSUMER_NICENESS
 
 
 class Soak:
@@ -76,7 +77,7 @@ class Soak:
             env["BRINK_RETENTION_DAYS"] = repr(self.plan.retention_seconds / 86_400)
             env["BRINK_RETENTION_INTERVAL_SECONDS"] = repr(self.plan.retention_interval_seconds)
             if service in CONSUMERS:
-                env["BRINK_NICENESS"] = str(CONSUMER_NICENESS)
+                env["BRINK_NICENESS"] = str(self.plan.consumer_niceness)
             self.services[service] = spawn(service, ["-m", f"services.{service}"], env, self.logs)
         for service in SERVICES:
             await wait_healthy(self.services[service], self.stage.ports[service])
@@ -258,7 +259,7 @@ def markdown(figures: dict[str, Any]) -> str:
         "",
         f"All services on one shared 2-core machine with PostgreSQL and RabbitMQ; retention age "
         f"{plan['retention_seconds']:.0f} s (`BRINK_RETENTION_DAYS` shortened so it bites), purging every "
-        f"{plan['retention_interval_seconds']:.0f} s; diagnosis and outreach at niceness {CONSUMER_NICENESS}. "
+        f"{plan['retention_interval_seconds']:.0f} s; diagnosis and outreach at niceness {plan['consumer_niceness']}. "
         f"Windows of {plan['window']:,}; the first and the last {plan['compare']:,} webhooks compared. Load average "
         f"before {' / '.join(f'{v:.2f}' for v in figures['load_average']['before'])}, after "
         f"{' / '.join(f'{v:.2f}' for v in figures['load_average']['after'])}.",
@@ -351,6 +352,12 @@ def main() -> None:
     parser.add_argument("--compare", type=int, default=None, help="first and last webhooks compared (default 10%%)")
     parser.add_argument("--retention-seconds", type=float, default=300.0)
     parser.add_argument("--retention-interval-seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--consumer-niceness",
+        type=int,
+        default=CONSUMER_NICENESS,
+        help="as brink run starts them; 0 where other people's work shares the machine and would starve them",
+    )
     args = parser.parse_args()
     compare_count = args.compare or max(args.events // 10, args.window)
     if 2 * compare_count > args.events:
@@ -362,6 +369,7 @@ def main() -> None:
         compare=compare_count,
         retention_seconds=args.retention_seconds,
         retention_interval_seconds=args.retention_interval_seconds,
+        consumer_niceness=args.consumer_niceness,
     )
     try:
         import uvloop

@@ -152,6 +152,8 @@ class RetentionWorker:
                 cutoff = self._clock() - self._max_age
                 for expiry in self._expiries:
                     purged[expiry.name] = await self._purge_table(connection, expiry, cutoff)
+                if self._postgres:
+                    await self._vacuum([name for name, count in purged.items() if count])
                 await self._measure(connection)
             finally:
                 if self._postgres:
@@ -160,6 +162,22 @@ class RetentionWorker:
         if any(purged.values()):
             log.info("retention.purged", service=self._service, **purged)
         return PurgeReport(purged=purged)
+
+    async def _vacuum(self, tables: list[str]) -> None:
+        """VACUUM the tables just purged, so new rows reuse the space of the deleted ones.
+
+        Autovacuum does this where it is on and keeps up; where it is off or behind, a table whose old rows
+        are deleted as fast as new ones arrive still grows without end (a soak on a server without autovacuum:
+        7,000 live rows and 100,000 dead in intake's outbox, 161 MB, after 58,000 webhooks). A plain VACUUM
+        takes no lock that stops reads or writes, and reads only the pages changed since the last one.
+        """
+        if not tables:
+            return
+        async with self._engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            quote = connection.dialect.identifier_preparer.quote
+            for table in tables:
+                await autocommit.execute(text(f"VACUUM {quote(table)}"))
 
     async def _lock(self, connection: AsyncConnection) -> bool:
         async with connection.begin():

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.diagnosis.models import handled
@@ -247,3 +247,21 @@ async def test_each_service_purges_by_itself_while_it_runs(fresh_url: str, amqp_
 
         await eventually(only_the_new_one_left)
         assert await count(engine, inbox, inbox.c.external_id == "evt_background_new") == 1
+
+
+@pytest.mark.parametrize("fresh_url", ["postgres"], indirect=True)
+async def test_new_rows_reuse_the_space_of_purged_ones_even_without_autovacuum(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text("ALTER TABLE intake_outbox SET (autovacuum_enabled = false)"))
+    await add_outbox_rows(engine, count=3_000, age=timedelta(days=40), sent_after=timedelta(seconds=1))
+    full = await heap_bytes(engine, "intake_outbox")
+
+    assert (await worker(engine).purge_once()).purged["intake_outbox"] == 3_000
+    await add_outbox_rows(engine, count=3_000, age=timedelta(days=1), sent_after=timedelta(seconds=1))
+
+    assert await heap_bytes(engine, "intake_outbox") <= full * 1.1  # not twice as big: the space was reused
+
+
+async def heap_bytes(engine: AsyncEngine, table: str) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(text("SELECT pg_relation_size(CAST(:t AS regclass))"), {"t": table}) or 0)
