@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.chaos.infra import RABBITMQ_BIN, _as_user, _owned_tmpdir, free_port, wait_for_port
+from tests.chaos.infra import CLI_PORT_RANGE, RABBITMQ_BIN, _as_user, _owned_tmpdir, free_port, wait_for_port
 
 NFT = shutil.which("nft") or "/usr/sbin/nft"
 # Watches the process that started the cluster; if it dies without cleaning up (SIGKILL, a CI timeout, pytest
@@ -146,11 +146,7 @@ class RabbitCluster:
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(node.base / "advanced.config"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
             "RABBITMQ_CONF_ENV_FILE": str(node.base / "rabbitmq-env.conf"),
-            # The command-line tools listen on a port of their own, by default the node's distribution port plus
-            # 10,000 to 10,010: past 65,535 for a high random port, and eleven tools at a time at most. Any free
-            # port of a wide range instead (the tools take the first one that binds).
-            "RABBITMQ_CTL_DIST_PORT_MIN": "30000",
-            "RABBITMQ_CTL_DIST_PORT_MAX": "60999",
+            **CLI_PORT_RANGE,
             # Three nodes share two cores with everything else: schedulers must not spin while idle.
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+sbwt none +sbwtdcpu none +sbwtdio none",
         }

@@ -18,6 +18,10 @@ from pathlib import Path
 
 POSTGRES_BIN = Path(os.environ.get("BRINK_CHAOS_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 RABBITMQ_BIN = Path(os.environ.get("BRINK_CHAOS_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
+# The command-line tools listen on a port of their own, by default the node's distribution port plus 10,000 to 10,010:
+# past 65,535 for a high random port, and eleven tools at a time at most ("Distribution failed: nodistribution").
+# Any free port of a wide range instead (the tools take the first one that binds).
+CLI_PORT_RANGE = {"RABBITMQ_CTL_DIST_PORT_MIN": "30000", "RABBITMQ_CTL_DIST_PORT_MAX": "60999"}
 
 
 def free_port() -> int:
@@ -98,6 +102,7 @@ class PrivateRabbit:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.base / "advanced.config"),
             "RABBITMQ_CONF_ENV_FILE": str(self.base / "rabbitmq-env.conf"),
+            **CLI_PORT_RANGE,
         }
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
