@@ -19,6 +19,7 @@ from services.outreach.schemas import (
     CaseView,
     CompleteTask,
     NotificationChoice,
+    OfferBudget,
     OfferList,
     OfferView,
     ProposeOffer,
@@ -271,6 +272,16 @@ async def propose_offer(
 )
 async def list_offers(case_id: Annotated[str, Path(max_length=36)], session: SessionDep) -> OfferList:
     return OfferList(items=[OfferView.model_validate(o) for o in await offers.offers_of_case(session, case_id)])
+
+
+@router.get(
+    "/offers/budget",
+    response_model=OfferBudget,
+    responses=UNAUTHORIZED,
+    summary="The current period's offer budget: total, spent by applied offers, committed by waiting ones, remaining",
+)
+async def offer_budget(session: SessionDep, context: OfferContextDep) -> OfferBudget:
+    return OfferBudget.model_validate(await offers.current_budget(session, context=context))
 
 
 @router.post(

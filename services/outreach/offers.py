@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -276,6 +277,36 @@ async def _carry_out(
     offer.status, offer.applied_by, offer.applied_at, offer.verified_at, offer.failure = "applied", by, now, now, None
     record(session, case, "offer_applied", at=now, actor=by, offer_id=offer.id, offer=offer.offer,
            cost_minor=offer.cost_minor, currency=offer.currency)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BudgetReport:
+    """The current period's budget: what applied offers spent and waiting ones committed."""
+
+    period: str
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    total_minor: int
+    spent_minor: int
+    committed_minor: int
+    remaining_minor: int
+
+
+async def current_budget(session: AsyncSession, *, context: OfferContext) -> BudgetReport:
+    """The budget of the period holding now."""
+    start, end = period_bounds(context.rules.period, context.clock.now())
+    state = await _budget(session, context, leaving_out=None)
+    return BudgetReport(
+        period=context.rules.period,
+        period_start=start,
+        period_end=end,
+        currency=context.rules.currency,
+        total_minor=state.total_minor,
+        spent_minor=state.spent_minor,
+        committed_minor=state.committed_minor,
+        remaining_minor=state.remaining_minor,
+    )
 
 
 async def offers_of_case(session: AsyncSession, case_id: str) -> list[Offer]:

@@ -269,3 +269,15 @@ class OfferView(BaseModel):
 
 class OfferList(BaseModel):
     items: list[OfferView]
+
+
+class OfferBudget(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    period: str = Field(description="month, quarter or year, as the offers file says")
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    total_minor: int
+    spent_minor: int = Field(description="cost of the offers applied in the period")
+    committed_minor: int = Field(description="cost of the offers waiting for approval")
+    remaining_minor: int = Field(description="total less spent and committed (negative after approvals past it)")

@@ -252,6 +252,18 @@ async def test_over_the_csm_limit_an_offer_waits_for_a_manager_and_an_exhausted_
             "the quarter's budget has 10600 usd left (of 40000: 14700 spent, 14700 committed); this offer costs 14700"
         )
 
+        budget = (await world.outreach.get("/v1/offers/budget", headers=AUTH)).json()
+        assert {k: budget[k] for k in ("period", "currency", "total_minor", "spent_minor", "committed_minor")} == {
+            "period": "quarter",
+            "currency": "usd",
+            "total_minor": 40_000,
+            "spent_minor": 14_700,
+            "committed_minor": 14_700,
+        }
+        assert (
+            budget["remaining_minor"] == 10_600 and budget["period_start"] <= won["applied_at"] < budget["period_end"]
+        )
+
         # Rejected with a reason, the second frees its commitment and is never applied.
         no_reason = await world.outreach.post(
             f"/v1/offers/{second['id']}/reject", headers=AUTH, json={"by": MANAGERS[0]}
@@ -268,3 +280,4 @@ async def test_over_the_csm_limit_an_offer_waits_for_a_manager_and_an_exhausted_
         assert again.status_code == 409 and "was rejected by maria@example.com" in again.json()["detail"]
         now_waits = await world.outreach.post(f"/v1/offers/{third.json()['id']}/apply", headers=AUTH, json={"by": CSM})
         assert now_waits.json()["status"] == "awaiting_approval"
+        assert (await world.outreach.get("/v1/offers/budget", headers=AUTH)).json()["remaining_minor"] == 10_600
