@@ -187,8 +187,8 @@ class Soak:
         return totals
 
     async def run(self) -> None:
-        await self.start_services()
         try:
+            await self.start_services()  # inside: a service that fails to start must not leave the others running
             number, index = 0, 0
             while index < self.plan.events:
                 count = min(self.plan.window, self.plan.events - index)
