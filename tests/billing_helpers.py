@@ -221,11 +221,14 @@ class StripeAccount:
 class FakeChargebee:
     """Chargebee's List Events (``GET /api/v2/events``: ``occurred_at[after]``, ``event_type[in]``, ``sort_by``,
     ``limit``/``offset``, answered as ``{"list": [{"event": …}], "next_offset": …}``), HTTP basic auth with the API key,
-    and ``POST /api/v2/subscriptions/{id}`` honouring ``chargebee-idempotency-key``."""
+    and ``POST /api/v2/subscriptions/{id}`` honouring ``chargebee-idempotency-key``; Retrieve a Subscription
+    (``GET /api/v2/subscriptions/{id}``) and Remove Scheduled Cancellation
+    (``POST /api/v2/subscriptions/{id}/remove_scheduled_cancellation``) on the subscriptions it holds."""
 
     def __init__(self, api_key: str = CHARGEBEE_KEY) -> None:
         self.api_key = api_key
         self.events: list[dict[str, Any]] = []
+        self.subscriptions: dict[str, dict[str, Any]] = {}
         self.writes: dict[str, dict[str, Any]] = {}  # idempotency key -> answer
         self.stand_in = HttpStandIn(answer=self.answer)
 
@@ -252,6 +255,26 @@ class FakeChargebee:
         self.events.append(event)
         return event
 
+    def non_renewing(self) -> dict[str, Any]:
+        """A subscription whose cancellation is scheduled for the end of its term, as Retrieve a Subscription shows it."""
+        now = int(time.time())
+        subscription = {
+            "id": f"Az{uuid.uuid4().hex[:14]}",
+            "object": "subscription",
+            "customer_id": f"16C{uuid.uuid4().hex[:13]}",
+            "status": "non_renewing",
+            "current_term_end": now + 30 * 86_400,
+            "cancelled_at": now + 30 * 86_400,
+            "currency_code": "USD",
+            "resource_version": now * 1000,
+        }
+        self.subscriptions[subscription["id"]] = subscription
+        return subscription
+
+    def subscription_answer(self, subscription: dict[str, Any]) -> bytes:
+        customer = {"id": subscription["customer_id"], "object": "customer"}
+        return json.dumps({"subscription": subscription, "customer": customer}).encode()
+
     def answer(self, request: Seen, body: bytes) -> tuple[int, dict[str, str], bytes]:
         expected = "Basic " + base64.b64encode(f"{self.api_key}:".encode()).decode()
         if request.headers.get("Authorization") != expected:
@@ -265,6 +288,11 @@ class FakeChargebee:
             return 401, {"Content-Type": "application/json"}, json.dumps(error).encode()
         if request.method == "GET" and request.path == "/api/v2/events":
             return 200, {"Content-Type": "application/json"}, json.dumps(self.list_events(request.query)).encode()
+        held = self.subscriptions.get(request.path.split("/")[4]) if request.path.count("/") >= 4 else None
+        if held is not None and request.method == "GET":
+            return 200, {"Content-Type": "application/json"}, self.subscription_answer(held)
+        if held is not None and request.path.endswith("/remove_scheduled_cancellation"):
+            return self.remove_scheduled_cancellation(request, held)
         if request.method == "POST" and request.path.startswith("/api/v2/subscriptions/"):
             return self.update_subscription(request, body)
         return (
@@ -272,6 +300,28 @@ class FakeChargebee:
             {"Content-Type": "application/json"},
             b'{"message": "not found", "api_error_code": "resource_not_found", "http_status_code": 404}',
         )
+
+    def remove_scheduled_cancellation(
+        self, request: Seen, subscription: dict[str, Any]
+    ) -> tuple[int, dict[str, str], bytes]:
+        key = request.headers.get("chargebee-idempotency-key")
+        headers = {"Content-Type": "application/json"}
+        if key and key in self.writes:
+            return 200, {**headers, "chargebee-idempotency-replayed": "true"}, json.dumps(self.writes[key]).encode()
+        if subscription["status"] != "non_renewing":
+            error = {
+                "message": "The subscription does not have a scheduled cancellation.",
+                "type": "invalid_request",
+                "api_error_code": "invalid_state_for_request",
+                "http_status_code": 400,
+            }
+            return 400, headers, json.dumps(error).encode()
+        subscription.update(status="active", resource_version=subscription["resource_version"] + 1)
+        subscription.pop("cancelled_at", None)
+        answer = json.loads(self.subscription_answer(subscription))
+        if key:
+            self.writes[key] = answer
+        return 200, headers, json.dumps(answer).encode()
 
     def list_events(self, query: dict[str, str]) -> dict[str, Any]:
         after = int(query.get("occurred_at[after]", "0"))

@@ -92,7 +92,7 @@ def build_policy(settings: OutreachSettings, channels: tuple[str, ...]) -> Polic
 
 
 def offer_actions(billing: dict[str, BillingConnection]) -> dict[str, OfferActions]:
-    """An offer adapter per connected billing system that has one (Chargebee's is not built yet)."""
+    """An offer adapter per connected billing system."""
     actions: dict[str, OfferActions] = {}
     stripe = billing.get("stripe")
     if stripe is not None:
@@ -101,6 +101,13 @@ def offer_actions(billing: dict[str, BillingConnection]) -> dict[str, OfferActio
 
         assert isinstance(stripe, StripeConnection)
         actions["stripe"] = StripeOfferActions(stripe)
+    chargebee = billing.get("chargebee")
+    if chargebee is not None:
+        from services.outreach.offer_actions.chargebee import ChargebeeOfferActions
+        from shared.billing.chargebee_connection import ChargebeeConnection
+
+        assert isinstance(chargebee, ChargebeeConnection)
+        actions["chargebee"] = ChargebeeOfferActions(chargebee)
     return actions
 
 

@@ -93,7 +93,10 @@ def _subscription_of(case: Case, context: OfferContext) -> tuple[OfferActions, s
     source, _, subscription_id = case.cancellation_id.partition(":")
     actions = context.actions.get(source)
     if actions is None or not subscription_id:
-        raise OfferConflict(f"offers on {source} subscriptions need a billing connection (see BRINK_STRIPE_API_KEY)")
+        setting = (
+            "BRINK_CHARGEBEE_SITE and BRINK_CHARGEBEE_API_KEY" if source == "chargebee" else "BRINK_STRIPE_API_KEY"
+        )
+        raise OfferConflict(f"offers on {source} subscriptions need a billing connection ({setting})")
     return actions, subscription_id
 
 

@@ -92,6 +92,19 @@ class ChargebeeConnection:
         result = await self._call(lambda: self._client.Subscription.update(subscription_id, dict(changes), headers))
         return dict(result.subscription.raw_data)
 
+    async def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """The subscription as Chargebee holds it now (a read-back after a write)."""
+        result = await self._call(lambda: self._client.Subscription.retrieve(subscription_id))
+        return dict(result.subscription.raw_data)
+
+    async def remove_scheduled_cancellation(self, subscription_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        """Keep a subscription whose cancellation is scheduled (``non_renewing``); the key makes a retry change nothing."""
+        headers = {chargebee.Chargebee.idempotency_header: require_idempotency_key(idempotency_key)}
+        result = await self._call(
+            lambda: self._client.Subscription.remove_scheduled_cancellation(subscription_id, {}, headers)
+        )
+        return dict(result.subscription.raw_data)
+
     async def close(self) -> None:
         """Nothing to close: the library opens an httpx client per request."""
 

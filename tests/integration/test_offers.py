@@ -21,7 +21,17 @@ from services.outreach.people import add_person
 from services.outreach.settings import OutreachSettings
 from shared.db import transaction
 from shared.events import Money
-from tests.billing_helpers import STRIPE_KEY, HttpStandIn, StripeAccount, localstripe, stripe_front
+from tests.billing_helpers import (
+    CHARGEBEE_KEY,
+    CHARGEBEE_SITE,
+    STRIPE_KEY,
+    FakeChargebee,
+    HttpStandIn,
+    StripeAccount,
+    fake_chargebee,
+    localstripe,
+    stripe_front,
+)
 from tests.conftest import AMQP_BASE_URL, TOKEN, settings_for
 from tests.outreach_helpers import diagnosis, wipe_outreach
 
@@ -36,12 +46,14 @@ class World:
     outreach: httpx.AsyncClient
     app: Any
 
-    async def case_for(self, customer_id: str, subscription_id: str, *, currency: str = "usd") -> dict[str, Any]:
+    async def case_for(
+        self, customer_id: str, subscription_id: str, *, currency: str = "usd", source: str = "stripe"
+    ) -> dict[str, Any]:
         """A case opened by a diagnosis of this subscription's scheduled cancellation, as the broker brings it."""
         payload = diagnosis(
             now=datetime.now(UTC),
-            account_id=f"stripe:{customer_id}",
-            cancellation_id=f"stripe:{subscription_id}",
+            account_id=f"{source}:{customer_id}",
+            cancellation_id=f"{source}:{subscription_id}",
         )
         payload = payload.model_copy(update={"mrr": Money(amount_minor=14_700, currency=currency)})
         async with transaction(self.app.state.runtime.sessions) as session:
@@ -56,7 +68,9 @@ class World:
 
 
 @asynccontextmanager
-async def offers_world(database_url: str, offers_file: Path | None = None) -> AsyncIterator[World]:
+async def offers_world(
+    database_url: str, offers_file: Path | None = None, chargebee: FakeChargebee | None = None
+) -> AsyncIterator[World]:
     """Outreach's API on the real database, served without its workers (offers need no broker: cases are opened by
     the use case the diagnosis consumer runs), with Stripe connected to localstripe through a front."""
     async with AsyncExitStack() as stack:
@@ -65,6 +79,10 @@ async def offers_world(database_url: str, offers_file: Path | None = None) -> As
         overrides: dict[str, Any] = {"stripe_api_key": STRIPE_KEY, "stripe_api_base": front.url}
         if offers_file is not None:
             overrides["offers_file"] = offers_file
+        if chargebee is not None:
+            overrides.update(
+                chargebee_site=CHARGEBEE_SITE, chargebee_api_key=CHARGEBEE_KEY, chargebee_api_base=chargebee.url
+            )
         app = build_app(
             settings_for(
                 OutreachSettings,
@@ -179,6 +197,13 @@ async def test_refusals_say_why(database_url: str) -> None:
         assert wrong.status_code == 422
         assert wrong.json()["detail"] == "currency: the account pays in eur, the budget is kept in usd"
 
+        unconnected = await world.case_for("16Cabc", "Azabc", source="chargebee")  # no Chargebee settings here
+        refused = await world.outreach.post(f"/v1/cases/{unconnected['id']}/offers", headers=AUTH, json=keep)
+        assert refused.status_code == 409
+        assert refused.json()["detail"] == (
+            "offers on chargebee subscriptions need a billing connection (BRINK_CHARGEBEE_SITE and BRINK_CHARGEBEE_API_KEY)"
+        )
+
 
 MANAGERS = ("maria@example.com", "mike@example.com")
 TIGHT = (
@@ -281,3 +306,30 @@ async def test_over_the_csm_limit_an_offer_waits_for_a_manager_and_an_exhausted_
         now_waits = await world.outreach.post(f"/v1/offers/{third.json()['id']}/apply", headers=AUTH, json={"by": CSM})
         assert now_waits.json()["status"] == "awaiting_approval"
         assert (await world.outreach.get("/v1/offers/budget", headers=AUTH)).json()["remaining_minor"] == 10_600
+
+
+async def test_a_csm_keeps_a_chargebee_subscription_whose_cancellation_is_scheduled(database_url: str) -> None:
+    async with fake_chargebee() as chargebee, offers_world(database_url, chargebee=chargebee) as world:
+        subscription = chargebee.non_renewing()
+        case = await world.case_for(subscription["customer_id"], subscription["id"], source="chargebee")
+        offer = await world.outreach.post(
+            f"/v1/cases/{case['id']}/offers", headers=AUTH, json={"offer": "keep_subscription", "by": CSM}
+        )
+        assert offer.status_code == 201, offer.text
+        assert offer.json()["source"] == "chargebee" and offer.json()["preview"].startswith("Removes the cancellation")
+
+        path = f"/api/v2/subscriptions/{subscription['id']}/remove_scheduled_cancellation"
+        for _ in range(2):
+            applied = await world.outreach.post(
+                f"/v1/offers/{offer.json()['id']}/apply", headers=AUTH, json={"by": CSM}
+            )
+            assert applied.status_code == 200 and applied.json()["status"] == "applied", applied.text
+        writes = chargebee.stand_in.requests_to(path)
+        assert len(writes) == 1  # applying twice applied once
+        assert writes[0].headers.get("chargebee-idempotency-key") == f"brink-offer-{offer.json()['id']}"
+        assert chargebee.subscriptions[subscription["id"]]["status"] == "active"
+
+        nothing = await world.outreach.post(
+            f"/v1/cases/{case['id']}/offers", headers=AUTH, json={"offer": "keep_subscription", "by": CSM}
+        )
+        assert nothing.status_code == 409 and "no scheduled cancellation to remove (active)" in nothing.json()["detail"]
