@@ -284,6 +284,25 @@ async def offer_budget(session: SessionDep, context: OfferContextDep) -> OfferBu
     return OfferBudget.model_validate(await offers.current_budget(session, context=context))
 
 
+OfferStatus = Literal["proposed", "awaiting_approval", "applied", "failed", "rejected"]
+
+
+@router.get(
+    "/offers",
+    response_model=OfferList,
+    responses=UNAUTHORIZED,
+    summary="Offers in one status, oldest first (awaiting_approval: what waits for an approver)",
+)
+async def offers_by_status(
+    session: SessionDep,
+    status: OfferStatus = "awaiting_approval",
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+) -> OfferList:
+    found = await offers.offers_with_status(session, status, limit=limit, offset=offset)
+    return OfferList(items=[OfferView.model_validate(offer) for offer in found])
+
+
 @router.post(
     "/offers/{offer_id}/apply",
     response_model=OfferView,

@@ -315,3 +315,8 @@ async def current_budget(session: AsyncSession, *, context: OfferContext) -> Bud
 async def offers_of_case(session: AsyncSession, case_id: str) -> list[Offer]:
     """The case's offers, oldest first."""
     return await repository.offers_of_case(session, case_id)
+
+
+async def offers_with_status(session: AsyncSession, status: str, *, limit: int, offset: int) -> list[Offer]:
+    """Offers in one status, oldest first: ``awaiting_approval`` is the approvers' queue."""
+    return await repository.offers_with_status(session, status, limit=limit, offset=offset)

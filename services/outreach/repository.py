@@ -799,3 +799,11 @@ async def offers_of_case(session: AsyncSession, case_id: str) -> list[Offer]:
     """The case's offers, oldest first."""
     query = select(Offer).where(Offer.case_id == case_id).order_by(Offer.proposed_at, Offer.id)
     return list((await session.execute(query)).scalars())
+
+
+async def offers_with_status(session: AsyncSession, status: str, *, limit: int, offset: int) -> list[Offer]:
+    """Offers in one status, oldest proposal first (what waits longest for approval comes first)."""
+    query = (
+        select(Offer).where(Offer.status == status).order_by(Offer.proposed_at, Offer.id).limit(limit).offset(offset)
+    )
+    return list((await session.execute(query)).scalars())

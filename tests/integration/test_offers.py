@@ -243,6 +243,8 @@ async def test_over_the_csm_limit_an_offer_waits_for_a_manager_and_an_exhausted_
         assert waiting["approver_roles"] == "cs_manager"
         assert world.writes_to(subscription_id) == 0
         before = await world.stripe.client.v1.subscriptions.retrieve_async(subscription_id)
+        queue = (await world.outreach.get("/v1/offers", headers=AUTH)).json()["items"]
+        assert [offer["id"] for offer in queue] == [waiting["id"]]
 
         by_csm = await world.outreach.post(f"/v1/offers/{waiting['id']}/approve", headers=AUTH, json={"by": CSM})
         assert by_csm.status_code == 403 and by_csm.json()["detail"].startswith("a csm may not approve")
@@ -301,6 +303,9 @@ async def test_over_the_csm_limit_an_offer_waits_for_a_manager_and_an_exhausted_
         )
         assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
         assert rejected.json()["decision_reason"] == "they have not used the product in a month"
+        listed = await world.outreach.get("/v1/offers", headers=AUTH, params={"status": "rejected"})
+        assert [offer["id"] for offer in listed.json()["items"]] == [second["id"]]
+        assert (await world.outreach.get("/v1/offers", headers=AUTH, params={"status": "won"})).status_code == 422
         again = await world.outreach.post(f"/v1/offers/{second['id']}/apply", headers=AUTH, json={"by": CSM})
         assert again.status_code == 409 and "was rejected by maria@example.com" in again.json()["detail"]
         now_waits = await world.outreach.post(f"/v1/offers/{third.json()['id']}/apply", headers=AUTH, json={"by": CSM})
