@@ -131,7 +131,13 @@ class Consumer:
             try:
                 await self._handle_batch(batch)
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # this worker is being stopped
+                # Not this worker: aiormq cancels what is in flight on a connection that drops (an ack, a publish).
+                # Re-raised, it ended the worker for good, and after a failover the consumer held its prefetched
+                # messages unhandled (seen in make cluster-chaos). Their channel is gone: the broker redelivers them.
+                log.warning("consumer.batch.interrupted", queue=self.spec.name, size=len(batch))
             except Exception:  # an ack on a channel lost meanwhile: the broker redelivers, the handled rows dedupe
                 log.warning("consumer.batch.unfinished", queue=self.spec.name, size=len(batch), exc_info=True)
                 await self._acks.release(arrival.message for arrival in batch)
