@@ -181,7 +181,9 @@ async def purge_consumer_queues(amqp_url: str) -> None:
                 pass  # not declared yet in this virtual host
 
 
-async def start_brink(stack: AsyncExitStack, *, database_url: str, amqp_url: str, **overrides: Any) -> Brink:
+async def start_brink(
+    stack: AsyncExitStack, *, database_url: str, amqp_url: str, consumers_first: bool = False, **overrides: Any
+) -> Brink:
     from services.diagnosis.app import build_app as build_diagnosis
     from services.diagnosis.settings import DiagnosisSettings
     from services.intake.app import build_app as build_intake
@@ -200,8 +202,9 @@ async def start_brink(stack: AsyncExitStack, *, database_url: str, amqp_url: str
         ),
     }
     clients = {}
-    # The consumers first: their queues exist before intake's relay publishes (a reconciler runs at start).
-    for name in ("diagnosis", "outreach", "intake"):
+    # With consumers_first, intake starts last: what its reconciler records at start finds the consumers' queues.
+    order = ("diagnosis", "outreach", "intake") if consumers_first else ("intake", "diagnosis", "outreach")
+    for name in order:
         app = apps[name]
         await stack.enter_async_context(app.router.lifespan_context(app))
         clients[name] = await stack.enter_async_context(

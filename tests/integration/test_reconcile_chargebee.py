@@ -82,7 +82,9 @@ async def test_missed_cancellations_open_cases_once_and_the_cursor_survives_a_re
         server.record("subscription_created")  # not about a cancellation: never listed
 
         async with AsyncExitStack() as stack:
-            brink = await start_brink(stack, database_url=database_url, amqp_url=amqp_url, **reconciling(server))
+            brink = await start_brink(
+                stack, database_url=database_url, amqp_url=amqp_url, consumers_first=True, **reconciling(server)
+            )
             for event in missed:
                 [case] = await eventually(lambda e=event: cases_of(brink, e), timeout=30)
                 assert case["status"] == "open"
@@ -101,7 +103,9 @@ async def test_missed_cancellations_open_cases_once_and_the_cursor_survives_a_re
         listed_before = len(listings(server))
         async with AsyncExitStack() as stack:
             restarted = reconciling(server, reconcile_interval_seconds=1)
-            brink = await start_brink(stack, database_url=database_url, amqp_url=amqp_url, **restarted)
+            brink = await start_brink(
+                stack, database_url=database_url, amqp_url=amqp_url, consumers_first=True, **restarted
+            )
             await eventually(lambda: cases_of(brink, late), timeout=30)
             [late_row] = await inbox(database_url, late["id"])
             assert late_row.received_via == "reconciliation"

@@ -83,7 +83,9 @@ async def test_missed_cancellations_open_cases_once_and_the_cursor_survives_a_re
             await account.cancel(subscription_id)
 
         async with AsyncExitStack() as stack:
-            brink = await start_brink(stack, database_url=database_url, amqp_url=amqp_url, **reconciling(front))
+            brink = await start_brink(
+                stack, database_url=database_url, amqp_url=amqp_url, consumers_first=True, **reconciling(front)
+            )
             for customer_id, subscription_id in missed:
                 opened = await eventually(lambda c=customer_id: cases_of(brink, c), timeout=30)
                 assert len(opened) == 1 and opened[0]["status"] == "open"
@@ -106,7 +108,9 @@ async def test_missed_cancellations_open_cases_once_and_the_cursor_survives_a_re
         async with AsyncExitStack() as stack:
             # A shorter interval, so the restarted instance's first look finds a run due.
             restarted = reconciling(front, reconcile_interval_seconds=1)
-            brink = await start_brink(stack, database_url=database_url, amqp_url=amqp_url, **restarted)
+            brink = await start_brink(
+                stack, database_url=database_url, amqp_url=amqp_url, consumers_first=True, **restarted
+            )
             await eventually(lambda: cases_of(brink, late_customer), timeout=30)
             [late_row] = await inbox(database_url, late)
             assert late_row.received_via == "reconciliation"
