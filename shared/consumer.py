@@ -136,8 +136,11 @@ class Consumer:
                     raise  # this worker is being stopped
                 # Not this worker: aiormq cancels what is in flight on a connection that drops (an ack, a publish).
                 # Re-raised, it ended the worker for good, and after a failover the consumer held its prefetched
-                # messages unhandled (seen in make cluster-chaos). Their channel is gone: the broker redelivers them.
+                # messages unhandled (seen in make cluster-chaos). Given back like any unfinished batch, so they do
+                # not hold back the acks after them on a channel still open.
                 log.warning("consumer.batch.interrupted", queue=self.spec.name, size=len(batch))
+                with suppress(asyncio.CancelledError):
+                    await self._acks.release(arrival.message for arrival in batch)
             except Exception:  # an ack on a channel lost meanwhile: the broker redelivers, the handled rows dedupe
                 log.warning("consumer.batch.unfinished", queue=self.spec.name, size=len(batch), exc_info=True)
                 await self._acks.release(arrival.message for arrival in batch)
