@@ -31,6 +31,7 @@ QUEUE_HEADER = "x-brink-queue"
 ROUTING_KEY_HEADER = "x-brink-routing-key"
 FAILED_AT_HEADER = "x-brink-failed-at"
 DATABASE_OUTAGE_PATIENCE_SECONDS = 60.0
+GIVE_BACK_TIMEOUT_SECONDS = 5.0
 
 
 T = TypeVar("T")
@@ -140,10 +141,21 @@ class Consumer:
                 # not hold back the acks after them on a channel still open.
                 log.warning("consumer.batch.interrupted", queue=self.spec.name, size=len(batch))
                 with suppress(asyncio.CancelledError):
-                    await self._acks.release(arrival.message for arrival in batch)
+                    await self._give_back(batch)
             except Exception:  # an ack on a channel lost meanwhile: the broker redelivers, the handled rows dedupe
                 log.warning("consumer.batch.unfinished", queue=self.spec.name, size=len(batch), exc_info=True)
-                await self._acks.release(arrival.message for arrival in batch)
+                await self._give_back(batch)
+
+    async def _give_back(self, batch: list[Arrival]) -> None:
+        """Release an unfinished batch, within a bound: a nack on a connection that is going away can wait for
+        ever, and held there both workers of an outreach instance stopped after a failover (make cluster-chaos).
+        Deliveries of a lost channel come again from the broker either way."""
+        try:
+            await asyncio.wait_for(
+                self._acks.release(arrival.message for arrival in batch), timeout=GIVE_BACK_TIMEOUT_SECONDS
+            )
+        except TimeoutError:
+            log.warning("consumer.batch.give_back_timed_out", queue=self.spec.name, size=len(batch))
 
     async def _handle_batch(self, batch: list[Arrival]) -> None:
         if len(batch) > 1:
