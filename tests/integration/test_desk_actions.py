@@ -284,6 +284,10 @@ async def test_acting_on_someone_elses_case_is_403_and_the_cases_list_pages(desk
     assert "Act on this case" not in page and "You can read this case" in page
     refused = await rui.post(f"/desk/cases/{case_id}/notes", data={"csrf": csrf, "text": "mine now"})
     assert refused.status_code == 403 and "not yours" in refused.text
+    # The refusal is a desk page: the navigation, who is signed in, and a way back to the case.
+    nav = re.search(r'<nav aria-label="Desk">.*?</nav>', refused.text, re.S)
+    assert nav and 'href="/desk/cases"' in nav.group(0) and "Signed in as Rui" in refused.text
+    assert f'<a href="/desk/cases/{case_id}">Back to the case</a>' in refused.text
     mia, mia_csrf = await desk.person("mia@example.com")  # olga's manager may
     assert (await mia.post(f"/desk/cases/{case_id}/notes", data={"csrf": mia_csrf, "text": "Seen"})).status_code == 303
     listed = (await rui.get("/desk/cases", params={"q": "acme-5"})).text

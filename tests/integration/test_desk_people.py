@@ -144,7 +144,10 @@ async def test_one_address_guessing_many_accounts_is_refused_after_its_limit(out
 async def test_only_an_admin_manages_people_and_bad_fields_are_named(outreach: Outreach) -> None:
     async with outreach.browser("10.0.0.7") as olga, outreach.browser("10.0.0.8") as ada:
         olga_csrf = await sign_in(olga, "olga@example.com")
-        assert (await olga.get("/desk/people")).status_code == 403
+        refused = await olga.get("/desk/people")
+        assert refused.status_code == 403 and "Signed in as Olga" in refused.text
+        assert re.search(r'<nav aria-label="Desk">.*href="/desk/cases".*</nav>', refused.text, re.S)
+        assert '<a href="/desk">Back to my work</a>' in refused.text
         tried = await olga.post(
             "/desk/people",
             data={"csrf": olga_csrf, "email": "eve@example.com", "name": "Eve", "role": "admin", "password": PASSWORD},

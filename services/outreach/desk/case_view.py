@@ -35,7 +35,9 @@ async def check_may_act(db: AsyncSession, who: SignedInPerson, case: Case) -> No
     """NotAllowed (403) unless the person may act on the case."""
     if not await may_act(db, who, case):
         raise NotAllowed(
-            "This case is not yours, your team's or addressed to you; ask its owner or their manager to reassign it."
+            "This case is not yours, your team's or addressed to you; ask its owner or their manager to reassign it.",
+            session=who,
+            back=(f"/desk/cases/{case.id}", "the case"),
         )
 
 

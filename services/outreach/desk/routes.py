@@ -190,4 +190,5 @@ def mount_desk(app: FastAPI, *, api_tokens: list[SecretStr], settings: DeskSetti
 
     @app.exception_handler(NotAllowed)
     async def not_allowed(request: Request, error: NotAllowed) -> Response:
-        return page(request, "missing.html", {"what": None, "refused": str(error)}, status_code=403)
+        context = {"what": None, "refused": str(error), "back": error.back}
+        return page(request, "missing.html", context, status_code=403, session=error.session)

@@ -46,7 +46,12 @@ class SignInRequired(Exception):
 
 
 class NotAllowed(Exception):
-    """The signed-in person may not do this (a 403 page saying what)."""
+    """The signed-in person may not do this: a 403 page saying what, in the desk's layout, with a way back."""
+
+    def __init__(self, reason: str, *, session: SignedInPerson, back: tuple[str, str] = ("/desk", "my work")) -> None:
+        super().__init__(reason)
+        self.session = session
+        self.back = back  # (where, what): the page the person came from or can carry on from
 
 
 def form_text(form: Any, name: str, limit: int = 320) -> str:
@@ -117,7 +122,7 @@ async def current_session(request: Request) -> SignedInPerson:
 async def admin_only(session: Annotated[SignedInPerson, Depends(current_session)]) -> SignedInPerson:
     """Roles are checked here, once: only admins manage people."""
     if session.role != "admin":
-        raise NotAllowed("Only an admin manages people.")
+        raise NotAllowed("Only an admin manages people.", session=session)
     return session
 
 
