@@ -278,7 +278,8 @@ async def list_offers(case_id: Annotated[str, Path(max_length=36)], session: Ses
     "/offers/budget",
     response_model=OfferBudget,
     responses=UNAUTHORIZED,
-    summary="The current period's offer budget: total, spent by applied offers, committed by waiting ones, remaining",
+    summary="The current period's offer budget of each team: total, spent by applied offers, committed by waiting ones, "
+    "remaining",
 )
 async def offer_budget(session: SessionDep, context: OfferContextDep) -> OfferBudget:
     return OfferBudget.model_validate(await offers.current_budget(session, context=context))

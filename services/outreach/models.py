@@ -290,6 +290,9 @@ class Offer(Base):
     change: Mapped[dict[str, Any]] = mapped_column(doc="the vendor's parameters fixed at the preview, sent as they are")
     proposed_by: Mapped[str] = mapped_column(String(320))
     proposed_at: Mapped[datetime]
+    team: Mapped[str] = mapped_column(
+        String(64), default="default", server_default="default", doc="the proposer's team, whose budget it draws on"
+    )
     approval_reason: Mapped[str | None] = mapped_column(Text, doc="why it waits for approval")
     approver_roles: Mapped[str | None] = mapped_column(String(255), doc="comma-separated roles that may approve it")
     decided_by: Mapped[str | None] = mapped_column(String(320))

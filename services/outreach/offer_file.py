@@ -1,4 +1,5 @@
-"""The offers file: the catalogue of save offers, the budget per period and the limits per role, validated at start."""
+"""The offers file: the catalogue of save offers, the budget per period and team, the limits per role, validated at
+start."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from services.outreach.offer_rules import OfferKind, OfferRules, OfferTerms, Period, RoleLimit
+from services.outreach.offer_rules import DEFAULT_TEAM, OfferKind, OfferRules, OfferTerms, Period, RoleLimit, Team
 
 OFFERS_FILE = Path(__file__).parent / "offers" / "offers.yaml"
 LimitRole = Literal["csm", "cs_manager", "vp_customer_success", "executive_sponsor", "admin"]
@@ -48,6 +49,12 @@ class LimitEntry(BaseModel):
     may_exceed_budget: bool = False
 
 
+class TeamEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lead: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)
+    budget_minor: int = Field(ge=0, le=10**13)
+
+
 class OfferFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     currency: str = Field(pattern=r"^[a-z]{3}$")
@@ -56,12 +63,22 @@ class OfferFile(BaseModel):
     max_per_account_per_year: int = Field(ge=1, le=100)
     limits: dict[LimitRole, LimitEntry] = Field(min_length=1)
     offers: dict[str, OfferEntry] = Field(min_length=1)
+    teams: dict[str, TeamEntry] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _offer_names(self) -> OfferFile:
-        for name in self.offers:
-            if not (0 < len(name) <= 64 and name.replace("_", "").isalnum() and name == name.lower()):
-                raise ValueError(f"offers.{name}: a name is 1 to 64 lower-case letters, digits and underscores")
+    def _names(self) -> OfferFile:
+        for section, names in (("offers", self.offers), ("teams", self.teams)):
+            for name in names:
+                if not _is_name(name):
+                    raise ValueError(f"{section}.{name}: a name is 1 to 64 lower-case letters, digits and underscores")
+        if DEFAULT_TEAM in self.teams:
+            raise ValueError(f"teams.{DEFAULT_TEAM}: the default team's budget is budget_minor")
+        leads: dict[str, str] = {}
+        for name, team in self.teams.items():
+            lead = team.lead.lower()
+            if lead in leads:
+                raise ValueError(f"teams.{name}.lead: {lead} already leads team {leads[lead]}")
+            leads[lead] = name
         return self
 
     def rules(self) -> OfferRules:
@@ -72,7 +89,15 @@ class OfferFile(BaseModel):
             max_per_account_per_year=self.max_per_account_per_year,
             limits={role: RoleLimit(**entry.model_dump()) for role, entry in self.limits.items()},
             offers={name: OfferTerms(name=name, **entry.model_dump()) for name, entry in self.offers.items()},
+            teams={
+                name: Team(name=name, lead=entry.lead.lower(), budget_minor=entry.budget_minor)
+                for name, entry in self.teams.items()
+            },
         )
+
+
+def _is_name(name: str) -> bool:
+    return 0 < len(name) <= 64 and name.replace("_", "").isalnum() and name == name.lower()
 
 
 def _describe(error: ValidationError) -> str:

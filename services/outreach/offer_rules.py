@@ -3,7 +3,7 @@ one. Plain Python without I/O: the offers file (``offer_file.py``) builds these,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
@@ -14,6 +14,7 @@ OFFER_KINDS: tuple[OfferKind, ...] = ("keep_subscription", "discount", "free_tim
 Period = Literal["month", "quarter", "year"]
 DAYS_PER_MONTH = Decimal(30)  # free time is priced by the day at a thirtieth of the monthly revenue
 ELIGIBILITY_WINDOW = timedelta(days=365)
+DEFAULT_TEAM = "default"  # everyone under no lead the offers file names shares this team's budget
 
 
 class OfferRuleError(ValueError):
@@ -116,6 +117,7 @@ class BudgetState:
     total_minor: int
     spent_minor: int
     committed_minor: int
+    team: str = DEFAULT_TEAM
 
     @property
     def remaining_minor(self) -> int:
@@ -141,8 +143,18 @@ class AccountHistory:
 
 
 @dataclass(frozen=True)
+class Team:
+    """A budget's holders: the lead and everyone reporting to them, directly or through others."""
+
+    name: str
+    lead: str  # the lead's email, lower case
+    budget_minor: int
+
+
+@dataclass(frozen=True)
 class OfferRules:
-    """The offers file, read: the catalogue, the budget per period, the limits per role, the limit per account."""
+    """The offers file, read: the catalogue, the budget per period and team, the limits per role, the limit per
+    account. ``budget_minor`` is the default team's (everyone under no named lead)."""
 
     currency: str
     period: Period
@@ -150,6 +162,22 @@ class OfferRules:
     max_per_account_per_year: int
     limits: dict[str, RoleLimit]
     offers: dict[str, OfferTerms]
+    teams: dict[str, Team] = field(default_factory=dict)
+
+    def team_of(self, chain: list[str]) -> str:
+        """The team of the person whose email comes first in ``chain``, followed by their managers' nearest first:
+        the nearest of them who leads a team, else the default team."""
+        leads = {team.lead: team.name for team in self.teams.values()}
+        return next((leads[email] for email in chain if email in leads), DEFAULT_TEAM)
+
+    def budget_of(self, team: str) -> int:
+        """A team's budget per period (a team no longer in the file gets the default's)."""
+        found = self.teams.get(team)
+        return self.budget_minor if found is None else found.budget_minor
+
+    def team_names(self) -> list[str]:
+        """Every team with a budget: the named ones, then the default."""
+        return [*sorted(self.teams), DEFAULT_TEAM]
 
     def check_eligible(self, terms: OfferTerms, history: AccountHistory, *, now: datetime) -> None:
         """Raise ``NotEligible`` when the account had its offers in the last 365 days, or this one failed for it."""
@@ -171,7 +199,7 @@ class OfferRules:
         over_budget = cost.amount_minor > budget.remaining_minor
         if over_budget and not any(limit.may_exceed_budget for limit in self.limits.values()):
             raise BudgetExhausted(
-                f"the {self.period}'s budget has {left} {self.currency} left (of {budget.total_minor}: "
+                f"team {budget.team}'s budget for the {self.period} has {left} {self.currency} left (of {budget.total_minor}: "
                 f"{budget.spent_minor} spent, {budget.committed_minor} committed); this offer costs {cost.amount_minor}",
                 field="budget",
             )
@@ -185,7 +213,10 @@ class OfferRules:
         if not approvers:
             raise NoApprover(f"costs {cost.amount_minor} {self.currency}: no role may grant that much", field="offer")
         if over_budget:
-            reason = f"costs {cost.amount_minor} {self.currency}, over the {left} left in the {self.period}'s budget"
+            reason = (
+                f"costs {cost.amount_minor} {self.currency}, over the {left} left in team {budget.team}'s budget "
+                f"for the {self.period}"
+            )
         else:
             reason = (
                 f"costs {cost.amount_minor} {self.currency}, over the {allowance} a "

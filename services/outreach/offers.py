@@ -25,7 +25,7 @@ from services.outreach.offer_rules import (
     OfferTerms,
     period_bounds,
 )
-from services.outreach.people import find_by_email
+from services.outreach.people import find_by_email, managers_above
 from shared.billing.base import BillingError
 
 
@@ -81,12 +81,21 @@ async def _history(
     return AccountHistory(counted_at=tuple(counted), failed=frozenset(failed))
 
 
-async def _budget(session: AsyncSession, context: OfferContext, *, leaving_out: str | None) -> BudgetState:
+async def _budget(session: AsyncSession, context: OfferContext, *, team: str, leaving_out: str | None) -> BudgetState:
     start, end = period_bounds(context.rules.period, context.clock.now())
-    spent, committed = await repository.offer_budget_drawn(
-        session, period_start=start, period_end=end, leaving_out=leaving_out
+    drawn = await repository.offer_budget_drawn(
+        session, period_start=start, period_end=end, team=team, leaving_out=leaving_out
     )
-    return BudgetState(total_minor=context.rules.budget_minor, spent_minor=spent, committed_minor=committed)
+    spent, committed = drawn.get(team, (0, 0))
+    return BudgetState(
+        total_minor=context.rules.budget_of(team), spent_minor=spent, committed_minor=committed, team=team
+    )
+
+
+async def _team_of(session: AsyncSession, person: Person, context: OfferContext) -> str:
+    """The team whose budget the person's offers draw on: their nearest lead named in the offers file."""
+    chain = [person.email, *(manager.email for manager in await managers_above(session, person))]
+    return context.rules.team_of(chain)
 
 
 def _subscription_of(case: Case, context: OfferContext) -> tuple[OfferActions, str]:
@@ -150,6 +159,7 @@ async def propose(session: AsyncSession, case_id: str, *, offer: str, by: str, c
         change=preview.params,
         proposed_by=person.email,
         proposed_at=now,
+        team=await _team_of(session, person, context),
     )
     session.add(proposed)
     record(session, case, "offer_proposed", at=now, actor=person.email, offer_id=proposed.id, offer=terms.name,
@@ -184,7 +194,7 @@ async def apply(session: AsyncSession, offer_id: str, *, by: str, context: Offer
             cost=Money(offer.cost_minor, offer.currency),
             role=person.role,
             mrr_minor=case.mrr_minor,
-            budget=await _budget(session, context, leaving_out=offer.id),
+            budget=await _budget(session, context, team=offer.team, leaving_out=offer.id),
         )
     except OfferRuleError as error:
         raise OfferConflict(str(error)) from None
@@ -206,7 +216,7 @@ async def approve(session: AsyncSession, offer_id: str, *, by: str, reason: str 
     case = await _open_case(session, offer.case_id)
     person = await _acting_person(session, by)
     await repository.lock_offer_budget(session)
-    budget = await _budget(session, context, leaving_out=offer.id)
+    budget = await _budget(session, context, team=offer.team, leaving_out=offer.id)
     cost = Money(offer.cost_minor, offer.currency)
     if not context.rules.may_approve(person.role, cost=cost, mrr_minor=case.mrr_minor, budget=budget):
         raise NotAllowed(
@@ -229,7 +239,7 @@ async def reject(session: AsyncSession, offer_id: str, *, by: str, reason: str, 
         person.role,
         cost=Money(offer.cost_minor, offer.currency),
         mrr_minor=case.mrr_minor if case else None,
-        budget=await _budget(session, context, leaving_out=offer.id),
+        budget=await _budget(session, context, team=offer.team, leaving_out=offer.id),
     ):
         raise NotAllowed(f"a {person.role} may not decide on this offer (roles that may: {offer.approver_roles})")
     now = context.clock.now()
@@ -283,33 +293,42 @@ async def _carry_out(
 
 
 @dataclass(frozen=True)
-class BudgetReport:
-    """The current period's budget: what applied offers spent and waiting ones committed."""
+class TeamBudget:
+    """One team's budget in the current period: what its applied offers spent and its waiting ones committed."""
 
-    period: str
-    period_start: datetime
-    period_end: datetime
-    currency: str
+    team: str
+    lead: str | None
     total_minor: int
     spent_minor: int
     committed_minor: int
     remaining_minor: int
 
 
+@dataclass(frozen=True)
+class BudgetReport:
+    """The current period's budgets, one per team (the default last)."""
+
+    period: str
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    teams: list[TeamBudget]
+
+
 async def current_budget(session: AsyncSession, *, context: OfferContext) -> BudgetReport:
-    """The budget of the period holding now."""
-    start, end = period_bounds(context.rules.period, context.clock.now())
-    state = await _budget(session, context, leaving_out=None)
-    return BudgetReport(
-        period=context.rules.period,
-        period_start=start,
-        period_end=end,
-        currency=context.rules.currency,
-        total_minor=state.total_minor,
-        spent_minor=state.spent_minor,
-        committed_minor=state.committed_minor,
-        remaining_minor=state.remaining_minor,
-    )
+    """Every team's budget in the period holding now (a team dropped from the file but with offers shows too)."""
+    rules = context.rules
+    start, end = period_bounds(rules.period, context.clock.now())
+    drawn = await repository.offer_budget_drawn(session, period_start=start, period_end=end)
+    names = [*rules.team_names(), *sorted(set(drawn) - set(rules.team_names()))]
+    teams = []
+    for name in names:
+        state = BudgetState(rules.budget_of(name), *drawn.get(name, (0, 0)), team=name)
+        lead = rules.teams[name].lead if name in rules.teams else None
+        teams.append(
+            TeamBudget(name, lead, state.total_minor, state.spent_minor, state.committed_minor, state.remaining_minor)
+        )
+    return BudgetReport(period=rules.period, period_start=start, period_end=end, currency=rules.currency, teams=teams)
 
 
 async def offers_of_case(session: AsyncSession, case_id: str) -> list[Offer]:

@@ -765,16 +765,29 @@ async def lock_offer_budget(session: AsyncSession) -> None:
 
 
 async def offer_budget_drawn(
-    session: AsyncSession, *, period_start: datetime, period_end: datetime, leaving_out: str | None = None
-) -> tuple[int, int]:
-    """(spent, committed): the cost of offers applied in the period, and of those waiting for approval."""
-    spent = select(func.coalesce(func.sum(Offer.cost_minor), 0)).where(
-        Offer.status == "applied", Offer.applied_at >= period_start, Offer.applied_at < period_end
+    session: AsyncSession,
+    *,
+    period_start: datetime,
+    period_end: datetime,
+    team: str | None = None,
+    leaving_out: str | None = None,
+) -> dict[str, tuple[int, int]]:
+    """(spent, committed) by team (or of one): the cost of offers applied in the period, and of those waiting."""
+    spent = (
+        select(Offer.team, func.sum(Offer.cost_minor))
+        .where(Offer.status == "applied", Offer.applied_at >= period_start, Offer.applied_at < period_end)
+        .group_by(Offer.team)
     )
-    committed = select(func.coalesce(func.sum(Offer.cost_minor), 0)).where(Offer.status == "awaiting_approval")
-    if leaving_out is not None:
-        committed = committed.where(Offer.id != leaving_out)
-    return int(await session.scalar(spent) or 0), int(await session.scalar(committed) or 0)
+    committed = (
+        select(Offer.team, func.sum(Offer.cost_minor))
+        .where(Offer.status == "awaiting_approval", Offer.id != (leaving_out or ""))
+        .group_by(Offer.team)
+    )
+    if team is not None:
+        spent, committed = spent.where(Offer.team == team), committed.where(Offer.team == team)
+    spent_by = {name: int(total or 0) for name, total in await session.execute(spent)}
+    committed_by = {name: int(total or 0) for name, total in await session.execute(committed)}
+    return {name: (spent_by.get(name, 0), committed_by.get(name, 0)) for name in {*spent_by, *committed_by}}
 
 
 async def account_offers(

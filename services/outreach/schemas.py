@@ -256,6 +256,7 @@ class OfferView(BaseModel):
     change: dict[str, Any] = Field(description="the billing system's parameters applying sends")
     proposed_by: str
     proposed_at: datetime
+    team: str = Field(description="the proposer's team, whose budget the offer draws on")
     approval_reason: str | None
     approver_roles: str | None
     decided_by: str | None
@@ -271,13 +272,20 @@ class OfferList(BaseModel):
     items: list[OfferView]
 
 
+class TeamBudget(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    team: str = Field(description="a team of the offers file, or default: everyone in no named team")
+    lead: str | None = Field(description="the team's lead (the team is everyone reporting to them); none for default")
+    total_minor: int
+    spent_minor: int = Field(description="cost of the team's offers applied in the period")
+    committed_minor: int = Field(description="cost of the team's offers waiting for approval")
+    remaining_minor: int = Field(description="total less spent and committed (negative after approvals past it)")
+
+
 class OfferBudget(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     period: str = Field(description="month, quarter or year, as the offers file says")
     period_start: datetime
     period_end: datetime
     currency: str
-    total_minor: int
-    spent_minor: int = Field(description="cost of the offers applied in the period")
-    committed_minor: int = Field(description="cost of the offers waiting for approval")
-    remaining_minor: int = Field(description="total less spent and committed (negative after approvals past it)")
+    teams: list[TeamBudget] = Field(description="one budget per team, the default last")

@@ -17,7 +17,7 @@ import httpx
 from services.outreach.app import build_app
 from services.outreach.cases import open_or_update_case
 from services.outreach.clock import SystemClock
-from services.outreach.people import add_person
+from services.outreach.people import add_person, find_by_email, update_person
 from services.outreach.settings import OutreachSettings
 from shared.db import transaction
 from shared.events import Money
@@ -276,20 +276,23 @@ async def test_over_the_csm_limit_an_offer_waits_for_a_manager_and_an_exhausted_
         refused = await world.outreach.post(f"/v1/offers/{third.json()['id']}/apply", headers=AUTH, json={"by": CSM})
         assert refused.status_code == 409
         assert refused.json()["detail"] == (
-            "the quarter's budget has 10600 usd left (of 40000: 14700 spent, 14700 committed); this offer costs 14700"
+            "team default's budget for the quarter has 10600 usd left (of 40000: 14700 spent, 14700 committed); "
+            "this offer costs 14700"
         )
 
         budget = (await world.outreach.get("/v1/offers/budget", headers=AUTH)).json()
-        assert {k: budget[k] for k in ("period", "currency", "total_minor", "spent_minor", "committed_minor")} == {
-            "period": "quarter",
-            "currency": "usd",
-            "total_minor": 40_000,
-            "spent_minor": 14_700,
-            "committed_minor": 14_700,
-        }
-        assert (
-            budget["remaining_minor"] == 10_600 and budget["period_start"] <= won["applied_at"] < budget["period_end"]
-        )
+        assert (budget["period"], budget["currency"]) == ("quarter", "usd")
+        assert budget["teams"] == [
+            {
+                "team": "default",
+                "lead": None,
+                "total_minor": 40_000,
+                "spent_minor": 14_700,
+                "committed_minor": 14_700,
+                "remaining_minor": 10_600,
+            }
+        ]
+        assert budget["period_start"] <= won["applied_at"] < budget["period_end"]
 
         # Rejected with a reason, the second frees its commitment and is never applied.
         no_reason = await world.outreach.post(
@@ -310,7 +313,56 @@ async def test_over_the_csm_limit_an_offer_waits_for_a_manager_and_an_exhausted_
         assert again.status_code == 409 and "was rejected by maria@example.com" in again.json()["detail"]
         now_waits = await world.outreach.post(f"/v1/offers/{third.json()['id']}/apply", headers=AUTH, json={"by": CSM})
         assert now_waits.json()["status"] == "awaiting_approval"
-        assert (await world.outreach.get("/v1/offers/budget", headers=AUTH)).json()["remaining_minor"] == 10_600
+        assert (await world.outreach.get("/v1/offers/budget", headers=AUTH)).json()["teams"][0][
+            "remaining_minor"
+        ] == 10_600
+
+
+async def test_an_offer_draws_on_the_budget_of_its_proposers_team(database_url: str, tmp_path: Path) -> None:
+    offers_file = tmp_path / "offers.yaml"
+    offers_file.write_text(TIGHT + "teams:\n  emea: {lead: Maria@example.com, budget_minor: 20000}\n")
+    async with offers_world(database_url, offers_file=offers_file) as world:
+        async with transaction(world.app.state.runtime.sessions) as session:
+            now = datetime.now(UTC)
+            await add_person(session, email=MANAGERS[0], name="Maria", role="cs_manager", now=now)
+            await add_person(session, email="dora@example.com", name="Dora", role="csm", now=now)
+            carla = await find_by_email(session, CSM)
+            assert carla is not None
+            await update_person(session, carla, now=now, manager_email=MANAGERS[0])
+
+        async def a_month_free(by: str) -> dict[str, Any]:
+            customer_id, subscription_id = await world.stripe.subscription()
+            case = await world.case_for(customer_id, subscription_id)
+            offer = await world.outreach.post(
+                f"/v1/cases/{case['id']}/offers", headers=AUTH, json={"offer": "free_month", "by": by}
+            )
+            assert offer.status_code == 201, offer.text
+            return offer.json()
+
+        carlas = await a_month_free(CSM)
+        assert carlas["team"] == "emea"  # Carla reports to Maria, who leads emea
+        assert (await world.outreach.post(f"/v1/offers/{carlas['id']}/apply", headers=AUTH, json={"by": CSM})).json()[
+            "status"
+        ] == "awaiting_approval"
+        approved = await world.outreach.post(
+            f"/v1/offers/{carlas['id']}/approve", headers=AUTH, json={"by": MANAGERS[0]}
+        )
+        assert approved.json()["status"] == "applied", approved.text
+
+        doras = await a_month_free("dora@example.com")  # Dora reports to nobody: the default team
+        assert doras["team"] == "default"
+        await world.outreach.post(f"/v1/offers/{doras['id']}/apply", headers=AUTH, json={"by": "dora@example.com"})
+
+        budget = (await world.outreach.get("/v1/offers/budget", headers=AUTH)).json()["teams"]
+        assert [(t["team"], t["lead"], t["total_minor"], t["spent_minor"], t["committed_minor"]) for t in budget] == [
+            ("emea", MANAGERS[0], 20_000, 14_700, 0),
+            ("default", None, 40_000, 0, 14_700),
+        ]
+        # emea has 5,300 left: Carla's next month free is refused, though the default team could pay for it.
+        again = await a_month_free(CSM)
+        refused = await world.outreach.post(f"/v1/offers/{again['id']}/apply", headers=AUTH, json={"by": CSM})
+        assert refused.status_code == 409
+        assert refused.json()["detail"].startswith("team emea's budget for the quarter has 5300 usd left (of 20000")
 
 
 async def test_a_csm_keeps_a_chargebee_subscription_whose_cancellation_is_scheduled(database_url: str) -> None:

@@ -127,7 +127,7 @@ def test_spent_and_committed_both_draw_on_the_budget() -> None:
     assert budget.remaining_minor == 10_000
     decision = rules().decide(cost=Money(10_001, "usd"), role="cs_manager", mrr_minor=500_000, budget=budget)
     assert decision.outcome == "await_approval"
-    assert decision.reason == "costs 10001 usd, over the 10000 left in the quarter's budget"
+    assert decision.reason == "costs 10001 usd, over the 10000 left in team default's budget for the quarter"
     assert decision.approver_roles == ("vp_customer_success",)
     assert not rules().may_approve("cs_manager", cost=Money(10_001, "usd"), mrr_minor=500_000, budget=budget)
 
@@ -138,7 +138,7 @@ def test_an_exhausted_budget_refuses_with_the_figures_when_no_role_may_exceed_it
     with pytest.raises(BudgetExhausted) as error:
         strict.decide(cost=Money(1, "usd"), role="cs_manager", mrr_minor=10_000, budget=budget)
     assert str(error.value) == (
-        "the quarter's budget has 0 usd left (of 100000: 95000 spent, 5000 committed); this offer costs 1"
+        "team default's budget for the quarter has 0 usd left (of 100000: 95000 spent, 5000 committed); this offer costs 1"
     )
     assert error.value.field == "budget"
     assert strict.decide(cost=Money(0, "usd"), role="csm", mrr_minor=10_000, budget=budget).outcome == "apply"
@@ -214,7 +214,12 @@ def test_a_discount_in_the_file_is_priced_from_its_months_and_percent(tmp_path: 
         (GOOD.replace("title: Keep", "title: Keep, days: 3"), "days: a keep_subscription offer takes no days"),
         (GOOD.replace("keep:", "Keep Me:"), "offers.Keep Me: a name is 1 to 64"),
         (GOOD.replace("budget_minor", "budget"), "budget_minor: Field required"),
-        (GOOD + "teams: []\n", "teams: Extra inputs are not permitted"),
+        (GOOD + "teams: []\n", "teams: Input should be a valid dictionary"),
+        (GOOD + "teams:\n  default: {lead: a@example.com, budget_minor: 5}\n", "teams.default: the default team's budget is budget_minor"),
+        (GOOD + "teams:\n  emea: {lead: maria, budget_minor: 5}\n", "teams.emea.lead: String should match pattern"),
+        (GOOD + "teams:\n  emea: {lead: a@example.com}\n", "teams.emea.budget_minor: Field required"),
+        (GOOD + "teams:\n  emea: {lead: a@example.com, budget_minor: 5}\n  apac: {lead: A@example.com, budget_minor: 5}\n", "teams.apac.lead: a@example.com already leads team emea"),
+        (GOOD + "teams:\n  EMEA: {lead: a@example.com, budget_minor: 5}\n", "teams.EMEA: a name is 1 to 64"),
         ("offers: [unclosed\n", "cannot be read"),
         ("- a list\n", "expected a mapping"),
     ],
@@ -234,3 +239,30 @@ def test_a_missing_offers_file_is_refused_naming_it(tmp_path: Path) -> None:
     shutil.copy(OFFERS_FILE, tmp_path / "elsewhere.yaml")
     with pytest.raises(OfferFileError, match=r"offers file .*missing\.yaml: cannot be read"):
         load_offer_rules(tmp_path / "missing.yaml")
+
+
+def test_an_offer_draws_on_the_nearest_lead_s_team_else_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "offers.yaml"
+    path.write_text(
+        GOOD + "teams:\n  emea: {lead: Maria@example.com, budget_minor: 700}\n"
+        "  enterprise: {lead: vera@example.com, budget_minor: 900}\n"
+    )
+    loaded = load_offer_rules(path)
+    # A CSM reporting to Maria, who reports to Vera: Maria's team, the nearest; Maria herself leads it too.
+    assert loaded.team_of(["carla@example.com", "maria@example.com", "vera@example.com"]) == "emea"
+    assert loaded.team_of(["maria@example.com", "vera@example.com"]) == "emea"
+    assert loaded.team_of(["vera@example.com"]) == "enterprise"
+    assert loaded.team_of(["dora@example.com", "olga@example.com"]) == "default"
+    assert [(name, loaded.budget_of(name)) for name in loaded.team_names()] == [
+        ("emea", 700),
+        ("enterprise", 900),
+        ("default", 1000),
+    ]
+    assert loaded.budget_of("dissolved") == 1000  # a team no longer in the file: its offers draw on the default's
+
+
+def test_a_team_s_exhausted_budget_is_named_in_the_refusal() -> None:
+    budget = BudgetState(total_minor=10_000, spent_minor=9_000, committed_minor=0, team="emea")
+    strict = rules(limits={"csm": RoleLimit(max_minor=25_000)})
+    with pytest.raises(BudgetExhausted, match=r"^team emea's budget for the quarter has 1000 usd left \(of 10000"):
+        strict.decide(cost=Money(2_000, "usd"), role="csm", mrr_minor=100_000, budget=budget)
