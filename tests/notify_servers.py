@@ -90,11 +90,20 @@ class FakeSlack:
     base_url: str = ""
     messages: list[dict[str, Any]] = field(default_factory=list)
     hook_texts: list[str] = field(default_factory=list)
-    rate_limited: int = 0  # answer this many requests 429 first
+    rate_limited: int = 0  # answer this many requests 429 first, with Retry-After: retry_after
+    retry_after: str = "1"
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # when each request came (monotonic), its status
     known_users: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        arrived = time.monotonic()
+        status, answer = self._answer(path, headers, body)
+        with self.lock:
+            self.arrivals.append((arrived, status))
+        return status, answer
+
+    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         with self.lock:
             if self.rate_limited:
                 self.rate_limited -= 1
@@ -129,7 +138,7 @@ def fake_slack(*users: str) -> Iterator[FakeSlack]:
             self.send_response(status)
             self.send_header("content-type", "application/json" if answer else "text/plain")
             if status == 429:
-                self.send_header("retry-after", "1")
+                self.send_header("retry-after", state.retry_after)
             self.send_header("content-length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

@@ -210,11 +210,13 @@ async def _deliver_one(
     """Send one leased notification and record the result while the lease holds; 1 when it was sent."""
     notifier = notifiers.get(notification.channel)
     error: str | None = "channel is not configured" if notifier is None else None
+    asked_to_wait = timedelta(0)
     if notifier is not None:
         try:
             await notifier.deliver(Message(id=notification.id, kind=notification.kind, body=notification.body))
         except DeliveryFailed as failure:
             error = str(failure)
+            asked_to_wait = timedelta(seconds=failure.retry_after or 0)
     attempts = notification.attempts + 1
     values: dict[str, Any] = {"attempts": attempts}
     if error is None:
@@ -222,7 +224,9 @@ async def _deliver_one(
     elif attempts >= rounds:
         values |= {"status": "failed", "last_error": error[:500]}
     else:
-        values |= {"next_attempt_at": clock.now() + backoff * (2**attempts), "last_error": error[:500]}
+        # Never sooner than a rate-limited endpoint asked for.
+        wait = max(backoff * (2**attempts), asked_to_wait)
+        values |= {"next_attempt_at": clock.now() + wait, "last_error": error[:500]}
     async with transaction(sessions) as session:
         held = await repository.finish_notification(session, notification.id, token=token, **values)
     details = {"channel": notification.channel, "kind": notification.kind, "notification_id": notification.id}

@@ -24,6 +24,7 @@ from tests.outreach_helpers import Desk, FakeClock, diagnosis, open_desk, outrea
 
 ANA = Recipient(email="ana@example.com", name="Ana", time_zone="Europe/Paris", slack_user_id="U0ANA")
 BEN = Recipient(email="ben@example.com", name="Ben", time_zone="America/New_York", slack_user_id="U0BEN")
+BEN_ON_SLACK = Recipient(email="ben@example.com", name="Ben", slack_user_id="U0BEN", channels=("slack_dm",))
 
 
 @pytest.fixture
@@ -143,6 +144,39 @@ async def test_refusals_and_rate_limits_are_retried_with_backoff_then_recorded(w
     assert by_recipient["ben@example.com"].status == "sent"
     failed = by_recipient["zed@example.com"]
     assert failed.status == "failed" and "channel_not_found" in (failed.last_error or "")
+
+
+async def test_a_rate_limited_slack_is_asked_again_only_after_the_seconds_it_asked_for(wired, slack) -> None:
+    desk, notifiers = wired
+    case_id = await desk.receive(diagnosis(root_cause="known_issue", priority=10))
+    slack.rate_limited, slack.retry_after = 1, "2"
+    await tell(desk, case_id, BEN_ON_SLACK, messages.OVERDUE, "overdue|1", title="Call them", due_at=None)
+
+    assert await deliver(desk, notifiers, rounds=1) == 1
+
+    (refused_at, refused), (taken_at, taken) = slack.arrivals
+    assert (refused, taken) == (429, 200)
+    assert taken_at - refused_at >= 2, "asked again before the Retry-After had passed (backoff here is 10 ms)"
+    assert len(slack.texts_to("U0BEN")) == 1
+
+
+async def test_a_retry_after_longer_than_is_waited_in_place_gives_the_notification_back_until_then(
+    wired, slack
+) -> None:
+    desk, notifiers = wired
+    case_id = await desk.receive(diagnosis(root_cause="known_issue", priority=10))
+    slack.rate_limited, slack.retry_after = 1, "3600"
+    await tell(desk, case_id, BEN_ON_SLACK, messages.OVERDUE, "overdue|1", title="Call them", due_at=None)
+
+    assert await deliver(desk, notifiers) == 0
+
+    assert [status for _, status in slack.arrivals] == [429], "not asked again within the hour"
+    [waiting] = [n for n in await desk.notifications() if n.channel == "slack_dm"]
+    assert waiting.status == "pending" and "retry after 3600 s" in (waiting.last_error or "")
+    assert waiting.next_attempt_at >= desk.clock.now() + timedelta(hours=1)
+    assert await deliver(desk, notifiers) == 0, "not due again yet"
+    desk.clock.advance(hours=1)
+    assert await deliver(desk, notifiers) == 1 and len(slack.texts_to("U0BEN")) == 1
 
 
 async def test_announcing_the_same_thing_twice_queues_it_once(wired, smtp) -> None:

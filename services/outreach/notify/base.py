@@ -1,4 +1,5 @@
-"""The notifier base: one ``send`` per vendor; ``deliver`` adds retries with exponential backoff."""
+"""The notifier base: one ``send`` per vendor; ``deliver`` adds retries with exponential backoff, or after the
+wait a rate-limited endpoint asks for."""
 
 from __future__ import annotations
 
@@ -7,11 +8,40 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+from tenacity.stop import stop_base
+
+# The longest a rate-limited endpoint's Retry-After is waited for in place; a longer wait gives the notification back
+# to the delivery loop, to be tried again once that time has passed (other notifications are not held meanwhile).
+LONGEST_WAIT_SECONDS = 30.0
 
 
 class DeliveryFailed(Exception):
-    """The endpoint did not take the notification (after the retries, when raised by ``deliver``)."""
+    """The endpoint did not take the notification (after the retries, when raised by ``deliver``).
+
+    ``retry_after``: the seconds a rate-limited endpoint asked us to wait before trying again.
+    """
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` of a 429 answer in seconds (Slack sends whole seconds); None when absent or unreadable."""
+    value = response.headers.get("retry-after", "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 86400 else None
 
 
 @dataclass(frozen=True)
@@ -47,10 +77,17 @@ class Notifier(ABC):
         """Send once; raise DeliveryFailed (or an httpx error) when the endpoint does not accept it."""
 
     async def deliver(self, message: Message) -> None:
-        """Send with retries and exponential backoff; raises DeliveryFailed when every try failed."""
+        """Send with retries and exponential backoff, or after the wait a 429 asked for (up to
+        ``LONGEST_WAIT_SECONDS``); raises DeliveryFailed when every try failed or the endpoint asked for longer."""
+        backoff = wait_exponential(multiplier=self.backoff_seconds, max=self.backoff_seconds * 30)
+
+        def wait(state: RetryCallState) -> float:
+            asked = _asked_to_wait(state)
+            return asked if asked is not None else backoff(state)
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=self.backoff_seconds, max=self.backoff_seconds * 30),
+            stop=stop_after_attempt(self.attempts) | _AskedToWaitTooLong(),
+            wait=wait,
             retry=retry_if_exception_type((DeliveryFailed, httpx.HTTPError)),
         )
         try:
@@ -59,10 +96,31 @@ class Notifier(ABC):
                     await self.send(message)
         except RetryError as error:
             cause = error.last_attempt.exception()
-            raise DeliveryFailed(f"{self.channel}: {cause or 'failed'} after {self.attempts} tries") from None
+            tries = error.last_attempt.attempt_number
+            raise DeliveryFailed(
+                f"{self.channel}: {cause or 'failed'} after {tries} {'try' if tries == 1 else 'tries'}",
+                retry_after=cause.retry_after if isinstance(cause, DeliveryFailed) else None,
+            ) from None
 
     @staticmethod
     def check(response: httpx.Response) -> None:
-        """Raise DeliveryFailed for anything but a 2xx answer."""
+        """Raise DeliveryFailed for anything but a 2xx answer (with the wait asked for, for a 429)."""
+        if response.status_code == 429:
+            asked = retry_after_seconds(response)
+            wait = f", asked to retry after {asked:g} s" if asked is not None else ""
+            raise DeliveryFailed(f"HTTP 429: rate limited{wait}", retry_after=asked)
         if not response.is_success:
             raise DeliveryFailed(f"HTTP {response.status_code}: {response.text[:200]}")
+
+
+def _asked_to_wait(state: RetryCallState) -> float | None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    return error.retry_after if isinstance(error, DeliveryFailed) else None
+
+
+class _AskedToWaitTooLong(stop_base):
+    """Stop retrying in place when the endpoint asked for more than ``LONGEST_WAIT_SECONDS``."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        asked = _asked_to_wait(retry_state)
+        return asked is not None and asked > LONGEST_WAIT_SECONDS
