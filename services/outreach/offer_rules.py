@@ -229,6 +229,10 @@ class OfferRules:
         limit = self.limits.get(role or "")
         return 0 if limit is None else limit.allowance(mrr_minor=mrr_minor)
 
+    def approves(self, role: str | None) -> bool:
+        """Whether the role decides on offers at all: CSMs propose, the roles above them with a limit approve."""
+        return role in self.limits and role != "csm"
+
     def may_approve(self, role: str | None, *, cost: Money, mrr_minor: int | None, budget: BudgetState) -> bool:
         """Whether ``role`` may approve an offer of this cost, given the budget left without it."""
         limit = self.limits.get(role or "")

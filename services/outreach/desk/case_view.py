@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import people, service
+from services.outreach import offers, people, service
 from services.outreach.desk.session import SignedInPerson
 from services.outreach.desk.timeline import timeline
 from services.outreach.desk.web import NotAllowed, page
@@ -58,6 +58,8 @@ async def render_case(
     now = request.app.state.clock.now()
     mentioned = {case.owner, *(t.owner for t in case.tasks), *(t.completed_by for t in case.tasks)}
     mentioned |= {event.actor for event in case.events}
+    case_offers = await offers.offers_of_case(db, case.id)
+    mentioned |= {who for offer in case_offers for who in (offer.proposed_by, offer.decided_by, offer.applied_by)}
     everyone = await people.list_people(db, include_inactive=False)
     return page(
         request,
@@ -75,6 +77,8 @@ async def render_case(
             "colleagues": everyone,
             "playbooks": sorted(request.app.state.policy.playbooks),
             "outcomes": get_args(Outcome),
+            "offers": case_offers,
+            "offer_terms": request.app.state.offer_context.rules.offers,
             "root_causes": [cause for group in get_args(ConfirmedRootCause) for cause in get_args(group) or [group]],
         },
         status_code=status_code,

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import SecretStr
 
 from services.outreach import people, reports
-from services.outreach.desk import account, case_actions, people_admin, sso, work
+from services.outreach.desk import account, case_actions, offer_pages, people_admin, sso, work
 from services.outreach.desk import queue as desk_queue
 from services.outreach.desk.case_view import render_case
 from services.outreach.desk.flow import read_flow
@@ -168,7 +168,14 @@ def mount_desk(app: FastAPI, *, api_tokens: list[SecretStr], settings: DeskSetti
             name=settings.oidc_name,
             signing_key=signing_key(secret_key=settings.secret_key, api_tokens=api_tokens),
         )
-    for desk_router in (account.router, router, case_actions.router, people_admin.router, sso.router):
+    for desk_router in (
+        account.router,
+        router,
+        case_actions.router,
+        offer_pages.router,
+        people_admin.router,
+        sso.router,
+    ):
         app.include_router(desk_router)
 
     async def close_client_on_exit() -> None:

@@ -144,6 +144,7 @@ def page(
         "session": session,
         "refresh_seconds": desk_state(request).settings.refresh_seconds,
         "sso": sso.name if sso is not None else None,
+        "approves_offers": session is not None and request.app.state.offer_context.rules.approves(session.role),
         **context,
     }
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
