@@ -75,12 +75,18 @@ def avoid_list(history: list[Attempt], rules: Rules) -> list[str]:
 def decide(ranked: list[Scored], *, history: list[Attempt], rules: Rules) -> Decision:
     """Pursue the best pursuable cause, move on, or discover when too little is known."""
     top = ranked[0]
+    # A cause that ends the fight after one honest attempt, attempted and failed, is known well enough: someone
+    # already judged it so and tried; the customer's thin words now do not make it unknown again.
+    if (
+        top.score > 0
+        and top.root_cause in rules.move_on_after_failed_attempt
+        and top.root_cause in attempted_playbooks(history, rules)
+    ):
+        return Decision("move_on", rules.move_on_after_failed_attempt[top.root_cause], top.root_cause, "move_on")
     if top.score < rules.discover_below:
         return Decision("discover", "too little is known to choose", top.root_cause, "discover")
     if top.root_cause in rules.move_on:
         return Decision("move_on", rules.move_on[top.root_cause], top.root_cause, "move_on")
-    if top.root_cause in rules.move_on_after_failed_attempt and top.root_cause in attempted_playbooks(history, rules):
-        return Decision("move_on", rules.move_on_after_failed_attempt[top.root_cause], top.root_cause, "move_on")
     failed = exhausted_playbooks(history, rules)
     if top.root_cause not in failed:
         return Decision("pursue", None, top.root_cause, top.root_cause)
