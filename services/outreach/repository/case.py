@@ -1,0 +1,205 @@
+"""Cases: where a cancellation or a withdrawal belongs, a case read or locked, the lists and the desk's queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, NamedTuple, TypeVar
+
+from sqlalchemy import BindParameter, Select, bindparam, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from services.outreach.attempts import CONTACT_RESULTS, INTERNAL_ACTIONS
+from services.outreach.models import Case, Subscription, Task
+
+CASES = Case.__table__
+SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
+
+
+_CANCELLATION: BindParameter[str] = bindparam("cancellation_id")
+_SUBSCRIPTION = Subscription.__table__
+_LATEST_CASE = (
+    select(CASES.c.id, CASES.c.after_version)
+    .where(CASES.c.cancellation_id == _CANCELLATION)
+    .order_by(CASES.c.opened_at.desc(), CASES.c.id.desc())
+    .limit(1)
+)
+
+
+def _of_subscription(column: Any) -> Any:
+    return select(column).where(_SUBSCRIPTION.c.cancellation_id == _CANCELLATION).scalar_subquery()
+
+
+# One statement tells where a diagnosis belongs: the open case (locked), the newest case and the withdrawals
+# received. Most diagnoses open a case, and each round trip saved is one per new case.
+_PLACING_A_CANCELLATION = select(
+    select(CASES.c.id)
+    .where(CASES.c.cancellation_id == _CANCELLATION, CASES.c.status == "open")
+    .with_for_update()
+    .scalar_subquery()
+    .label("open_case_id"),
+    _LATEST_CASE.with_only_columns(CASES.c.id).scalar_subquery().label("latest_case_id"),
+    _LATEST_CASE.with_only_columns(CASES.c.after_version).scalar_subquery().label("latest_case_after"),
+    _of_subscription(_SUBSCRIPTION.c.staying_version).label("staying_version"),
+    _of_subscription(_SUBSCRIPTION.c.previous_staying_version).label("previous_staying_version"),
+)
+
+
+class SubscriptionFacts(NamedTuple):
+    """What a diagnosis needs to know of its subscription's cases and withdrawals."""
+
+    open_case_id: str | None
+    latest_case_id: str | None
+    latest_case_after: int | None
+    staying_version: int | None
+    previous_staying_version: int | None
+
+
+async def subscription_facts(session: AsyncSession, cancellation_id: str) -> SubscriptionFacts:
+    """The open case (locked), the newest case and its attempt, and the withdrawals received, in one statement."""
+    row = (await session.execute(_PLACING_A_CANCELLATION, {"cancellation_id": cancellation_id})).one()
+    return SubscriptionFacts(*row)
+
+
+async def locked_subscription(session: AsyncSession, cancellation_id: str) -> Subscription | None:
+    """The subscription's withdrawals row, locked, if one was ever received."""
+    return await session.get(Subscription, cancellation_id, with_for_update=True, populate_existing=True)
+
+
+async def locked_open_case(session: AsyncSession, cancellation_id: str) -> Case | None:
+    """The subscription's open case, locked, if there is one."""
+    return (
+        await session.execute(
+            select(Case).where(Case.cancellation_id == cancellation_id, Case.status == "open").with_for_update()
+        )
+    ).scalar_one_or_none()
+
+
+async def latest_case(session: AsyncSession, cancellation_id: str) -> Case | None:
+    """The subscription's newest case, locked, if there is one."""
+    return (
+        await session.execute(
+            select(Case)
+            .where(Case.cancellation_id == cancellation_id)
+            .order_by(Case.opened_at.desc(), Case.id.desc())
+            .limit(1)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+
+
+async def reached_the_customer_before(session: AsyncSession, case_id: str, *, before: datetime) -> bool:
+    """Whether a customer-facing task of the case was completed with a contact result before ``before``."""
+    found = await session.scalar(
+        select(Task.id)
+        .where(
+            Task.case_id == case_id,
+            Task.status == "done",
+            Task.action.not_in(INTERNAL_ACTIONS),
+            Task.result.in_(CONTACT_RESULTS),
+            Task.completed_at <= before,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def case_by_id(session: AsyncSession, case_id: str) -> Case:
+    """A case known to exist (and already locked by the caller's statement)."""
+    return await session.get_one(Case, case_id)
+
+
+async def locked_case(session: AsyncSession, case_id: str) -> Case:
+    """A case known to exist, locked for this transaction."""
+    return (await session.execute(select(Case).where(Case.id == case_id).with_for_update())).scalar_one()
+
+
+async def case_with_history(session: AsyncSession, case_id: str, *, lock: bool = False) -> Case | None:
+    """One case with its tasks and history, read afresh."""
+    query = (
+        select(Case)
+        .options(selectinload(Case.tasks), selectinload(Case.events))
+        .where(Case.id == case_id)
+        .execution_options(populate_existing=True)
+    )
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def _cases_where(query: Select[Any], **equal_to: str | None) -> Select[Any]:
+    """``query`` narrowed to cases whose named columns equal the given values; None and empty mean any."""
+    for column, value in equal_to.items():
+        if value:
+            query = query.where(getattr(Case, column) == value)
+    return query
+
+
+async def cases(
+    session: AsyncSession, *, status: str | None, owner: str | None, account_id: str | None, limit: int, offset: int
+) -> list[Case]:
+    """Cases newest first, with their tasks."""
+    query = _cases_where(
+        select(Case).options(selectinload(Case.tasks)).order_by(Case.opened_at.desc(), Case.id),
+        status=status,
+        owner=owner,
+        account_id=account_id,
+    )
+    return list((await session.execute(query.limit(limit).offset(offset))).scalars())
+
+
+def matching_search(query: SelectT, search: str) -> SelectT:
+    """Cases whose company, account, customer email or id contains ``search`` (any case)."""
+    if not search:
+        return query
+    needle = search.lower()
+    return query.where(
+        or_(
+            func.lower(Case.customer_name).contains(needle, autoescape=True),
+            func.lower(Case.account_id).contains(needle, autoescape=True),
+            func.lower(Case.customer_email).contains(needle, autoescape=True),
+            Case.id.startswith(needle, autoescape=True),
+        )
+    )
+
+
+async def cases_by_priority(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    owner: str | None,
+    root_cause: str | None,
+    limit: int,
+    offset: int = 0,
+    search: str = "",
+) -> tuple[list[Case], int]:
+    """A page of cases by priority, then revenue, then deadline, with their tasks (the desk's queue); and how many
+    cases match in all."""
+    matching = matching_search(_cases_where(select(Case), status=status, owner=owner, root_cause=root_cause), search)
+    total = await session.scalar(select(func.count()).select_from(matching.subquery())) or 0
+    query = (
+        matching.options(selectinload(Case.tasks))
+        .order_by(
+            Case.priority.desc(),
+            Case.mrr_minor.desc().nulls_last(),
+            Case.effective_at.asc().nulls_last(),
+            Case.opened_at,
+            Case.id,
+        )
+        .limit(limit)
+        .offset(offset)
+    )
+    return list((await session.execute(query)).scalars()), total
+
+
+async def owners_and_root_causes(session: AsyncSession) -> tuple[list[str], list[str]]:
+    """The owners and root causes that occur on cases, sorted."""
+    owners = (await session.execute(select(Case.owner).where(Case.owner.is_not(None)).distinct())).scalars()
+    causes = (await session.execute(select(Case.root_cause).distinct())).scalars()
+    return sorted(owner for owner in owners if owner), sorted(cause for cause in causes if cause)
+
+
+async def count_cases_by_status(session: AsyncSession) -> dict[str, int]:
+    """Cases per status."""
+    rows = await session.execute(select(Case.status, func.count()).group_by(Case.status))
+    return dict(rows.all())  # a Result has keys(): dict() would take it for a mapping
