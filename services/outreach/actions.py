@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach import people, repository
+from services.outreach import messages, people, recipients, repository
 from services.outreach.cases import switch_playbook
 from services.outreach.clock import Clock
 from services.outreach.history import record
-from services.outreach.models import Case, Task
+from services.outreach.models import Case, CaseEvent, Task
 from services.outreach.policy import Policy
 from services.outreach.tasks import TaskNotFound, TaskNotOpen
 
@@ -66,30 +66,81 @@ async def assignee(session: AsyncSession, to: str) -> str:
     return person.email
 
 
-async def reassign_task(session: AsyncSession, task_id: str, *, to: str, actor: str | None, clock: Clock) -> Task:
-    """Give an open task to another person."""
+async def reassign_task(
+    session: AsyncSession, task_id: str, *, to: str, actor: str | None, clock: Clock, policy: Policy
+) -> Task:
+    """Give an open task to another person, who is told (unless they took it themselves)."""
     task = await _open_task(session, task_id)
     owner = await assignee(session, to)
     case = await _open_case(session, task.case_id)
     before, task.owner = task.owner, owner
     case.updated_at = clock.now()
-    record(session, case, "task_reassigned", at=clock.now(), actor=actor, task_id=task.id, before=before, after=owner)
+    event = record(
+        session, case, "task_reassigned", at=clock.now(), actor=actor, task_id=task.id, before=before, after=owner
+    )
     await session.flush()
+    if before != owner:
+        await _tell_new_owner(session, case, [task], owner=owner, actor=actor, event=event, clock=clock, policy=policy)
     return task
 
 
-async def reassign_case(session: AsyncSession, case_id: str, *, to: str, actor: str | None, clock: Clock) -> Case:
-    """Give the case to another person; its open tasks that were the old owner's go with it."""
+async def reassign_case(
+    session: AsyncSession, case_id: str, *, to: str, actor: str | None, clock: Clock, policy: Policy
+) -> Case:
+    """Give the case to another person, who is told (unless they took it themselves); the old owner's open tasks
+    go with it."""
     case = await _open_case(session, case_id)
     owner = await assignee(session, to)
     before, case.owner, case.updated_at = case.owner, owner, clock.now()
-    moved = 0
-    for task in case.tasks:
-        if task.status == "open" and task.owner == before and before != owner:
-            task.owner, moved = owner, moved + 1
-    record(session, case, "case_reassigned", at=clock.now(), actor=actor, before=before, after=owner, tasks_moved=moved)
+    moved = [task for task in case.tasks if task.status == "open" and task.owner == before and before != owner]
+    for task in moved:
+        task.owner = owner
+    event = record(
+        session,
+        case,
+        "case_reassigned",
+        at=clock.now(),
+        actor=actor,
+        before=before,
+        after=owner,
+        tasks_moved=len(moved),
+    )
     await session.flush()
+    if before != owner:
+        await _tell_new_owner(session, case, moved, owner=owner, actor=actor, event=event, clock=clock, policy=policy)
     return case
+
+
+async def _tell_new_owner(
+    session: AsyncSession,
+    case: Case,
+    tasks: list[Task],
+    *,
+    owner: str,
+    actor: str | None,
+    event: CaseEvent,
+    clock: Clock,
+    policy: Policy,
+) -> None:
+    """ "Assigned to you" on the channels the new owner chose, once per reassignment (the id derives from its
+    history entry); nobody is told what they gave themselves."""
+    if actor is not None and actor.strip().lower() == owner.lower():
+        return
+    first = min(tasks, key=lambda task: task.due_at) if tasks else None
+    await recipients.tell(
+        session,
+        person=await people.find_by_email(session, owner),
+        kind=messages.ASSIGNED,
+        key=f"reassigned|{event.id}",
+        policy=policy,
+        clock=clock,
+        case=case,
+        reason=f"Given to you by {actor}" if actor else "Given to you",
+        task_id=first.id if first else None,
+        title=first.title if first else "",
+        due_at=first.due_at.isoformat() if first else None,
+        tasks=[{"title": task.title, "due_at": task.due_at.isoformat()} for task in tasks],
+    )
 
 
 async def snooze_task(

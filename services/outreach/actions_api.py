@@ -40,9 +40,11 @@ async def _detail(session, case_id: str) -> CaseDetail:
 @router.post(
     "/tasks/{task_id}/reassign", response_model=TaskView, responses=RESPONSES, summary="Give a task to a person"
 )
-async def reassign_task(task_id: str, body: Reassign, session: SessionDep, clock: ClockDep) -> TaskView:
+async def reassign_task(
+    task_id: str, body: Reassign, session: SessionDep, clock: ClockDep, policy: PolicyDep
+) -> TaskView:
     try:
-        task = await actions.reassign_task(session, task_id, to=body.to, actor=body.by, clock=clock)
+        task = await actions.reassign_task(session, task_id, to=body.to, actor=body.by, clock=clock, policy=policy)
     except ACTION_ERRORS as error:
         raise refused(error) from None
     return TaskView.model_validate(task)
@@ -70,9 +72,11 @@ async def snooze_task(task_id: str, body: Snooze, session: SessionDep, clock: Cl
     responses=RESPONSES,
     summary="Give a case to a person; the old owner's open tasks go with it",
 )
-async def reassign_case(case_id: str, body: Reassign, session: SessionDep, clock: ClockDep) -> CaseDetail:
+async def reassign_case(
+    case_id: str, body: Reassign, session: SessionDep, clock: ClockDep, policy: PolicyDep
+) -> CaseDetail:
     try:
-        await actions.reassign_case(session, case_id, to=body.to, actor=body.by, clock=clock)
+        await actions.reassign_case(session, case_id, to=body.to, actor=body.by, clock=clock, policy=policy)
     except ACTION_ERRORS as error:
         raise refused(error) from None
     return await _detail(session, case_id)

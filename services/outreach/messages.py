@@ -53,7 +53,9 @@ def render_personal(kind: str, body: dict[str, Any]) -> tuple[str, str]:
         tasks = body.get("tasks") or []
         if len(tasks) > 1:
             lines = "\n".join(_task_line({**task, "customer_name": customer}, zone) for task in tasks)
-            return f"Assigned to you: {customer} ({len(tasks)} tasks)", f"{lines}\n{case}"
+            return f"Assigned to you: {customer} ({len(tasks)} tasks)", f"{lines}{why}\n{case}"
+        if not title:  # a case given to someone with no open task that went with it
+            return f"Assigned to you: {customer}", f"The case is yours now.{why}\n{case}"
         return f"Assigned to you: {customer}", f"{title}\nDue {due}.{why}\n{case}"
     if kind == DUE_SOON:
         return f"Due soon: {customer}", f"{title}\nDue {due}.\n{case}"

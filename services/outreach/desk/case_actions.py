@@ -125,7 +125,12 @@ async def _act(
 async def reassign_task(request: Request, case_id: str, task_id: str, session: SignedIn, db: DbSession) -> Response:
     async def reassign(form: FormData) -> object:
         return await actions.reassign_task(
-            db, task_id, to=_text(form, "to", 320), actor=session.email, clock=request.app.state.clock
+            db,
+            task_id,
+            to=_text(form, "to", 320),
+            actor=session.email,
+            clock=request.app.state.clock,
+            policy=request.app.state.policy,
         )
 
     return await _act(request, session, db, case_id, reassign, done="reassigned", task_id=task_id)
@@ -158,7 +163,12 @@ def _moment(value: str, time_zone: str) -> datetime:
 async def reassign_case(request: Request, case_id: str, session: SignedIn, db: DbSession) -> Response:
     async def reassign(form: FormData) -> object:
         return await actions.reassign_case(
-            db, case_id, to=_text(form, "to", 320), actor=session.email, clock=request.app.state.clock
+            db,
+            case_id,
+            to=_text(form, "to", 320),
+            actor=session.email,
+            clock=request.app.state.clock,
+            policy=request.app.state.policy,
         )
 
     return await _act(request, session, db, case_id, reassign, done="case_reassigned", anchor="top")
