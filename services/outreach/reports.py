@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import repository
+from services.outreach.offer_results import offer_results
 from services.outreach.schemas import (
     REPORT_CUTS,
     FirstTouch,
@@ -100,11 +101,25 @@ async def summary(
         for row in rows:
             groups[group_of(row)].append(row)
         cuts[f"by_{cut}"] = [GroupTally(value=value, **tally(group)) for value, group in sorted(groups.items())]
-    return ReportSummary(since=since, until=until, total=Tally(**tally(rows)), **cuts)
+    offers = offer_results(await repository.applied_offer_rows(session, since=since, until=until))
+    return ReportSummary(since=since, until=until, total=Tally(**tally(rows)), **cuts, offers=offers)
+
+
+OFFER_COLUMNS = (
+    "offer_currency",
+    "offers_applied",
+    "offers_still_there",
+    "offers_pending",
+    "offers_not_kept",
+    "offer_cost_minor",
+    "offer_mrr_kept_minor",
+    "offer_months_to_recover_cost",
+)
 
 
 def as_csv(report: ReportSummary) -> str:
-    """One row for the total and one per group of each cut; money in minor units, a column per currency."""
+    """One row for the total and one per group of each cut; money in minor units, a column per currency. Then one
+    row per offer type and currency (cut ``offer_type``), in the offer columns, which case rows leave empty."""
     tallies: list[tuple[str, str, Tally]] = [("total", "all", report.total)]
     for cut in REPORT_CUTS:
         tallies += [(cut, group.value, group) for group in getattr(report, f"by_{cut}")]
@@ -116,25 +131,22 @@ def as_csv(report: ReportSummary) -> str:
         for side in ("saved_verified", "saved_pending", "lost")
         for currency in currencies
     ]
+    case_columns = [
+        "cases",
+        "open",
+        *OUTCOMES,
+        "reverted",
+        "save_rate",
+        *(name for name, _, _ in money_columns),
+        "touched",
+        "median_hours_to_first_touch",
+        "root_cause_confirmed",
+        "root_cause_matched",
+        "root_cause_match_rate",
+    ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        [
-            "cut",
-            "group",
-            "cases",
-            "open",
-            *OUTCOMES,
-            "reverted",
-            "save_rate",
-            *(name for name, _, _ in money_columns),
-            "touched",
-            "median_hours_to_first_touch",
-            "root_cause_confirmed",
-            "root_cause_matched",
-            "root_cause_match_rate",
-        ]
-    )
+    writer.writerow(["cut", "group", *case_columns, *OFFER_COLUMNS])
     for cut, group, t in tallies:
         writer.writerow(
             [
@@ -151,6 +163,23 @@ def as_csv(report: ReportSummary) -> str:
                 t.root_cause_match.confirmed,
                 t.root_cause_match.matched,
                 "" if t.root_cause_match.rate is None else t.root_cause_match.rate,
+                *([""] * len(OFFER_COLUMNS)),
+            ]
+        )
+    for result in report.offers:
+        writer.writerow(
+            [
+                "offer_type",
+                result.kind,
+                *([""] * len(case_columns)),
+                result.currency,
+                result.applied,
+                result.still_there,
+                result.pending,
+                result.not_kept,
+                result.cost_minor,
+                result.mrr_kept_minor,
+                "" if result.months_to_recover_cost is None else result.months_to_recover_cost,
             ]
         )
     return buffer.getvalue()

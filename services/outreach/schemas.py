@@ -157,6 +157,20 @@ class GroupTally(Tally):
 REPORT_CUTS = ("symptom", "root_cause", "confirmed_root_cause", "playbook", "owner", "initiated_by", "week")
 
 
+class OfferResult(BaseModel):
+    kind: str = Field(description="the offer type: keep_subscription, discount, free_time, pause, ...")
+    currency: str
+    applied: int = Field(description="offers of this type applied on the report's cases")
+    still_there: int = Field(description="of them, customers still there after the save's verification window")
+    pending: int = Field(description="of them, on cases still open or saves not yet verified")
+    not_kept: int = Field(description="of them, on cases lost, moved on, or saved and then reverted")
+    cost_minor: int = Field(description="what the applied offers cost")
+    mrr_kept_minor: int = Field(description="the monthly revenue of the customers still there")
+    months_to_recover_cost: float | None = Field(
+        description="cost / monthly revenue kept: the months of kept revenue that pay for the offers; null: none kept"
+    )
+
+
 class ReportSummary(BaseModel):
     since: datetime | None
     until: datetime | None
@@ -168,6 +182,7 @@ class ReportSummary(BaseModel):
     by_owner: list[GroupTally] = Field(description="by the case's owner (unassigned: none)")
     by_initiated_by: list[GroupTally] = Field(description="customer, billing_system, staff or unknown")
     by_week: list[GroupTally] = Field(description="by ISO week of opening, e.g. 2026-W48")
+    offers: list[OfferResult] = Field(default_factory=list, description="save offers applied, per type and currency")
 
 
 class NotificationChoice(BaseModel):

@@ -5,6 +5,8 @@ case's timeline; the budget page shows what it spent."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +17,7 @@ from services.outreach.cases import open_or_update_case
 from services.outreach.clock import SystemClock
 from services.outreach.people import add_person, find_by_email, set_password, update_person
 from shared.db import transaction
+from tests.conftest import TOKEN
 from tests.desk_helpers import PASSWORD, sign_in
 from tests.integration.test_offers import CSM, World, offers_world
 from tests.outreach_helpers import diagnosis
@@ -122,3 +125,25 @@ async def test_a_playbook_offer_over_the_csm_limit_is_proposed_approved_and_appl
                 "0.00 USD",
                 "853.00 USD",
             ]
+
+        # The summary report counts it applied, its customer not yet known to stay (the case is open).
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        summary = (await world.outreach.get("/v1/reports/summary", headers=auth)).json()
+        assert summary["offers"] == [
+            {
+                "kind": "free_time",
+                "currency": "usd",
+                "applied": 1,
+                "still_there": 0,
+                "pending": 1,
+                "not_kept": 0,
+                "cost_minor": 14_700,
+                "mrr_kept_minor": 0,
+                "months_to_recover_cost": None,
+            }
+        ]
+        as_csv = (await world.outreach.get("/v1/reports/summary", headers=auth, params={"format": "csv"})).text
+        offer_rows = [row for row in csv.DictReader(io.StringIO(as_csv)) if row["cut"] == "offer_type"]
+        assert [(row["group"], row["offers_applied"], row["offer_cost_minor"], row["cases"]) for row in offer_rows] == [
+            ("free_time", "1", "14700", "")
+        ]

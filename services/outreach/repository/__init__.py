@@ -56,7 +56,7 @@ from services.outreach.repository.person import (
     person_by_id,
     set_notification_choice,
 )
-from services.outreach.repository.report import report_rows
+from services.outreach.repository.report import applied_offer_rows, report_rows
 from services.outreach.repository.rotation import advance_rotations
 from services.outreach.repository.task import (
     cancel_open_tasks,
@@ -92,6 +92,7 @@ __all__ = [
     "add_notifications_once",
     "advance_rotations",
     "anyone_set_up",
+    "applied_offer_rows",
     "cancel_case_timers",
     "cancel_case_timers_of_kind",
     "cancel_expiry_timers",

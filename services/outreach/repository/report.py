@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach.models import Case
+from services.outreach.models import Case, Offer
 
 _REPORT_COLUMNS = (
     Case.status,
@@ -30,6 +30,27 @@ _REPORT_COLUMNS = (
 async def report_rows(session: AsyncSession, *, since: datetime | None, until: datetime | None) -> Sequence[Any]:
     """What the summary report tallies, for cases opened in [since, until)."""
     query = select(*_REPORT_COLUMNS)
+    if since:
+        query = query.where(Case.opened_at >= since)
+    if until:
+        query = query.where(Case.opened_at < until)
+    return (await session.execute(query)).all()
+
+
+async def applied_offer_rows(session: AsyncSession, *, since: datetime | None, until: datetime | None) -> Sequence[Any]:
+    """The applied offers on cases opened in [since, until), with what became of their case, for the report."""
+    query = (
+        select(
+            Offer.kind,
+            Offer.currency,
+            Offer.cost_minor,
+            Case.status.label("case_status"),
+            Case.save_status,
+            Case.mrr_minor,
+        )
+        .join(Case, Case.id == Offer.case_id)
+        .where(Offer.status == "applied")
+    )
     if since:
         query = query.where(Case.opened_at >= since)
     if until:
