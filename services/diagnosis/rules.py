@@ -96,6 +96,8 @@ class Rules:
     root_causes: dict[str, RootCauseRules]
     discover_below: float
     strong_confidence: float
+    clear_clue: float
+    clear_lead: float
     failed_results: frozenset[str]
     move_on: dict[str, str]
     move_on_after_failed_attempt: dict[str, str]
@@ -114,9 +116,36 @@ class Rules:
         return None
 
 
-def _compile(pattern: str, where: str) -> re.Pattern[str]:
+# A word list named in a pattern: `{departure}`. Quantifiers (`{0,40}`) are digits, never a name.
+WORD_LIST = re.compile(r"\{([a-z][a-z_]*)\}")
+
+
+def _word_lists(raw: Any) -> dict[str, str]:
+    """The rules' named word lists, each as one group of alternatives a pattern can name."""
+    if not isinstance(raw, dict):
+        raise RulesError(f"words: a mapping of each list's name to its words, not {raw!r}")
+    lists = {}
+    for name, words in raw.items():
+        where = f"words.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z_]*", name):
+            raise RulesError(f"{where}: a list's name is lower case letters and _")
+        if not isinstance(words, list) or not words or not all(isinstance(word, str) and word for word in words):
+            raise RulesError(f"{where}: a list of words (regular expressions), not {words!r}")
+        lists[name] = _compile("(?:" + "|".join(words) + ")", where, {}).pattern
+    return lists
+
+
+def _compile(pattern: str, where: str, words: dict[str, str]) -> re.Pattern[str]:
+    def named(found: re.Match[str]) -> str:
+        if found.group(1) not in words:
+            known = ", ".join(sorted(words)) or "none"
+            raise RulesError(
+                f"{where}: the pattern {pattern!r} names no word list {{{found.group(1)}}} (known: {known})"
+            )
+        return words[found.group(1)]
+
     try:
-        return re.compile(pattern, re.IGNORECASE)
+        return re.compile(WORD_LIST.sub(named, pattern), re.IGNORECASE)
     except re.error as error:
         raise RulesError(f"{where}: the pattern {pattern!r} is not a valid regular expression ({error})") from None
 
@@ -149,11 +178,11 @@ def _condition(raw: dict[str, Any], where: str) -> Condition:
     )
 
 
-def _phrase(raw: dict[str, Any], where: str) -> Phrase:
+def _phrase(raw: dict[str, Any], where: str, words: dict[str, str]) -> Phrase:
     _known_keys(raw, {"match", "weight"}, where)
     if not isinstance(raw.get("match"), str) or "weight" not in raw:
         raise RulesError(f"{where}: a phrase needs `match` (a regular expression) and `weight`")
-    return Phrase(_compile(raw["match"], where), _number(raw["weight"], f"{where}.weight"))
+    return Phrase(_compile(raw["match"], where, words), _number(raw["weight"], f"{where}.weight"))
 
 
 QUESTION_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -187,7 +216,7 @@ def _unique_question_ids(causes: dict[str, RootCauseRules]) -> None:
             seen[question.id] = f"root_causes.{name}"
 
 
-def _root_cause(name: str, raw: dict[str, Any]) -> RootCauseRules:
+def _root_cause(name: str, raw: dict[str, Any], words: dict[str, str]) -> RootCauseRules:
     where = f"root_causes.{name}"
     _known_keys(
         raw,
@@ -211,7 +240,7 @@ def _root_cause(name: str, raw: dict[str, Any]) -> RootCauseRules:
         name=name,
         label=raw.get("label", name),
         symptoms={str(k): _number(v, f"{where}.symptoms.{k}") for k, v in (raw.get("symptoms") or {}).items()},
-        phrases=tuple(_phrase(p, f"{where}.phrases[{i}]") for i, p in enumerate(raw.get("phrases") or [])),
+        phrases=tuple(_phrase(p, f"{where}.phrases[{i}]", words) for i, p in enumerate(raw.get("phrases") or [])),
         signals=tuple(_condition(c, f"{where}.signals[{i}]") for i, c in enumerate(raw.get("signals") or [])),
         confirm=tuple(raw.get("confirm") or ()),
         questions=tuple(_question(q, f"{where}.questions[{i}]") for i, q in enumerate(raw.get("questions") or [])),
@@ -225,16 +254,19 @@ def parse_rules(raw: dict[str, Any]) -> Rules:
     try:
         symptoms = raw["symptoms"]
         verdict = raw.get("verdict") or {}
+        words = _word_lists(raw.get("words") or {})
         rules = Rules(
             stripe_feedback=frozenset(symptoms["stripe_feedback"]),
             billing_reasons=dict(symptoms.get("billing_reasons") or {}),
             symptom_phrases=tuple(
-                (symptom, tuple(_compile(p, f"symptoms.phrases.{symptom}") for p in patterns))
+                (symptom, tuple(_compile(p, f"symptoms.phrases.{symptom}", words) for p in patterns))
                 for symptom, patterns in (symptoms.get("phrases") or {}).items()
             ),
-            root_causes=(causes := {name: _root_cause(name, body) for name, body in raw["root_causes"].items()}),
+            root_causes=(causes := {name: _root_cause(name, body, words) for name, body in raw["root_causes"].items()}),
             discover_below=_number(raw.get("discover_below", 2.5), "discover_below"),
             strong_confidence=_number(raw.get("strong_confidence", 0.2), "strong_confidence"),
+            clear_clue=_number(raw.get("clear_clue", 2.0), "clear_clue"),
+            clear_lead=_number(raw.get("clear_lead", 1.0), "clear_lead"),
             failed_results=frozenset(raw.get("failed_results") or ()),
             move_on=dict(verdict.get("move_on") or {}),
             move_on_after_failed_attempt=dict(verdict.get("move_on_after_failed_attempt") or {}),

@@ -72,6 +72,14 @@ def avoid_list(history: list[Attempt], rules: Rules) -> list[str]:
     return sorted({attempt.action for attempt in history if _failed(attempt, rules) and not attempt.whole_playbook})
 
 
+def said_clearly(ranked: list[Scored], rules: Rules) -> bool:
+    """Whether something specific (not the stated reason, which is a symptom) says the leading cause on its own,
+    and nothing says another as much: thin in total, yet enough to act on."""
+    top, runner_up = ranked[0], (ranked[1].score if len(ranked) > 1 else 0.0)
+    specific = max((clue.weight for clue in top.evidence if clue.signal != "symptom"), default=0.0)
+    return specific >= rules.clear_clue and top.score - max(runner_up, 0.0) >= rules.clear_lead
+
+
 def decide(ranked: list[Scored], *, history: list[Attempt], rules: Rules) -> Decision:
     """Pursue the best pursuable cause, move on, or discover when too little is known."""
     top = ranked[0]
@@ -83,7 +91,7 @@ def decide(ranked: list[Scored], *, history: list[Attempt], rules: Rules) -> Dec
         and top.root_cause in attempted_playbooks(history, rules)
     ):
         return Decision("move_on", rules.move_on_after_failed_attempt[top.root_cause], top.root_cause, "move_on")
-    if top.score < rules.discover_below:
+    if top.score < rules.discover_below and not said_clearly(ranked, rules):
         return Decision("discover", "too little is known to choose", top.root_cause, "discover")
     if top.root_cause in rules.move_on:
         return Decision("move_on", rules.move_on[top.root_cause], top.root_cause, "move_on")

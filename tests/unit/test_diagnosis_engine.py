@@ -281,3 +281,41 @@ def test_the_buyer_gone_points_to_finding_a_new_champion() -> None:
     finding = diagnose_case(facts(feedback="other", signals={"stakeholders": {"buyer": None, "buyer_left": True}}))
     assert finding.root_cause == "champion_left"
     assert any(c.signal == "stakeholders.buyer_left" for c in finding.hypotheses[0].evidence)
+
+
+def test_a_word_added_to_a_list_is_read_by_every_phrase_naming_it() -> None:
+    raw = yaml.safe_load(DEFAULT_RULES.read_text())
+    case = facts(source="chargebee", feedback="Others", comment="Our sponsor emigrated to Canada in the spring.")
+    assert diagnose_case(case, parse_rules(raw)).decision == "discover"
+    raw["words"]["departure"].append("emigrated")
+    finding = diagnose_case(case, parse_rules(raw))
+    assert (finding.root_cause, finding.decision) == ("champion_left", "pursue")
+    assert "emigrated" in finding.hypotheses[0].evidence[0].detail
+
+
+def test_a_phrase_naming_no_word_list_is_refused_with_where_it_is() -> None:
+    raw = yaml.safe_load(DEFAULT_RULES.read_text())
+    raw["root_causes"]["champion_left"]["phrases"].append({"match": "{person} {vanished}", "weight": 1})
+    with pytest.raises(RulesError, match=r"root_causes\.champion_left\.phrases\[\d+\].*no word list \{vanished\}"):
+        parse_rules(raw)
+    raw = yaml.safe_load(DEFAULT_RULES.read_text())
+    raw["words"]["departure"] = "left"
+    with pytest.raises(RulesError, match=r"words\.departure: a list of words"):
+        parse_rules(raw)
+
+
+@pytest.mark.parametrize(
+    ("comment", "decision"),
+    [
+        # One specific thing says it and nothing says anything else: enough to act on.
+        ("The app freezes every time we open a report.", "pursue"),
+        ("Honestly it's aimed at sales teams, and we are a charity.", "pursue"),
+        # The stated reason alone is a symptom, whatever its words: the disease is still to be found.
+        ("Too expensive for us.", "discover"),
+        ("We're reviewing our options.", "discover"),
+    ],
+)
+def test_one_clear_clue_is_enough_to_pursue_a_stated_reason_is_not(comment: str, decision: str) -> None:
+    finding = diagnose_case(facts(source="chargebee", feedback="Others", comment=comment))
+    assert finding.decision == decision
+    assert finding.hypotheses[0].score < RULES.discover_below  # thin in total either way
