@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from services.outreach import people
 from services.outreach.app import build_app
 from services.outreach.desk.settings import DeskSettings
 from services.outreach.settings import OutreachSettings
@@ -174,3 +175,49 @@ async def test_only_an_admin_manages_people_and_bad_fields_are_named(outreach: O
         await sign_in(mia, "mia@example.com")
         assert "Signed in as Mia" in (await mia.get("/desk")).text
         assert CSRF.search((await mia.get("/desk")).text)
+
+
+async def _person(outreach: Outreach, email: str):
+    async with outreach.runtime.sessions() as session:
+        return await people.find_by_email(session, email)
+
+
+async def test_a_person_chooses_how_they_are_told_and_an_admin_for_anyone(outreach: Outreach) -> None:
+    async with outreach.browser("10.0.0.10") as olga, outreach.browser("10.0.0.11") as ada:
+        csrf = await sign_in(olga, "olga@example.com")
+        mine = await olga.get("/desk/settings")
+        assert mine.status_code == 200 and 'href="/desk/settings" aria-current="page">My settings' in mine.text
+        assert re.search(r'value="slack_dm"\s+disabled', mine.text), "no Slack user id: no Slack direct message"
+
+        saved = await olga.post("/desk/settings", data={"csrf": csrf, "channels": "email"})
+        assert saved.status_code == 303
+        olga_now = await _person(outreach, "olga@example.com")
+        assert (olga_now.notify_channels, olga_now.daily_digest) == ("email", False)
+        page = (await olga.get(saved.headers["location"])).text
+        assert "Saved." in page and re.search(r'value="email"\s+checked', page)
+
+        unknown = await olga.post("/desk/settings", data={"csrf": csrf, "channels": ["email", "sms"]})
+        assert unknown.status_code == 422 and "Choose among email and slack direct message" in unknown.text
+        no_slack = await olga.post("/desk/settings", data={"csrf": csrf, "channels": "slack_dm"})
+        assert no_slack.status_code == 422 and "need a Slack user id" in no_slack.text
+        forged = await olga.post("/desk/settings", data={"channels": "slack_dm"})
+        assert forged.status_code == 403
+        assert (await _person(outreach, "olga@example.com")).notify_channels == "email", "refusals changed nothing"
+
+        ada_id = (await _person(outreach, "ada@example.com")).id
+        assert (await olga.get(f"/desk/people/{ada_id}/notifications")).status_code == 403
+        tried = await olga.post(f"/desk/people/{ada_id}/notifications", data={"csrf": csrf, "daily_digest": "yes"})
+        assert tried.status_code == 403
+
+        admin_csrf = await sign_in(ada, "ada@example.com")
+        olga_id = olga_now.id
+        assert f'href="/desk/people/{olga_id}/notifications"' in (await ada.get("/desk/people")).text
+        theirs = await ada.get(f"/desk/people/{olga_id}/notifications")
+        assert theirs.status_code == 200 and "How Olga is told" in theirs.text
+        by_admin = await ada.post(
+            f"/desk/people/{olga_id}/notifications", data={"csrf": admin_csrf, "daily_digest": "yes"}
+        )
+        assert by_admin.status_code == 303
+        olga_now = await _person(outreach, "olga@example.com")
+        assert (olga_now.notify_channels, olga_now.daily_digest) == ("", True), "only on the desk, with the digest"
+        assert (await ada.get("/desk/people/no-such-person/notifications")).status_code == 404

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import SecretStr
 
 from services.outreach import people, reports
-from services.outreach.desk import account, case_actions, offer_pages, people_admin, sso, work
+from services.outreach.desk import account, case_actions, notification_settings, offer_pages, people_admin, sso, work
 from services.outreach.desk import queue as desk_queue
 from services.outreach.desk.case_view import render_case
 from services.outreach.desk.flow import read_flow
@@ -174,6 +174,7 @@ def mount_desk(app: FastAPI, *, api_tokens: list[SecretStr], settings: DeskSetti
         case_actions.router,
         offer_pages.router,
         people_admin.router,
+        notification_settings.router,
         sso.router,
     ):
         app.include_router(desk_router)
