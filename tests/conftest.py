@@ -182,7 +182,13 @@ async def purge_consumer_queues(amqp_url: str) -> None:
 
 
 async def start_brink(
-    stack: AsyncExitStack, *, database_url: str, amqp_url: str, consumers_first: bool = False, **overrides: Any
+    stack: AsyncExitStack,
+    *,
+    database_url: str,
+    amqp_url: str,
+    consumers_first: bool = False,
+    outreach_clock: Any = None,
+    **overrides: Any,
 ) -> Brink:
     from services.diagnosis.app import build_app as build_diagnosis
     from services.diagnosis.settings import DiagnosisSettings
@@ -198,7 +204,8 @@ async def start_brink(
             settings_for(DiagnosisSettings, database_url=database_url, amqp_url=amqp_url, **overrides)
         ),
         "outreach": build_outreach(
-            settings_for(OutreachSettings, database_url=database_url, amqp_url=amqp_url, **overrides)
+            settings_for(OutreachSettings, database_url=database_url, amqp_url=amqp_url, **overrides),
+            **({"clock": outreach_clock} if outreach_clock is not None else {}),
         ),
     }
     clients = {}

@@ -30,8 +30,11 @@ class OutcomeContradicted(ValueError):
 
 
 async def stayed_outcome(session: AsyncSession, case: Case, *, before: datetime) -> Outcome:
-    """``saved`` when someone from Brink reached the customer before they stayed, else ``stayed_unprompted``."""
-    reached = await repository.reached_the_customer_before(session, case.id, before=before)
+    """``saved`` when someone from Brink reached the customer (a contact recorded, or an offer applied) before they
+    stayed, else ``stayed_unprompted``."""
+    reached = await repository.reached_the_customer_before(
+        session, case.id, before=before
+    ) or await repository.offer_applied_before(session, case.id, before=before)
     return "saved" if reached else "stayed_unprompted"
 
 
@@ -54,7 +57,7 @@ async def close_by_hand(
         if outcome != honest:
             raise OutcomeContradicted(
                 "saved needs a customer-facing task completed with a contact result (reached, declined, "
-                "accepted_offer): complete it first, or record stayed_unprompted"
+                "accepted_offer) or an offer applied: complete it first, or record stayed_unprompted"
                 if outcome == "saved"
                 else "a task reached the customer, so the customer stayed after Brink's work: record saved"
             )

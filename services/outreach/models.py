@@ -301,4 +301,7 @@ class Offer(Base):
     applied_by: Mapped[str | None] = mapped_column(String(320))
     applied_at: Mapped[datetime | None] = mapped_column(index=True)
     verified_at: Mapped[datetime | None] = mapped_column(doc="read back from the billing system and holding")
+    confirmed_at: Mapped[datetime | None] = mapped_column(
+        doc="when the billing system's webhook of the change arrived (the cancellation withdrawn, for a kept one)"
+    )
     failure: Mapped[str | None] = mapped_column(Text, doc="the billing system's message")

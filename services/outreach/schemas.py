@@ -279,7 +279,10 @@ class OfferView(BaseModel):
     decision_reason: str | None
     applied_by: str | None
     applied_at: datetime | None
-    verified_at: datetime | None
+    verified_at: datetime | None = Field(description="read back from the billing system at apply, and holding")
+    confirmed_at: datetime | None = Field(
+        description="when the billing system's webhook of the change arrived (cancellation.withdrawn, for a kept one)"
+    )
     failure: str | None = Field(description="the billing system's message when it refused")
 
 

@@ -13,6 +13,7 @@ from services.outreach.clock import Clock
 from services.outreach.endings import close_case, stayed_outcome
 from services.outreach.history import record
 from services.outreach.models import Case, Subscription
+from services.outreach.offer_confirmations import confirm_by_withdrawal
 from services.outreach.policy import Policy
 from shared.events import CancellationWithdrawn
 from shared.logs import get_logger
@@ -56,6 +57,9 @@ async def withdraw(
         record(session, case, "withdrawal_overtaken", at=now, case_version=case.state_version, **detail)
         return case
     await _remember(session, known, withdrawal, now=now)
+    await confirm_by_withdrawal(
+        session, withdrawal.cancellation_id, now=now, source_event_id=withdrawal.source_event_id
+    )
     if effect is WithdrawalEffect.TIE:
         assert case is not None
         record(

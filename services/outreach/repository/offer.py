@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,3 +80,32 @@ async def offers_with_status(session: AsyncSession, status: str, *, limit: int, 
         select(Offer).where(Offer.status == status).order_by(Offer.proposed_at, Offer.id).limit(limit).offset(offset)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def applied_offers_unconfirmed(
+    session: AsyncSession, *, source: str, subscription_id: str, kinds: tuple[str, ...]
+) -> list[Offer]:
+    """The subscription's applied offers of these kinds whose webhook has not arrived yet, locked."""
+    query = (
+        select(Offer)
+        .where(
+            Offer.source == source,
+            Offer.subscription_id == subscription_id,
+            Offer.status == "applied",
+            Offer.kind.in_(kinds),
+            Offer.confirmed_at.is_(None),
+        )
+        .order_by(Offer.applied_at, Offer.id)
+        .with_for_update()
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def offer_applied_before(session: AsyncSession, case_id: str, *, before: datetime) -> bool:
+    """Whether an offer was applied on the case before ``before``, a billing system's time in whole seconds: an offer
+    applied within that second counts (the withdrawal it caused is stamped no later)."""
+    query = select(Offer.id).where(
+        Offer.case_id == case_id, Offer.status == "applied", Offer.applied_at < before + timedelta(seconds=1)
+    )
+    found = await session.scalar(query.limit(1))
+    return found is not None
