@@ -29,16 +29,19 @@ _DENIED_BEFORE = re.compile(
     + r"\bnot\b)(\W+\w+){0,4}\W*$",
     re.IGNORECASE,
 )
-# A denial or a good word right after it: "the price isn't the issue", "support has been great".
+# A denial or a good word right after it: "the price isn't the issue", "support has been great"; or a good word
+# right after a phrase that ends in its own verb ("support was" + "great").
+_GOOD = (
+    r"(fine|ok|okay|great|good|lovely|reasonable|fair|excellent|brilliant|helpful|spot on|not a problem|"
+    r"not an issue|no problem|no issue|worth it)\b"
+)
 _DENIED_AFTER = re.compile(
+    r"^\W*((really|very|always|so|just|honestly|actually)\s+)?" + _GOOD + "|"
     r"^\W*(\w+\W+){0,2}?("
     r"(is|was|are|were|has been|have been|'s|’s|'re)\s+(really\s+|honestly\s+|actually\s+|just\s+|simply\s+)?"
     r"(not|never)\b"
     r"|(isn|wasn|aren|weren)'?t\b"
-    r"|(is|was|are|were|has been|have been|'s|’s|'re|seems?|seemed)\s+(\w+\s+)?"
-    r"(fine|ok|okay|great|good|lovely|reasonable|fair|excellent|brilliant|helpful|spot on|not a problem|"
-    r"not an issue|no problem|no issue|worth it)\b"
-    r")",
+    r"|(is|was|are|were|has been|have been|'s|’s|'re|seems?|seemed)\s+(\w+\s+)?" + _GOOD + ")",
     re.IGNORECASE,
 )
 

@@ -61,6 +61,8 @@ def test_a_phrase_counts_where_it_is_said_half_where_conceded_and_not_where_deni
         ("Support has been great; the sync keeps failing though.", "low_quality"),
         ("We're not going out of business, we just switched to a tool our devs know.", "switched_service"),
         ("The price is fine, but it's too complicated for our staff.", "too_complex"),
+        # "support was" is the phrase, "great" the good word right after it: praise, not a complaint.
+        ("Support was great and the price fair; the app kept crashing on us.", "low_quality"),
     ],
 )
 def test_negation_and_contrast_decide_the_symptom(comment: str, symptom: str) -> None:
