@@ -161,6 +161,23 @@ class CancellationWithdrawn(Payload):
     state_version: Version = 0
 
 
+class InvoicePaid(Payload):
+    """A subscription's invoice was paid after its cancellation was withdrawn (not a recovery from a payment
+    failure): the next invoice that verifies a pending save early. Ordinary payments publish nothing."""
+
+    TYPE: ClassVar[str] = "invoice.paid"
+    cancellation_id: Identifier
+    account_id: Identifier
+    source: Source
+    source_event_id: Identifier
+    source_event_type: EventType
+    customer_id: ExternalId
+    subscription_id: ExternalId | None = None
+    state_version: Version = Field(
+        default=0, description="the payment's billing version, compared with the withdrawal's"
+    )
+
+
 class AccountSignalsUpdated(Payload):
     TYPE: ClassVar[str] = "account.signals_updated"
     account_id: str
@@ -306,6 +323,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     for cls in (
         CancellationReceived,
         CancellationWithdrawn,
+        InvoicePaid,
         AccountSignalsUpdated,
         DiagnosisCompleted,
         InterventionLogged,

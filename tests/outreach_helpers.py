@@ -30,12 +30,13 @@ from services.outreach.models import (
     outbox,
 )
 from services.outreach.policy import Policy
+from services.outreach.saves import verify_by_invoice
 from services.outreach.scheduler import Scheduler
 from services.outreach.settings import OutreachSettings
 from services.outreach.tasks import complete_task
 from services.outreach.withdrawals import withdraw
 from shared.db import make_engine, make_sessionmaker, transaction
-from shared.events import CancellationWithdrawn, DiagnosisCompleted, Money, Verdict
+from shared.events import CancellationWithdrawn, DiagnosisCompleted, InvoicePaid, Money, Verdict
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -109,6 +110,19 @@ def withdrawal(
     )
 
 
+def invoice_paid(of: DiagnosisCompleted, *, state_version: int) -> InvoicePaid:
+    """An invoice of the diagnosed subscription paid, at billing version ``state_version``."""
+    return InvoicePaid(
+        cancellation_id=of.cancellation_id,
+        account_id=of.account_id,
+        source="stripe",
+        source_event_id=f"evt_{uuid.uuid4().hex[:10]}",
+        source_event_type="invoice.paid",
+        customer_id=of.customer_id,
+        state_version=state_version,
+    )
+
+
 OUTREACH_TABLES = (
     Offer,
     Notification,
@@ -157,6 +171,10 @@ class Desk:
                 correlation_id="test",
                 withdrawn_at=self.clock.now(),
             )
+
+    async def invoice_paid(self, payload: InvoicePaid) -> None:
+        async with transaction(self.sessions) as session:
+            await verify_by_invoice(session, payload, now=self.clock.now())
 
     async def complete(self, task_id: str, result: str, note: str | None = None) -> Task:
         async with transaction(self.sessions) as session:

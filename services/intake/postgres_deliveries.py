@@ -16,51 +16,69 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from services.intake.group_commit import GroupCommitter
-from services.intake.service import NO_PAYMENT_FAILURE_REASON, SUPERSEDED_REASON, Outcome, PreparedDelivery
+from services.intake.service import (
+    NO_PAYMENT_FAILURE_REASON,
+    SUPERSEDED_REASON,
+    Outcome,
+    PreparedDelivery,
+)
 from shared import metrics
 from shared.db import is_database_outage
 from shared.logs import get_logger
 
-# Each array holds one column of the batch, a row per delivery (see ``service.prepare``); $16 is the superseded
-# reason, $17 the reason an ordinary payment is ignored (a recovered payment claims the state only over a payment
-# failure). A repeat delivery must not touch the state: the NOT EXISTS sees deliveries committed before this
-# statement, and a concurrent copy of the same delivery writes the same state and then loses on the inbox's
-# unique key. The group committer never puts two deliveries with a key in common in one statement, so the
-# rows do not see each other and the joins on the keys below match one row each.
+# Each array holds one column of the batch, a row per delivery (see ``service.prepare``); $17 is the superseded
+# reason, $18 the reason an ordinary payment is ignored. A payment claims a state only over a payment failure
+# (active again) or over a withdrawn cancellation older than it (``invoice_paid``, the withdrawal's version
+# kept), and then stages its ``invoice.paid`` envelope instead of the withdrawal. A repeat delivery must not
+# touch the state: the NOT EXISTS sees deliveries committed before this statement, and a concurrent copy of the
+# same delivery writes the same state and then loses on the inbox's unique key. The group committer never puts
+# two deliveries with a key in common in one statement, so the rows do not see each other and the joins on the
+# keys below match one row each. 'invoice_paid' and 'invoice.paid' are service.INVOICE_PAID and InvoicePaid.TYPE
+# (a test checks).
 RECORD_DELIVERIES = """
 WITH arrived AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::bigint[], $13::text[],
-                         $14::text[], $15::text[])
+                         $14::text[], $15::text[], $16::text[])
         AS a(source, external_id, event_type, ignored, reason, published_type, correlation_id, payload,
-             received_at, subscription_id, state, state_version, envelope_id, body, received_via)
+             received_at, subscription_id, state, state_version, envelope_id, body, received_via, paid_body)
+), payments AS (
+    SELECT a.source, a.subscription_id,
+           CASE WHEN s.state = 'payment_failed' AND s.state_version <= a.state_version THEN 'active'
+                WHEN s.state = 'active' AND s.state_version < a.state_version THEN 'invoice_paid' END AS becomes
+    FROM arrived a JOIN intake_subscription_states s ON s.source = a.source AND s.subscription_id = a.subscription_id
+    WHERE a.state = 'payment_recovered'
 ), newest AS (
     INSERT INTO intake_subscription_states AS known (source, subscription_id, state, state_version, updated_at)
-    SELECT a.source, a.subscription_id, CASE WHEN a.state = 'payment_recovered' THEN 'active' ELSE a.state END,
-           a.state_version, a.received_at FROM arrived a
+    SELECT a.source, a.subscription_id, CASE WHEN a.state = 'payment_recovered' THEN p.becomes ELSE a.state END,
+           a.state_version, a.received_at
+    FROM arrived a LEFT JOIN payments p ON p.source = a.source AND p.subscription_id = a.subscription_id
     WHERE a.subscription_id IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM intake_webhook_events e WHERE e.source = a.source AND e.external_id = a.external_id)
-      AND (a.state IS DISTINCT FROM 'payment_recovered' OR EXISTS (
-          SELECT 1 FROM intake_subscription_states s WHERE s.source = a.source AND s.subscription_id = a.subscription_id
-                 AND s.state = 'payment_failed' AND s.state_version <= a.state_version))
+      AND (a.state IS DISTINCT FROM 'payment_recovered' OR p.becomes IS NOT NULL)
     ON CONFLICT (source, subscription_id) DO UPDATE
-        SET state = excluded.state, state_version = excluded.state_version, updated_at = excluded.updated_at
+        SET state = excluded.state,
+            state_version = CASE WHEN excluded.state = 'invoice_paid' THEN known.state_version
+                                 ELSE excluded.state_version END,
+            updated_at = excluded.updated_at
         WHERE known.state_version <= excluded.state_version
-    RETURNING source, subscription_id
+    RETURNING source, subscription_id, state
 ), decided AS (
-    SELECT a.*, CASE WHEN a.ignored IS NOT NULL THEN a.ignored
-                     WHEN a.subscription_id IS NULL OR EXISTS (
-                         SELECT 1 FROM newest n WHERE n.source = a.source AND n.subscription_id = a.subscription_id)
-                     THEN 'accepted'
-                     WHEN a.state = 'payment_recovered' THEN 'ignored'
-                     ELSE 'superseded' END AS outcome
-    FROM arrived a
+    SELECT a.source, a.external_id, a.event_type, a.ignored, a.reason, a.correlation_id, a.payload, a.received_at,
+           a.envelope_id, a.received_via,
+           CASE WHEN a.ignored IS NOT NULL THEN a.ignored
+                WHEN a.subscription_id IS NULL OR n.state IS NOT NULL THEN 'accepted'
+                WHEN a.state = 'payment_recovered' THEN 'ignored'
+                ELSE 'superseded' END AS outcome,
+           CASE WHEN n.state = 'invoice_paid' THEN 'invoice.paid' ELSE a.published_type END AS published_type,
+           CASE WHEN n.state = 'invoice_paid' THEN a.paid_body ELSE a.body END AS body
+    FROM arrived a LEFT JOIN newest n ON n.source = a.source AND n.subscription_id = a.subscription_id
 ), delivery AS (
     INSERT INTO intake_webhook_events (source, external_id, event_type, outcome, outcome_reason, published_type,
                                        correlation_id, payload, received_at, received_via)
     SELECT source, external_id, event_type, outcome,
-           CASE WHEN outcome = 'superseded' THEN $16::text
-                WHEN outcome = 'ignored' AND ignored IS NULL THEN $17::text ELSE reason END,
+           CASE WHEN outcome = 'superseded' THEN $17::text
+                WHEN outcome = 'ignored' AND ignored IS NULL THEN $18::text ELSE reason END,
            CASE WHEN outcome = 'ignored' THEN NULL ELSE published_type END,
            correlation_id, payload::jsonb, received_at, received_via
     FROM decided

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import ReconcileCursor, ReconcileLease, SubscriptionState, WebhookEvent, outbox
 from services.intake.service import (
+    INVOICE_PAID,
     NO_PAYMENT_FAILURE_REASON,
     PAYMENT_RECOVERED,
     SUPERSEDED_REASON,
@@ -17,6 +18,7 @@ from services.intake.service import (
     PreparedDelivery,
 )
 from shared.db import insert_if_new, rows_matched, transaction, utcnow
+from shared.events import InvoicePaid
 
 INBOX = WebhookEvent.__table__
 STATES = SubscriptionState.__table__
@@ -35,9 +37,13 @@ class PortableDeliveries:
 
 async def record_in(session: AsyncSession, row: PreparedDelivery) -> Outcome:
     """The delivery, its subscription's newest state and its outbox row, in the caller's transaction."""
-    if row.state == PAYMENT_RECOVERED and not await _recover_from_payment_failure(session, row):
-        # An ordinary payment: stored as ignored, as cheaply as any ignored event after the state check.
-        row = row._replace(ignored="ignored", reason=NO_PAYMENT_FAILURE_REASON, published_type=None, state=None)
+    if row.state == PAYMENT_RECOVERED:
+        after = await _state_after_payment(session, row)
+        if after is None:
+            # An ordinary payment: stored as ignored, as cheaply as any ignored event after the state check.
+            row = row._replace(ignored="ignored", reason=NO_PAYMENT_FAILURE_REASON, published_type=None, state=None)
+        elif after == INVOICE_PAID:
+            row = row._replace(published_type=InvoicePaid.TYPE, body=row.paid_body)
     row_id = await insert_if_new(
         session,
         INBOX,
@@ -107,19 +113,27 @@ async def claim_newest_state(session: AsyncSession, row: PreparedDelivery) -> bo
     return rows_matched(result) > 0
 
 
-async def _recover_from_payment_failure(session: AsyncSession, row: PreparedDelivery) -> bool:
-    """The subscription becomes active if its newest state is a payment failure no newer than the payment."""
+async def _state_after_payment(session: AsyncSession, row: PreparedDelivery) -> str | None:
+    """The subscription's state after a payment no older than it: active again over a payment failure,
+    ``invoice_paid`` over a withdrawn cancellation (keeping the withdrawal's version); None for any other."""
+    over_failure = (STATES.c.state == "payment_failed") & (STATES.c.state_version <= row.state_version)
+    over_withdrawal = (STATES.c.state == "active") & (STATES.c.state_version < row.state_version)
     result = await session.execute(
         update(STATES)
         .where(
             STATES.c.source == row.source,
             STATES.c.subscription_id == row.subscription_id,
-            STATES.c.state == "payment_failed",
-            STATES.c.state_version <= row.state_version,
+            or_(over_failure, over_withdrawal),
         )
-        .values(state="active", state_version=row.state_version, updated_at=row.received_at)
+        .values(
+            state=case((STATES.c.state == "payment_failed", "active"), else_=INVOICE_PAID),
+            state_version=case((STATES.c.state == "payment_failed", row.state_version), else_=STATES.c.state_version),
+            updated_at=row.received_at,
+        )
+        .returning(STATES.c.state)
     )
-    return rows_matched(result) > 0
+    after = result.scalar_one_or_none()
+    return None if after is None else str(after)
 
 
 async def find_delivery(session: AsyncSession, *, source: str, external_id: str) -> WebhookEvent | None:

@@ -24,17 +24,22 @@ from services.intake.mapping_common import Ignored
 from services.intake.stripe_mapping import map_stripe_event
 from shared import metrics
 from shared.db import utcnow
-from shared.events import CancellationReceived, CancellationWithdrawn, Envelope, Payload
+from shared.events import CancellationReceived, CancellationWithdrawn, Envelope, InvoicePaid, Payload
 from shared.logs import get_logger
 
 Outcome = Literal["accepted", "duplicate", "ignored", "superseded"]
 ReceivedVia = Literal["webhook", "api", "reconciliation"]
 SUPERSEDED_REASON = "a newer event for this subscription was already received"
-# A paid invoice ends a payment failure; the state it claims is only taken over a payment failure (else the
-# payment is an ordinary one, recorded as ignored: no state written, nothing published).
+# A paid invoice ends a payment failure: over one it is published as a withdrawal. Over a withdrawn cancellation
+# (state "active", older than the payment) it is published as ``invoice.paid``, the first invoice paid since,
+# which verifies a pending save; the state becomes "invoice_paid" (its version kept, so a cancellation between
+# the two is still newer), and later payments publish nothing. Any other payment is an ordinary one, recorded as
+# ignored: no state written, nothing published.
 PAYMENT_RECOVERED = "payment_recovered"
+INVOICE_PAID = "invoice_paid"
 NO_PAYMENT_FAILURE_REASON = (
-    "a payment, but the subscription's last known state is not a payment failure (an ordinary payment)"
+    "a payment, but the subscription's last known state is neither a payment failure nor a withdrawn "
+    "cancellation awaiting its next invoice (an ordinary payment)"
 )
 
 # The delivery table's column sizes.
@@ -88,6 +93,8 @@ class PreparedDelivery(NamedTuple):
     envelope_id: str | None
     body: str | None
     received_via: str
+    # A payment's other envelope (``invoice.paid``), staged instead of the withdrawal when it follows a withdrawal.
+    paid_body: str | None
 
 
 def state_after(event: Payload) -> str:
@@ -110,15 +117,16 @@ def prepare(
     delivery: Delivery, event: Payload | None, ignored_reason: str | None, *, received_at: datetime
 ) -> PreparedDelivery:
     """Decide what the delivery publishes and which subscription state it claims."""
-    subscription_id = state = version = envelope_id = body = None
+    subscription_id = state = version = envelope_id = body = paid_body = None
     if event is not None:
         subscription_id = getattr(event, "subscription_id", None) or None
         if subscription_id is not None:
             state, version = state_after(event), event.state_version  # type: ignore[attr-defined]
-        envelope = Envelope.wrap(
-            event, correlation_id=delivery.correlation_id, source=f"intake.{delivery.source}", occurred_at=received_at
-        ).model_copy(update={"id": envelope_id_for(delivery.source, delivery.external_id)})
-        envelope_id, body = str(envelope.id), envelope.model_dump_json()
+        envelope_id = envelope_id_for(delivery.source, delivery.external_id)
+        body = _envelope_json(event, delivery, envelope_id, received_at)
+        if state == PAYMENT_RECOVERED:
+            paid = InvoicePaid(**event.model_dump(exclude={"reason"}))
+            paid_body = _envelope_json(paid, delivery, envelope_id, received_at)
     return PreparedDelivery(
         delivery.source,
         delivery.external_id,
@@ -132,10 +140,18 @@ def prepare(
         subscription_id,
         state,
         version,
-        envelope_id,
+        None if envelope_id is None else str(envelope_id),
         body,
         delivery.received_via,
+        paid_body,
     )
+
+
+def _envelope_json(event: Payload, delivery: Delivery, envelope_id: uuid.UUID, received_at: datetime) -> str:
+    envelope = Envelope.wrap(
+        event, correlation_id=delivery.correlation_id, source=f"intake.{delivery.source}", occurred_at=received_at
+    )
+    return envelope.model_copy(update={"id": envelope_id}).model_dump_json()
 
 
 class Deliveries(Protocol):

@@ -32,7 +32,7 @@ from services.outreach.scheduler import Scheduler
 from services.outreach.settings import OutreachSettings
 from shared.billing.base import BillingConnection
 from shared.billing.connect import billing_connections
-from shared.events import CancellationWithdrawn, DiagnosisCompleted
+from shared.events import CancellationWithdrawn, DiagnosisCompleted, InvoicePaid
 from shared.logs import configure_logging
 from shared.runtime import Runtime, serve
 from shared.settings import load_settings
@@ -125,11 +125,13 @@ def build_app(
             DiagnosisCompleted.TYPE: partial(consumers.on_diagnosis_completed, policy=policy, clock=clock),
         },
     )
-    # A queue of its own: a withdrawal may overtake its diagnosis, which the case opening handles.
+    # A queue of its own: a withdrawal may overtake its diagnosis, which the case opening handles. The invoice paid
+    # after a withdrawal shares it, so it mostly arrives after the withdrawal it follows.
     runtime.consume(
         "withdrawals",
         {
             CancellationWithdrawn.TYPE: partial(consumers.on_cancellation_withdrawn, policy=policy, clock=clock),
+            InvoicePaid.TYPE: partial(consumers.on_invoice_paid, clock=clock),
         },
     )
     scheduler = Scheduler(

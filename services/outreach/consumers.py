@@ -7,8 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.outreach.cases import open_or_update_case
 from services.outreach.clock import Clock
 from services.outreach.policy import Policy
+from services.outreach.saves import verify_by_invoice
 from services.outreach.withdrawals import withdraw
-from shared.events import CancellationWithdrawn, DiagnosisCompleted, Envelope
+from shared.events import CancellationWithdrawn, DiagnosisCompleted, Envelope, InvoicePaid
 
 
 async def on_diagnosis_completed(
@@ -30,3 +31,8 @@ async def on_cancellation_withdrawn(
         correlation_id=envelope.correlation_id,
         withdrawn_at=envelope.occurred_at,
     )
+
+
+async def on_invoice_paid(payload: InvoicePaid, *, envelope: Envelope, session: AsyncSession, clock: Clock) -> None:
+    """The next invoice paid after a withdrawal: verify the save it made, early."""
+    await verify_by_invoice(session, payload, now=clock.now())

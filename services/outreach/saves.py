@@ -1,5 +1,5 @@
-"""Verified saves: a save is pending until the customer is still there some time later, or reverted by a new
-cancellation inside that window."""
+"""Verified saves: a save is pending until the customer is still there some time later or its next invoice is
+paid, or reverted by a new cancellation inside that window."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from services.outreach.history import record
 from services.outreach.models import Case
 from services.outreach.policy import Policy
 from services.outreach.steps import add_timer
+from shared.events import InvoicePaid
+from shared.logs import get_logger
+
+log = get_logger("outreach.saves")
 
 
 def start_verification(session: AsyncSession, case: Case, *, now: datetime, policy: Policy, invoice_paid: bool) -> None:
@@ -30,6 +34,31 @@ async def verify_when_due(session: AsyncSession, case: Case, *, now: datetime) -
         return f"save {case.save_status}"
     _settle(session, case, "verified", now=now, why=f"still active {_days(case, now)} days after the save")
     return "verified"
+
+
+async def verify_by_invoice(session: AsyncSession, paid: InvoicePaid, *, now: datetime) -> Case | None:
+    """The subscription's next invoice, paid after the withdrawal that made its pending save, verifies it early.
+
+    An invoice paid before the withdrawal (delivered late), or a save already settled, changes nothing.
+    """
+    case = await repository.latest_case(session, paid.cancellation_id)
+    if (
+        case is None
+        or case.save_status != "pending"
+        or case.ended_version is None
+        or paid.state_version <= case.ended_version
+    ):
+        log.info(
+            "outreach.invoice_paid.ignored",
+            cancellation_id=paid.cancellation_id,
+            source_event_id=paid.source_event_id,
+            version=paid.state_version,
+            save_status=case.save_status if case else None,
+        )
+        return case
+    _settle(session, case, "verified", now=now, why=f"the next invoice was paid ({paid.source_event_id})")
+    await repository.cancel_case_timers_of_kind(session, case.id, "verify", now=now, outcome="save verified")
+    return case
 
 
 async def cancelled_again(session: AsyncSession, earlier: Case, *, new_case: Case, now: datetime) -> None:

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from services.intake.models import SubscriptionState, WebhookEvent, outbox
 from services.intake.postgres_deliveries import PostgresDeliveries, asyncpg_dsn
 from services.intake.repository import PortableDeliveries
-from services.intake.service import Deliveries, Delivery, record_event, record_vendor_event
+from services.intake.service import INVOICE_PAID, Deliveries, Delivery, record_event, record_vendor_event
 from shared.db import make_engine, make_sessionmaker
-from shared.events import CancellationReceived
+from shared.events import CancellationReceived, InvoicePaid
 from shared.migrate import upgrade
 from tests.conftest import new_postgres_database
 from tests.helpers import stripe_event, stripe_subscription
@@ -59,6 +59,12 @@ def arrivals() -> list[tuple[str, Any]]:
         "invoice.paid", {"id": "in_3", "customer": "cus_same", "subscription": "sub_other"}, event_id="evt_monthly"
     )
     unreadable = stripe_event("customer.subscription.deleted", {"id": "sub_x"}, event_id="evt_unreadable")
+    # After cb_sub's withdrawal (version 1_790_000_500_000): a payment made before it, delivered late, is ignored;
+    # the first one after it is published as invoice.paid; the next one is ignored.
+    paid_before, paid_after, paid_later = (
+        _chargebee_payment(f"ev_cb_paid_{n}", version=version)
+        for n, version in enumerate((1_790_000_400_000, 1_790_000_600_000, 1_790_000_700_000))
+    )
     report = CancellationReceived(
         cancellation_id="api:acme",
         account_id="api:acme",
@@ -81,7 +87,18 @@ def arrivals() -> list[tuple[str, Any]]:
         ("stripe", dunning_over),
         ("stripe", recovered),  # over a payment failure: the customer stays
         ("stripe", ordinary),  # any other payment: ignored, no state written
+        ("chargebee", paid_before),
+        ("chargebee", paid_after),
+        ("chargebee", paid_later),
     ]
+
+
+def _chargebee_payment(event_id: str, *, version: int) -> dict[str, Any]:
+    subscription = chargebee_subscription(
+        subscription_id="cb_sub", customer_id="cb_cus", status="active", resource_version=version
+    )
+    invoice = {"id": f"inv_{event_id}", "subscription_id": "cb_sub", "status": "paid", "resource_version": version}
+    return chargebee_event("payment_succeeded", subscription, event_id=event_id, invoice=invoice)
 
 
 async def record_all(deliveries: Deliveries, arrived: list[tuple[str, Any]]) -> list[str]:
@@ -167,13 +184,19 @@ async def test_group_commit_and_portable_stores_write_identical_rows(tmp_path: P
                 await engine.dispose()
 
         expected = ["accepted", "duplicate", "superseded", "accepted", "accepted", "ignored", "ignored", "duplicate"]
-        assert grouped_outcomes == [*expected, "accepted", "accepted", "accepted", "ignored"]
+        paid = ["ignored", "accepted", "ignored"]
+        assert grouped_outcomes == [*expected, "accepted", "accepted", "accepted", "ignored", *paid]
         assert portable_outcomes[portable_pg_url] == grouped_outcomes
         assert portable_outcomes[portable_sqlite_url] == grouped_outcomes
         grouped_rows = await stored_rows(grouped_url)
-        assert len(grouped_rows["inbox"]) == 10 and len(grouped_rows["outbox"]) == 6
-        states = {row["subscription_id"]: row["state"] for row in grouped_rows["states"]}
-        assert states["sub_dun"] == "active" and "sub_other" not in states
+        assert len(grouped_rows["inbox"]) == 13 and len(grouped_rows["outbox"]) == 7
+        states = {row["subscription_id"]: (row["state"], row["state_version"]) for row in grouped_rows["states"]}
+        assert states["sub_dun"][0] == "active" and "sub_other" not in states
+        # The withdrawal's version is kept: a cancellation between it and the payment is still newer.
+        assert states["cb_sub"] == (INVOICE_PAID, 1_790_000_500_000)
+        [invoice_paid] = [row["body"] for row in grouped_rows["outbox"] if row["event_type"] == InvoicePaid.TYPE]
+        assert invoice_paid["data"]["source_event_id"] == "ev_cb_paid_1"
+        assert invoice_paid["data"]["state_version"] == 1_790_000_600_000
         for url in (portable_pg_url, portable_sqlite_url):
             portable_rows = await stored_rows(url)
             for table, rows in grouped_rows.items():

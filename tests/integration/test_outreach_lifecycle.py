@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from shared.events import DiagnosisCompleted
-from tests.outreach_helpers import START, Desk, diagnosis, open_desk, withdrawal
+from tests.outreach_helpers import START, Desk, diagnosis, invoice_paid, open_desk, withdrawal
 
 MRR = 49_000
 
@@ -76,6 +76,28 @@ async def test_a_save_standing_for_the_whole_window_is_verified_and_stays_so(dat
         assert (await desk.case(first_id)).save_status == "verified"
     finally:
         await engine.dispose()
+
+
+async def test_the_next_invoice_paid_after_the_withdrawal_verifies_the_save_early(desk: Desk) -> None:
+    first_id, first = await _save(desk)  # withdrawn at version 2_000
+    desk.clock.advance(days=1)
+    # Paid before the withdrawal (delivered late), or at its very version: not the next invoice.
+    for version in (1_500, 2_000):
+        await desk.invoice_paid(invoice_paid(first, state_version=version))
+        assert (await desk.case(first_id)).save_status == "pending"
+
+    desk.clock.advance(days=2)
+    await desk.invoice_paid(invoice_paid(first, state_version=2_600))
+
+    saved = await desk.case(first_id)
+    assert (saved.status, saved.save_status) == ("saved", "verified")
+    assert saved.save_settled_at is not None and saved.save_settled_at < saved.save_verify_by  # early: 3 of 100 days
+    assert [event.kind for event in await desk.history(first_id)][-1] == "save_verified"
+    assert not [timer for timer in await desk.timers(first_id) if timer.cancelled_at is None and timer.fired_at is None]
+    # A new cancellation after an early verification leaves the save verified.
+    desk.clock.advance(days=10)
+    await desk.receive(_again(first, state_version=3_000))
+    assert (await desk.case(first_id)).save_status == "verified"
 
 
 async def test_duplicates_and_late_copies_of_an_earlier_attempt_open_nothing(desk: Desk) -> None:

@@ -1,5 +1,6 @@
-"""A paid invoice ends a payment-failure case, through intake, diagnosis and outreach on the real broker and
-database; every other payment is an ignored webhook that publishes nothing."""
+"""A paid invoice ends a payment-failure case, and the first one after a withdrawal verifies its save early,
+through intake, diagnosis and outreach on the real broker and database; every other payment is an ignored
+webhook that publishes nothing."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from services.intake.service import NO_PAYMENT_FAILURE_REASON
 from tests.conftest import STRIPE_SECRET, Brink, eventually, start_brink
-from tests.helpers import signed, stripe_event
+from tests.helpers import signed, stripe_event, stripe_subscription
 from tests.intake_helpers import (
     CHARGEBEE_PASSWORD,
     CHARGEBEE_USER,
@@ -156,3 +157,66 @@ async def test_an_ordinary_payment_publishes_nothing(brink: Brink) -> None:
         assert row is not None and (row.outcome, row.published_type) == ("ignored", None)
     assert await staged_events(brink.apps["intake"], f"chargebee:{subscription['id']}") == []
     assert await staged_events(brink.apps["intake"], "stripe:sub_ordinary") == []
+
+
+async def _post_stripe(brink: Brink, event: dict[str, Any]) -> dict[str, Any]:
+    body, headers = signed(event, STRIPE_SECRET)
+    answer = await brink.intake.post("/webhooks/stripe", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+async def test_the_first_invoice_paid_after_a_withdrawal_verifies_the_save_early(brink: Brink) -> None:
+    now = int(time.time())
+    subscription = stripe_subscription(status="active", canceled_at=None, ended_at=None)
+    cancellation_id = f"stripe:{subscription['id']}"
+    scheduled = subscription | {"cancel_at_period_end": True}
+    await _post_stripe(
+        brink,
+        stripe_event(
+            "customer.subscription.updated",
+            scheduled,
+            created=now - 300,
+            previous_attributes={"cancel_at_period_end": False},
+        ),
+    )
+    case = await eventually(lambda: case_of(brink, cancellation_id))
+    reached = await brink.outreach.post(
+        f"/v1/tasks/{case['tasks'][0]['id']}/complete", headers=brink.auth, json={"result": "reached"}
+    )
+    assert reached.status_code == 200
+    await _post_stripe(
+        brink,
+        stripe_event(
+            "customer.subscription.updated",
+            subscription,
+            created=now - 200,
+            previous_attributes={"cancel_at_period_end": True},
+        ),
+    )
+    saved = await eventually(lambda: case_of(brink, cancellation_id, closed=True))
+    assert (saved["status"], saved["save_status"]) == ("saved", "pending")
+
+    invoice = {"id": f"in_{uuid.uuid4().hex[:14]}", "object": "invoice", "customer": subscription["customer"]}
+    invoice |= {"subscription": subscription["id"], "status": "paid"}
+    # Paid before the withdrawal, delivered after it: not the next invoice; nothing is published.
+    late = await _post_stripe(brink, stripe_event("invoice.paid", invoice, created=now - 250))
+    assert late["outcome"] == "ignored"
+    assert [e["type"] for e in await staged_events(brink.apps["intake"], cancellation_id)][-1].endswith("withdrawn")
+
+    renewal = invoice | {"id": f"in_{uuid.uuid4().hex[:14]}"}
+    paid = stripe_event("invoice.paid", renewal, created=now - 100)
+    assert (await _post_stripe(brink, paid))["outcome"] == "accepted"
+    # Stripe's second event for the same payment publishes nothing more.
+    twin = await _post_stripe(brink, stripe_event("invoice.payment_succeeded", renewal, created=now - 100))
+    assert twin["outcome"] == "ignored"
+
+    async def verified() -> dict[str, Any] | None:
+        found = await case_of(brink, cancellation_id, closed=True)
+        return found if found and found["save_status"] == "verified" else None
+
+    await eventually(verified)
+    case = (await brink.outreach.get(f"/v1/cases/{saved['id']}", headers=brink.auth)).json()
+    assert case["events"][-1]["kind"] == "save_verified" and paid["id"] in case["events"][-1]["detail"]["reason"]
+    [published] = [e for e in await staged_events(brink.apps["intake"], cancellation_id) if e["type"] == "invoice.paid"]
+    assert published["data"]["state_version"] == now - 100
