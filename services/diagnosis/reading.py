@@ -23,8 +23,12 @@ _CONTRAST = re.compile(r"^\s*(but|however|yet|still|though|that said|having said
 # A denial shortly before the phrase: "not", "no", "nothing (wrong with)", "isn't", "not about", ... A "not" after
 # a verb's helper ("did not meet our needs", "could not set it up") says what went wrong, and denies nothing.
 _HELPERS = ("do", "does", "did", "can", "could", "would", "will", "should", "has", "have", "had", "may", "might")
+# A problem someone already put right ("you fixed the export bug") is no complaint, unless the fix is denied.
+_RESOLVED = r"(?<!never )(?<!not )(?<!n't )(?<!n’t )\b(fixed|resolved|solved|sorted out|sorted)\b"
 _DENIED_BEFORE = re.compile(
     r"(\b(no|nothing|nor|isn'?t|wasn'?t|aren'?t|weren'?t|ain'?t|never been)\b|"
+    + _RESOLVED
+    + "|"
     + "".join(f"(?<!\\b{helper} )" for helper in _HELPERS)
     + r"\bnot\b)(\W+\w+){0,4}\W*$",
     re.IGNORECASE,
@@ -41,6 +45,8 @@ _DENIED_AFTER = re.compile(
     r"(is|was|are|were|has been|have been|'s|’s|'re)\s+(really\s+|honestly\s+|actually\s+|just\s+|simply\s+)?"
     r"(not|never)\b"
     r"|(isn|wasn|aren|weren)'?t\b"
+    r"|(is|was|are|were|has been|have been|got|gets|'s|’s)\s+(now\s+|since\s+|finally\s+|quickly\s+)?"
+    r"(fixed|resolved|solved|sorted)\b"
     r"|(is|was|are|were|has been|have been|'s|’s|'re|seems?|seemed)\s+(\w+\s+)?" + _GOOD + ")",
     re.IGNORECASE,
 )

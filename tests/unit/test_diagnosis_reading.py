@@ -69,6 +69,21 @@ def test_negation_and_contrast_decide_the_symptom(comment: str, symptom: str) ->
     assert symptom_of(comment) == symptom
 
 
+@pytest.mark.parametrize(
+    ("text", "weight"),
+    [
+        ("You fixed the export bug within a day.", DENIED),
+        ("The export bug got resolved quickly.", DENIED),
+        ("You never fixed the export bug.", ASSERTED),
+        ("The export bug is still not fixed.", ASSERTED),
+        ("There is an export bug.", ASSERTED),
+    ],
+)
+def test_a_problem_already_put_right_is_no_complaint(text: str, weight: float) -> None:
+    found = strongest(re.compile("bug", re.IGNORECASE), text)
+    assert found is not None and found[1] == weight
+
+
 def test_denying_a_closure_never_reads_as_company_distress() -> None:
     finding = diagnose("Don't worry, we're not going out of business! The team went back to spreadsheets.")
     assert finding.root_cause != "company_distress" and finding.decision != "move_on"
