@@ -339,3 +339,8 @@ async def offers_of_case(session: AsyncSession, case_id: str) -> list[Offer]:
 async def offers_with_status(session: AsyncSession, status: str, *, limit: int, offset: int) -> list[Offer]:
     """Offers in one status, oldest first: ``awaiting_approval`` is the approvers' queue."""
     return await repository.offers_with_status(session, status, limit=limit, offset=offset)
+
+
+async def customers_of(session: AsyncSession, case_ids: set[str]) -> dict[str, tuple[str | None, int | None]]:
+    """The customer's name and monthly revenue of each case, for the approvers' queue."""
+    return await repository.customers_of_cases(session, case_ids) if case_ids else {}

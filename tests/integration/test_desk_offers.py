@@ -100,6 +100,9 @@ async def test_a_playbook_offer_over_the_csm_limit_is_proposed_approved_and_appl
             maria_csrf = await sign_in(maria, MANAGER)
             approvals = (await maria.get("/desk/offers")).text
             assert f'id="offer-{offer_id}"' in approvals and "147.00 USD" in approvals
+            assert "Acme GmbH" in approvals and "147.00 USD per month" in approvals  # whom it is for, their revenue
+            unknown = await maria.post(f"/desk/offers/{offer_id}/defer", data={"csrf": maria_csrf})
+            assert unknown.status_code == 404
             no_reason = await maria.post(f"/desk/offers/{offer_id}/reject", data={"csrf": maria_csrf})
             assert no_reason.status_code == 422 and "Say why the offer is rejected." in no_reason.text
             approved = await maria.post(

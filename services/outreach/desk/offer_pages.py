@@ -90,10 +90,18 @@ async def _approvals(
     waiting = await offers.offers_with_status(db, "awaiting_approval", limit=200, offset=0)
     mine = [offer for offer in waiting if session.role in (offer.approver_roles or "").split(",")]
     titles = {name: terms.title for name, terms in context.rules.offers.items()}
+    customers = await offers.customers_of(db, {offer.case_id for offer in mine})
     return page(
         request,
         "approvals.html",
-        {"offers": mine, "others": len(waiting) - len(mine), "titles": titles, "done": done, "error": error},
+        {
+            "offers": mine,
+            "others": len(waiting) - len(mine),
+            "titles": titles,
+            "customers": customers,
+            "done": done,
+            "error": error,
+        },
         status_code=status_code,
         session=session,
     )
@@ -106,7 +114,9 @@ async def decide(request: Request, offer_id: str, decision: str, session: Signed
     form = await request.form()
     if not csrf_matches(session, str(form.get("csrf") or "")):
         return csrf_refused(request, session)
-    if decision not in ("approve", "reject") or not context.rules.approves(session.role):
+    if decision not in ("approve", "reject"):
+        return page(request, "missing.html", {"what": f"decision {decision[:40]!r}"}, status_code=404, session=session)
+    if not context.rules.approves(session.role):
         raise NotAllowed("Only the roles above a CSM approve or reject offers.", session=session, back=APPROVALS)
     reason = form_text(form, "reason", 1000) or None
     try:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outreach.models import Offer
+from services.outreach.models import Case, Offer
 
 OFFERS_COUNTED = ("awaiting_approval", "applied")  # what counts towards an account's offers a year
 
@@ -109,3 +109,11 @@ async def offer_applied_before(session: AsyncSession, case_id: str, *, before: d
     )
     found = await session.scalar(query.limit(1))
     return found is not None
+
+
+async def customers_of_cases(session: AsyncSession, case_ids: set[str]) -> dict[str, tuple[str | None, int | None]]:
+    """(customer name, monthly revenue) by case id, for the cases offers wait on."""
+    rows = await session.execute(
+        select(Case.id, Case.customer_name, Case.mrr_minor).where(Case.id.in_(sorted(case_ids)))
+    )
+    return {case_id: (name, mrr) for case_id, name, mrr in rows}
