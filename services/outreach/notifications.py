@@ -148,7 +148,7 @@ async def enqueue_personal(
 
 async def _claim(
     sessions: async_sessionmaker[AsyncSession], *, clock: Clock, token: str, lease: timedelta, batch: int
-) -> list[Notification]:
+) -> list[tuple[Notification, bool]]:
     now = clock.now()
     async with transaction(sessions) as session:
         return await repository.lease_due_notifications(session, now=now, until=now + lease, token=token, limit=batch)
@@ -186,9 +186,16 @@ async def deliver_due(
     renewing = asyncio.create_task(_renew_leases(sessions, clock=clock, token=token, lease=lease))
     try:
         sent = 0
-        for notification in claimed:
+        for notification, in_doubt in claimed:
             sent += await _deliver_one(
-                sessions, notification, notifiers=notifiers, clock=clock, rounds=rounds, backoff=backoff, token=token
+                sessions,
+                notification,
+                in_doubt=in_doubt,
+                notifiers=notifiers,
+                clock=clock,
+                rounds=rounds,
+                backoff=backoff,
+                token=token,
             )
         return sent
     finally:
@@ -201,6 +208,7 @@ async def _deliver_one(
     sessions: async_sessionmaker[AsyncSession],
     notification: Notification,
     *,
+    in_doubt: bool,
     notifiers: dict[str, Notifier],
     clock: Clock,
     rounds: int,
@@ -213,7 +221,9 @@ async def _deliver_one(
     asked_to_wait = timedelta(0)
     if notifier is not None:
         try:
-            await notifier.deliver(Message(id=notification.id, kind=notification.kind, body=notification.body))
+            await notifier.deliver(
+                Message(id=notification.id, kind=notification.kind, body=notification.body, in_doubt=in_doubt)
+            )
         except DeliveryFailed as failure:
             error = str(failure)
             asked_to_wait = timedelta(seconds=failure.retry_after or 0)

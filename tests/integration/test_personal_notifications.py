@@ -4,6 +4,7 @@ Slack Web API's shape): each person's channels, escaping, retries, and one deliv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -157,6 +158,7 @@ async def test_a_rate_limited_slack_is_asked_again_only_after_the_seconds_it_ask
     (refused_at, refused), (taken_at, taken) = slack.arrivals
     assert (refused, taken) == (429, 200)
     assert taken_at - refused_at >= 2, "asked again before the Retry-After had passed (backoff here is 10 ms)"
+    assert slack.history_reads == 0, "a 429 is an answer: nothing was posted, so there is nothing to look for"
     assert len(slack.texts_to("U0BEN")) == 1
 
 
@@ -177,6 +179,55 @@ async def test_a_retry_after_longer_than_is_waited_in_place_gives_the_notificati
     assert await deliver(desk, notifiers) == 0, "not due again yet"
     desk.clock.advance(hours=1)
     assert await deliver(desk, notifiers) == 1 and len(slack.texts_to("U0BEN")) == 1
+
+
+async def test_a_direct_message_whose_answer_was_lost_is_found_in_slack_and_not_posted_again(wired, slack) -> None:
+    desk, notifiers = wired
+    case_id = await desk.receive(diagnosis(root_cause="known_issue", priority=10))
+    slack.drop_after_posting = 1  # Slack posts it, then the connection drops before the answer
+    await tell(desk, case_id, BEN_ON_SLACK, messages.OVERDUE, "overdue|1", title="Call them", due_at=None)
+
+    assert await deliver(desk, notifiers) == 1
+
+    assert len(slack.texts_to("U0BEN")) == 1, "the retry found it posted"
+    assert slack.history_reads == 1
+    [notification] = await desk.notifications()
+    assert notification.status == "sent"
+
+
+@pytest.mark.parametrize("crash", ["after_posting", "before_posting"])
+async def test_after_a_crash_mid_send_the_next_instance_posts_the_direct_message_once(
+    wired, slack, database_url: str, crash: str
+) -> None:
+    """An instance stops while Slack holds its post (after posting it, or before it got through); once its lease
+    has run out another instance finds the notification claimed but never confirmed, and looks in the direct
+    message's history (by the notification id in the message metadata) before posting."""
+    desk, notifiers = wired
+    case_id = await desk.receive(diagnosis(root_cause="known_issue", priority=10))
+    await tell(desk, case_id, BEN_ON_SLACK, messages.OVERDUE, "overdue|1", title="Call them", due_at=None)
+    slack.stall = crash
+    crashed = asyncio.create_task(deliver(desk, notifiers))
+    assert await asyncio.to_thread(slack.stalled.wait, 10)
+    crashed.cancel()  # the instance dies mid-send: no result is recorded
+    with contextlib.suppress(asyncio.CancelledError):
+        await crashed
+    [held] = await desk.notifications()
+    assert held.status == "pending" and held.lease_token is not None
+
+    assert await deliver(desk, notifiers) == 0, "nobody takes it while the lease holds"
+    desk.clock.advance(minutes=3)  # the dead instance's lease runs out
+    other_engine = make_engine(database_url)
+    try:
+        sent = await deliver_due(
+            make_sessionmaker(other_engine), notifiers=notifiers, clock=desk.clock, rounds=3, backoff=timedelta(0)
+        )
+    finally:
+        await other_engine.dispose()
+
+    assert sent == 1 and len(slack.texts_to("U0BEN")) == 1, "posted once, by whichever instance got it through"
+    assert slack.history_reads == 1
+    [notification] = await desk.notifications()
+    assert notification.status == "sent"
 
 
 async def test_announcing_the_same_thing_twice_queues_it_once(wired, smtp) -> None:

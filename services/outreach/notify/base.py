@@ -49,6 +49,8 @@ class Message:
     id: str
     kind: str
     body: dict[str, Any]
+    # It may have reached the endpoint already: tried before, or its sender stopped mid-send (a crash).
+    in_doubt: bool = False
 
 
 class Notifier(ABC):
@@ -76,6 +78,11 @@ class Notifier(ABC):
     async def send(self, message: Message) -> None:
         """Send once; raise DeliveryFailed (or an httpx error) when the endpoint does not accept it."""
 
+    async def already_delivered(self, message: Message) -> bool:
+        """Whether the endpoint has the message already, for channels that can tell; asked before sending again
+        a message that may have arrived. Channels that cannot tell answer False (the message is sent again)."""
+        return False
+
     async def deliver(self, message: Message) -> None:
         """Send with retries and exponential backoff, or after the wait a 429 asked for (up to
         ``LONGEST_WAIT_SECONDS``); raises DeliveryFailed when every try failed or the endpoint asked for longer."""
@@ -90,10 +97,17 @@ class Notifier(ABC):
             wait=wait,
             retry=retry_if_exception_type((DeliveryFailed, httpx.HTTPError)),
         )
+        in_doubt = message.in_doubt
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self.send(message)
+                    if in_doubt and await self.already_delivered(message):
+                        return
+                    try:
+                        await self.send(message)
+                    except httpx.TransportError:
+                        in_doubt = True  # no answer: the request may have arrived all the same
+                        raise
         except RetryError as error:
             cause = error.last_attempt.exception()
             tries = error.last_attempt.attempt_number

@@ -14,8 +14,12 @@ from shared.db import insert_ignoring_conflicts, is_postgres, rows_matched
 
 async def lease_due_notifications(
     session: AsyncSession, *, now: datetime, until: datetime, token: str, limit: int
-) -> list[Notification]:
-    """Pending notifications due by ``now`` and not leased, leased to ``token`` until ``until`` (others' skipped)."""
+) -> list[tuple[Notification, bool]]:
+    """Pending notifications due by ``now`` and not leased, leased to ``token`` until ``until`` (others' skipped).
+
+    Each with whether it may have reached its endpoint already: it was tried before, or an earlier lease on it
+    ended without a result (its holder stopped mid-send).
+    """
     query = (
         select(Notification)
         .where(
@@ -28,8 +32,11 @@ async def lease_due_notifications(
     )
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
-    claimed = list((await session.execute(query)).scalars())
-    for notification in claimed:
+    claimed = [
+        (notification, notification.attempts > 0 or notification.lease_token is not None)
+        for notification in (await session.execute(query)).scalars()
+    ]
+    for notification, _ in claimed:
         notification.locked_until, notification.lease_token = until, token
     return claimed
 
