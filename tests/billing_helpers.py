@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import stripe
@@ -150,10 +150,101 @@ def forwarding_to(upstream: str) -> Callable[[Seen, bytes], tuple[int, dict[str,
     return forward
 
 
+GAP_FIELDS = ("pause_collection", "discounts")  # Update a subscription's parameters localstripe does not know
+
+
+class StripeGaps:
+    """Stripe's documented shape for what localstripe lacks, in front of it: ``pause_collection`` (``behavior``,
+    ``resumes_at``; ``""`` resumes) and ``discounts`` (``[{"coupon": id}]`` on a coupon localstripe holds; ``""``
+    clears them) on Update a subscription, read back (``discounts`` expanded when asked) on Retrieve a subscription.
+    Every other request goes to localstripe as it is. Writes honour ``Idempotency-Key`` as Stripe does: the same key
+    replays the first answer, with other parameters it is a 400 (localstripe ignores the header)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.forward = forwarding_to(upstream)
+        self.held: dict[str, dict[str, Any]] = {}  # subscription id -> its pause_collection and discounts
+        self.replies: dict[str, tuple[bytes, tuple[int, dict[str, str], bytes]]] = {}
+
+    def answer(self, request: Seen, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        key = request.headers.get("Idempotency-Key")
+        if request.method == "POST" and key in self.replies:
+            sent, reply = self.replies[key]
+            if sent != body:
+                return stripe_error(400, "Keys for idempotent requests can only be used with the same parameters")
+            return reply
+        reply = self.subscription_answer(request, body) or self.forward(request, body)
+        if request.method == "POST" and key and reply[0] < 300:
+            self.replies[key] = (body, reply)
+        return reply
+
+    def subscription_answer(self, request: Seen, body: bytes) -> tuple[int, dict[str, str], bytes] | None:
+        parts = request.path.split("/")
+        if len(parts) != 4 or parts[:3] != ["", "v1", "subscriptions"] or request.method not in ("GET", "POST"):
+            return None
+        subscription_id = parts[3]
+        if request.method == "POST":
+            form = parse_qsl(body.decode(), keep_blank_values=True)
+            gaps = [(name, value) for name, value in form if name.startswith(GAP_FIELDS)]
+            rest = [(name, value) for name, value in form if not name.startswith((*GAP_FIELDS, "expand"))]
+            if gaps:
+                refused = self.hold(subscription_id, dict(gaps), request.headers)
+                if refused is not None:
+                    return refused
+            if rest or not gaps:
+                written = self.forward(request, urlencode(rest).encode())
+                if written[0] >= 300:
+                    return written
+        read = self.forward(Seen("GET", request.path, {}, request.headers), b"")
+        if read[0] >= 300:
+            return read
+        subscription = json.loads(read[2])
+        held = self.held.get(subscription_id, {})
+        subscription["pause_collection"] = held.get("pause_collection")
+        expanded = any(value == "discounts" for name, value in request.query.items() if name.startswith("expand"))
+        discounts = held.get("discounts", [])
+        subscription["discounts"] = discounts if expanded else [discount["id"] for discount in discounts]
+        return 200, {"Content-Type": "application/json"}, json.dumps(subscription).encode()
+
+    def hold(
+        self, subscription_id: str, fields: dict[str, str], headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        """Keep the gap fields of one update; an error answer when Stripe would refuse them."""
+        held = self.held.setdefault(subscription_id, {})
+        if fields.get("pause_collection") == "":
+            held["pause_collection"] = None
+        elif "pause_collection[behavior]" in fields:
+            behavior = fields["pause_collection[behavior]"]
+            if behavior not in ("keep_as_draft", "mark_uncollectible", "void"):
+                return stripe_error(400, f"Invalid pause_collection[behavior]: {behavior}")
+            resumes_at = fields.get("pause_collection[resumes_at]")
+            held["pause_collection"] = {"behavior": behavior, "resumes_at": int(resumes_at) if resumes_at else None}
+        if fields.get("discounts") == "":
+            held["discounts"] = []
+        elif "discounts[0][coupon]" in fields:
+            coupon_id = fields["discounts[0][coupon]"]
+            coupon = self.forward(Seen("GET", f"/v1/coupons/{coupon_id}", {}, headers), b"")
+            if coupon[0] != 200:
+                return stripe_error(400, f"No such coupon: '{coupon_id}'")
+            discount = {
+                "id": f"di_{uuid.uuid4().hex[:14]}",
+                "object": "discount",
+                "source": {"type": "coupon", "coupon": json.loads(coupon[2])},
+                "start": int(time.time()),
+                "subscription": subscription_id,
+            }
+            held["discounts"] = [discount]
+        return None
+
+
+def stripe_error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+    body = {"error": {"type": "invalid_request_error", "message": message}}
+    return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+
 @asynccontextmanager
 async def stripe_front(upstream: str) -> AsyncIterator[HttpStandIn]:
-    """An HTTP front before localstripe: ``front.faults`` makes it answer 429 or 503 instead of forwarding."""
-    front = HttpStandIn(answer=forwarding_to(upstream))
+    """An HTTP front before localstripe, with ``StripeGaps``: ``front.faults`` makes it answer 429 or 503 instead."""
+    front = HttpStandIn(answer=StripeGaps(upstream).answer)
     front.start()
     try:
         yield front

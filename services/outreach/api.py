@@ -28,6 +28,7 @@ from services.outreach.schemas import (
     ReportSummary,
     TaskList,
     TaskView,
+    UndoOffer,
 )
 from services.outreach.tasks import TaskNotFound, TaskNotOpen, complete_task, list_tasks
 from shared.auth import UNAUTHORIZED
@@ -285,7 +286,7 @@ async def offer_budget(session: SessionDep, context: OfferContextDep) -> OfferBu
     return OfferBudget.model_validate(await offers.current_budget(session, context=context))
 
 
-OfferStatus = Literal["proposed", "awaiting_approval", "applied", "failed", "rejected"]
+OfferStatus = Literal["proposed", "awaiting_approval", "applied", "failed", "rejected", "undone"]
 
 
 @router.get(
@@ -342,4 +343,18 @@ async def reject_offer(
 ) -> OfferView:
     return OfferView.model_validate(
         await offers.reject(session, offer_id, by=body.by, reason=body.reason, context=context)
+    )
+
+
+@router.post(
+    "/offers/{offer_id}/undo",
+    response_model=OfferView,
+    responses=OFFER_REFUSALS,
+    summary="Take an applied offer back where its billing system allows, read back; 409 with the reason where not",
+)
+async def undo_offer(
+    offer_id: Annotated[str, Path(max_length=36)], body: UndoOffer, session: SessionDep, context: OfferContextDep
+) -> OfferView:
+    return OfferView.model_validate(
+        await offers.undo(session, offer_id, by=body.by, reason=body.reason, context=context)
     )

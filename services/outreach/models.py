@@ -272,7 +272,8 @@ OFFER_STATUSES = ("proposed", "awaiting_approval", "applied", "failed", "rejecte
 
 class Offer(Base):
     """A save offer on a case: proposed with its preview and cost, applied through the billing API (at once within
-    the proposer's limit and the budget, else after an approval), failed with the vendor's message, or rejected."""
+    the proposer's limit and the budget, else after an approval), failed with the vendor's message, or rejected;
+    an applied one may be undone where the vendor allows."""
 
     __tablename__ = "outreach_offers"
 
@@ -305,3 +306,8 @@ class Offer(Base):
         doc="when the billing system's webhook of the change arrived (the cancellation withdrawn, for a kept one)"
     )
     failure: Mapped[str | None] = mapped_column(Text, doc="the billing system's message")
+    new_subscription_id: Mapped[str | None] = mapped_column(
+        String(255), doc="the subscription a reactivation made, when the vendor makes a new one (Stripe)"
+    )
+    undone_by: Mapped[str | None] = mapped_column(String(320))
+    undone_at: Mapped[datetime | None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -14,6 +14,8 @@ from services.outreach.offer_rules import DEFAULT_TEAM, OfferKind, OfferRules, O
 
 OFFERS_FILE = Path(__file__).parent / "offers" / "offers.yaml"
 LimitRole = Literal["csm", "cs_manager", "vp_customer_success", "executive_sponsor", "admin"]
+BillingSource = Literal["stripe", "chargebee"]
+PriceId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class OfferFileError(ValueError):
@@ -27,19 +29,31 @@ class OfferEntry(BaseModel):
     months: int = Field(default=0, ge=0, le=36)
     percent_off: int = Field(default=0, ge=0, le=100)
     days: int = Field(default=0, ge=0, le=730)
+    # cheaper_plan: the plan moved to, per billing system (a Stripe price or plan id, a Chargebee item price id)
+    prices: dict[BillingSource, PriceId] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _figures_fit_the_kind(self) -> OfferEntry:
-        needed = {"discount": ("months", "percent_off"), "pause": ("months",), "free_time": ("days",)}.get(
-            self.kind, ()
-        )
-        for name in ("months", "percent_off", "days"):
+        needed = {
+            "discount": ("months", "percent_off"),
+            "pause": ("months",),
+            "free_time": ("days",),
+            "cheaper_plan": ("months", "prices"),
+        }.get(self.kind, ())
+        for name in ("months", "percent_off", "days", "prices"):
             value = getattr(self, name)
-            if name in needed and value == 0:
-                raise ValueError(f"{name}: a {self.kind} offer needs it above 0")
-            if name not in needed and value != 0:
+            if name in needed and not value:
+                raise ValueError(
+                    f"{name}: a {self.kind} offer needs "
+                    + ("the plan's id at stripe or chargebee" if name == "prices" else "it above 0")
+                )
+            if name not in needed and value:
                 raise ValueError(f"{name}: a {self.kind} offer takes no {name}")
         return self
+
+    def terms(self, name: str) -> OfferTerms:
+        figures = self.model_dump(exclude={"prices"})
+        return OfferTerms(name=name, prices=tuple(sorted(self.prices.items())), **figures)
 
 
 class LimitEntry(BaseModel):
@@ -88,7 +102,7 @@ class OfferFile(BaseModel):
             budget_minor=self.budget_minor,
             max_per_account_per_year=self.max_per_account_per_year,
             limits={role: RoleLimit(**entry.model_dump()) for role, entry in self.limits.items()},
-            offers={name: OfferTerms(name=name, **entry.model_dump()) for name, entry in self.offers.items()},
+            offers={name: entry.terms(name) for name, entry in self.offers.items()},
             teams={
                 name: Team(name=name, lead=entry.lead.lower(), budget_minor=entry.budget_minor)
                 for name, entry in self.teams.items()

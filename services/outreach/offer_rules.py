@@ -9,8 +9,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 # What an offer does in the billing system (the vendor adapters carry it out).
-OfferKind = Literal["keep_subscription", "discount", "free_time", "pause"]
-OFFER_KINDS: tuple[OfferKind, ...] = ("keep_subscription", "discount", "free_time", "pause")
+OfferKind = Literal["keep_subscription", "discount", "free_time", "pause", "cheaper_plan"]
+OFFER_KINDS: tuple[OfferKind, ...] = ("keep_subscription", "discount", "free_time", "pause", "cheaper_plan")
 Period = Literal["month", "quarter", "year"]
 DAYS_PER_MONTH = Decimal(30)  # free time is priced by the day at a thirtieth of the monthly revenue
 ELIGIBILITY_WINDOW = timedelta(days=365)
@@ -61,18 +61,27 @@ class OfferTerms:
     name: str
     kind: OfferKind
     title: str
-    months: int = 0  # discount and pause: how long
+    months: int = 0  # discount and pause: how long; cheaper plan: the horizon its cost is counted over
     percent_off: int = 0  # discount: off the monthly revenue
     days: int = 0  # free time: how many days
+    prices: tuple[tuple[str, str], ...] = ()  # cheaper plan: (billing system, its price or plan id) pairs
 
-    def cost(self, *, mrr_minor: int | None, currency: str | None, budget_currency: str) -> Money:
+    def price_at(self, source: str) -> str | None:
+        """The cheaper plan's price (or plan) id at this billing system, if the offers file names one."""
+        return dict(self.prices).get(source)
+
+    def cost(
+        self,
+        *,
+        mrr_minor: int | None,
+        currency: str | None,
+        budget_currency: str,
+        monthly_after_minor: int | None = None,
+    ) -> Money:
         """What granting it gives up, in the budget's currency: keeping a subscription costs nothing; a discount
-        ``months x percent x MRR``; free time ``days x MRR / 30``; a pause ``months x MRR`` (rounded half up)."""
-        if currency is None or currency.lower() != budget_currency:
-            raise WrongCurrency(
-                f"the account pays in {currency or 'an unknown currency'}, the budget is kept in {budget_currency}",
-                field="currency",
-            )
+        ``months x percent x MRR``; free time ``days x MRR / 30``; a pause ``months x MRR``; a cheaper plan
+        ``months x (MRR - what the cheaper plan bills a month)`` (rounded half up)."""
+        check_currency(currency, budget_currency)
         if self.kind == "keep_subscription":
             return Money(0, budget_currency)
         if mrr_minor is None:
@@ -84,9 +93,30 @@ class OfferTerms:
             amount = mrr * self.months * self.percent_off / 100
         elif self.kind == "free_time":
             amount = mrr * self.days / DAYS_PER_MONTH
+        elif self.kind == "cheaper_plan":
+            amount = self._given_up_by_moving(mrr, monthly_after_minor)
         else:
             amount = mrr * self.months
         return Money(int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP)), budget_currency)
+
+    def _given_up_by_moving(self, mrr: Decimal, monthly_after_minor: int | None) -> Decimal:
+        if monthly_after_minor is None:
+            raise NoRevenueToPrice(f"what the cheaper plan of {self.name} bills is unknown", field="offer")
+        if monthly_after_minor >= mrr:
+            raise OfferRuleError(
+                f"{self.name} bills {monthly_after_minor} a month, not less than the {mrr} the account pays now",
+                field="offer",
+            )
+        return (mrr - monthly_after_minor) * self.months
+
+
+def check_currency(currency: str | None, budget_currency: str) -> None:
+    """Raise ``WrongCurrency`` unless the account pays in the budget's currency."""
+    if currency is None or currency.lower() != budget_currency:
+        raise WrongCurrency(
+            f"the account pays in {currency or 'an unknown currency'}, the budget is kept in {budget_currency}",
+            field="currency",
+        )
 
 
 @dataclass(frozen=True)

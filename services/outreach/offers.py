@@ -4,7 +4,8 @@ approval, approve, reject. Never commits: the HTTP request owns the transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,7 +15,13 @@ from services.outreach import repository
 from services.outreach.clock import Clock
 from services.outreach.history import record
 from services.outreach.models import Case, Offer, Person
-from services.outreach.offer_actions.base import OfferActionError, OfferActions, idempotency_key
+from services.outreach.offer_actions.base import (
+    OfferActionError,
+    OfferActions,
+    idempotency_key,
+    undo_key,
+    undo_params,
+)
 from services.outreach.offer_rules import (
     ELIGIBILITY_WINDOW,
     AccountHistory,
@@ -23,6 +30,7 @@ from services.outreach.offer_rules import (
     OfferRuleError,
     OfferRules,
     OfferTerms,
+    check_currency,
     period_bounds,
 )
 from services.outreach.people import find_by_email, managers_above
@@ -125,27 +133,31 @@ async def propose(session: AsyncSession, case_id: str, *, offer: str, by: str, c
     terms = context.rules.offers.get(offer)
     if terms is None:
         raise OfferInvalid(f"no offer {offer!r} in the offers file ({', '.join(context.rules.offers)})", field="offer")
-    try:
-        cost = terms.cost(mrr_minor=case.mrr_minor, currency=case.currency, budget_currency=context.rules.currency)
+    with _refused_by_rules():
+        check_currency(case.currency, context.rules.currency)
         context.rules.check_eligible(
             terms, await _history(session, case.account_id, context, None), now=context.clock.now()
         )
-    except OfferRuleError as error:
-        raise (
-            OfferConflict(str(error))
-            if error.field in ("account", "offer")
-            else OfferInvalid(str(error), field=error.field)
-        ) from None
     actions, subscription_id = _subscription_of(case, context)
+    offer_id = str(uuid.uuid4())
     try:
-        preview = await actions.preview(subscription_id, terms)
+        preview = await actions.preview(
+            subscription_id, terms, reference=idempotency_key(offer_id), now=context.clock.now()
+        )
     except OfferActionError as error:
         raise OfferConflict(str(error)) from None
     except BillingError as error:
         raise BillingFailed(str(error)) from None
+    with _refused_by_rules():
+        cost = terms.cost(
+            mrr_minor=case.mrr_minor,
+            currency=case.currency,
+            budget_currency=context.rules.currency,
+            monthly_after_minor=preview.monthly_after_minor,
+        )
     now = context.clock.now()
     proposed = Offer(
-        id=str(uuid.uuid4()),
+        id=offer_id,
         case_id=case.id,
         account_id=case.account_id,
         source=actions.source,
@@ -165,6 +177,19 @@ async def propose(session: AsyncSession, case_id: str, *, offer: str, by: str, c
     record(session, case, "offer_proposed", at=now, actor=person.email, offer_id=proposed.id, offer=terms.name,
            cost_minor=cost.amount_minor, currency=cost.currency, preview=preview.changes)  # fmt: skip
     return proposed
+
+
+@contextmanager
+def _refused_by_rules() -> Iterator[None]:
+    """The rules' refusals as the API's: the account or offer not eligible is a 409, a bad figure a 422."""
+    try:
+        yield
+    except OfferRuleError as error:
+        raise (
+            OfferConflict(str(error))
+            if error.field in ("account", "offer")
+            else OfferInvalid(str(error), field=error.field)
+        ) from None
 
 
 async def _locked(session: AsyncSession, offer_id: str) -> Offer:
@@ -274,8 +299,8 @@ async def _carry_out(
         raise OfferConflict(f"offers on {offer.source} subscriptions need a billing connection")
     now = context.clock.now()
     try:
-        await actions.apply(offer.subscription_id, offer.change, idempotency_key=idempotency_key(offer.id))
-        held = await actions.verify(offer.subscription_id, offer.change)
+        applied = await actions.apply(offer.subscription_id, offer.change, idempotency_key=idempotency_key(offer.id))
+        held = await actions.verify(applied.subscription_id, offer.change)
     except (BillingError, OfferActionError) as error:
         offer.status, offer.failure = "failed", str(error)
         record(session, case, "offer_failed", at=now, actor=by, offer_id=offer.id, failure=str(error))
@@ -288,8 +313,52 @@ async def _carry_out(
         record(session, case, "offer_failed", at=now, actor=by, offer_id=offer.id, failure=offer.failure)
         return
     offer.status, offer.applied_by, offer.applied_at, offer.verified_at, offer.failure = "applied", by, now, now, None
+    if applied.subscription_id != offer.subscription_id:
+        offer.new_subscription_id = applied.subscription_id
     record(session, case, "offer_applied", at=now, actor=by, offer_id=offer.id, offer=offer.offer,
-           cost_minor=offer.cost_minor, currency=offer.currency)  # fmt: skip
+           cost_minor=offer.cost_minor, currency=offer.currency,
+           new_subscription_id=offer.new_subscription_id)  # fmt: skip
+
+
+async def undo(session: AsyncSession, offer_id: str, *, by: str, reason: str | None, context: OfferContext) -> Offer:
+    """Take an applied offer back where its billing system allows (the discount removed, the pause resumed, the
+    cancellation put back, the plan moved back), read back; an undone offer is returned as it is. A refusal or an
+    outage leaves it applied with the vendor's message in ``failure`` and on the timeline: undoing again is safe.
+    Its cost stays spent: part of what it gave may have been used."""
+    offer = await _locked(session, offer_id)
+    if offer.status == "undone":
+        return offer
+    if offer.status != "applied":
+        raise OfferConflict(f"offer {offer_id} is {offer.status}; only an applied offer can be undone")
+    person = await _acting_person(session, by)
+    case = await repository.case_with_history(session, offer.case_id)
+    actions = context.actions.get(offer.source)
+    if actions is None:
+        raise OfferConflict(f"offers on {offer.source} subscriptions need a billing connection")
+    now = context.clock.now()
+    try:
+        change = undo_params(offer.change, now=now)
+    except OfferActionError as error:
+        raise OfferConflict(f"offer {offer_id} cannot be undone: {error}") from None
+    subscription_id = offer.new_subscription_id or offer.subscription_id
+    try:
+        await actions.apply(subscription_id, change, idempotency_key=undo_key(offer.id))
+        held = await actions.verify(subscription_id, change)
+    except (BillingError, OfferActionError) as error:
+        held, offer.failure = False, f"undo: {error}"
+    else:
+        if not held:
+            offer.failure = f"undo: {offer.source} accepted it but the read-back shows it did not hold"
+    if not held:
+        if case is not None:
+            record(session, case, "offer_undo_failed", at=now, actor=person.email, offer_id=offer.id,
+                   failure=offer.failure)  # fmt: skip
+        return offer
+    offer.status, offer.undone_by, offer.undone_at, offer.failure = "undone", person.email, now, None
+    if case is not None:
+        record(session, case, "offer_undone", at=now, actor=person.email, offer_id=offer.id, offer=offer.offer,
+               reason=reason)  # fmt: skip
+    return offer
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,12 @@ class ApproveOffer(BaseModel):
     reason: LongText | None = None
 
 
+class UndoOffer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: PersonEmail
+    reason: LongText | None = None
+
+
 class RejectOffer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     by: PersonEmail
@@ -264,7 +270,7 @@ class OfferView(BaseModel):
     subscription_id: str
     offer: str
     kind: str
-    status: str = Field(description="proposed, awaiting_approval, applied, failed or rejected")
+    status: str = Field(description="proposed, awaiting_approval, applied, failed, rejected or undone")
     cost_minor: int
     currency: str
     preview: str = Field(description="what applying changes on the billing system")
@@ -284,6 +290,9 @@ class OfferView(BaseModel):
         description="when the billing system's webhook of the change arrived (cancellation.withdrawn, for a kept one)"
     )
     failure: str | None = Field(description="the billing system's message when it refused")
+    new_subscription_id: str | None = Field(description="the new subscription a reactivation made (Stripe)")
+    undone_by: str | None
+    undone_at: datetime | None
 
 
 class OfferList(BaseModel):

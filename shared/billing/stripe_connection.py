@@ -75,9 +75,33 @@ class StripeConnection:
         )
         return updated.to_dict()
 
-    async def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
-        """The subscription as Stripe holds it now (a read-back after a write)."""
-        found = await self._call(lambda: self._client.v1.subscriptions.retrieve_async(subscription_id))
+    async def retrieve_subscription(self, subscription_id: str, *, expand: Sequence[str] = ()) -> dict[str, Any]:
+        """The subscription as Stripe holds it now (a read-back after a write), with ``expand`` fields expanded."""
+        params: dict[str, Any] = {"expand": list(expand)} if expand else {}
+        found = await self._call(
+            lambda: self._client.v1.subscriptions.retrieve_async(subscription_id, params=params)  # type: ignore[arg-type]
+        )
+        return found.to_dict()
+
+    async def create_subscription(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """A new subscription; the key makes a retry or a second instance create it once."""
+        options = {"idempotency_key": require_idempotency_key(idempotency_key)}
+        created = await self._call(
+            lambda: self._client.v1.subscriptions.create_async(params=dict(params), options=options)  # type: ignore[arg-type]
+        )
+        return created.to_dict()
+
+    async def create_coupon(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """A coupon (an offer's discount); the key makes a retry create it once."""
+        options = {"idempotency_key": require_idempotency_key(idempotency_key)}
+        created = await self._call(
+            lambda: self._client.v1.coupons.create_async(params=dict(params), options=options)  # type: ignore[arg-type]
+        )
+        return created.to_dict()
+
+    async def retrieve_plan(self, plan_id: str) -> dict[str, Any]:
+        """A plan (a recurring price's id works too): its amount, currency and interval."""
+        found = await self._call(lambda: self._client.v1.plans.retrieve_async(plan_id))
         return found.to_dict()
 
     async def close(self) -> None:

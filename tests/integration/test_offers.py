@@ -188,7 +188,7 @@ async def test_refusals_say_why(database_url: str) -> None:
         assert approve.status_code == 404
 
         await world.stripe.cancel(subscription_id)  # the subscription ends meanwhile: the offer says so
-        gone = await world.outreach.post(path, headers=AUTH, json=keep)
+        gone = await world.outreach.post(path, headers=AUTH, json={**keep, "offer": "two_weeks_free"})
         assert gone.status_code == 409 and "has already ended (canceled)" in gone.json()["detail"]
 
         euro_customer, euro_subscription = await world.stripe.subscription()

@@ -18,6 +18,7 @@ from services.outreach.offer_rules import (
     NoApprover,
     NoRevenueToPrice,
     NotEligible,
+    OfferRuleError,
     OfferRules,
     OfferTerms,
     RoleLimit,
@@ -80,6 +81,22 @@ def test_an_offer_priced_on_revenue_needs_the_revenue() -> None:
     with pytest.raises(NoRevenueToPrice, match="monthly revenue is unknown") as error:
         DISCOUNT.cost(mrr_minor=None, currency="usd", budget_currency="usd")
     assert error.value.field == "mrr"
+
+
+CHEAPER = OfferTerms(
+    name="basic_for_a_year", kind="cheaper_plan", title="Basic plan", months=12, prices=(("stripe", "basic"),)
+)
+
+
+def test_a_cheaper_plan_costs_the_revenue_given_up_a_month_over_its_horizon() -> None:
+    cost = CHEAPER.cost(mrr_minor=14_700, currency="usd", budget_currency="usd", monthly_after_minor=9_800)
+    assert cost == Money(58_800, "usd")  # (14,700 - 9,800) x 12
+
+
+def test_a_plan_that_is_not_cheaper_is_refused_with_both_figures() -> None:
+    with pytest.raises(OfferRuleError, match="bills 14700 a month, not less than the 14700") as error:
+        CHEAPER.cost(mrr_minor=14_700, currency="usd", budget_currency="usd", monthly_after_minor=14_700)
+    assert error.value.field == "offer"
 
 
 # --- limits per role --------------------------------------------------------------------------------------------
@@ -200,6 +217,15 @@ def test_a_discount_in_the_file_is_priced_from_its_months_and_percent(tmp_path: 
     ) == Money(6_000, "usd")
 
 
+def test_a_cheaper_plan_in_the_file_names_its_plan_per_billing_system(tmp_path: Path) -> None:
+    path = tmp_path / "offers.yaml"
+    path.write_text(
+        GOOD + "  basic: {kind: cheaper_plan, title: Basic, months: 6, prices: {chargebee: basic-USD-monthly}}\n"
+    )
+    basic = load_offer_rules(path).offers["basic"]
+    assert (basic.price_at("chargebee"), basic.price_at("stripe"), basic.months) == ("basic-USD-monthly", None, 6)
+
+
 @pytest.mark.parametrize(
     "text, complaint",
     [
@@ -213,6 +239,10 @@ def test_a_discount_in_the_file_is_priced_from_its_months_and_percent(tmp_path: 
         (GOOD + "  twenty_off: {kind: discount, title: Twenty percent off, months: 3}\n", "percent_off: a discount offer needs it above 0"),
         (GOOD.replace("title: Keep", "title: Keep, days: 3"), "days: a keep_subscription offer takes no days"),
         (GOOD.replace("keep:", "Keep Me:"), "offers.Keep Me: a name is 1 to 64"),
+        (GOOD + "  basic: {kind: cheaper_plan, title: Basic, months: 12}\n", "prices: a cheaper_plan offer needs the plan's id"),
+        (GOOD + "  basic: {kind: cheaper_plan, title: Basic, prices: {stripe: basic}}\n", "months: a cheaper_plan offer needs it above 0"),
+        (GOOD + "  basic: {kind: cheaper_plan, title: B, months: 1, prices: {paddle: x}}\n", "offers.basic.prices.paddle.[key]"),
+        (GOOD.replace("title: Keep", "title: Keep, prices: {stripe: basic}"), "prices: a keep_subscription offer takes no prices"),
         (GOOD.replace("budget_minor", "budget"), "budget_minor: Field required"),
         (GOOD + "teams: []\n", "teams: Input should be a valid dictionary"),
         (GOOD + "teams:\n  default: {lead: a@example.com, budget_minor: 5}\n", "teams.default: the default team's budget is budget_minor"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from services.outreach.offer_rules import OfferTerms
@@ -21,28 +22,49 @@ class NothingToUndo(OfferActionError):
 
 
 class KindNotOffered(OfferActionError):
-    """This billing system has no action for the offer's kind."""
+    """This billing system has no action for the offer's kind, or the offer names nothing for this system."""
+
+
+class UndoImpossible(OfferActionError):
+    """The vendor cannot take the offer back (any more): a 409 with the reason."""
 
 
 @dataclass(frozen=True)
 class Preview:
     """What applying will change: in words for the person about to click, and as the vendor's parameters, fixed now
-    and stored with the offer so that applying (or retrying) sends exactly what was previewed."""
+    and stored with the offer so that applying (or retrying) sends exactly what was previewed. ``params`` also holds
+    how to undo it (``UNDO``), or why it cannot be (``NO_UNDO``), and until when (``UNDO_UNTIL``, a Unix time).
+    ``monthly_after_minor``: what the customer pays a month afterwards, when the offer changes the plan."""
 
     changes: str
     params: dict[str, Any]
+    monthly_after_minor: int | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The subscription the offer now lives on: the same one, or a new one (a reactivation on Stripe)."""
+
+    subscription_id: str
+
+
+UNDO = "undo"  # the vendor's parameters that take the offer back, sent through ``apply`` as they are
+NO_UNDO = "no_undo"  # why the vendor cannot take it back
+UNDO_UNTIL = "undo_until"  # after this Unix time the undo would take back more than was given
 
 
 class OfferActions(Protocol):
-    """Preview, apply (idempotently, keyed by the offer's id) and verify an offer on one vendor's subscription."""
+    """Preview, apply (idempotently, keyed by the offer's id), verify and undo an offer on one vendor's
+    subscription."""
 
     source: str
 
-    async def preview(self, subscription_id: str, terms: OfferTerms) -> Preview:
-        """What applying would change; raises ``OfferActionError`` when the subscription cannot take it."""
+    async def preview(self, subscription_id: str, terms: OfferTerms, *, reference: str, now: datetime) -> Preview:
+        """What applying would change; raises ``OfferActionError`` when the subscription cannot take it.
+        ``reference`` names what the offer creates at the vendor (a coupon): it is the offer's idempotency key."""
         ...
 
-    async def apply(self, subscription_id: str, params: dict[str, Any], *, idempotency_key: str) -> None:
+    async def apply(self, subscription_id: str, params: dict[str, Any], *, idempotency_key: str) -> Applied:
         """Send the previewed change; the same ``idempotency_key`` makes a second call change nothing."""
         ...
 
@@ -51,6 +73,28 @@ class OfferActions(Protocol):
         ...
 
 
+def day(timestamp: int | None) -> str:
+    """A vendor's Unix time as the date people read in a preview."""
+    return "an unknown date" if timestamp is None else datetime.fromtimestamp(timestamp, UTC).date().isoformat()
+
+
 def idempotency_key(offer_id: str) -> str:
     """The vendor's idempotency key for an offer: a double click or a second instance applies it once."""
     return f"brink-offer-{offer_id}"
+
+
+def undo_key(offer_id: str) -> str:
+    """The key of the offer's undo: a different write from its apply, so a different key."""
+    return f"brink-offer-{offer_id}-undo"
+
+
+def undo_params(params: dict[str, Any], *, now: datetime) -> dict[str, Any]:
+    """The parameters that take an applied offer back, as its preview fixed them; ``UndoImpossible`` with the
+    reason when the vendor does not allow it, or no longer (the free time it gave has begun)."""
+    if NO_UNDO in params or UNDO not in params:
+        raise UndoImpossible(params.get(NO_UNDO) or "this offer has no undo at its billing system")
+    until = params.get(UNDO_UNTIL)
+    if until is not None and now.timestamp() >= until:
+        raise UndoImpossible(f"it could be taken back only until {day(until)}: what it gave has begun")
+    undo: dict[str, Any] = params[UNDO]
+    return undo

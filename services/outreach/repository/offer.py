@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.models import Case, Offer
 
-OFFERS_COUNTED = ("awaiting_approval", "applied")  # what counts towards an account's offers a year
+OFFERS_COUNTED = ("awaiting_approval", "applied", "undone")  # what counts towards an account's offers a year
+OFFERS_SPENT = ("applied", "undone")  # an undone offer stays spent: part of what it gave may have been used
 
 
 async def locked_offer(session: AsyncSession, offer_id: str) -> Offer | None:
@@ -35,7 +36,7 @@ async def offer_budget_drawn(
     """(spent, committed) by team (or of one): the cost of offers applied in the period, and of those waiting."""
     spent = (
         select(Offer.team, func.sum(Offer.cost_minor))
-        .where(Offer.status == "applied", Offer.applied_at >= period_start, Offer.applied_at < period_end)
+        .where(Offer.status.in_(OFFERS_SPENT), Offer.applied_at >= period_start, Offer.applied_at < period_end)
         .group_by(Offer.team)
     )
     committed = (
