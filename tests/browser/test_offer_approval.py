@@ -1,7 +1,8 @@
 """A save offer over a CSM's limit, in Debian's Chromium against outreach served over real HTTP on PostgreSQL, with
 Stripe played by localstripe: Carla proposes the playbook's offer and sees its preview and cost, applying it makes it
 wait for approval; she has no approvals page (403); Maria, her manager, approves it from hers; it is applied at
-Stripe and on the case's timeline with its cost. Screenshots in test-artifacts/desk/offer-*.png."""
+Stripe and on the case's timeline with its cost, and her
+team's budget page shows it spent. Screenshots in test-artifacts/desk/offer-*.png."""
 
 from __future__ import annotations
 
@@ -123,6 +124,10 @@ async def test_an_offer_over_the_csm_limit_is_approved_by_her_manager_and_applie
             await waiting.get_by_role("button", name="Approve and apply").click()
             await maria.wait_for_url("**done=applied*")
             await expect(maria.get_by_role("status")).to_contain_text("approved and applied")
+            await maria.get_by_role("link", name="Budget", exact=True).click()
+            spent = maria.locator("#team-default td.num")
+            await expect(spent).to_have_text(["1,000.00 USD", "147.00 USD", "0.00 USD", "853.00 USD"])
+            await maria.screenshot(path=str(artifacts / "offer-budget.png"), full_page=True)
 
             await carla.goto(f"/desk/cases/{case_id}")
             applied = carla.locator("ol.offers li").first
