@@ -131,7 +131,8 @@ def _word_lists(raw: Any) -> dict[str, str]:
             raise RulesError(f"{where}: a list's name is lower case letters and _")
         if not isinstance(words, list) or not words or not all(isinstance(word, str) and word for word in words):
             raise RulesError(f"{where}: a list of words (regular expressions), not {words!r}")
-        lists[name] = _compile("(?:" + "|".join(words) + ")", where, {}).pattern
+        # A word starts where a word starts: "hanging" is not read inside "changing".
+        lists[name] = _compile(r"\b(?:" + "|".join(words) + ")", where, {}).pattern
     return lists
 
 

@@ -308,7 +308,7 @@ def test_a_phrase_naming_no_word_list_is_refused_with_where_it_is() -> None:
     ("comment", "decision"),
     [
         # One specific thing says it and nothing says anything else: enough to act on.
-        ("The app freezes every time we open a report.", "pursue"),
+        ("We have waited two months for the fix you promised.", "pursue"),
         ("Honestly it's aimed at sales teams, and we are a charity.", "pursue"),
         # The stated reason alone is a symptom, whatever its words: the disease is still to be found.
         ("Too expensive for us.", "discover"),
