@@ -62,11 +62,16 @@ async def list_cases(
     status: CaseStatus | None = None,
     owner: str | None = None,
     account_id: str | None = None,
+    tied: bool | None = Query(
+        None,
+        description="true: only open cases whose newest cancellation ties with a withdrawal on billing version "
+        "(left for a person to decide); false: every other case",
+    ),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> CaseList:
     cases = await service.list_cases(
-        session, status=status, owner=owner, account_id=account_id, limit=limit, offset=offset
+        session, status=status, owner=owner, account_id=account_id, limit=limit, offset=offset, tied=tied
     )
     return CaseList(items=[CaseView.model_validate(case) for case in cases], limit=limit, offset=offset)
 

@@ -16,10 +16,11 @@ async def list_cases(
     offset: int,
     owner: str | None = None,
     account_id: str | None = None,
+    tied: bool | None = None,
 ) -> list[Case]:
-    """Cases newest first, with their tasks."""
+    """Cases newest first, with their tasks; ``tied``: only (or no) open cases tied on version."""
     return await repository.cases(
-        session, status=status, owner=owner, account_id=account_id, limit=limit, offset=offset
+        session, status=status, owner=owner, account_id=account_id, limit=limit, offset=offset, tied=tied
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from services.outreach.models import Task, outbox
 from tests.conftest import TOKEN, Brink, eventually, start_brink
 from tests.desk_helpers import PASSWORD, add_person, case_id_of, publish, rich_diagnosis, sign_in, wipe
+from tests.outreach_helpers import withdrawal
 
 
 @pytest.fixture
@@ -147,6 +148,58 @@ async def test_the_queue_is_in_priority_order_and_filters_by_owner_root_cause_an
     ) == ["Mid SA"]
     assert customers((await desk.get("/desk/cases", params={"status": "saved"})).text) == []
     assert "No cases match" in (await desk.get("/desk/cases", params={"status": "lost"})).text
+
+
+async def test_cases_tied_on_version_are_filtered_in_the_api_and_the_desk(
+    brink: Brink, desk: httpx.AsyncClient
+) -> None:
+    runtime = brink.apps["outreach"].state.runtime
+    # Chargebee's versions are milliseconds: past a 32-bit integer.
+    version = 1_790_000_000_000
+    tied, settled, plain = (
+        rich_diagnosis(customer=name, root_cause="known_issue", owner=None, priority=50, mrr_minor=9_000)
+        for name in ("Tied AG", "Settled BV", "Plain Oy")
+    )
+    tied, settled = (seed.model_copy(update={"state_version": version}) for seed in (tied, settled))
+    for seed in (tied, settled, plain):
+        await publish(runtime, seed)
+    ids = {seed.customer_name: await case_id_of(brink.outreach, seed.account_id) for seed in (tied, settled, plain)}
+    for seed in (tied, settled):  # withdrawn at the very version of the cancellation: which came last is unknown
+        await publish(runtime, withdrawal(seed, state_version=version))
+
+    async def tie_recorded(case_id: str) -> bool:
+        case = (await brink.outreach.get(f"/v1/cases/{case_id}", headers=brink.auth)).json()
+        return any(event["kind"] == "same_version_tie" for event in case["events"])
+
+    for name in ("Tied AG", "Settled BV"):
+        await eventually(lambda name=name: tie_recorded(ids[name]))
+    # A newer cancellation of Settled BV settles its tie: the customer is leaving after all.
+    await publish(runtime, settled.model_copy(update={"state_version": version + 1, "diagnosis_version": 2}))
+
+    async def listed(tied_filter: str | None) -> list[str]:
+        params = {} if tied_filter is None else {"tied": tied_filter}
+        answer = await brink.outreach.get("/v1/cases", headers=brink.auth, params=params)
+        assert answer.status_code == 200
+        return sorted(case["customer_name"] for case in answer.json()["items"])
+
+    async def settled_moved_on() -> bool:
+        case = (await brink.outreach.get(f"/v1/cases/{ids['Settled BV']}", headers=brink.auth)).json()
+        return case["state_version"] == version + 1
+
+    await eventually(settled_moved_on)
+    assert await listed("true") == ["Tied AG"]
+    assert await listed("false") == ["Plain Oy", "Settled BV"]
+    assert len(await listed(None)) == 3  # no filter: every case
+    bad = await brink.outreach.get("/v1/cases", headers=brink.auth, params={"tied": "maybe"})
+    assert bad.status_code == 422 and "tied" in str(bad.json()["errors"])
+
+    await add_person(runtime, "dana@example.com")
+    await sign_in(desk)
+    page = (await desk.get("/desk/cases", params={"tied": "yes"})).text
+    assert "Tied AG" in page and "Settled BV" not in page and "Plain Oy" not in page
+    assert 'value="yes" selected' in page
+    everyone = (await desk.get("/desk/cases")).text
+    assert all(name in everyone for name in ids)
 
 
 async def test_results_draw_the_report_and_flow_shows_queues_and_the_outbox(

@@ -52,10 +52,17 @@ class QueueFilters:
     owner: str = ""
     root_cause: str = ""
     q: str = ""
+    tied: bool = False  # only open cases tied on version, for a person to decide
 
     @classmethod
     def parse(
-        cls, *, status: str | None, owner: str | None, root_cause: str | None, q: str | None = None
+        cls,
+        *,
+        status: str | None,
+        owner: str | None,
+        root_cause: str | None,
+        q: str | None = None,
+        tied: str | None = None,
     ) -> QueueFilters:
         """Unknown statuses fall back to open cases rather than an error page."""
         status = status if status in (*CASE_STATUSES, "all") else "open"
@@ -64,6 +71,7 @@ class QueueFilters:
             owner=(owner or "").strip()[:255],
             root_cause=(root_cause or "").strip()[:64],
             q=(q or "").strip()[:200],
+            tied=tied == "yes",
         )
 
 
@@ -85,6 +93,7 @@ async def queue(
         owner=filters.owner or None,
         root_cause=filters.root_cause or None,
         search=filters.q,
+        tied=True if filters.tied else None,
         limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
     )

@@ -83,10 +83,11 @@ async def queue_page(
     owner: str | None = None,
     root_cause: str | None = None,
     q: str | None = None,
+    tied: str | None = None,
     page_number: str | None = Query(None, alias="page"),
 ) -> HTMLResponse:
     """Every case, highest priority first, a page at a time."""
-    filters = desk_queue.QueueFilters.parse(status=status, owner=owner, root_cause=root_cause, q=q)
+    filters = desk_queue.QueueFilters.parse(status=status, owner=owner, root_cause=root_cause, q=q, tied=tied)
     now = request.app.state.clock.now()
     rows, paging = await desk_queue.queue(db, filters=filters, now=now, page=desk_queue.page_number(page_number))
     owners, causes = await desk_queue.filter_choices(db)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from services.outreach.attempts import CONTACT_RESULTS, INTERNAL_ACTIONS
-from services.outreach.models import Case, Subscription, Task
+from services.outreach.models import Case, CaseEvent, Subscription, Task
 
 CASES = Case.__table__
 SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
@@ -127,16 +127,41 @@ async def case_with_history(session: AsyncSession, case_id: str, *, lock: bool =
     return (await session.execute(query)).scalar_one_or_none()
 
 
-def _cases_where(query: Select[Any], **equal_to: str | None) -> Select[Any]:
-    """``query`` narrowed to cases whose named columns equal the given values; None and empty mean any."""
+# Tied on version: an open case whose newest cancellation carries the same billing version as a withdrawal (its
+# history's same_version_tie entry names that version), left for a person to decide. A newer cancellation on the
+# case (a higher state_version) or a newer withdrawal (which closes it) settles the tie. Versions reach 10^13
+# (Chargebee's milliseconds), past a 32-bit INTEGER: compared as NUMERIC.
+TIED = (Case.status == "open") & (
+    select(CaseEvent.id)
+    .where(
+        CaseEvent.case_id == Case.id,
+        CaseEvent.kind == "same_version_tie",
+        CaseEvent.detail["version"].as_numeric(20, 0) == Case.state_version,
+    )
+    .exists()
+)
+
+
+def _cases_where(query: Select[Any], *, tied: bool | None = None, **equal_to: str | None) -> Select[Any]:
+    """``query`` narrowed to cases whose named columns equal the given values, and tied on version or not;
+    None and empty mean any."""
     for column, value in equal_to.items():
         if value:
             query = query.where(getattr(Case, column) == value)
+    if tied is not None:
+        query = query.where(TIED if tied else ~TIED)
     return query
 
 
 async def cases(
-    session: AsyncSession, *, status: str | None, owner: str | None, account_id: str | None, limit: int, offset: int
+    session: AsyncSession,
+    *,
+    status: str | None,
+    owner: str | None,
+    account_id: str | None,
+    limit: int,
+    offset: int,
+    tied: bool | None = None,
 ) -> list[Case]:
     """Cases newest first, with their tasks."""
     query = _cases_where(
@@ -144,6 +169,7 @@ async def cases(
         status=status,
         owner=owner,
         account_id=account_id,
+        tied=tied,
     )
     return list((await session.execute(query.limit(limit).offset(offset))).scalars())
 
@@ -172,10 +198,12 @@ async def cases_by_priority(
     limit: int,
     offset: int = 0,
     search: str = "",
+    tied: bool | None = None,
 ) -> tuple[list[Case], int]:
     """A page of cases by priority, then revenue, then deadline, with their tasks (the desk's queue); and how many
     cases match in all."""
-    matching = matching_search(_cases_where(select(Case), status=status, owner=owner, root_cause=root_cause), search)
+    narrowed = _cases_where(select(Case), status=status, owner=owner, root_cause=root_cause, tied=tied)
+    matching = matching_search(narrowed, search)
     total = await session.scalar(select(func.count()).select_from(matching.subquery())) or 0
     query = (
         matching.options(selectinload(Case.tasks))
