@@ -128,6 +128,9 @@ async def test_a_playbook_offer_over_the_csm_limit_is_proposed_approved_and_appl
                 "0.00 USD",
                 "853.00 USD",
             ]
+            results = (await carla.get("/desk/results")).text  # the results page shows the offer applied
+            row = results[results.index('<table class="offer-results">') :]
+            assert re.findall(r'class="num">([^<]+)<', row)[:6] == ["1", "0", "1", "0", "147.00 USD", "0.00 USD "]
 
         # The summary report counts it applied, its customer not yet known to stay (the case is open).
         auth = {"Authorization": f"Bearer {TOKEN}"}
