@@ -1,5 +1,5 @@
 """An applied offer confirmed by the billing system's own word, besides the read-back at apply: the webhook of the
-change it made arriving afterwards (a ``cancellation.withdrawn`` for a subscription kept or reactivated)."""
+change it made arriving afterwards (a ``cancellation.withdrawn`` for a subscription whose cancellation it removed)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from services.outreach.history import record
 from services.outreach.models import Offer
 
 # The offer kinds whose change the billing system reports as the cancellation withdrawn.
-CONFIRMED_BY_WITHDRAWAL = ("keep_subscription", "reactivate")
+CONFIRMED_BY_WITHDRAWAL = ("keep_subscription",)
 
 
 async def confirm_by_withdrawal(

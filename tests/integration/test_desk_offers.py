@@ -1,7 +1,7 @@
 """Save offers on the desk, over HTTP against outreach with Stripe played by localstripe: a playbook's offer step
 becomes a proposal with its preview and cost; over the CSM's limit it waits; the CSM may neither see approvals nor
 approve (403); her manager rejects only with a reason, approves, and the offer is applied at Stripe and on the
-case's timeline; the budget page shows what it spent."""
+case's timeline; the budget page shows what it spent; undone, Stripe's invoice date returns."""
 
 from __future__ import annotations
 
@@ -131,6 +131,17 @@ async def test_a_playbook_offer_over_the_csm_limit_is_proposed_approved_and_appl
             results = (await carla.get("/desk/results")).text  # the results page shows the offer applied
             row = results[results.index('<table class="offer-results">') :]
             assert re.findall(r'class="num">([^<]+)<', row)[:6] == ["1", "0", "1", "0", "147.00 USD", "0.00 USD "]
+
+            # Carla takes it back: Stripe's next invoice returns to its date; the cost stays spent.
+            undone = await carla.post(
+                f"/desk/cases/{case_id}/offers/{offer_id}/undo", data={"csrf": carla_csrf, "reason": "they left anyway"}
+            )
+            assert undone.status_code == 303 and "done=offer_undone" in undone.headers["location"]
+            back = await world.stripe.client.v1.subscriptions.retrieve_async(subscription_id)
+            assert back.trial_end != at_stripe.trial_end
+            page = (await carla.get(undone.headers["location"])).text
+            assert "Offer undone through the billing system" in page and "Undone by Carla" in page
+            assert "badge-offer-undone" in page and "Undo offer" not in page
 
         # The summary report counts it applied, its customer not yet known to stay (the case is open).
         auth = {"Authorization": f"Bearer {TOKEN}"}

@@ -1,5 +1,5 @@
-"""Save offers on the desk: propose one from a case (a playbook step of action ``offer``, or any offer of the file) and
-apply it; the approvals page, where the roles above a CSM approve or reject what waits for them; the budget page.
+"""Save offers on the desk: propose one from a case (a playbook step of action ``offer``, or any offer of the file),
+apply it, undo it; the approvals page, where the roles above a CSM approve or reject what waits for them; the budget page.
 Each form calls the same use case as its /v1/ route; the use cases check limits and roles, and a refusal is shown
 on the page it came from (403 for a role that may not decide)."""
 
@@ -59,6 +59,23 @@ async def apply(request: Request, case_id: str, offer_id: str, session: SignedIn
     except offers.OfferError as error:
         return await _refused_on_case(request, session, db, case_id, error)
     return _done(case_id, DONE_BY_STATUS.get(applied.status, "offer_applied"), "offers")
+
+
+@router.post("/cases/{case_id}/offers/{offer_id}/undo")
+async def undo(request: Request, case_id: str, offer_id: str, session: SignedIn, db: DbSession) -> Response:
+    """Take an applied offer back where its billing system allows (the same use case as its /v1/ route)."""
+    try:
+        form, _ = await _acting(request, session, db, case_id)
+        if offer_id not in {offer.id for offer in await offers.offers_of_case(db, case_id)}:
+            raise offers.OfferNotFound(f"There is no offer {offer_id} on this case.")
+        undone = await offers.undo(
+            db, offer_id, by=session.email, reason=form_text(form, "reason", 1000) or None, context=_context(request)
+        )
+    except Refusal as refusal:
+        return refusal.response
+    except offers.OfferError as error:
+        return await _refused_on_case(request, session, db, case_id, error)
+    return _done(case_id, "offer_undone" if undone.status == "undone" else "offer_not_undone", "offers")
 
 
 async def _refused_on_case(

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.models import Case, Offer
+from services.outreach.repository.offer import OFFERS_SPENT
 
 _REPORT_COLUMNS = (
     Case.status,
@@ -38,7 +39,8 @@ async def report_rows(session: AsyncSession, *, since: datetime | None, until: d
 
 
 async def applied_offer_rows(session: AsyncSession, *, since: datetime | None, until: datetime | None) -> Sequence[Any]:
-    """The applied offers on cases opened in [since, until), with what became of their case, for the report."""
+    """The offers applied (undone ones too: their cost stays spent) on cases opened in [since, until), with what
+    became of their case, for the report."""
     query = (
         select(
             Offer.kind,
@@ -49,7 +51,7 @@ async def applied_offer_rows(session: AsyncSession, *, since: datetime | None, u
             Case.mrr_minor,
         )
         .join(Case, Case.id == Offer.case_id)
-        .where(Offer.status == "applied")
+        .where(Offer.status.in_(OFFERS_SPENT))
     )
     if since:
         query = query.where(Case.opened_at >= since)
