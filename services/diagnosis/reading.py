@@ -62,6 +62,17 @@ class Clause:
 _INNER_CONTRAST = re.compile(r"\s(but|however|yet)\s", re.IGNORECASE)
 
 
+_CONTRAST_ALONE = re.compile(r"^\s*(however|though|still|yet)\s*$", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.;!?\n]")
+
+
+def _sentence_start(text: str, found: list[Clause], index: int) -> int:
+    """The index of the first clause of the sentence holding clause ``index``."""
+    while index > 0 and not _SENTENCE_END.search(text, found[index - 1].end, found[index].start):
+        index -= 1
+    return index
+
+
 @lru_cache(maxsize=512)
 def clauses(text: str) -> tuple[Clause, ...]:
     """The clauses of a text with how much what is said in them counts (cached: every phrase reads the same
@@ -76,9 +87,17 @@ def clauses(text: str) -> tuple[Clause, ...]:
         spans.append((start, len(text)))
     found = [Clause(begin, end, ASSERTED) for begin, end in spans]
     for index in range(1, len(found)):
-        if _CONTRAST.match(text[found[index].start : found[index].end]):
-            before = found[index - 1]
-            found[index - 1] = Clause(before.start, before.end, CONCEDED)
+        said = text[found[index].start : found[index].end]
+        if not _CONTRAST.match(said):
+            continue
+        conceded = index - 1
+        if _CONTRAST_ALONE.match(said):
+            # "The features are fine. The teachers, though, never wanted it": the contrast set aside between commas
+            # concedes the sentence before, not the words it interrupts.
+            conceded = _sentence_start(text, found, index) - 1
+        if conceded >= 0:
+            before = found[conceded]
+            found[conceded] = Clause(before.start, before.end, CONCEDED)
     # "but" in the middle of a clause ("fine but slow") concedes what comes before it in that clause.
     split: list[Clause] = []
     for clause in found:

@@ -45,6 +45,9 @@ def symptom_of(comment: str, feedback: str = "other") -> str:
         ("The price is fine, but nobody logs in.", DENIED),
         ("The price is steep, but the real problem is adoption.", CONCEDED),
         ("Way too much for the price. However we never set it up.", CONCEDED),
+        # A contrast set aside between commas concedes the sentence before, not the words it interrupts.
+        ("The price was steep. The setup, however, was the real problem.", CONCEDED),
+        ("The features are great. The price, though, is too high.", ASSERTED),
         ("It did not justify the price.", ASSERTED),  # a helper's "not" says what went wrong
     ],
 )
