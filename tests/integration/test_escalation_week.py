@@ -23,7 +23,7 @@ from services.outreach.scheduler import Scheduler
 from shared.db import make_engine, make_sessionmaker, transaction
 from tests.conftest import FIXTURES
 from tests.notify_servers import BOT_TOKEN, FakeSlack, SmtpServer, fake_slack, smtp_server
-from tests.outreach_helpers import Desk, FakeClock, diagnosis, open_desk, outreach_settings
+from tests.outreach_helpers import Desk, FakeClock, diagnosis, open_desk, outreach_settings, wipe_outreach
 
 pytestmark = pytest.mark.postgres
 
@@ -97,6 +97,7 @@ async def world(
                 for own in engines
             ]
             yield desk, instances, smtp, slack
+            await wipe_outreach(engine)  # the week's people would take later tests' cases
             for own in [engine, *engines]:
                 await own.dispose()
 

@@ -94,6 +94,8 @@ async def offers_world(
         )
         stack.push_async_callback(app.state.runtime.engine.dispose)
         await wipe_outreach(app.state.runtime.engine)
+        # Carla and the managers set up here would take later tests' cases (callbacks run last first).
+        stack.push_async_callback(wipe_outreach, app.state.runtime.engine)
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://outreach")
         )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from services.intake.service import NO_PAYMENT_FAILURE_REASON
-from tests.conftest import STRIPE_SECRET, Brink, eventually, start_brink
+from tests.conftest import STRIPE_SECRET, Brink, eventually, outreach_from_scratch, start_brink
 from tests.helpers import signed, stripe_event, stripe_subscription
 from tests.intake_helpers import (
     CHARGEBEE_PASSWORD,
@@ -29,6 +29,7 @@ from tests.intake_helpers import (
 @pytest.fixture
 async def brink(database_url: str, amqp_url: str) -> AsyncIterator[Brink]:
     async with AsyncExitStack() as stack:
+        await stack.enter_async_context(outreach_from_scratch(database_url))
         yield await start_brink(
             stack,
             database_url=database_url,
