@@ -312,14 +312,20 @@ class StripeAccount:
 class FakeChargebee:
     """Chargebee's List Events (``GET /api/v2/events``: ``occurred_at[after]``, ``event_type[in]``, ``sort_by``,
     ``limit``/``offset``, answered as ``{"list": [{"event": …}], "next_offset": …}``), HTTP basic auth with the API key,
-    and ``POST /api/v2/subscriptions/{id}`` honouring ``chargebee-idempotency-key``; Retrieve a Subscription
-    (``GET /api/v2/subscriptions/{id}``) and Remove Scheduled Cancellation
-    (``POST /api/v2/subscriptions/{id}/remove_scheduled_cancellation``) on the subscriptions it holds."""
+    and ``POST /api/v2/subscriptions/{id}`` honouring ``chargebee-idempotency-key``. On the subscriptions it holds:
+    Retrieve a Subscription, and the actions offers send (Product Catalog 2.0), each refusing a subscription in the
+    wrong state as Chargebee does (400 ``invalid_state_for_request``): Remove Scheduled Cancellation, Cancel
+    Subscription for Items (``end_of_term``), Reactivate, Change Term End (``term_ends_at``), Pause (``immediately``,
+    ``resume_date``), Resume (``immediately``), Update Subscription for Items (``coupon_ids``, ``subscription_items``:
+    the plan's item price swapped) and Remove Coupons; Create a Coupon for Items and Retrieve an Item Price. Every
+    write replays its first answer for a repeated idempotency key."""
 
     def __init__(self, api_key: str = CHARGEBEE_KEY) -> None:
         self.api_key = api_key
         self.events: list[dict[str, Any]] = []
         self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.coupons: dict[str, dict[str, Any]] = {}
+        self.item_prices: dict[str, dict[str, Any]] = {}
         self.writes: dict[str, dict[str, Any]] = {}  # idempotency key -> answer
         self.stand_in = HttpStandIn(answer=self.answer)
 
@@ -346,21 +352,48 @@ class FakeChargebee:
         self.events.append(event)
         return event
 
-    def non_renewing(self) -> dict[str, Any]:
-        """A subscription whose cancellation is scheduled for the end of its term, as Retrieve a Subscription shows it."""
+    def item_price(self, item_price_id: str, *, price: int, period_unit: str = "month") -> dict[str, Any]:
+        """An item price of a plan, as Retrieve an Item Price shows it."""
+        self.item_prices[item_price_id] = {
+            "id": item_price_id,
+            "object": "item_price",
+            "item_type": "plan",
+            "price": price,
+            "period": 1,
+            "period_unit": period_unit,
+            "currency_code": "USD",
+            "status": "active",
+        }
+        return self.item_prices[item_price_id]
+
+    def subscription(self, status: str = "active", *, quantity: int = 3) -> dict[str, Any]:
+        """A subscription of ``quantity`` seats on the team plan (4,900 a month each), as Retrieve a Subscription shows
+        it: ``active``, ``non_renewing`` (its cancellation scheduled for the end of its term) or ``cancelled``."""
         now = int(time.time())
+        plan = self.item_prices.get("team-USD-monthly") or self.item_price("team-USD-monthly", price=4900)
         subscription = {
             "id": f"Az{uuid.uuid4().hex[:14]}",
             "object": "subscription",
             "customer_id": f"16C{uuid.uuid4().hex[:13]}",
-            "status": "non_renewing",
+            "status": status,
+            "current_term_start": now,
             "current_term_end": now + 30 * 86_400,
-            "cancelled_at": now + 30 * 86_400,
             "currency_code": "USD",
             "resource_version": now * 1000,
+            "subscription_items": [
+                {"item_price_id": plan["id"], "item_type": "plan", "quantity": quantity, "unit_price": plan["price"]}
+            ],
         }
+        if status == "non_renewing":
+            subscription["cancelled_at"] = subscription["current_term_end"]
+        if status == "cancelled":
+            subscription["cancelled_at"] = now - 86_400
         self.subscriptions[subscription["id"]] = subscription
         return subscription
+
+    def non_renewing(self) -> dict[str, Any]:
+        """A subscription whose cancellation is scheduled for the end of its term."""
+        return self.subscription("non_renewing")
 
     def subscription_answer(self, subscription: dict[str, Any]) -> bytes:
         customer = {"id": subscription["customer_id"], "object": "customer"}
@@ -379,40 +412,110 @@ class FakeChargebee:
             return 401, {"Content-Type": "application/json"}, json.dumps(error).encode()
         if request.method == "GET" and request.path == "/api/v2/events":
             return 200, {"Content-Type": "application/json"}, json.dumps(self.list_events(request.query)).encode()
-        held = self.subscriptions.get(request.path.split("/")[4]) if request.path.count("/") >= 4 else None
-        if held is not None and request.method == "GET":
-            return 200, {"Content-Type": "application/json"}, self.subscription_answer(held)
-        if held is not None and request.path.endswith("/remove_scheduled_cancellation"):
-            return self.remove_scheduled_cancellation(request, held)
-        if request.method == "POST" and request.path.startswith("/api/v2/subscriptions/"):
-            return self.update_subscription(request, body)
-        return (
-            404,
-            {"Content-Type": "application/json"},
-            b'{"message": "not found", "api_error_code": "resource_not_found", "http_status_code": 404}',
-        )
-
-    def remove_scheduled_cancellation(
-        self, request: Seen, subscription: dict[str, Any]
-    ) -> tuple[int, dict[str, str], bytes]:
         key = request.headers.get("chargebee-idempotency-key")
-        headers = {"Content-Type": "application/json"}
-        if key and key in self.writes:
-            return 200, {**headers, "chargebee-idempotency-replayed": "true"}, json.dumps(self.writes[key]).encode()
-        if subscription["status"] != "non_renewing":
-            error = {
-                "message": "The subscription does not have a scheduled cancellation.",
-                "type": "invalid_request",
-                "api_error_code": "invalid_state_for_request",
-                "http_status_code": 400,
-            }
-            return 400, headers, json.dumps(error).encode()
-        subscription.update(status="active", resource_version=subscription["resource_version"] + 1)
-        subscription.pop("cancelled_at", None)
-        answer = json.loads(self.subscription_answer(subscription))
-        if key:
+        if request.method == "POST" and key and key in self.writes:
+            replayed = {"Content-Type": "application/json", "chargebee-idempotency-replayed": "true"}
+            return 200, replayed, json.dumps(self.writes[key]).encode()
+        status, answer = self.route(request, dict(parse_qsl(body.decode(), keep_blank_values=True)))
+        if request.method == "POST" and key and status == 200:
             self.writes[key] = answer
-        return 200, headers, json.dumps(answer).encode()
+        return status, {"Content-Type": "application/json"}, json.dumps(answer).encode()
+
+    def route(self, request: Seen, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        parts = request.path.split("/")[3:]  # after /api/v2
+        if request.method == "GET" and parts[:1] == ["item_prices"] and parts[1] in self.item_prices:
+            return 200, {"item_price": self.item_prices[parts[1]]}
+        if request.method == "POST" and parts == ["coupons", "create_for_items"]:
+            return self.create_coupon(form)
+        held = self.subscriptions.get(parts[1]) if parts[:1] == ["subscriptions"] and len(parts) > 1 else None
+        if held is not None and request.method == "GET":
+            return 200, json.loads(self.subscription_answer(held))
+        if held is not None and request.method == "POST" and len(parts) == 3:
+            action = getattr(self, f"subscription_{parts[2]}", None)
+            if action is None:
+                return chargebee_error(404, "resource_not_found", f"no action {parts[2]}")
+            refusal = action(held, form)
+            if refusal is not None:
+                return chargebee_error(400, "invalid_state_for_request", refusal)
+            held["resource_version"] += 1
+            return 200, json.loads(self.subscription_answer(held))
+        if request.method == "POST" and parts[:1] == ["subscriptions"] and len(parts) == 2:
+            return self.update_subscription(parts[1], form)
+        return chargebee_error(404, "resource_not_found", "Sorry, we couldn't find that resource")
+
+    def create_coupon(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if form.get("id") in self.coupons:
+            return chargebee_error(400, "duplicate_entry", f"The value {form['id']} is already present.")
+        if form.get("duration_type") == "limited_period" and not form.get("period"):
+            return chargebee_error(400, "param_wrong_value", "period : cannot be blank")
+        coupon = {"object": "coupon", "status": "active", **form}
+        for name in ("discount_percentage", "period"):
+            if name in coupon:
+                coupon[name] = float(coupon[name]) if name == "discount_percentage" else int(coupon[name])
+        self.coupons[form["id"]] = coupon
+        return 200, {"coupon": coupon}
+
+    def subscription_remove_scheduled_cancellation(self, held: dict[str, Any], form: dict[str, str]) -> str | None:
+        if held["status"] != "non_renewing":
+            return "The subscription does not have a scheduled cancellation."
+        held["status"] = "active"
+        held.pop("cancelled_at", None)
+        return None
+
+    def subscription_cancel_for_items(self, held: dict[str, Any], form: dict[str, str]) -> str | None:
+        if held["status"] not in ("active", "in_trial") or form.get("end_of_term") != "true":
+            return "Only an active subscription can be cancelled at the end of its term here."
+        held.update(status="non_renewing", cancelled_at=held["current_term_end"])
+        return None
+
+    def subscription_reactivate(self, held: dict[str, Any], form: dict[str, str]) -> str | None:
+        if held["status"] != "cancelled":
+            return "Only a cancelled subscription can be reactivated."
+        now = int(time.time())
+        held.update(status="active", current_term_start=now, current_term_end=now + 30 * 86_400)
+        held.pop("cancelled_at", None)
+        return None
+
+    def subscription_change_term_end(self, held: dict[str, Any], form: dict[str, str]) -> str | None:
+        term_ends_at = int(form.get("term_ends_at") or 0)
+        if held["status"] not in ("active", "in_trial", "non_renewing") or term_ends_at <= time.time():
+            return "term_ends_at : should be a future date, on a subscription that is running."
+        held["current_term_end"] = term_ends_at
+        return None
+
+    def subscription_pause(self, held: dict[str, Any], form: dict[str, str]) -> str | None:
+        if held["status"] != "active" or form.get("pause_option") != "immediately":
+            return "Only an active subscription can be paused immediately."
+        held.update(status="paused", pause_date=int(time.time()), resume_date=int(form["resume_date"]))
+        return None
+
+    def subscription_resume(self, held: dict[str, Any], form: dict[str, str]) -> str | None:
+        if held["status"] != "paused" or form.get("resume_option") != "immediately":
+            return "Only a paused subscription can be resumed immediately."
+        held["status"] = "active"
+        held.pop("pause_date", None)
+        held.pop("resume_date", None)
+        return None
+
+    def subscription_update_for_items(self, held: dict[str, Any], form: dict[str, str]) -> str | None:
+        coupons = [value for name, value in form.items() if name.startswith("coupon_ids[")]
+        if any(coupon not in self.coupons for coupon in coupons):
+            return f"coupon_ids : {coupons} not found"
+        held.setdefault("coupons", []).extend({"coupon_id": coupon, "applied_count": 0} for coupon in coupons)
+        item_price_id = form.get("subscription_items[item_price_id][0]")
+        if item_price_id is not None:
+            price = self.item_prices.get(item_price_id)
+            if price is None:
+                return f"subscription_items[item_price_id][0] : {item_price_id} not found"
+            plan = next(item for item in held["subscription_items"] if item["item_type"] == "plan")
+            quantity = int(form.get("subscription_items[quantity][0]") or plan["quantity"])
+            plan.update(item_price_id=item_price_id, quantity=quantity, unit_price=price["price"])
+        return None
+
+    def subscription_remove_coupons(self, held: dict[str, Any], form: dict[str, str]) -> str | None:
+        removed = {value for name, value in form.items() if name.startswith("coupon_ids[")}
+        held["coupons"] = [coupon for coupon in held.get("coupons", []) if coupon["coupon_id"] not in removed]
+        return None
 
     def list_events(self, query: dict[str, str]) -> dict[str, Any]:
         after = int(query.get("occurred_at[after]", "0"))
@@ -427,20 +530,17 @@ class FakeChargebee:
             answer["next_offset"] = str(start + limit)
         return answer
 
-    def update_subscription(self, request: Seen, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        key = request.headers.get("chargebee-idempotency-key")
-        headers = {"Content-Type": "application/json"}
-        if key and key in self.writes:
-            return 200, {**headers, "chargebee-idempotency-replayed": "true"}, json.dumps(self.writes[key]).encode()
-        changes = dict(parse_qsl(body.decode()))
-        subscription_id = request.path.rsplit("/", 1)[1]
-        answer = {
+    def update_subscription(self, subscription_id: str, changes: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """Update a Subscription on one it does not hold: the changes echoed back."""
+        return 200, {
             "subscription": {"id": subscription_id, "object": "subscription", **changes},
             "customer": {"id": f"cus_of_{subscription_id}", "object": "customer"},
         }
-        if key:
-            self.writes[key] = answer
-        return 200, headers, json.dumps(answer).encode()
+
+
+def chargebee_error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
+    """An error in Chargebee's shape."""
+    return status, {"message": message, "type": "invalid_request", "api_error_code": code, "http_status_code": status}
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import chargebee
@@ -20,6 +20,17 @@ KEY_SETTING = "BRINK_CHARGEBEE_API_KEY"
 PAGE_SIZE = 100  # Chargebee's largest page
 STATUS_IN_MESSAGE = re.compile(r"http_status_code:\s*(\d{3})")
 T = TypeVar("T")
+SubscriptionAction = Literal[
+    "remove_scheduled_cancellation",
+    "cancel_for_items",
+    "reactivate",
+    "change_term_end",
+    "pause",
+    "resume",
+    "update_for_items",
+    "remove_coupons",
+]
+SUBSCRIPTION_ACTIONS: tuple[SubscriptionAction, ...] = get_args(SubscriptionAction)
 
 
 class ChargebeeConnection:
@@ -97,13 +108,28 @@ class ChargebeeConnection:
         result = await self._call(lambda: self._client.Subscription.retrieve(subscription_id))
         return dict(result.subscription.raw_data)
 
-    async def remove_scheduled_cancellation(self, subscription_id: str, *, idempotency_key: str) -> dict[str, Any]:
-        """Keep a subscription whose cancellation is scheduled (``non_renewing``); the key makes a retry change nothing."""
+    async def change_subscription(
+        self, subscription_id: str, action: SubscriptionAction, params: Mapping[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """One of Chargebee's subscription actions (``pause``, ``change_term_end``, ``update_for_items``, ...) with
+        its parameters; the key makes a retry or a second instance change nothing."""
+        if action not in SUBSCRIPTION_ACTIONS:
+            raise ValueError(f"not a Chargebee subscription action this connection sends: {action!r}")
         headers = {chargebee.Chargebee.idempotency_header: require_idempotency_key(idempotency_key)}
-        result = await self._call(
-            lambda: self._client.Subscription.remove_scheduled_cancellation(subscription_id, {}, headers)
-        )
+        send = getattr(self._client.Subscription, action)
+        result = await self._call(lambda: send(subscription_id, dict(params), headers))
         return dict(result.subscription.raw_data)
+
+    async def create_coupon(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """A coupon (Create a coupon for items: an offer's discount); the key makes a retry create it once."""
+        headers = {chargebee.Chargebee.idempotency_header: require_idempotency_key(idempotency_key)}
+        result = await self._call(lambda: self._client.Coupon.create_for_items(dict(params), headers))
+        return dict(result.coupon.raw_data)
+
+    async def retrieve_item_price(self, item_price_id: str) -> dict[str, Any]:
+        """An item price: its ``price`` (minor units), ``currency_code``, ``period`` and ``period_unit``."""
+        result = await self._call(lambda: self._client.ItemPrice.retrieve(item_price_id))
+        return dict(result.item_price.raw_data)
 
     async def close(self) -> None:
         """Nothing to close: the library opens an httpx client per request."""
@@ -125,4 +151,5 @@ def classify(error: Exception) -> BillingError:
         return BillingAuthError(SOURCE, f"the key was refused ({status}, {code})", setting=KEY_SETTING, status=status)
     if status == 429 or (status or 0) >= 500:
         return Retryable(SOURCE, f"{code} ({status})", status=status)
-    return BillingError(SOURCE, f"{code} ({status})", status=status)
+    said = (getattr(error, "json_obj", None) or {}).get("message")  # Chargebee's own words, when it sent JSON
+    return BillingError(SOURCE, f"{code} ({status})" + (f": {said}" if said else ""), status=status)

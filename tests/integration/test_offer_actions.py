@@ -1,6 +1,7 @@
-"""Each offer kind on Stripe, applied, read back and undone through outreach's API: localstripe through the official
-library, with ``pause_collection`` and ``discounts`` (which localstripe lacks) answered in Stripe's documented shape by
-the front before it (``tests.billing_helpers.StripeGaps``)."""
+"""Each offer kind on Stripe and on Chargebee, applied, read back and undone through outreach's API. Stripe is
+localstripe through the official library, with ``pause_collection`` and ``discounts`` (which localstripe lacks)
+answered in Stripe's documented shape by the front before it (``tests.billing_helpers.StripeGaps``); Chargebee is the
+official library against the tests' server in Chargebee's documented shape (``FakeChargebee``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.billing_helpers import StripeAccount
+from tests.billing_helpers import FakeChargebee, StripeAccount, fake_chargebee
 from tests.integration.test_offers import AUTH, CSM, World, offers_world
 
 EVERY_KIND = (
@@ -20,7 +21,8 @@ EVERY_KIND = (
     "  two_weeks_free: {kind: free_time, days: 14, title: Two weeks free}\n"
     "  twenty_off_3_months: {kind: discount, months: 3, percent_off: 20, title: Twenty percent off}\n"
     "  pause_2_months: {kind: pause, months: 2, title: Pause for two months}\n"
-    "  basic_for_a_year: {kind: cheaper_plan, months: 12, prices: {stripe: basic}, title: The basic plan}\n"
+    "  basic_for_a_year:\n"
+    "    {kind: cheaper_plan, months: 12, prices: {stripe: basic, chargebee: basic-USD-monthly}, title: The basic plan}\n"
 )
 
 
@@ -205,3 +207,119 @@ async def test_an_undo_stripe_refuses_leaves_the_offer_applied_with_the_message_
         undone = await act(world, offer, "undo")
         assert undone["status"] == "undone" and undone["failure"] is None
         assert (await read_back(world, subscription_id)).pause_collection is None
+
+
+async def on_chargebee(world: World, subscription: dict[str, Any], offer: str) -> dict[str, Any]:
+    case = await world.case_for(subscription["customer_id"], subscription["id"], source="chargebee")
+    answer = await world.outreach.post(f"/v1/cases/{case['id']}/offers", headers=AUTH, json={"offer": offer, "by": CSM})
+    assert answer.status_code == 201, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def writes(chargebee: FakeChargebee, subscription: dict[str, Any], action: str) -> int:
+    path = f"/api/v2/subscriptions/{subscription['id']}/{action}"
+    return len([seen for seen in chargebee.stand_in.requests_to(path) if seen.status == 200])
+
+
+async def test_every_kind_on_chargebee_is_applied_once_read_back_and_undone(
+    database_url: str, offers_file: Path
+) -> None:
+    async with fake_chargebee() as chargebee, offers_world(database_url, offers_file, chargebee) as world:
+        chargebee.item_price("basic-USD-monthly", price=1900)
+
+        free = chargebee.subscription()
+        term_end = free["current_term_end"]
+        offer = await on_chargebee(world, free, "two_weeks_free")
+        assert offer["cost_minor"] == 6_860 and offer["preview"].startswith("14 days free: the current term ends on")
+        for _ in range(2):
+            assert (await act(world, offer, "apply"))["status"] == "applied"
+        assert free["current_term_end"] == term_end + 14 * 86_400 and writes(chargebee, free, "change_term_end") == 1
+        assert (await act(world, offer, "undo"))["status"] == "undone"
+        assert free["current_term_end"] == term_end and writes(chargebee, free, "change_term_end") == 2
+
+        discounted = chargebee.subscription()
+        offer = await on_chargebee(world, discounted, "twenty_off_3_months")
+        await act(world, offer, "apply")
+        coupon = chargebee.coupons[f"brink-offer-{offer['id']}"]
+        assert (coupon["discount_type"], coupon["discount_percentage"], coupon["duration_type"]) == (
+            "percentage",
+            20.0,
+            "limited_period",
+        )
+        assert (coupon["period"], coupon["period_unit"], coupon["apply_on"]) == (3, "month", "invoice_amount")
+        assert [entry["coupon_id"] for entry in discounted["coupons"]] == [coupon["id"]]
+        await act(world, offer, "undo")
+        assert discounted["coupons"] == []
+
+        paused = chargebee.subscription()
+        offer = await on_chargebee(world, paused, "pause_2_months")
+        await act(world, offer, "apply")
+        resume_date = offer["change"]["params"]["resume_date"]
+        assert (paused["status"], paused["resume_date"]) == ("paused", resume_date)
+        await act(world, offer, "undo")
+        assert paused["status"] == "active" and "resume_date" not in paused
+
+        moved = chargebee.subscription()
+        offer = await on_chargebee(world, moved, "basic_for_a_year")
+        assert offer["cost_minor"] == 108_000  # (14,700 - 3 x 1,900) x 12 months
+        await act(world, offer, "apply")
+        assert moved["subscription_items"][0]["item_price_id"] == "basic-USD-monthly"
+        await act(world, offer, "undo")
+        assert moved["subscription_items"][0] == {
+            "item_price_id": "team-USD-monthly",
+            "item_type": "plan",
+            "quantity": 3,
+            "unit_price": 4900,
+        }
+
+        kept = chargebee.non_renewing()
+        offer = await on_chargebee(world, kept, "keep_subscription")
+        await act(world, offer, "apply")
+        assert kept["status"] == "active"
+        await act(world, offer, "undo")  # the cancellation put back, at the end of the term
+        assert (kept["status"], kept["cancelled_at"]) == ("non_renewing", kept["current_term_end"])
+        undo = chargebee.stand_in.requests_to(f"/api/v2/subscriptions/{kept['id']}/cancel_for_items")
+        assert [seen.headers.get("chargebee-idempotency-key") for seen in undo] == [f"brink-offer-{offer['id']}-undo"]
+
+
+async def test_a_cancelled_chargebee_subscription_is_reactivated_and_its_undo_refused(
+    database_url: str, offers_file: Path
+) -> None:
+    async with fake_chargebee() as chargebee, offers_world(database_url, offers_file, chargebee) as world:
+        cancelled = chargebee.subscription("cancelled")
+        running = chargebee.subscription()
+        case = await world.case_for(running["customer_id"], running["id"], source="chargebee")
+        refused = await world.outreach.post(
+            f"/v1/cases/{case['id']}/offers", headers=AUTH, json={"offer": "keep_subscription", "by": CSM}
+        )
+        assert refused.status_code == 409  # a running one has nothing to keep
+        offer = await on_chargebee(world, cancelled, "keep_subscription")
+        assert offer["preview"].startswith(f"Reactivates subscription {cancelled['id']} (cancelled on")
+
+        assert (await act(world, offer, "apply"))["status"] == "applied"
+        assert cancelled["status"] == "active" and writes(chargebee, cancelled, "reactivate") == 1
+        undo = await world.outreach.post(f"/v1/offers/{offer['id']}/undo", headers=AUTH, json={"by": CSM})
+        assert undo.status_code == 409 and "a reactivation has started a new, invoiced term" in undo.json()["detail"]
+
+        pause = await world.outreach.post(
+            f"/v1/cases/{offer['case_id']}/offers", headers=AUTH, json={"offer": "pause_2_months", "by": CSM}
+        )
+        assert pause.status_code == 201  # reactivated, it runs again
+
+
+async def test_chargebee_refusing_leaves_the_offer_failed_with_its_message(
+    database_url: str, offers_file: Path
+) -> None:
+    async with fake_chargebee() as chargebee, offers_world(database_url, offers_file, chargebee) as world:
+        subscription = chargebee.subscription()
+        offer = await on_chargebee(world, subscription, "pause_2_months")
+        subscription["status"] = "paused"  # paused at Chargebee meanwhile, by someone else
+
+        failed = await act(world, offer, "apply")
+        assert failed["status"] == "failed"
+        assert failed["failure"] == (
+            "chargebee: invalid_state_for_request (400): Only an active subscription can be paused immediately."
+        )
+        subscription["status"] = "active"
+        assert (await act(world, offer, "apply"))["status"] == "applied"  # retrying is safe

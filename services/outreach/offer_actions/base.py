@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
 from services.outreach.offer_rules import OfferTerms
@@ -76,6 +77,23 @@ class OfferActions(Protocol):
 def day(timestamp: int | None) -> str:
     """A vendor's Unix time as the date people read in a preview."""
     return "an unknown date" if timestamp is None else datetime.fromtimestamp(timestamp, UTC).date().isoformat()
+
+
+DAYS_PER_MONTH = 30
+SECONDS_PER_DAY = 86_400
+PER_MONTH = {"month": Decimal(1), "year": Decimal(1) / 12, "week": Decimal(52) / 12, "day": Decimal(DAYS_PER_MONTH)}
+
+
+def monthly_minor(amount_minor: int, *, quantity: int, interval: str, interval_count: int) -> int:
+    """What a plan bills a month for ``quantity``: its amount per ``interval_count`` intervals (day, week, month,
+    year) brought to a month (an unknown interval bills nothing a month, so the plan is never taken as cheaper)."""
+    per_month = PER_MONTH.get(interval, Decimal(0)) / max(interval_count, 1)
+    return int((Decimal(amount_minor) * quantity * per_month).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def months_from(now: datetime, months: int) -> int:
+    """The Unix time ``months`` of 30 days after ``now``: when a pause of that many months ends."""
+    return int(now.timestamp()) + months * DAYS_PER_MONTH * SECONDS_PER_DAY
 
 
 def idempotency_key(offer_id: str) -> str:

@@ -6,11 +6,11 @@ The stored parameters say what to send: ``coupon`` (created first), then ``updat
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from services.outreach.offer_actions.base import (
     NO_UNDO,
+    SECONDS_PER_DAY,
     UNDO,
     UNDO_UNTIL,
     Applied,
@@ -20,15 +20,14 @@ from services.outreach.offer_actions.base import (
     Preview,
     SubscriptionGone,
     day,
+    monthly_minor,
+    months_from,
 )
 from services.outreach.offer_rules import OfferTerms
 from shared.billing.stripe_connection import StripeConnection
 
 ENDED = ("canceled", "incomplete_expired")
 RUNNING = ("active", "trialing", "past_due")
-SECONDS_PER_DAY = 86_400
-DAYS_PER_MONTH = 30
-PER_MONTH = {"month": Decimal(1), "year": Decimal(1) / 12, "week": Decimal(52) / 12, "day": Decimal(DAYS_PER_MONTH)}
 
 
 def _period_end(subscription: dict[str, Any]) -> int:
@@ -170,7 +169,7 @@ class StripeOfferActions:
     def _pause(self, subscription: dict[str, Any], terms: OfferTerms, now: datetime) -> Preview:
         if subscription.get("pause_collection"):
             raise OfferActionError(f"subscription {subscription['id']}'s collection is already paused")
-        resumes_at = int(now.timestamp()) + terms.months * DAYS_PER_MONTH * SECONDS_PER_DAY
+        resumes_at = months_from(now, terms.months)
         return Preview(
             f"Pauses collection for {terms.months} months: the invoices made until {day(resumes_at)} are voided "
             "(nothing is charged), then collection resumes; the subscription stays active.",
@@ -195,8 +194,12 @@ class StripeOfferActions:
         if plan.get("currency") != paying_in:
             raise OfferActionError(f"plan {target} bills in {plan.get('currency')}, the subscription in {paying_in}")
         quantity = int(item.get("quantity") or 1)
-        per_month = PER_MONTH.get(plan.get("interval") or "", Decimal(0)) / int(plan.get("interval_count") or 1)
-        monthly = int((Decimal(plan.get("amount") or 0) * quantity * per_month).quantize(1, rounding=ROUND_HALF_UP))
+        monthly = monthly_minor(
+            int(plan.get("amount") or 0),
+            quantity=quantity,
+            interval=plan.get("interval") or "",
+            interval_count=int(plan.get("interval_count") or 1),
+        )
         return Preview(
             f"Moves from plan {current} to {target} ({monthly} {plan.get('currency')} a month for {quantity}) from "
             "now; Stripe prorates the rest of the period as the account is set to.",
