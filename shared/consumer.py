@@ -114,7 +114,8 @@ class Consumer:
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
-        self._acks.received(message)
+        if not self._acks.received(message):
+            return  # its channel closed before it got here: the broker delivers it again
         if message.redelivered:
             metrics.REDELIVERIES.labels(self.spec.name).inc()
         try:
@@ -125,6 +126,8 @@ class Consumer:
         self._arrived.put_nowait(Arrival(message, envelope, payload, started))
 
     async def _work(self) -> None:
+        """Handle batches until this worker is stopped: nothing else ends it. A worker that ended on an error
+        left the deliveries it would have handled in the consumer's hands for good (its queue looked stuck)."""
         while True:
             batch = [await self._arrived.get()]
             while len(batch) < self._batch_size and not self._arrived.empty():
@@ -132,30 +135,35 @@ class Consumer:
             try:
                 await self._handle_batch(batch)
             except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is None or task.cancelling():
-                    raise  # this worker is being stopped
-                # Not this worker: aiormq cancels what is in flight on a connection that drops (an ack, a publish).
-                # Re-raised, it ended the worker for good, and after a failover the consumer held its prefetched
-                # messages unhandled (seen in make cluster-chaos). Given back like any unfinished batch, so they do
-                # not hold back the acks after them on a channel still open.
+                if self._being_stopped():
+                    raise
+                # aiormq cancels what is in flight on a connection that drops (an ack, a publish).
                 log.warning("consumer.batch.interrupted", queue=self.spec.name, size=len(batch))
-                with suppress(asyncio.CancelledError):
-                    await self._give_back(batch)
+                await self._give_back(batch)
             except Exception:  # an ack on a channel lost meanwhile: the broker redelivers, the handled rows dedupe
                 log.warning("consumer.batch.unfinished", queue=self.spec.name, size=len(batch), exc_info=True)
                 await self._give_back(batch)
 
+    @staticmethod
+    def _being_stopped() -> bool:
+        task = asyncio.current_task()
+        return task is None or task.cancelling() > 0
+
     async def _give_back(self, batch: list[Arrival]) -> None:
-        """Release an unfinished batch, within a bound: a nack on a connection that is going away can wait for
-        ever, and held there both workers of an outreach instance stopped after a failover (make cluster-chaos).
-        Deliveries of a lost channel come again from the broker either way."""
+        """Release an unfinished batch, within a bound (a nack on a connection that is going away can wait for
+        ever), and never fail: deliveries of a lost channel come again from the broker either way."""
         try:
             await asyncio.wait_for(
                 self._acks.release(arrival.message for arrival in batch), timeout=GIVE_BACK_TIMEOUT_SECONDS
             )
         except TimeoutError:
             log.warning("consumer.batch.give_back_timed_out", queue=self.spec.name, size=len(batch))
+        except asyncio.CancelledError:
+            if self._being_stopped():
+                raise
+            log.warning("consumer.batch.give_back_interrupted", queue=self.spec.name, size=len(batch))
+        except Exception:
+            log.warning("consumer.batch.give_back_failed", queue=self.spec.name, size=len(batch), exc_info=True)
 
     async def _handle_batch(self, batch: list[Arrival]) -> None:
         if len(batch) > 1:

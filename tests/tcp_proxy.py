@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -80,3 +81,10 @@ class TcpProxy:
             while data := await reader.read(65536):
                 writer.write(data)
                 await writer.drain()
+
+
+def amqp_through(proxy: TcpProxy, amqp_url: str) -> str:
+    """The AMQP URL (same credentials and virtual host) pointed at the proxy, reconnecting quickly."""
+    parts = urlsplit(amqp_url)
+    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "reconnect_interval=0.5", ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aio_pika
 from sqlalchemy import func, select
@@ -15,14 +15,7 @@ from shared.messaging import EVENTS_EXCHANGE
 from tests.conftest import eventually
 from tests.helpers import stripe_event, stripe_subscription
 from tests.intake_helpers import intake_settings, post_stripe, running_intake
-from tests.tcp_proxy import TcpProxy
-
-
-def through(proxy: TcpProxy, amqp_url: str) -> str:
-    """The test's AMQP URL (same credentials and private vhost) pointed at the proxy, reconnecting quickly."""
-    parts = urlsplit(amqp_url)
-    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "reconnect_interval=0.5", ""))
+from tests.tcp_proxy import TcpProxy, amqp_through
 
 
 async def test_accepts_while_the_broker_is_unreachable_and_publishes_each_event_once(
@@ -56,7 +49,7 @@ async def test_accepts_while_the_broker_is_unreachable_and_publishes_each_event_
             return stripe_event("customer.subscription.deleted", subscription)
 
         await queue.consume(collect)
-        settings = intake_settings(database_url=postgres_url, amqp_url=through(proxy, amqp_url))
+        settings = intake_settings(database_url=postgres_url, amqp_url=amqp_through(proxy, amqp_url))
         async with running_intake(settings) as (app, client):
             runtime = app.state.runtime
 
