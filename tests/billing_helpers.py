@@ -151,12 +151,13 @@ def forwarding_to(upstream: str) -> Callable[[Seen, bytes], tuple[int, dict[str,
 
 
 GAP_FIELDS = ("pause_collection", "discounts")  # Update a subscription's parameters localstripe does not know
+CLEARED_CANCEL_AT = ("cancel_at", "")  # Stripe clears cancel_at with "": localstripe refuses it
 
 
 class StripeGaps:
     """Stripe's documented shape for what localstripe lacks, in front of it: ``pause_collection`` (``behavior``,
-    ``resumes_at``; ``""`` resumes) and ``discounts`` (``[{"coupon": id}]`` on a coupon localstripe holds; ``""``
-    clears them) on Update a subscription, read back (``discounts`` expanded when asked) on Retrieve a subscription.
+    ``resumes_at``; ``""`` resumes), ``discounts`` (``[{"coupon": id}]`` on a coupon localstripe holds; ``""``
+    clears them) and ``cancel_at=""`` (clears a scheduled cancellation) on Update a subscription, read back (``discounts`` expanded when asked) on Retrieve a subscription.
     Every other request goes to localstripe as it is. Writes honour ``Idempotency-Key`` as Stripe does: the same key
     replays the first answer, with other parameters it is a 400 (localstripe ignores the header)."""
 
@@ -184,8 +185,10 @@ class StripeGaps:
         subscription_id = parts[3]
         if request.method == "POST":
             form = parse_qsl(body.decode(), keep_blank_values=True)
-            gaps = [(name, value) for name, value in form if name.startswith(GAP_FIELDS)]
-            rest = [(name, value) for name, value in form if not name.startswith((*GAP_FIELDS, "expand"))]
+            gaps = [(n, v) for n, v in form if n.startswith(GAP_FIELDS) or (n, v) == CLEARED_CANCEL_AT]
+            rest = [(n, v) for n, v in form if not n.startswith((*GAP_FIELDS, "expand")) and (n, v) not in gaps]
+            if any(name == "cancel_at" and value for name, value in rest):
+                self.held.setdefault(subscription_id, {}).pop("cancel_at_cleared", None)
             if gaps:
                 refused = self.hold(subscription_id, dict(gaps), request.headers)
                 if refused is not None:
@@ -200,6 +203,8 @@ class StripeGaps:
         subscription = json.loads(read[2])
         held = self.held.get(subscription_id, {})
         subscription["pause_collection"] = held.get("pause_collection")
+        if held.get("cancel_at_cleared"):
+            subscription["cancel_at"] = None
         expanded = any(value == "discounts" for name, value in request.query.items() if name.startswith("expand"))
         discounts = held.get("discounts", [])
         subscription["discounts"] = discounts if expanded else [discount["id"] for discount in discounts]
@@ -210,6 +215,8 @@ class StripeGaps:
     ) -> tuple[int, dict[str, str], bytes] | None:
         """Keep the gap fields of one update; an error answer when Stripe would refuse them."""
         held = self.held.setdefault(subscription_id, {})
+        if fields.get("cancel_at") == "":
+            held["cancel_at_cleared"] = True
         if fields.get("pause_collection") == "":
             held["pause_collection"] = None
         elif "pause_collection[behavior]" in fields:

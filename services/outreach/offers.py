@@ -342,6 +342,9 @@ async def undo(session: AsyncSession, offer_id: str, *, by: str, reason: str | N
         raise OfferConflict(f"offer {offer_id} cannot be undone: {error}") from None
     subscription_id = offer.new_subscription_id or offer.subscription_id
     try:
+        ended = await actions.ended(subscription_id)
+        if ended is not None:
+            raise OfferConflict(f"subscription {subscription_id} has already ended ({ended}): there is nothing to undo")
         await actions.apply(subscription_id, change, idempotency_key=undo_key(offer.id))
         held = await actions.verify(subscription_id, change)
     except (BillingError, OfferActionError) as error:

@@ -181,6 +181,19 @@ async def test_undo_puts_a_removed_cancellation_back_and_free_time_back_to_the_p
         assert (await act(world, keep, "undo"))["status"] == "undone"
         assert (await read_back(world, subscription_id)).cancel_at_period_end
 
+        cancel_at = (await read_back(world, subscription_id)).current_period_end + 86_400
+        await world.stripe.client.v1.subscriptions.update_async(
+            subscription_id, params={"cancel_at_period_end": False, "cancel_at": cancel_at}
+        )
+        on_a_date = (
+            await world.outreach.post(path, headers=AUTH, json={"offer": "keep_subscription", "by": CSM})
+        ).json()
+        assert on_a_date["change"]["update"] == {"cancel_at": ""}
+        await act(world, on_a_date, "apply")
+        assert (await read_back(world, subscription_id)).cancel_at is None
+        await act(world, on_a_date, "undo")
+        assert (await read_back(world, subscription_id)).cancel_at == cancel_at
+
         paid_until = (await read_back(world, subscription_id)).current_period_end
         free = (await world.outreach.post(path, headers=AUTH, json={"offer": "two_weeks_free", "by": CSM})).json()
         await act(world, free, "apply")
@@ -207,6 +220,23 @@ async def test_an_undo_stripe_refuses_leaves_the_offer_applied_with_the_message_
         undone = await act(world, offer, "undo")
         assert undone["status"] == "undone" and undone["failure"] is None
         assert (await read_back(world, subscription_id)).pause_collection is None
+
+
+async def test_an_offer_on_a_subscription_that_has_ended_since_cannot_be_undone_and_says_why(
+    database_url: str, offers_file: Path
+) -> None:
+    async with offers_world(database_url, offers_file=offers_file) as world:
+        subscription_id, offer = await proposed(world, "twenty_off_3_months")
+        await act(world, offer, "apply")
+        await world.stripe.cancel(subscription_id)
+
+        refused = await world.outreach.post(f"/v1/offers/{offer['id']}/undo", headers=AUTH, json={"by": CSM})
+        assert refused.status_code == 409
+        assert refused.json()["detail"] == (
+            f"subscription {subscription_id} has already ended (canceled): there is nothing to undo"
+        )
+        listed = (await world.outreach.get(f"/v1/cases/{offer['case_id']}/offers", headers=AUTH)).json()["items"]
+        assert [item["status"] for item in listed] == ["applied"]
 
 
 async def on_chargebee(world: World, subscription: dict[str, Any], offer: str) -> dict[str, Any]:

@@ -73,6 +73,10 @@ class OfferActions(Protocol):
         """Read the subscription back: whether the change holds."""
         ...
 
+    async def ended(self, subscription_id: str) -> str | None:
+        """The subscription's status if it has ended (nothing to undo on it), else None."""
+        ...
+
 
 def day(timestamp: int | None) -> str:
     """A vendor's Unix time as the date people read in a preview."""

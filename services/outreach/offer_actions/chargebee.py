@@ -215,3 +215,7 @@ class ChargebeeOfferActions:
     async def verify(self, subscription_id: str, params: dict[str, Any]) -> bool:
         subscription = await self._connection.retrieve_subscription(subscription_id)
         return _holds(subscription, params["action"], params["params"])
+
+    async def ended(self, subscription_id: str) -> str | None:
+        status = (await self._connection.retrieve_subscription(subscription_id)).get("status")
+        return "cancelled" if status == "cancelled" else None

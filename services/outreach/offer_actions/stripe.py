@@ -227,3 +227,7 @@ class StripeOfferActions:
         if subscription.get("status") in ENDED:
             return False
         return all(_holds(subscription, name, value) for name, value in params["update"].items())
+
+    async def ended(self, subscription_id: str) -> str | None:
+        status = (await self._connection.retrieve_subscription(subscription_id)).get("status")
+        return str(status) if status in ENDED else None
