@@ -104,6 +104,7 @@ class FakeSlack:
     known_users: set[str] = field(default_factory=set)
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # DM channel id: its messages, oldest first
     history_reads: int = 0
+    scopes: set[str] = field(default_factory=lambda: {"chat:write", "im:write", "im:history"})  # the bot token's
     drop_after_posting: int = 0  # post this many messages, then close the connection without answering
     stall: str | None = None  # "before_posting" or "after_posting": hold the next post there until released
     stalled: threading.Event = field(default_factory=threading.Event)
@@ -132,6 +133,10 @@ class FakeSlack:
         if url.path == "/api/chat.postMessage" and method == "POST":
             return self._post_message(args)
         with self.lock:
+            needed = {"/api/conversations.open": "im:write", "/api/conversations.history": "im:history"}.get(url.path)
+            if needed and needed not in self.scopes:
+                provided = ",".join(sorted(self.scopes))
+                return 200, {"ok": False, "error": "missing_scope", "needed": needed, "provided": provided}
             if url.path == "/api/conversations.open":
                 user = str(args.get("users", ""))
                 if user not in self.known_users:

@@ -195,6 +195,20 @@ async def test_a_direct_message_whose_answer_was_lost_is_found_in_slack_and_not_
     assert notification.status == "sent"
 
 
+async def test_a_bot_that_may_not_read_direct_messages_posts_again_rather_than_never(wired, slack) -> None:
+    desk, notifiers = wired
+    case_id = await desk.receive(diagnosis(root_cause="known_issue", priority=10))
+    slack.scopes.discard("im:history")
+    slack.drop_after_posting = 1
+    await tell(desk, case_id, BEN_ON_SLACK, messages.OVERDUE, "overdue|1", title="Call them", due_at=None)
+
+    assert await deliver(desk, notifiers) == 1
+
+    assert len(slack.texts_to("U0BEN")) == 2, "it could not know, so it posted again (and told the log why)"
+    [notification] = await desk.notifications()
+    assert notification.status == "sent"
+
+
 @pytest.mark.parametrize("crash", ["after_posting", "before_posting"])
 async def test_after_a_crash_mid_send_the_next_instance_posts_the_direct_message_once(
     wired, slack, database_url: str, crash: str

@@ -9,12 +9,20 @@ from pydantic import AnyHttpUrl, BaseModel, SecretStr
 
 from services.outreach.messages import render_personal, slack_escape
 from services.outreach.notify.base import DeliveryFailed, Message, Notifier
+from shared.logs import get_logger
 
 SLACK_API = "https://slack.com/api"
 # Message metadata on every direct message: its event type, and the notification id as its payload.
 METADATA_EVENT = "brink_notification"
 # How far back a direct message's history is read for a message that may have arrived: the latest 300.
 HISTORY_PAGES, HISTORY_PAGE_SIZE = 3, 100
+# Slack's errors for a token without the scope or of the wrong kind.
+NOT_PERMITTED = frozenset({"missing_scope", "not_allowed_token_type", "no_permission"})
+log = get_logger("outreach.notify.slack_dm")
+
+
+class NotPermitted(DeliveryFailed):
+    """The bot token may not do this (a scope it was not given)."""
 
 
 class SlackDirectConfig(BaseModel):
@@ -54,18 +62,30 @@ class SlackDirectNotifier(Notifier):
         self.check(response)
         answer = response.json()
         if not answer.get("ok"):
-            raise DeliveryFailed(f"Slack refused {method}: {answer.get('error', 'no reason given')}")
+            error = answer.get("error", "no reason given")
+            refusal = NotPermitted if error in NOT_PERMITTED else DeliveryFailed
+            raise refusal(f"Slack refused {method}: {error}")
         return dict(answer)
 
     async def already_delivered(self, message: Message) -> bool:
         """Look for the notification id in the metadata of the person's direct messages (the latest 300).
 
-        Needs the bot's ``im:write`` (to open the direct message) and ``im:history`` scopes; a refused look is a
-        failed try, so a message is never posted twice for want of knowing.
+        Needs the bot's ``im:write`` (to open the direct message) and ``im:history`` scopes. Any other refusal of
+        the look is a failed try (tried again later), so nothing is posted twice for want of a look; a bot without
+        those scopes cannot know, and posts again rather than never.
         """
         slack_user = message.body["to"].get("slack_user_id")
         if not slack_user:
             return False
+        try:
+            return await self._find(message, slack_user)
+        except NotPermitted as refused:
+            log.warning(
+                "outreach.notification.slack_lookup_not_permitted", notification_id=message.id, error=str(refused)
+            )
+            return False
+
+    async def _find(self, message: Message, slack_user: str) -> bool:
         opened = self._answer(
             await self.client.post(self._url("conversations.open"), headers=self._auth, data={"users": slack_user}),
             "conversations.open",
