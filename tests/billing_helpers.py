@@ -324,7 +324,8 @@ class FakeChargebee:
     wrong state as Chargebee does (400 ``invalid_state_for_request``): Remove Scheduled Cancellation, Cancel
     Subscription for Items (``end_of_term``), Reactivate, Change Term End (``term_ends_at``), Pause (``immediately``,
     ``resume_date``), Resume (``immediately``), Update Subscription for Items (``coupon_ids``, ``subscription_items``:
-    the plan's item price swapped) and Remove Coupons; Create a Coupon for Items and Retrieve an Item Price. Every
+    the plan's item price swapped) and Remove Coupons; Create a Coupon for Items, Retrieve a Coupon and Retrieve an Item
+    Price. Every
     write replays its first answer for a repeated idempotency key."""
 
     def __init__(self, api_key: str = CHARGEBEE_KEY) -> None:
@@ -432,6 +433,8 @@ class FakeChargebee:
         parts = request.path.split("/")[3:]  # after /api/v2
         if request.method == "GET" and parts[:1] == ["item_prices"] and parts[1] in self.item_prices:
             return 200, {"item_price": self.item_prices[parts[1]]}
+        if request.method == "GET" and parts[:1] == ["coupons"] and parts[1] in self.coupons:
+            return 200, {"coupon": self.coupons[parts[1]]}
         if request.method == "POST" and parts == ["coupons", "create_for_items"]:
             return self.create_coupon(form)
         held = self.subscriptions.get(parts[1]) if parts[:1] == ["subscriptions"] and len(parts) > 1 else None

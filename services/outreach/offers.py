@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +17,7 @@ from services.outreach.clock import Clock
 from services.outreach.history import record
 from services.outreach.models import Case, Offer, Person
 from services.outreach.offer_actions.base import (
+    Applied,
     OfferActionError,
     OfferActions,
     idempotency_key,
@@ -34,7 +36,7 @@ from services.outreach.offer_rules import (
     period_bounds,
 )
 from services.outreach.people import find_by_email, managers_above
-from shared.billing.base import BillingError
+from shared.billing.base import BillingError, BillingUnavailable
 
 
 class OfferError(Exception):
@@ -289,6 +291,20 @@ def _terms_of(offer: Offer, context: OfferContext) -> OfferTerms:
     return terms
 
 
+async def _sent(
+    actions: OfferActions, subscription_id: str, change: dict[str, Any], *, key: str
+) -> tuple[Applied, bool]:
+    """Send a change and read it back: (where it applied, whether it holds). A refusal of a change the subscription
+    already shows counts as sent: a retry after the vendor forgot the key, or after the first answer was lost."""
+    try:
+        applied = await actions.apply(subscription_id, change, idempotency_key=key)
+    except BillingError as error:
+        if isinstance(error, BillingUnavailable) or not await actions.verify(subscription_id, change):
+            raise
+        return Applied(subscription_id), True
+    return applied, await actions.verify(applied.subscription_id, change)
+
+
 async def _carry_out(
     session: AsyncSession, offer: Offer, case: Case, terms: OfferTerms, *, by: str, context: OfferContext
 ) -> None:
@@ -299,8 +315,7 @@ async def _carry_out(
         raise OfferConflict(f"offers on {offer.source} subscriptions need a billing connection")
     now = context.clock.now()
     try:
-        applied = await actions.apply(offer.subscription_id, offer.change, idempotency_key=idempotency_key(offer.id))
-        held = await actions.verify(applied.subscription_id, offer.change)
+        applied, held = await _sent(actions, offer.subscription_id, offer.change, key=idempotency_key(offer.id))
     except (BillingError, OfferActionError) as error:
         offer.status, offer.failure = "failed", str(error)
         record(session, case, "offer_failed", at=now, actor=by, offer_id=offer.id, failure=str(error))
@@ -345,8 +360,7 @@ async def undo(session: AsyncSession, offer_id: str, *, by: str, reason: str | N
         ended = await actions.ended(subscription_id)
         if ended is not None:
             raise OfferConflict(f"subscription {subscription_id} has already ended ({ended}): there is nothing to undo")
-        await actions.apply(subscription_id, change, idempotency_key=undo_key(offer.id))
-        held = await actions.verify(subscription_id, change)
+        _, held = await _sent(actions, subscription_id, change, key=undo_key(offer.id))
     except (BillingError, OfferActionError) as error:
         held, offer.failure = False, f"undo: {error}"
     else:

@@ -126,6 +126,16 @@ class ChargebeeConnection:
         result = await self._call(lambda: self._client.Coupon.create_for_items(dict(params), headers))
         return dict(result.coupon.raw_data)
 
+    async def retrieve_coupon(self, coupon_id: str) -> dict[str, Any] | None:
+        """The coupon, or None when Chargebee has none of that id."""
+        try:
+            result = await self._call(lambda: self._client.Coupon.retrieve(coupon_id))
+        except BillingError as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(result.coupon.raw_data)
+
     async def retrieve_item_price(self, item_price_id: str) -> dict[str, Any]:
         """An item price: its ``price`` (minor units), ``currency_code``, ``period`` and ``period_unit``."""
         result = await self._call(lambda: self._client.ItemPrice.retrieve(item_price_id))

@@ -99,6 +99,22 @@ class StripeConnection:
         )
         return created.to_dict()
 
+    async def retrieve_coupon(self, coupon_id: str) -> dict[str, Any] | None:
+        """The coupon, or None when Stripe has none of that id."""
+        try:
+            found = await self._call(lambda: self._client.v1.coupons.retrieve_async(coupon_id))
+        except BillingError as error:
+            if error.status == 404:
+                return None
+            raise
+        return found.to_dict()
+
+    async def customer_subscriptions(self, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's subscriptions, ended ones too (the first page, newest first)."""
+        params = {"customer": customer_id, "status": "all", "limit": self._page_size}
+        page = await self._call(lambda: self._client.v1.subscriptions.list_async(params=params))  # type: ignore[arg-type]
+        return [subscription.to_dict() for subscription in page.data]
+
     async def retrieve_plan(self, plan_id: str) -> dict[str, Any]:
         """A plan (a recurring price's id works too): its amount, currency and interval."""
         found = await self._call(lambda: self._client.v1.plans.retrieve_async(plan_id))

@@ -5,6 +5,7 @@ official library against the tests' server in Chargebee's documented shape (``Fa
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -353,3 +354,40 @@ async def test_chargebee_refusing_leaves_the_offer_failed_with_its_message(
         )
         subscription["status"] = "active"
         assert (await act(world, offer, "apply"))["status"] == "applied"  # retrying is safe
+
+
+async def test_a_retry_after_the_vendor_forgot_the_key_finds_what_the_first_try_made(
+    database_url: str, offers_file: Path
+) -> None:
+    async with offers_world(database_url, offers_file=offers_file) as world:
+        subscription_id, offer = await proposed(world, "twenty_off_3_months")
+        # A first try made the coupon, its answer was lost, and Stripe has forgotten the key since: the id is taken.
+        await world.stripe.client.v1.coupons.create_async(params=offer["change"]["coupon"])
+        assert (await act(world, offer, "apply"))["status"] == "applied"
+        discounts = (await read_back(world, subscription_id)).discounts
+        assert [discount.source.coupon.id for discount in discounts] == [offer["change"]["coupon"]["id"]]
+
+        ended_id, reactivation = await proposed(world, "keep_subscription", cancelled=True)
+        made = await world.stripe.client.v1.subscriptions.create_async(params=reactivation["change"]["create"])
+        applied = await act(world, reactivation, "apply")
+        assert applied["new_subscription_id"] == made.id  # found by its metadata, not made twice
+        ended = await read_back(world, ended_id)
+        everyone = await world.stripe.client.v1.subscriptions.list_async(params={"customer": ended.customer})
+        assert [subscription.id for subscription in everyone.data] == [made.id]
+
+
+async def test_a_chargebee_refusal_of_a_change_the_subscription_already_shows_counts_as_applied(
+    database_url: str, offers_file: Path
+) -> None:
+    async with fake_chargebee() as chargebee, offers_world(database_url, offers_file, chargebee) as world:
+        subscription = chargebee.subscription()
+        offer = await on_chargebee(world, subscription, "pause_2_months")
+        # The first try paused it but its answer never came back; Chargebee refuses to pause a paused subscription.
+        subscription.update(
+            status="paused", pause_date=int(time.time()), resume_date=offer["change"]["params"]["resume_date"]
+        )
+
+        applied = await act(world, offer, "apply")
+        assert applied["status"] == "applied" and applied["failure"] is None
+        refused = chargebee.stand_in.requests_to(f"/api/v2/subscriptions/{subscription['id']}/pause")
+        assert [seen.status for seen in refused] == [400]

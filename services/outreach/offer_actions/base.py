@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
 from services.outreach.offer_rules import OfferTerms
+from shared.billing.base import BillingError, BillingUnavailable
 
 
 class OfferActionError(Exception):
@@ -98,6 +100,22 @@ def monthly_minor(amount_minor: int, *, quantity: int, interval: str, interval_c
 def months_from(now: datetime, months: int) -> int:
     """The Unix time ``months`` of 30 days after ``now``: when a pause of that many months ends."""
     return int(now.timestamp()) + months * DAYS_PER_MONTH * SECONDS_PER_DAY
+
+
+class CouponMaker(Protocol):
+    async def create_coupon(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]: ...
+
+    async def retrieve_coupon(self, coupon_id: str) -> dict[str, Any] | None: ...
+
+
+async def ensure_coupon(vendor: CouponMaker, coupon: dict[str, Any], *, idempotency_key: str) -> None:
+    """Create the offer's coupon, or find it made by an earlier try whose idempotency key the vendor has forgotten
+    (it refuses the id as taken): a retry days later still applies the offer."""
+    try:
+        await vendor.create_coupon(coupon, idempotency_key=idempotency_key)
+    except BillingError as error:
+        if isinstance(error, BillingUnavailable) or await vendor.retrieve_coupon(coupon["id"]) is None:
+            raise
 
 
 def idempotency_key(offer_id: str) -> str:

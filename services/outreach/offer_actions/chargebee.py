@@ -21,6 +21,7 @@ from services.outreach.offer_actions.base import (
     Preview,
     SubscriptionGone,
     day,
+    ensure_coupon,
     monthly_minor,
     months_from,
 )
@@ -206,7 +207,7 @@ class ChargebeeOfferActions:
 
     async def apply(self, subscription_id: str, params: dict[str, Any], *, idempotency_key: str) -> Applied:
         if "coupon" in params:
-            await self._connection.create_coupon(params["coupon"], idempotency_key=f"{idempotency_key}-coupon")
+            await ensure_coupon(self._connection, params["coupon"], idempotency_key=f"{idempotency_key}-coupon")
         await self._connection.change_subscription(
             subscription_id, params["action"], params["params"], idempotency_key=idempotency_key
         )

@@ -20,6 +20,7 @@ from services.outreach.offer_actions.base import (
     Preview,
     SubscriptionGone,
     day,
+    ensure_coupon,
     monthly_minor,
     months_from,
 )
@@ -212,12 +213,20 @@ class StripeOfferActions:
 
     async def apply(self, subscription_id: str, params: dict[str, Any], *, idempotency_key: str) -> Applied:
         if "coupon" in params:
-            await self._connection.create_coupon(params["coupon"], idempotency_key=f"{idempotency_key}-coupon")
+            await ensure_coupon(self._connection, params["coupon"], idempotency_key=f"{idempotency_key}-coupon")
         if "create" in params:
-            created = await self._connection.create_subscription(params["create"], idempotency_key=idempotency_key)
-            return Applied(str(created["id"]))
+            return Applied(await self._new_subscription(params["create"], idempotency_key=idempotency_key))
         await self._connection.update_subscription(subscription_id, params["update"], idempotency_key=idempotency_key)
         return Applied(subscription_id)
+
+    async def _new_subscription(self, create: dict[str, Any], *, idempotency_key: str) -> str:
+        """The reactivation's subscription: the one made already for this offer (found by its metadata, should the
+        idempotency key have expired since the first try), else a new one."""
+        for made in await self._connection.customer_subscriptions(create["customer"]):
+            if (made.get("metadata") or {}).get("brink_offer") == create["metadata"]["brink_offer"]:
+                return str(made["id"])
+        created = await self._connection.create_subscription(create, idempotency_key=idempotency_key)
+        return str(created["id"])
 
     async def verify(self, subscription_id: str, params: dict[str, Any]) -> bool:
         expand = ["discounts"] if "discounts" in params.get("update", {}) else []
