@@ -100,6 +100,8 @@ async def test_a_pause_voids_invoices_until_it_resumes_and_undo_resumes_collecti
         subscription_id, offer = await proposed(world, "pause_2_months")
         assert offer["cost_minor"] == 29_400  # 2 x 14,700
         resumes_at = offer["change"]["update"]["pause_collection"]["resumes_at"]
+        paid_until = (await read_back(world, subscription_id)).current_period_end
+        assert resumes_at == paid_until + 60 * 86_400  # two months of invoices voided, as many as the cost counts
         assert offer["preview"].startswith("Pauses collection for 2 months")
 
         assert (await act(world, offer, "apply"))["status"] == "applied"

@@ -97,9 +97,9 @@ def monthly_minor(amount_minor: int, *, quantity: int, interval: str, interval_c
     return int((Decimal(amount_minor) * quantity * per_month).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def months_from(now: datetime, months: int) -> int:
-    """The Unix time ``months`` of 30 days after ``now``: when a pause of that many months ends."""
-    return int(now.timestamp()) + months * DAYS_PER_MONTH * SECONDS_PER_DAY
+def months_from(start: int, months: int) -> int:
+    """The Unix time ``months`` of 30 days after ``start``: when a pause of that many months ends."""
+    return start + months * DAYS_PER_MONTH * SECONDS_PER_DAY
 
 
 class CouponMaker(Protocol):

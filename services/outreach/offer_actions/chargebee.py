@@ -158,7 +158,7 @@ class ChargebeeOfferActions:
     def _pause(self, subscription: dict[str, Any], terms: OfferTerms, now: datetime) -> Preview:
         if subscription.get("pause_date") or subscription.get("status") == "paused":
             raise OfferActionError(f"subscription {subscription['id']} is already paused, or a pause is scheduled")
-        resume_date = months_from(now, terms.months)
+        resume_date = months_from(int(now.timestamp()), terms.months)
         return Preview(
             f"Pauses the subscription now for {terms.months} months: nothing is invoiced until it resumes on "
             f"{day(resume_date)}.",

@@ -170,10 +170,13 @@ class StripeOfferActions:
     def _pause(self, subscription: dict[str, Any], terms: OfferTerms, now: datetime) -> Preview:
         if subscription.get("pause_collection"):
             raise OfferActionError(f"subscription {subscription['id']}'s collection is already paused")
-        resumes_at = months_from(now, terms.months)
+        # From the end of what is paid: exactly ``months`` invoices are voided, what the offer's cost counts.
+        paid_until = max(_period_end(subscription), subscription.get("trial_end") or 0, int(now.timestamp()))
+        resumes_at = months_from(paid_until, terms.months)
         return Preview(
-            f"Pauses collection for {terms.months} months: the invoices made until {day(resumes_at)} are voided "
-            "(nothing is charged), then collection resumes; the subscription stays active.",
+            f"Pauses collection for {terms.months} months: the invoices made from {day(paid_until)} until "
+            f"{day(resumes_at)} are voided (nothing is charged), then collection resumes; the subscription stays "
+            "active.",
             {
                 "update": {"pause_collection": {"behavior": "void", "resumes_at": resumes_at}},
                 UNDO: {"update": {"pause_collection": ""}},
