@@ -32,6 +32,7 @@ ROUTING_KEY_HEADER = "x-brink-routing-key"
 FAILED_AT_HEADER = "x-brink-failed-at"
 DATABASE_OUTAGE_PATIENCE_SECONDS = 60.0
 GIVE_BACK_TIMEOUT_SECONDS = 5.0
+CANCEL_TIMEOUT_SECONDS = 5.0
 
 
 T = TypeVar("T")
@@ -104,8 +105,10 @@ class Consumer:
 
     async def stop(self) -> None:
         if self._queue is not None and self._tag is not None:
-            with suppress(Exception):  # the channel may already be gone at shutdown
-                await self._queue.cancel(self._tag)
+            # The channel may be gone at shutdown; while the broker is unreachable its robust channel waits for the
+            # reconnect, and a service told to stop during an outage did not until the broker came back.
+            with suppress(Exception):
+                await asyncio.wait_for(self._queue.cancel(self._tag), timeout=CANCEL_TIMEOUT_SECONDS)
         # Messages still waiting here are unacknowledged: the broker delivers them again.
         for worker in self._workers:
             worker.cancel()

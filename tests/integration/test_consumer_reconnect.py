@@ -76,3 +76,27 @@ async def test_a_batch_committed_after_its_connection_was_cut_does_not_stop_the_
         await engine.dispose()
     # Every message was acknowledged: none came back to the queue when the consumer went away.
     assert await ready_in(amqp_url, consumer.spec.name) == 0
+
+
+async def test_a_consumer_stops_while_its_broker_is_unreachable(postgres_url: str, amqp_url: str) -> None:
+    """A service told to stop during a broker outage stops (its consumer's cancel waited for the reconnect)."""
+    upstream = urlsplit(amqp_url)
+    proxy = TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5672)
+    await proxy.start()
+    engine = make_engine(postgres_url)
+    broker = Broker(amqp_through(proxy, amqp_url))
+    await broker.connect()
+
+    async def handle(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
+        return None
+
+    consumer = consumer_for(broker, make_sessionmaker(engine), handle)
+    try:
+        await consumer.start()
+        await proxy.cut()
+        await eventually(lambda: asyncio.sleep(0, result=not broker.is_connected))
+        await asyncio.wait_for(consumer.stop(), 60)  # without a bound on the cancel: never
+    finally:
+        await broker.close()
+        await proxy.close()
+        await engine.dispose()
