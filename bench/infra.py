@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.commands import delete_vhost, rabbitmqctl
+
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get("BRINK_BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE_URL = os.environ.get("BRINK_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -28,10 +30,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
 
 
 @dataclass
@@ -91,13 +89,13 @@ async def private_stage() -> AsyncIterator[Stage]:
         ports={service: free_port() for service in SERVICES},
     )
     try:
-        await asyncio.to_thread(rabbitmqctl, "add_vhost", vhost)
-        await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        await asyncio.to_thread(rabbitmqctl, "add_vhost", vhost, timeout=120)
+        await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*", timeout=120)
         await asyncio.to_thread(upgrade, stage.database_url)
         yield stage
     finally:
         try:
-            await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
+            await asyncio.to_thread(delete_vhost, vhost, timeout=120)
         except (subprocess.SubprocessError, OSError) as error:
             print(f"bench: could not delete vhost {vhost}: {error}", file=sys.stderr)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

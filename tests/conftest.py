@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from shared.migrate import upgrade
+from tests.commands import delete_vhost, rabbitmqctl
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get("BRINK_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -90,10 +91,6 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(f"{request.param}_url")
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 @asynccontextmanager
 async def new_vhost() -> AsyncIterator[str]:
     """A RabbitMQ virtual host of our own (its AMQP URL), deleted afterwards."""
@@ -105,8 +102,8 @@ async def new_vhost() -> AsyncIterator[str]:
     else:
         vhost = f"brink-test-{uuid.uuid4().hex[:10]}"
         try:
-            await asyncio.to_thread(_rabbitmqctl, "add_vhost", vhost)
-            await asyncio.to_thread(_rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+            await asyncio.to_thread(rabbitmqctl, "add_vhost", vhost)
+            await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         except (subprocess.SubprocessError, OSError) as error:
             unavailable("RabbitMQ (rabbitmqctl)", error)
         url = AMQP_BASE_URL.rstrip("/") + "/" + vhost
@@ -119,7 +116,7 @@ async def new_vhost() -> AsyncIterator[str]:
         yield url
     finally:
         if vhost:
-            await asyncio.to_thread(_rabbitmqctl, "delete_vhost", vhost)
+            await asyncio.to_thread(delete_vhost, vhost)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.chaos.infra import CLI_PORT_RANGE, RABBITMQ_BIN, _as_user, _owned_tmpdir, free_port, wait_for_port
+from tests.commands import run_bounded
 
 NFT = shutil.which("nft") or "/usr/sbin/nft"
 # Watches the process that started the cluster; if it dies without cleaning up (SIGKILL, a CI timeout, pytest
@@ -153,13 +154,10 @@ class RabbitCluster:
 
     def tool(self, tool: str, node: Node, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """``rabbitmqctl`` (or ``rabbitmq-queues``, …) against one node, with the cluster's cookie."""
-        return subprocess.run(
+        return run_bounded(
             [*self.prefix, "env", f"HOME={self.home}", str(RABBITMQ_BIN / tool), "-n", node.name, *args],
             env=self._env(node),
-            capture_output=True,
-            text=True,
             timeout=timeout,
-            check=False,
         )
 
     def ctl(self, node: Node, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

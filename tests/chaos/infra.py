@@ -16,6 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
+from tests.commands import run_bounded
+
 POSTGRES_BIN = Path(os.environ.get("BRINK_CHAOS_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 RABBITMQ_BIN = Path(os.environ.get("BRINK_CHAOS_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 # The command-line tools listen on a port of their own, by default the node's distribution port plus 10,000 to 10,010:
@@ -106,13 +108,8 @@ class PrivateRabbit:
         }
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.prefix, str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.name, *args],
-            env=self._env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        return run_bounded(
+            [*self.prefix, str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.name, *args], env=self._env(), timeout=timeout
         )
 
     def start(self) -> None:

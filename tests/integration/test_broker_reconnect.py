@@ -7,22 +7,17 @@ Only this run's private virtual host has its connections closed; the shared brok
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from contextlib import AsyncExitStack
 from urllib.parse import urlsplit
 
+from tests.commands import rabbitmqctl
 from tests.conftest import STRIPE_SECRET, eventually, start_brink, unavailable
 from tests.helpers import signed, stripe_event, stripe_subscription
 from tests.integration.test_webhook_to_case import cases_for
 
 
 def close_connections_of(vhost: str) -> None:
-    subprocess.run(
-        ["rabbitmqctl", "-q", "close_all_connections", "--vhost", vhost, "brink reconnect test"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    rabbitmqctl("close_all_connections", "--vhost", vhost, "brink reconnect test")
 
 
 async def send_cancellation(brink) -> str:

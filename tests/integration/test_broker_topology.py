@@ -17,12 +17,9 @@ import pytest
 from shared import dlq
 from shared.messaging import HOLDING_DELIVERY_LIMIT, REPLICAS, Broker, BrokerUnavailable, QueueSpec
 from tests.chaos.infra import free_port
+from tests.commands import delete_vhost, rabbitmqctl
 from tests.conftest import AMQP_BASE_URL, eventually, start_brink, unavailable
 from tests.ops_helpers import diagnosis_completed, send_to_queue
-
-
-def rabbitmqctl(*args: str) -> str:
-    return subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True, timeout=60).stdout
 
 
 def vhost_of(amqp_url: str) -> str:
@@ -42,7 +39,7 @@ async def own_vhost() -> AsyncIterator[str]:
     except (subprocess.SubprocessError, OSError) as error:
         unavailable("RabbitMQ (rabbitmqctl)", error)
     yield AMQP_BASE_URL.rstrip("/") + "/" + vhost
-    await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
+    await asyncio.to_thread(delete_vhost, vhost)
 
 
 async def test_every_quorum_queue_is_replicated_and_has_an_explicit_delivery_limit(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import subprocess
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -26,6 +25,7 @@ from sqlalchemy import func, select
 from services.diagnosis.models import Diagnosis
 from services.intake.models import outbox as intake_outbox
 from services.outreach.models import Case, Task
+from tests.commands import delete_vhost, rabbitmqctl
 from tests.conftest import STRIPE_SECRET, Brink, eventually, new_postgres_database, start_brink
 from tests.helpers import signed, stripe_event, stripe_subscription
 
@@ -57,11 +57,7 @@ async def own_amqp_url(amqp_url: str) -> AsyncIterator[str]:
         )
         yield amqp_url.rsplit("/", 1)[0] + "/" + vhost
     finally:
-        await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+        await asyncio.to_thread(delete_vhost, vhost)
 
 
 @pytest.fixture
@@ -94,13 +90,7 @@ async def published_by_intake(brink: Brink) -> dict[str, list[dict[str, Any]]]:
 def queued_messages(amqp_url: str) -> int:
     """Messages ready or unacknowledged in this run's virtual host, dead-letter queues aside."""
     vhost = urlsplit(amqp_url).path.lstrip("/") or "/"
-    listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "--no-table-headers", "name", "messages"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    listing = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name", "messages")
     depths = [line.split() for line in listing.splitlines()]
     return sum(
         int(depth)

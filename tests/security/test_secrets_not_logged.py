@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from tests.chaos.processes import ServiceProcess, brink_env, running_services
+from tests.commands import rabbitmqctl
 from tests.conftest import eventually, unavailable
 from tests.helpers import signed, stripe_event, stripe_subscription
 from tests.intake_helpers import chargebee_event, chargebee_subscription
@@ -31,10 +31,6 @@ AMQP_PASSWORD = "amqp-pass-" + uuid.uuid4().hex
 
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture
