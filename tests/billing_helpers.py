@@ -431,9 +431,9 @@ class FakeChargebee:
 
     def route(self, request: Seen, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         parts = request.path.split("/")[3:]  # after /api/v2
-        if request.method == "GET" and parts[:1] == ["item_prices"] and parts[1] in self.item_prices:
+        if request.method == "GET" and parts[:1] == ["item_prices"] and parts[1:2] and parts[1] in self.item_prices:
             return 200, {"item_price": self.item_prices[parts[1]]}
-        if request.method == "GET" and parts[:1] == ["coupons"] and parts[1] in self.coupons:
+        if request.method == "GET" and parts[:1] == ["coupons"] and parts[1:2] and parts[1] in self.coupons:
             return 200, {"coupon": self.coupons[parts[1]]}
         if request.method == "POST" and parts == ["coupons", "create_for_items"]:
             return self.create_coupon(form)

@@ -121,6 +121,14 @@ async def test_a_cheaper_plan_swaps_the_item_prices_the_revenue_given_up_and_und
     database_url: str, offers_file: Path
 ) -> None:
     async with offers_world(database_url, offers_file=offers_file) as world:
+        customer_id, subscription_id = await world.stripe.subscription()
+        case = await world.case_for(customer_id, subscription_id)
+        missing = await world.outreach.post(
+            f"/v1/cases/{case['id']}/offers", headers=AUTH, json={"offer": "basic_for_a_year", "by": CSM}
+        )
+        assert missing.status_code == 409
+        assert missing.json()["detail"] == "basic_for_a_year moves to basic, which Stripe does not have"
+
         product = await world.stripe.client.v1.products.create_async(params={"name": "Basic"})
         await world.stripe.client.v1.plans.create_async(
             params={"id": "basic", "amount": 1900, "currency": "usd", "interval": "month", "product": product.id}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -116,6 +116,17 @@ async def ensure_coupon(vendor: CouponMaker, coupon: dict[str, Any], *, idempote
     except BillingError as error:
         if isinstance(error, BillingUnavailable) or await vendor.retrieve_coupon(coupon["id"]) is None:
             raise
+
+
+async def target_plan(read: Awaitable[dict[str, Any]], *, offer: str, plan: str, vendor: str) -> dict[str, Any]:
+    """The cheaper plan as the vendor holds it; an ``OfferActionError`` naming it when the vendor has no such plan
+    (the offers file names one that does not exist there: a 409 saying so, not the vendor's 404)."""
+    try:
+        return await read
+    except BillingError as error:
+        if error.status == 404:
+            raise OfferActionError(f"{offer} moves to {plan}, which {vendor} does not have") from None
+        raise
 
 
 def idempotency_key(offer_id: str) -> str:

@@ -24,6 +24,7 @@ from services.outreach.offer_actions.base import (
     ensure_coupon,
     monthly_minor,
     months_from,
+    target_plan,
 )
 from services.outreach.offer_rules import OfferTerms
 from shared.billing.chargebee_connection import ChargebeeConnection
@@ -179,7 +180,9 @@ class ChargebeeOfferActions:
         current, quantity = plan["item_price_id"], int(plan.get("quantity") or 1)
         if current == target:
             raise NothingToUndo(f"subscription {subscription['id']} is already on {target}")
-        price = await self._connection.retrieve_item_price(target)
+        price = await target_plan(
+            self._connection.retrieve_item_price(target), offer=terms.name, plan=target, vendor="Chargebee"
+        )
         if price.get("currency_code") != subscription.get("currency_code"):
             raise OfferActionError(
                 f"item price {target} bills in {price.get('currency_code')}, the subscription in "

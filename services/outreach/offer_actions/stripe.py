@@ -23,6 +23,7 @@ from services.outreach.offer_actions.base import (
     ensure_coupon,
     monthly_minor,
     months_from,
+    target_plan,
 )
 from services.outreach.offer_rules import OfferTerms
 from shared.billing.stripe_connection import StripeConnection
@@ -193,7 +194,7 @@ class StripeOfferActions:
         item, current = items[0], _plan_of(items[0])
         if current == target:
             raise NothingToUndo(f"subscription {subscription['id']} is already on {target}")
-        plan = await self._connection.retrieve_plan(target)
+        plan = await target_plan(self._connection.retrieve_plan(target), offer=terms.name, plan=target, vendor="Stripe")
         paying_in = (item.get("price") or item.get("plan") or {}).get("currency")
         if plan.get("currency") != paying_in:
             raise OfferActionError(f"plan {target} bills in {plan.get('currency')}, the subscription in {paying_in}")
