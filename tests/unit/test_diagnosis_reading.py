@@ -290,3 +290,32 @@ def test_everyday_phrasings_of_every_symptom_are_read(comment: str, symptom: str
 def test_a_listed_word_is_never_read_inside_another_word() -> None:
     # "hanging" (something misbehaves) is inside "changing"; "we are not closing down" is denied.
     assert symptom_of("We are not closing down, we're just changing direction.") == "other"
+
+
+@pytest.mark.parametrize(
+    ("comment", "root_cause", "decision"),
+    [
+        ("Our sponsor handed in her notice and nobody took it over.", "champion_left", "pursue"),
+        ("The admin who ran it is on long-term sick leave.", "champion_left", "pursue"),
+        ("Our CFO froze all software spend until next year.", "executive_mandate", "pursue"),
+        ("Head office is making every branch use the same booking system.", "executive_mandate", "pursue"),
+        ("New company policy requires all tools to be on the approved list.", "executive_mandate", "pursue"),
+        ("The warehouse staff refused to scan with it and went back to paper.", "stakeholders_not_bought_in", "pursue"),
+        ("Nobody asked the nurses before it was bought.", "stakeholders_not_bought_in", "pursue"),
+        ("We only had one intro call and then we were on our own.", "rocky_onboarding", "pursue"),
+        ("The training session got cancelled and never rescheduled.", "rocky_onboarding", "pursue"),
+        ("The calendar sync has been double-booking us for weeks.", "known_issue", "pursue"),
+        ("We reported the export bug three times and it is still not fixed.", "known_issue", "pursue"),
+        ("We never connected our data, so the dashboards are empty.", "poor_implementation", "pursue"),
+        ("The rollout stalled and we never went live.", "poor_implementation", "pursue"),
+        ("We've outgrown it, it's too basic for a team of fifty.", "wrong_fit", "pursue"),
+        ("What we actually needed was a CRM, not a project tool.", "wrong_fit", "pursue"),
+        ("We're closing the shop for good at Christmas.", "company_distress", "move_on"),
+    ],
+)
+def test_everyday_words_of_every_root_cause_are_enough_to_act_on(comment: str, root_cause: str, decision: str) -> None:
+    # A Chargebee "Others" with only the comment: the words alone must say the cause clearly enough to act.
+    finding = diagnose_case(
+        CaseFacts(stated=StatedReason(source="chargebee", feedback="Others", comment=comment), now=NOW), RULES
+    )
+    assert (finding.root_cause, finding.decision) == (root_cause, decision)
