@@ -188,6 +188,17 @@ async def test_a_csms_day(browser: Any, urls: dict[str, str], clock: MovableCloc
     assert title in await pete.locator("table.work tbody").inner_text()
     await shot(pete, artifacts, "colleague")
 
+    # Pete chooses how he is told: email only, no digest (he has no Slack user id, so that box is off).
+    await pete.get_by_role("link", name="My settings").click()
+    await expect(pete.get_by_label("Slack direct message")).to_be_disabled()
+    await pete.get_by_label("Email").check()
+    await pete.get_by_label("A digest of what is due").uncheck()
+    await pete.get_by_role("button", name="Save").press("Enter")
+    await expect(pete.get_by_role("status")).to_have_text("Saved.")
+    await expect(pete.get_by_label("Email")).to_be_checked()
+    await expect(pete.get_by_label("A digest of what is due")).not_to_be_checked()
+    await shot(pete, artifacts, "settings")
+
     # Hours later, Mia (their manager) sees the team's overdue tasks, Pete's case among them.
     clock.offset = timedelta(hours=30)
     mia_context = await browser.new_context(viewport=LAPTOP, base_url=outreach)
