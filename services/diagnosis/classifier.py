@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.diagnosis.reading import ASSERTED, DENIED, strongest
+from services.diagnosis.reading import ASSERTED, DENIED, folded, strongest
 from services.diagnosis.rules import Phrase, Question, Rules
 from services.diagnosis.taxonomy import ROOT_CAUSES, SYMPTOMS
 
@@ -71,6 +71,7 @@ def _symptoms_in(text: str, rules: Rules) -> list[tuple[str, float]]:
     """The symptoms said in ``text`` (in the rules' order), each with how much it counts where it is said most;
     denied ones ("not the price") are left out."""
     said = []
+    text = folded(text)
     for symptom, patterns in rules.symptom_phrases:
         weights = [found[1] for pattern in patterns if (found := strongest(pattern, text))]
         if weights and max(weights) > DENIED:
@@ -114,6 +115,7 @@ def score_root_causes(
     the phrases in the texts (as said, conceded or denied), the known facts and the answers to its questions,
     best first."""
     answers = answers or {}
+    texts = [(label, folded(text)) for label, text in texts]
     raw: list[tuple[str, float, list[Clue]]] = []
     for name, cause in rules.root_causes.items():
         clues: list[Clue] = []

@@ -119,6 +119,15 @@ def _weight_at(text: str, match: re.Match[str], found: tuple[Clause, ...]) -> fl
     return clause.weight
 
 
+def folded(text: str) -> str:
+    """The text as the rules' patterns read it: lower case, every character where it was (the rules' patterns are
+    written in lower case and matched case-sensitively, about three times cheaper than ignoring case)."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)  # "İ" lowers to two characters
+
+
 def readings(pattern: re.Pattern[str], text: str) -> Iterator[tuple[re.Match[str], float]]:
     """Every place ``pattern`` is found in ``text``, with how much it counts there."""
     found: tuple[Clause, ...] | None = None

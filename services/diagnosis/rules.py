@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from services.diagnosis.features import FEATURE_NAMES
+from services.diagnosis.reading import folded
 from services.diagnosis.taxonomy import ROOT_CAUSES, SYMPTOMS
 from shared.moves import MOVES
 
@@ -105,7 +106,8 @@ class Rules:
 
     def reads_anything_in(self, text: str) -> bool:
         """Whether any root cause's phrase is found in ``text`` (a note worth diagnosing again for)."""
-        return any(phrase.pattern.search(text) for cause in self.root_causes.values() for phrase in cause.phrases)
+        words = folded(text)
+        return any(phrase.pattern.search(words) for cause in self.root_causes.values() for phrase in cause.phrases)
 
     def question(self, question_id: str) -> tuple[str, Question] | None:
         """The root cause asking the question with this id, and the question; None for an unknown id."""
@@ -136,7 +138,15 @@ def _word_lists(raw: Any) -> dict[str, str]:
     return lists
 
 
+# An upper-case letter that is not an escape (\\W, \\S, \\B stay as they are).
+_UPPER_CASE = re.compile(r"(?<!\\)[A-Z]")
+
+
 def _compile(pattern: str, where: str, words: dict[str, str]) -> re.Pattern[str]:
+    """A pattern matched case-sensitively against lower-cased words (see reading.folded): written in lower case."""
+    if _UPPER_CASE.search(pattern):
+        raise RulesError(f"{where}: write the pattern {pattern!r} in lower case (words are read in lower case)")
+
     def named(found: re.Match[str]) -> str:
         if found.group(1) not in words:
             known = ", ".join(sorted(words)) or "none"
@@ -146,7 +156,7 @@ def _compile(pattern: str, where: str, words: dict[str, str]) -> re.Pattern[str]
         return words[found.group(1)]
 
     try:
-        return re.compile(WORD_LIST.sub(named, pattern), re.IGNORECASE)
+        return re.compile(WORD_LIST.sub(named, pattern))
     except re.error as error:
         raise RulesError(f"{where}: the pattern {pattern!r} is not a valid regular expression ({error})") from None
 

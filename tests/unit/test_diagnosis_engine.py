@@ -304,6 +304,15 @@ def test_a_phrase_naming_no_word_list_is_refused_with_where_it_is() -> None:
         parse_rules(raw)
 
 
+def test_patterns_are_written_in_lower_case_and_read_words_of_any_case() -> None:
+    raw = yaml.safe_load(DEFAULT_RULES.read_text())
+    raw["root_causes"]["known_issue"]["phrases"].append({"match": "SSO (is )?broken", "weight": 1})
+    with pytest.raises(RulesError, match=r"root_causes\.known_issue\.phrases\[\d+\]: write the pattern 'SSO"):
+        parse_rules(raw)
+    shouted = diagnose_case(facts(source="chargebee", feedback="Others", comment="OUR SPONSOR RESIGNED LAST WEEK."))
+    assert (shouted.root_cause, shouted.decision) == ("champion_left", "pursue")
+
+
 @pytest.mark.parametrize(
     ("comment", "decision"),
     [
