@@ -14,7 +14,7 @@ from services.outreach.endings import close_case
 from services.outreach.history import record
 from services.outreach.ladder import intervention_key
 from services.outreach.models import Case
-from services.outreach.owners import owners_for, owners_for_new_case
+from services.outreach.owners import owners_for, owners_for_new_case, team_of_this_transaction
 from services.outreach.playbooks import Playbook, choose
 from services.outreach.policy import Policy
 from services.outreach.recipients import staff, tell_assigned, timing
@@ -180,13 +180,15 @@ async def _open(
         )
     tried = await _tried(session, case, playbook, diagnosis, policy=policy, now=now)
     steps = steps_to_work(session, case, playbook, now=now, tried=tried, done_here=set())
+    team = await team_of_this_transaction(session)
     case.owner, owners = await owners_for_new_case(
         session,
+        team=team,
         account_owner=diagnosis.account_owner,
         roles=[step.owner_role for step in steps],
         rotations=policy.rotations,
     )
-    people = await staff(session, {case.owner, *owners})
+    people = team.staff({case.owner, *owners})
     tasks = add_playbook_steps(
         session, case, playbook, steps, owners=owners, position=0, now=now, timing=timing(policy, playbook.name, people)
     )

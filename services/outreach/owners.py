@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import repository
+from services.outreach.models import Person
 from services.outreach.rotation import take_turns
 from shared.logs import get_logger
 
 log = get_logger("outreach.owners")
 # Deep enough for any organisation; a cycle written straight into the table stops here too.
 MAX_CHAIN = 12
+_TEAM_KEY = "outreach.team"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,12 @@ class Team:
     """Everyone set up, read once per routing decision (teams are small)."""
 
     by_id: dict[str, Member] = field(default_factory=dict)
+    people: dict[str, Person] = field(default_factory=dict)  # by email
+
+    def staff(self, owners: set[str | None]) -> dict[str, Person]:
+        """The people behind these owners (emails), by email, as ``recipients.staff`` finds them."""
+        wanted = {owner.lower() for owner in owners if owner}
+        return {email: person for email, person in self.people.items() if email in wanted}
 
     @property
     def anyone(self) -> bool:
@@ -72,7 +81,21 @@ class Team:
 
 
 async def read_team(session: AsyncSession) -> Team:
-    return Team(by_id={row.id: Member(*row) for row in await repository.people_for_routing(session)})
+    everyone = await repository.people_for_routing(session)
+    return Team(
+        by_id={p.id: Member(p.id, p.email, p.role, p.manager_id, p.active) for p in everyone},
+        people={p.email: p for p in everyone},
+    )
+
+
+async def team_of_this_transaction(session: AsyncSession) -> Team:
+    """The team as this transaction first read it. A consumer opens a batch of cases in one transaction that
+    changes nobody: one read of the people for the batch, where each case read them twice (routing, then the
+    owners' hours and channels). Not for a transaction that adds or changes people."""
+    team = session.info.get(_TEAM_KEY)
+    if team is None:
+        team = session.info[_TEAM_KEY] = await read_team(session)
+    return team
 
 
 async def next_in_rotations(session: AsyncSession, *, roles: list[str], rotations: dict[str, list[str]]) -> list[str]:
@@ -85,10 +108,18 @@ async def next_in_rotations(session: AsyncSession, *, roles: list[str], rotation
         return []
     if any(not rotations[role] for role in turns):
         raise ValueError("a rotation needs at least one person")
-    stored = await repository.advance_rotations(
-        session, turns=dict(turns), sizes={role: len(rotations[role]) for role in turns}
+    # A rotation of one is always that person's turn: its cursor (modulo one) could only ever say 0, so it is left
+    # alone. That is every role as configured out of the box, where each case took a statement of its own.
+    shared = {role: count for role, count in turns.items() if len(rotations[role]) > 1}
+    stored = (
+        await repository.advance_rotations(session, turns=shared, sizes={role: len(rotations[role]) for role in shared})
+        if shared
+        else {}
     )
-    people = {role: take_turns(rotations[role], stored[role] - count, count) for role, count in turns.items()}
+    people = {
+        role: take_turns(rotations[role], stored[role] - count, count) if role in shared else repeat(rotations[role][0])
+        for role, count in turns.items()
+    }
     return [next(people[role]) for role in roles]
 
 
@@ -119,10 +150,9 @@ async def owners_for(
 
 
 async def owners_for_new_case(
-    session: AsyncSession, *, account_owner: str | None, roles: list[str], rotations: dict[str, list[str]]
+    session: AsyncSession, *, team: Team, account_owner: str | None, roles: list[str], rotations: dict[str, list[str]]
 ) -> tuple[str, list[str]]:
     """The new case's owner and each role's owner, in order."""
-    team = await read_team(session)
     if not team.anyone:
         case_owner = account_owner or None
     else:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import Row, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.models import Person
@@ -69,9 +68,12 @@ async def people(
     return list((await session.execute(query)).scalars())
 
 
-async def people_for_routing(session: AsyncSession) -> Sequence[Row[str, str, str, str | None, bool]]:
-    """Everyone's id, email, role, manager and whether active: routing decides in Python (teams are small)."""
-    return (await session.execute(select(Person.id, Person.email, Person.role, Person.manager_id, Person.active))).all()
+_EVERYONE = select(Person)
+
+
+async def people_for_routing(session: AsyncSession) -> list[Person]:
+    """Everyone, active or not: routing decides in Python (teams are small), and the people it picks are told."""
+    return list((await session.execute(_EVERYONE)).scalars())
 
 
 async def names_by_email(session: AsyncSession, emails: set[str]) -> dict[str, str]:
