@@ -129,11 +129,14 @@ def folded(text: str) -> str:
 
 
 def readings(pattern: re.Pattern[str], text: str) -> Iterator[tuple[re.Match[str], float]]:
-    """Every place ``pattern`` is found in ``text``, with how much it counts there."""
+    """Every place ``pattern`` is found in ``text``, with how much it counts there. Places may overlap: in "the
+    group loved it, but the CIO vetoed it" the phrase found from "group" (conceded) hides the one from "CIO"."""
     found: tuple[Clause, ...] | None = None
-    for match in pattern.finditer(text):
+    position = 0
+    while (match := pattern.search(text, position)) is not None:
         found = found or clauses(text)  # only a text that says the phrase is split into clauses
         yield match, _weight_at(text, match, found)
+        position = match.start() + 1
 
 
 def strongest(pattern: re.Pattern[str], text: str) -> tuple[re.Match[str], float] | None:

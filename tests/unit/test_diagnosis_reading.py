@@ -87,6 +87,13 @@ def test_a_problem_already_put_right_is_no_complaint(text: str, weight: float) -
     assert found is not None and found[1] == weight
 
 
+def test_a_phrase_found_again_inside_a_conceded_one_counts_where_it_is_asserted() -> None:
+    # "group ... vetoed" starts in the conceded clause; "CIO ... vetoed", inside it, after the "but".
+    pattern = re.compile(r"\b(group|cio)\b.{0,80}\bvetoed")
+    found = strongest(pattern, "the pilot group loved it, but the cio vetoed the wider rollout.")
+    assert found is not None and found[0].group(1) == "cio" and found[1] == ASSERTED
+
+
 def test_denying_a_closure_never_reads_as_company_distress() -> None:
     finding = diagnose("Don't worry, we're not going out of business! The team went back to spreadsheets.")
     assert finding.root_cause != "company_distress" and finding.decision != "move_on"
