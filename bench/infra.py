@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -178,12 +177,14 @@ def descendants(pid: int) -> list[int]:
 
 
 def spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Process:
-    """Start ``python args...`` in a scratch directory (so no ``.env`` file is read) with output to a log."""
+    """Start ``python args...`` in the run's own log directory (so no ``.env`` file is read) with output to a log.
+
+    Not the shared temporary directory: ``python -m`` puts its working directory first on the import path, and a
+    stray ``/tmp/bench.py`` left there by someone else was imported instead of this package (the peer phase died).
+    """
     log = logs / f"{name}.log"
     handle = log.open("wb")
-    popen = subprocess.Popen(
-        [sys.executable, *args], env=env, cwd=tempfile.gettempdir(), stdout=handle, stderr=subprocess.STDOUT
-    )
+    popen = subprocess.Popen([sys.executable, *args], env=env, cwd=logs, stdout=handle, stderr=subprocess.STDOUT)
     return Process(name=name, popen=popen, log=log)
 
 
