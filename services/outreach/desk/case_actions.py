@@ -42,10 +42,14 @@ def _text(form: FormData, name: str, limit: int = TEXT_LIMIT) -> str:
     return str(form.get(name) or "").strip()[:limit]
 
 
-async def _acting(
+async def acting_on_case(
     request: Request, session: SignedInPerson, db: Any, case_id: str, task_id: str | None = None
 ) -> tuple[FormData, Case]:
-    """The form, once its CSRF token matches, and the case, once the person may act on it (and holds the task)."""
+    """The form, once its CSRF token matches, and the case, once the person may act on it (and holds the task).
+
+    Every form that acts on a case starts here, so none skips the CSRF check or the check of who may act.
+    Raises ``Refusal`` with the page to send instead (403 for a bad token, 404 for a case or task that is not
+    there), and ``NotAllowed`` (403) for a case the person may not act on."""
     form = await request.form()
     if not csrf_matches(session, str(form.get("csrf") or "")):
         raise Refusal(csrf_refused(request, session))
@@ -68,14 +72,16 @@ async def _refused(request: Request, session: SignedInPerson, db: Any, case_id: 
     return await render_case(request, session, db, case_id, status_code=status, error=str(error))
 
 
-def _done(case_id: str, what: str, anchor: str = "timeline") -> RedirectResponse:
+def done_redirect(case_id: str, what: str, anchor: str = "timeline") -> RedirectResponse:
+    """Back to the case page after an action that worked (303, so a reload does not post again), saying ``what``
+    was done and scrolled to ``anchor``."""
     return RedirectResponse(f"/desk/cases/{case_id}?done={what}#{anchor}", status_code=303)
 
 
 @router.post("/tasks/{task_id}/complete")
 async def complete(request: Request, case_id: str, task_id: str, session: SignedIn, db: DbSession) -> Response:
     try:
-        form, _ = await _acting(request, session, db, case_id, task_id)
+        form, _ = await acting_on_case(request, session, db, case_id, task_id)
     except Refusal as refusal:
         return refusal.response
     try:
@@ -96,7 +102,7 @@ async def complete(request: Request, case_id: str, task_id: str, session: Signed
         )
     except (TaskNotFound, TaskNotOpen) as error:
         return await _refused(request, session, db, case_id, error)
-    return _done(case_id, "completed")
+    return done_redirect(case_id, "completed")
 
 
 async def _act(
@@ -112,13 +118,13 @@ async def _act(
 ) -> Response:
     """Check the form and the right to act, run the action, and show the case again (or why not)."""
     try:
-        form, _ = await _acting(request, session, db, case_id, task_id)
+        form, _ = await acting_on_case(request, session, db, case_id, task_id)
         await action(form)
     except Refusal as refusal:
         return refusal.response
     except ACTION_ERRORS as error:
         return await _refused(request, session, db, case_id, error)
-    return _done(case_id, done, anchor)
+    return done_redirect(case_id, done, anchor)
 
 
 @router.post("/tasks/{task_id}/reassign")
@@ -203,7 +209,7 @@ async def switch_playbook(request: Request, case_id: str, session: SignedIn, db:
 @router.post("/close")
 async def close(request: Request, case_id: str, session: SignedIn, db: DbSession) -> Response:
     try:
-        form, _ = await _acting(request, session, db, case_id)
+        form, _ = await acting_on_case(request, session, db, case_id)
     except Refusal as refusal:
         return refusal.response
     try:
@@ -231,7 +237,7 @@ async def close(request: Request, case_id: str, session: SignedIn, db: DbSession
         )
     except (CaseAlreadyClosed, OutcomeContradicted) as error:
         return await _refused(request, session, db, case_id, error)
-    return _done(case_id, "closed", "top")
+    return done_redirect(case_id, "closed", "top")
 
 
 @router.post("/answers")
@@ -244,7 +250,7 @@ async def answer_questions(request: Request, case_id: str, session: SignedIn) ->
     sessions = request.app.state.runtime.sessions
     async with sessions() as db:
         try:
-            form, case = await _acting(request, session, db, case_id)
+            form, case = await acting_on_case(request, session, db, case_id)
         except Refusal as refusal:
             return refusal.response
         asked = {ask["id"] for unknown in case.diagnosis.get("unknowns") or [] for ask in unknown.get("asks") or []}
@@ -256,7 +262,7 @@ async def answer_questions(request: Request, case_id: str, session: SignedIn) ->
     ]
     error, status = await _send_answers(request, case_id, account_id, answers)
     if error is None:
-        return _done(case_id, "answered", "unknowns")
+        return done_redirect(case_id, "answered", "unknowns")
     async with sessions() as db:
         return await render_case(request, session, db, case_id, status_code=status, error=error)
 

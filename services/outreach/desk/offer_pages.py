@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.outreach import offers
-from services.outreach.desk.case_actions import Refusal, _acting, _done
+from services.outreach.desk.case_actions import Refusal, acting_on_case, done_redirect
 from services.outreach.desk.case_view import render_case
 from services.outreach.desk.session import SignedInPerson, csrf_matches
 from services.outreach.desk.web import DbSession, NotAllowed, SignedIn, csrf_refused, form_text, page
@@ -36,7 +36,7 @@ def _context(request: Request) -> offers.OfferContext:
 @router.post("/cases/{case_id}/offers")
 async def propose(request: Request, case_id: str, session: SignedIn, db: DbSession) -> Response:
     try:
-        form, _ = await _acting(request, session, db, case_id)
+        form, _ = await acting_on_case(request, session, db, case_id)
         await offers.propose(
             db, case_id, offer=form_text(form, "offer", 64), by=session.email, context=_context(request)
         )
@@ -44,13 +44,13 @@ async def propose(request: Request, case_id: str, session: SignedIn, db: DbSessi
         return refusal.response
     except offers.OfferError as error:
         return await _refused_on_case(request, session, db, case_id, error)
-    return _done(case_id, "offer_proposed", "offers")
+    return done_redirect(case_id, "offer_proposed", "offers")
 
 
 @router.post("/cases/{case_id}/offers/{offer_id}/apply")
 async def apply(request: Request, case_id: str, offer_id: str, session: SignedIn, db: DbSession) -> Response:
     try:
-        await _acting(request, session, db, case_id)
+        await acting_on_case(request, session, db, case_id)
         if offer_id not in {offer.id for offer in await offers.offers_of_case(db, case_id)}:
             raise offers.OfferNotFound(f"There is no offer {offer_id} on this case.")
         applied = await offers.apply(db, offer_id, by=session.email, context=_context(request))
@@ -58,14 +58,14 @@ async def apply(request: Request, case_id: str, offer_id: str, session: SignedIn
         return refusal.response
     except offers.OfferError as error:
         return await _refused_on_case(request, session, db, case_id, error)
-    return _done(case_id, DONE_BY_STATUS.get(applied.status, "offer_applied"), "offers")
+    return done_redirect(case_id, DONE_BY_STATUS.get(applied.status, "offer_applied"), "offers")
 
 
 @router.post("/cases/{case_id}/offers/{offer_id}/undo")
 async def undo(request: Request, case_id: str, offer_id: str, session: SignedIn, db: DbSession) -> Response:
     """Take an applied offer back where its billing system allows (the same use case as its /v1/ route)."""
     try:
-        form, _ = await _acting(request, session, db, case_id)
+        form, _ = await acting_on_case(request, session, db, case_id)
         if offer_id not in {offer.id for offer in await offers.offers_of_case(db, case_id)}:
             raise offers.OfferNotFound(f"There is no offer {offer_id} on this case.")
         undone = await offers.undo(
@@ -75,7 +75,7 @@ async def undo(request: Request, case_id: str, offer_id: str, session: SignedIn,
         return refusal.response
     except offers.OfferError as error:
         return await _refused_on_case(request, session, db, case_id, error)
-    return _done(case_id, "offer_undone" if undone.status == "undone" else "offer_not_undone", "offers")
+    return done_redirect(case_id, "offer_undone" if undone.status == "undone" else "offer_not_undone", "offers")
 
 
 async def _refused_on_case(
