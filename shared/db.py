@@ -147,11 +147,15 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
         yield session
 
 
+def upsert_into(session: AsyncSession, table: Any) -> Any:
+    """An INSERT for the session's dialect that takes ``ON CONFLICT`` (PostgreSQL's or SQLite's)."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
 def insert_ignoring_conflicts(session: AsyncSession, table: Any, **values: Any) -> Insert:
     """``INSERT ... ON CONFLICT DO NOTHING`` for the session's dialect."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return builder(table).values(**values).on_conflict_do_nothing()
+    return upsert_into(session, table).values(**values).on_conflict_do_nothing()
 
 
 # Built once per dialect, table and returned column, and run with bound parameters: building the statement

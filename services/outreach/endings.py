@@ -84,11 +84,12 @@ async def close_case(
     actor: str | None = None,
     correlation_id: str | None = None,
     confirmed_root_cause: ConfirmedRootCause | None = None,
-    payment_recovered: bool = False,
+    invoice_paid: str | None = None,
 ) -> None:
     """Close an open case, cancel its pending steps and timers, publish ``case.closed`` with the revenue.
 
-    A save starts ``pending`` until verified, except one made by a recovered payment: that invoice is paid.
+    A save starts ``pending`` until verified, except when an invoice is paid already (a recovered payment, or the
+    next invoice received before the withdrawal): ``invoice_paid`` says which, and the save is verified.
     """
     if case.status != "open":
         raise CaseAlreadyClosed(f"case {case.id} is already closed as {case.status}")
@@ -110,7 +111,7 @@ async def close_case(
         diagnosed_root_cause=case.root_cause,
     )
     if outcome == "saved":
-        start_verification(session, case, now=now, policy=policy, invoice_paid=payment_recovered)
+        start_verification(session, case, now=now, policy=policy, invoice_paid=invoice_paid)
     money = (
         Money(amount_minor=case.mrr_minor, currency=case.currency)
         if case.mrr_minor is not None and case.currency

@@ -187,6 +187,18 @@ class Subscription(Base):
     staying_at: Mapped[datetime] = mapped_column(doc="when the newest withdrawal was received")
 
 
+class PaidInvoice(Base):
+    """A subscription's newest paid invoice, kept because it can reach outreach before the withdrawal it follows
+    (both travel on one queue, but redeliveries reorder them): that withdrawal's save is then verified at once."""
+
+    __tablename__ = "outreach_paid_invoices"
+
+    cancellation_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    paid_version: Mapped[int] = mapped_column(BigInteger, doc="billing version of the newest paid invoice")
+    source_event_id: Mapped[str] = mapped_column(String(255), doc="the billing system's event that reported it")
+    received_at: Mapped[datetime]
+
+
 class Notification(Base):
     """An outbound notification waiting for (or done with) delivery, away from the case's transaction."""
 

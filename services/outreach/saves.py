@@ -18,11 +18,14 @@ from shared.logs import get_logger
 log = get_logger("outreach.saves")
 
 
-def start_verification(session: AsyncSession, case: Case, *, now: datetime, policy: Policy, invoice_paid: bool) -> None:
-    """A new save: verified at once when its invoice is paid (a recovered payment), else pending with a timer."""
+def start_verification(
+    session: AsyncSession, case: Case, *, now: datetime, policy: Policy, invoice_paid: str | None
+) -> None:
+    """A new save: verified at once when an invoice is paid already (``invoice_paid`` says which), else pending
+    with a timer."""
     case.save_verify_by = now + policy.save_verify
     if invoice_paid:
-        _settle(session, case, "verified", now=now, why="the failed invoice was paid")
+        _settle(session, case, "verified", now=now, why=invoice_paid)
         return
     case.save_status = "pending"
     add_timer(session, case=case, task=None, kind="verify", due_at=case.save_verify_by, now=now)
@@ -39,9 +42,14 @@ async def verify_when_due(session: AsyncSession, case: Case, *, now: datetime) -
 async def verify_by_invoice(session: AsyncSession, paid: InvoicePaid, *, now: datetime) -> Case | None:
     """The subscription's next invoice, paid after the withdrawal that made its pending save, verifies it early.
 
-    An invoice paid before the withdrawal (delivered late), or a save already settled, changes nothing.
+    An invoice paid before the withdrawal (delivered late), or a save already settled, changes nothing. Every
+    paid invoice is kept as the subscription's newest (if it is): a withdrawal that reaches outreach after it
+    finds it (``invoice_paid_after``).
     """
     case = await repository.latest_case(session, paid.cancellation_id)
+    await repository.remember_paid_invoice(
+        session, paid.cancellation_id, version=paid.state_version, source_event_id=paid.source_event_id, now=now
+    )
     if (
         case is None
         or case.save_status != "pending"
@@ -59,6 +67,18 @@ async def verify_by_invoice(session: AsyncSession, paid: InvoicePaid, *, now: da
     _settle(session, case, "verified", now=now, why=f"the next invoice was paid ({paid.source_event_id})")
     await repository.cancel_case_timers_of_kind(session, case.id, "verify", now=now, outcome="save verified")
     return case
+
+
+async def invoice_paid_after(session: AsyncSession, cancellation_id: str, *, version: int) -> str | None:
+    """Why a save made by the withdrawal at billing ``version`` is verified at once: an invoice paid after that
+    version reached outreach before the withdrawal did. None when there is none (or the withdrawal has no version:
+    an invoice cannot be placed after it)."""
+    if not version:
+        return None
+    paid = await repository.newest_paid_invoice(session, cancellation_id)
+    if paid is None or paid.paid_version <= version:
+        return None
+    return f"the next invoice was paid ({paid.source_event_id}), received before the withdrawal"
 
 
 async def cancelled_again(session: AsyncSession, earlier: Case, *, new_case: Case, now: datetime) -> None:

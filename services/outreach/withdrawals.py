@@ -15,6 +15,7 @@ from services.outreach.history import record
 from services.outreach.models import Case, Subscription
 from services.outreach.offer_confirmations import confirm_by_withdrawal
 from services.outreach.policy import Policy
+from services.outreach.saves import invoice_paid_after
 from shared.events import CancellationWithdrawn
 from shared.logs import get_logger
 
@@ -88,9 +89,17 @@ async def withdraw(
         clock=clock,
         policy=policy,
         correlation_id=correlation_id,
-        payment_recovered=withdrawal.reason == PAYMENT_RECOVERED,
+        invoice_paid=await _invoice_paid(session, withdrawal) if outcome == "saved" else None,
     )
     return case
+
+
+async def _invoice_paid(session: AsyncSession, withdrawal: CancellationWithdrawn) -> str | None:
+    """Why the save this withdrawal makes is verified at once, if it is: a recovered payment paid the failed
+    invoice, or the next invoice was paid and reached outreach first."""
+    if withdrawal.reason == PAYMENT_RECOVERED:
+        return "the failed invoice was paid"
+    return await invoice_paid_after(session, withdrawal.cancellation_id, version=withdrawal.state_version)
 
 
 async def _remember(

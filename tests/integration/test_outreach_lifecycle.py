@@ -100,6 +100,50 @@ async def test_the_next_invoice_paid_after_the_withdrawal_verifies_the_save_earl
     assert (await desk.case(first_id)).save_status == "verified"
 
 
+async def _worked(desk: Desk) -> tuple[str, DiagnosisCompleted]:
+    """A case whose first task reached the customer, not withdrawn yet."""
+    cancellation = diagnosis(state_version=1_000)
+    case_id = await desk.receive(cancellation)
+    await desk.complete((await desk.open_task(case_id)).id, "reached")
+    desk.clock.advance(hours=2)
+    return case_id, cancellation
+
+
+async def test_an_invoice_paid_after_the_withdrawal_but_delivered_before_it_verifies_the_save(desk: Desk) -> None:
+    case_id, cancellation = await _worked(desk)
+    # The withdrawal (2_000) and the invoice paid after it share a queue; a redelivery put the invoice first, and a
+    # late copy of an invoice paid before the withdrawal followed it.
+    next_invoice = invoice_paid(cancellation, state_version=2_600)
+    await desk.invoice_paid(next_invoice)
+    await desk.invoice_paid(invoice_paid(cancellation, state_version=1_500))
+    assert (await desk.case(case_id)).status == "open"
+
+    await desk.withdraw(withdrawal(cancellation, state_version=2_000))
+
+    saved = await desk.case(case_id)
+    assert (saved.status, saved.save_status) == ("saved", "verified")
+    [verified] = [event for event in await desk.history(case_id) if event.kind == "save_verified"]
+    assert next_invoice.source_event_id in verified.detail["reason"]
+    assert not [timer for timer in await desk.timers(case_id) if timer.cancelled_at is None and timer.fired_at is None]
+    [closed] = await desk.published("case.closed")
+    assert (closed["outcome"], closed["save_status"]) == ("saved", "verified")
+
+
+async def test_an_invoice_paid_before_the_withdrawal_never_verifies_its_save(desk: Desk) -> None:
+    case_id, cancellation = await _worked(desk)
+    for version in (2_600, 3_000):  # paid before the withdrawal, and at its very version
+        await desk.invoice_paid(invoice_paid(cancellation, state_version=version))
+
+    await desk.withdraw(withdrawal(cancellation, state_version=3_000))
+
+    saved = await desk.case(case_id)
+    assert (saved.status, saved.save_status) == ("saved", "pending")
+    assert [timer.kind for timer in await desk.timers(case_id) if timer.cancelled_at is None and timer.fired_at is None]
+    # The invoice after it, arriving in order, still verifies it early.
+    await desk.invoice_paid(invoice_paid(cancellation, state_version=3_400))
+    assert (await desk.case(case_id)).save_status == "verified"
+
+
 async def test_duplicates_and_late_copies_of_an_earlier_attempt_open_nothing(desk: Desk) -> None:
     first_id, first = await _save(desk)
     desk.clock.advance(days=3)

@@ -1,5 +1,5 @@
 """Outreach's queries, one module per domain: cases, tasks, timers, people, desk sessions, rotations,
-notifications, offers and the report's rows. The only place outreach's SQL lives.
+notifications, offers, paid invoices and the report's rows. The only place outreach's SQL lives.
 
 Use cases call these by intent (``repository.due_timers``) and hold no SQL. Statements on hot paths are built once
 and run with bound parameters, as plain Core: building an ORM query (and adapting aliases) each time cost more than
@@ -29,6 +29,7 @@ from services.outreach.repository.desk_session import (
     live_desk_session,
     sign_in_failures,
 )
+from services.outreach.repository.invoice import NewestPaidInvoice, newest_paid_invoice, remember_paid_invoice
 from services.outreach.repository.notification import (
     add_notifications_once,
     finish_notification,
@@ -90,6 +91,7 @@ from services.outreach.repository.timer import (
 
 __all__ = [
     "OFFERS_COUNTED",
+    "NewestPaidInvoice",
     "SubscriptionFacts",
     "account_offers",
     "add_notifications_once",
@@ -129,6 +131,7 @@ __all__ = [
     "locked_subscription",
     "locked_task",
     "names_by_email",
+    "newest_paid_invoice",
     "next_position",
     "offer_applied_before",
     "offer_budget_drawn",
@@ -147,6 +150,7 @@ __all__ = [
     "person_by_id",
     "reached_the_customer_before",
     "record_timer_outcome",
+    "remember_paid_invoice",
     "renew_notification_leases",
     "report_rows",
     "reschedule_timer",
