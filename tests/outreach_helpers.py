@@ -56,6 +56,16 @@ class FakeClock:
         return self.current
 
 
+class MovableClock:
+    """The wall clock, moved forward when the test wants time to pass (tasks to fall overdue, a save's window to end)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
 def diagnosis(
     *,
     root_cause: str = "poor_implementation",

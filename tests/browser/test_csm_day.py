@@ -29,19 +29,10 @@ from shared.db import make_engine, make_sessionmaker
 from tests.browser.conftest import serve
 from tests.conftest import TOKEN, eventually, purge_consumer_queues, settings_for
 from tests.desk_helpers import PASSWORD, add_person, wipe
+from tests.outreach_helpers import MovableClock
 
 LAPTOP = {"width": 1366, "height": 768}
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class MovableClock:
-    """Outreach's clock: the wall clock, moved forward when the day moves on."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,18 +26,9 @@ from shared.messaging import Broker
 from tests.browser.conftest import serve
 from tests.conftest import TOKEN, settings_for
 from tests.desk_helpers import PASSWORD, add_person, case_id_of, rich_diagnosis, wipe
+from tests.outreach_helpers import MovableClock
 
 LAPTOP = {"width": 1366, "height": 768}
-
-
-class MovableClock:
-    """The wall clock, moved forward when the test wants tasks to fall overdue."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
 
 
 @pytest.fixture
