@@ -70,7 +70,9 @@ def _words(code: str) -> str:
 def _symptoms_in(text: str, rules: Rules) -> list[tuple[str, float]]:
     """The symptoms said in ``text`` (in the rules' order), each with how much it counts where it is said most;
     denied ones ("not the price") are left out."""
-    said = []
+    said: list[tuple[str, float]] = []
+    if not text:  # most cancellations carry a Stripe code and no words: nothing to search every phrase for
+        return said
     text = folded(text)
     for symptom, patterns in rules.symptom_phrases:
         weights = [found[1] for pattern in patterns if (found := strongest(pattern, text))]
@@ -124,7 +126,8 @@ def score_root_causes(
         for other in also_said:
             if weight := cause.symptoms.get(other):
                 clues.append(Clue("symptom", f"the customer also mentioned {other!r}", round(weight * ALSO_SAID, 3)))
-        clues.extend(filter(None, (_phrase_clue(phrase, texts) for phrase in cause.phrases)))
+        if texts:
+            clues.extend(filter(None, (_phrase_clue(phrase, texts) for phrase in cause.phrases)))
         for condition in cause.signals:
             if condition.signal in facts and condition.holds(facts[condition.signal]):
                 clues.append(
