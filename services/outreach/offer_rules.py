@@ -138,6 +138,23 @@ class RoleLimit:
             caps.append(int((yearly * self.max_share_of_yearly_revenue).quantize(Decimal(1), rounding=ROUND_HALF_UP)))
         return min(caps) if caps else None
 
+    def exceeds(self, other: RoleLimit) -> bool:
+        """Whether this limit grants more than ``other`` for some accounts and less for none: neither of its caps is
+        below the other's (no cap is above any) and one is above. An amount alone and a share alone are not ordered:
+        which grants more depends on the account's revenue."""
+        pairs = (
+            (self.max_minor, other.max_minor),
+            (self.max_share_of_yearly_revenue, other.max_share_of_yearly_revenue),
+        )
+        return all(_cap_at_least(mine, theirs) for mine, theirs in pairs) and not all(
+            _cap_at_least(theirs, mine) for mine, theirs in pairs
+        )
+
+
+def _cap_at_least(cap: int | Decimal | None, other: int | Decimal | None) -> bool:
+    """Whether ``cap`` grants at least what ``other`` does (None: no cap)."""
+    return cap is None or (other is not None and cap >= other)
+
 
 @dataclass(frozen=True)
 class BudgetState:
@@ -260,13 +277,19 @@ class OfferRules:
         return 0 if limit is None else limit.allowance(mrr_minor=mrr_minor)
 
     def approves(self, role: str | None) -> bool:
-        """Whether the role decides on offers at all: CSMs propose, the roles above them with a limit approve."""
-        return role in self.limits and role != "csm"
-
-    def may_approve(self, role: str | None, *, cost: Money, mrr_minor: int | None, budget: BudgetState) -> bool:
-        """Whether ``role`` may approve an offer of this cost, given the budget left without it."""
+        """Whether the role decides on offers at all (has the approvals page), as the file's limits say: it may exceed
+        the budget, or its limit is above another role's (``RoleLimit.exceeds``), so it can grant what that role
+        cannot. With the shipped file CSMs propose and the roles above them approve."""
         limit = self.limits.get(role or "")
         if limit is None:
+            return False
+        return limit.may_exceed_budget or any(limit.exceeds(other) for other in self.limits.values())
+
+    def may_approve(self, role: str | None, *, cost: Money, mrr_minor: int | None, budget: BudgetState) -> bool:
+        """Whether ``role`` may approve this offer: it approves at all, and its limit covers the cost within the
+        budget left without it (or it may exceed the budget)."""
+        limit = self.limits.get(role or "")
+        if limit is None or not self.approves(role):
             return False
         if cost.amount_minor > budget.remaining_minor and not limit.may_exceed_budget:
             return False

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from services.outreach.models import PERSON_ROLES
 from services.outreach.offer_file import OFFERS_FILE, OfferFileError, load_offer_rules
 from services.outreach.offer_rules import (
     AccountHistory,
@@ -224,6 +225,39 @@ def test_a_cheaper_plan_in_the_file_names_its_plan_per_billing_system(tmp_path: 
     )
     basic = load_offer_rules(path).offers["basic"]
     assert (basic.price_at("chargebee"), basic.price_at("stripe"), basic.months) == ("basic-USD-monthly", None, 6)
+
+
+def test_the_roles_that_approve_follow_the_limits_in_the_file(tmp_path: Path) -> None:
+    def approvers(loaded: OfferRules) -> list[str]:
+        return [role for role in PERSON_ROLES if loaded.approves(role)]
+
+    # The shipped file: CSMs propose; the manager (a higher amount, no share cap) and the VP (past the budget) approve.
+    assert approvers(load_offer_rules()) == ["cs_manager", "vp_customer_success"]
+
+    # Another organisation trusts its CSMs more than its managers, and lets admins spend past the budget.
+    path = tmp_path / "offers.yaml"
+    path.write_text(
+        GOOD.replace(
+            "  csm: {max_minor: 100}\n",
+            "  csm: {max_minor: 100000}\n  cs_manager: {max_minor: 20000}\n  admin: {may_exceed_budget: true}\n",
+        )
+    )
+    inverted = load_offer_rules(path)
+    assert approvers(inverted) == ["csm", "admin"]
+    waiting = inverted.decide(cost=Money(30_000, "usd"), role="cs_manager", mrr_minor=100_000, budget=fresh_budget())
+    assert (waiting.outcome, waiting.approver_roles) == ("await_approval", ("csm", "admin"))
+    assert not inverted.may_approve("cs_manager", cost=Money(10, "usd"), mrr_minor=100_000, budget=fresh_budget())
+
+    # An amount alone and a share alone are not ordered (which grants more depends on the account): nobody approves.
+    path.write_text(
+        GOOD.replace(
+            "  csm: {max_minor: 100}\n", "  csm: {max_minor: 500}\n  cs_manager: {max_share_of_yearly_revenue: 0.1}\n"
+        )
+    )
+    unordered = load_offer_rules(path)
+    assert approvers(unordered) == []
+    with pytest.raises(NoApprover):
+        unordered.decide(cost=Money(600, "usd"), role="csm", mrr_minor=100_000, budget=fresh_budget())
 
 
 @pytest.mark.parametrize(

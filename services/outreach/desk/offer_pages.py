@@ -1,5 +1,6 @@
 """Save offers on the desk: propose one from a case (a playbook step of action ``offer``, or any offer of the file),
-apply it, undo it; the approvals page, where the roles above a CSM approve or reject what waits for them; the budget page.
+apply it, undo it; the approvals page, where the roles that approve (as the offers file's limits say) approve or reject
+what waits for them; the budget page.
 Each form calls the same use case as its /v1/ route; the use cases check limits and roles, and a refusal is shown
 on the page it came from (403 for a role that may not decide)."""
 
@@ -103,7 +104,10 @@ async def _approvals(
     """What waits for an approval this person's role may give, oldest first (with an error after a refusal)."""
     context = _context(request)
     if not context.rules.approves(session.role):
-        raise NotAllowed("Approvals are for the roles above a CSM that the offers file gives a limit.", session=session)
+        raise NotAllowed(
+            "Approvals are for the roles the offers file lets grant more than another role, or spend past the budget.",
+            session=session,
+        )
     waiting = await offers.offers_with_status(db, "awaiting_approval", limit=200, offset=0)
     mine = [offer for offer in waiting if session.role in (offer.approver_roles or "").split(",")]
     titles = {name: terms.title for name, terms in context.rules.offers.items()}
@@ -134,7 +138,11 @@ async def decide(request: Request, offer_id: str, decision: str, session: Signed
     if decision not in ("approve", "reject"):
         return page(request, "missing.html", {"what": f"decision {decision[:40]!r}"}, status_code=404, session=session)
     if not context.rules.approves(session.role):
-        raise NotAllowed("Only the roles above a CSM approve or reject offers.", session=session, back=APPROVALS)
+        raise NotAllowed(
+            "Only the roles that approve offers (as the offers file says) approve or reject them.",
+            session=session,
+            back=APPROVALS,
+        )
     reason = form_text(form, "reason", 1000) or None
     try:
         if decision == "approve":
