@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from services.outreach import ladder_file
 from shared.db import Base
@@ -78,6 +78,9 @@ class Case(Base):
     save_status: Mapped[str | None] = mapped_column(String(16), doc="saved only: pending, verified or reverted")
     save_verify_by: Mapped[datetime | None] = mapped_column(doc="a pending save still standing then is verified")
     save_settled_at: Mapped[datetime | None] = mapped_column(doc="when the save was verified or reverted")
+    # Whether the newest cancellation ties with a withdrawal on billing version: loaded only by the repository's
+    # reads that ask for it (repository.case.TIED), None otherwise.
+    tied: Mapped[bool | None] = query_expression()
 
     tasks: Mapped[list[Task]] = relationship(back_populates="case", lazy="raise", order_by="Task.position")
     events: Mapped[list[CaseEvent]] = relationship(back_populates="case", lazy="raise", order_by="CaseEvent.id")

@@ -71,6 +71,10 @@ class CaseView(BaseModel):
     save_verify_by: datetime | None = Field(description="a pending save still standing then is verified")
     previous_case_id: str | None = Field(description="the same subscription's case before this one")
     state_version: int = Field(description="billing version of the newest cancellation on this case")
+    tied: bool = Field(
+        description="open, and its newest cancellation ties with a withdrawal on billing version (which came last is "
+        "unknown): close it by hand after checking the subscription, or wait for the subscription's next event"
+    )
     tasks: list[TaskView]
 
 

@@ -188,6 +188,15 @@ async def test_cases_tied_on_version_are_filtered_in_the_api_and_the_desk(
 
     await eventually(settled_moved_on)
     assert await listed("true") == ["Tied AG"]
+    every = (await brink.outreach.get("/v1/cases", headers=brink.auth)).json()["items"]
+    assert {case["customer_name"]: case["tied"] for case in every} == {
+        "Tied AG": True,
+        "Settled BV": False,
+        "Plain Oy": False,
+    }
+    for name, expected in (("Tied AG", True), ("Settled BV", False)):
+        one = (await brink.outreach.get(f"/v1/cases/{ids[name]}", headers=brink.auth)).json()
+        assert one["tied"] is expected
     assert await listed("false") == ["Plain Oy", "Settled BV"]
     assert len(await listed(None)) == 3  # no filter: every case
     bad = await brink.outreach.get("/v1/cases", headers=brink.auth, params={"tied": "maybe"})
@@ -200,6 +209,9 @@ async def test_cases_tied_on_version_are_filtered_in_the_api_and_the_desk(
     assert 'value="yes" selected' in page
     everyone = (await desk.get("/desk/cases")).text
     assert all(name in everyone for name in ids)
+    tied_page = (await desk.get(f"/desk/cases/{ids['Tied AG']}")).text
+    assert "Tied on billing version" in tied_page and "close the case" in tied_page and "next event" in tied_page
+    assert "Tied on billing version" not in (await desk.get(f"/desk/cases/{ids['Settled BV']}")).text
 
 
 async def test_results_draw_the_report_and_flow_shows_queues_and_the_outbox(

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import BindParameter, Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import selectinload, with_expression
 
 from services.outreach.attempts import CONTACT_RESULTS, INTERNAL_ACTIONS
 from services.outreach.models import Case, CaseEvent, Subscription, Task
@@ -114,19 +114,6 @@ async def locked_case(session: AsyncSession, case_id: str) -> Case:
     return (await session.execute(select(Case).where(Case.id == case_id).with_for_update())).scalar_one()
 
 
-async def case_with_history(session: AsyncSession, case_id: str, *, lock: bool = False) -> Case | None:
-    """One case with its tasks and history, read afresh."""
-    query = (
-        select(Case)
-        .options(selectinload(Case.tasks), selectinload(Case.events))
-        .where(Case.id == case_id)
-        .execution_options(populate_existing=True)
-    )
-    if lock:
-        query = query.with_for_update()
-    return (await session.execute(query)).scalar_one_or_none()
-
-
 # Tied on version: an open case whose newest cancellation carries the same billing version as a withdrawal (its
 # history's same_version_tie entry names that version), left for a person to decide. A newer cancellation on the
 # case (a higher state_version) or a newer withdrawal (which closes it) settles the tie. Versions reach 10^13
@@ -140,6 +127,19 @@ TIED = (Case.status == "open") & (
     )
     .exists()
 )
+
+
+async def case_with_history(session: AsyncSession, case_id: str, *, lock: bool = False) -> Case | None:
+    """One case with its tasks and history, read afresh."""
+    query = (
+        select(Case)
+        .options(selectinload(Case.tasks), selectinload(Case.events), with_expression(Case.tied, TIED))
+        .where(Case.id == case_id)
+        .execution_options(populate_existing=True)
+    )
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 def _cases_where(query: Select[Any], *, tied: bool | None = None, **equal_to: str | None) -> Select[Any]:
@@ -163,9 +163,12 @@ async def cases(
     offset: int,
     tied: bool | None = None,
 ) -> list[Case]:
-    """Cases newest first, with their tasks."""
+    """Cases newest first, with their tasks, and whether each is tied on version."""
     query = _cases_where(
-        select(Case).options(selectinload(Case.tasks)).order_by(Case.opened_at.desc(), Case.id),
+        select(Case)
+        .options(selectinload(Case.tasks), with_expression(Case.tied, TIED))
+        .execution_options(populate_existing=True)
+        .order_by(Case.opened_at.desc(), Case.id),
         status=status,
         owner=owner,
         account_id=account_id,
