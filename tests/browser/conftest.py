@@ -28,6 +28,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "desk"
+# Due times count the owner's working hours (09:00-17:00 on weekdays by default), so a clock moved on by a few hours
+# made tasks overdue only when the test ran early on a weekday. The served outreach works round the clock instead:
+# the same tasks fall overdue whatever the hour and day the browser tests run.
+ROUND_THE_CLOCK: dict[str, object] = {
+    "working_hours": "00:00-23:59",
+    "working_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+}
 
 
 def _missing(message: str) -> None:

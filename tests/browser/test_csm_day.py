@@ -26,7 +26,7 @@ from services.outreach.app import build_app as build_outreach
 from services.outreach.desk.settings import DeskSettings
 from services.outreach.settings import OutreachSettings
 from shared.db import make_engine, make_sessionmaker
-from tests.browser.conftest import serve
+from tests.browser.conftest import ROUND_THE_CLOCK, serve
 from tests.conftest import TOKEN, eventually, purge_consumer_queues, settings_for
 from tests.desk_helpers import PASSWORD, add_person, wipe
 from tests.outreach_helpers import MovableClock
@@ -67,7 +67,9 @@ def urls(postgres_url: str, amqp_url: str, clock: MovableClock, people: Any) -> 
         outreach = stack.enter_context(
             serve(
                 build_outreach(
-                    settings_for(OutreachSettings, scheduler_poll_seconds=0.2, **base), clock=clock, desk_settings=desk
+                    settings_for(OutreachSettings, scheduler_poll_seconds=0.2, **base, **ROUND_THE_CLOCK),
+                    clock=clock,
+                    desk_settings=desk,
                 )
             )
         )
@@ -191,7 +193,8 @@ async def test_a_csms_day(browser: Any, urls: dict[str, str], clock: MovableCloc
     await shot(pete, artifacts, "settings")
 
     # Hours later, Mia (their manager) sees the team's overdue tasks, Pete's case among them.
-    clock.offset = timedelta(hours=30)
+    # Pete's first task was due 4 hours after the case opened; 10 hours on it is overdue, not yet handed to Mia.
+    clock.offset = timedelta(hours=10)
     mia_context = await browser.new_context(viewport=LAPTOP, base_url=outreach)
     mia = await mia_context.new_page()
     await sign_in(mia, "mia@example.com")

@@ -23,7 +23,7 @@ from services.outreach.settings import OutreachSettings
 from shared.db import make_engine, make_sessionmaker
 from shared.events import CancellationWithdrawn, Envelope
 from shared.messaging import Broker
-from tests.browser.conftest import serve
+from tests.browser.conftest import ROUND_THE_CLOCK, serve
 from tests.conftest import TOKEN, settings_for
 from tests.desk_helpers import PASSWORD, add_person, case_id_of, rich_diagnosis, wipe
 from tests.outreach_helpers import MovableClock
@@ -53,7 +53,11 @@ def brink_urls(postgres_url: str, amqp_url: str, clock: MovableClock, empty_outr
             serve(
                 build_outreach(
                     settings_for(
-                        OutreachSettings, database_url=postgres_url, amqp_url=amqp_url, scheduler_poll_seconds=0.2
+                        OutreachSettings,
+                        database_url=postgres_url,
+                        amqp_url=amqp_url,
+                        scheduler_poll_seconds=0.2,
+                        **ROUND_THE_CLOCK,
                     ),
                     clock=clock,
                     desk_settings=desk_settings,
@@ -164,7 +168,9 @@ async def test_sign_in_work_a_case_and_see_every_page(
     outreach = brink_urls["outreach"]
     seeded = await seed(broker, outreach)
     await add_person(people_db, "dana@example.com", name="Dana", role="admin")
-    clock.offset = timedelta(hours=4)  # the first calls were due within 3 hours: now they are overdue
+    # The first calls were due 2 to 4 hours after their cases opened: now they are overdue; nothing is 8 hours overdue,
+    # when the inaction ladder would tell the owners' managers.
+    clock.offset = timedelta(hours=5)
     # A poison message: diagnosis.completed without its fields is retried, then dead-lettered.
     await broker.publish(
         Envelope(type="diagnosis.completed", data={"nonsense": True}, correlation_id="poison", source="test")
