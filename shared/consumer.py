@@ -42,6 +42,19 @@ class Handler(Protocol):
     def __call__(self, payload: Any, *, envelope: Envelope, session: AsyncSession) -> Awaitable[None]: ...
 
 
+class BatchHandler(Protocol):
+    def __call__(self, payloads: list[Any], *, envelopes: list[Envelope], session: AsyncSession) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True)
+class Batched:
+    """A handler that takes the messages of its type that arrive in a row in a batch in one call: one read or one
+    insert for them all, where a handler per message pays one each. It must leave the effects of handling them one
+    after another, in that order. A failing call fails the batch, whose messages are then handled alone."""
+
+    handler: BatchHandler
+
+
 @dataclass(frozen=True)
 class Arrival:
     """A decoded message waiting for a worker, with the time it arrived."""
@@ -69,7 +82,7 @@ class Consumer:
         self,
         *,
         spec: QueueSpec,
-        handlers: dict[str, Handler],
+        handlers: dict[str, Handler | Batched],
         broker: Broker,
         sessions: async_sessionmaker[AsyncSession],
         handled: Table,
@@ -242,24 +255,48 @@ class Consumer:
                 [{"consumer": self.spec.name, "event_id": str(a.envelope.id), "handled_at": now} for a in batch],
                 returning=self._handled.c.event_id,
             )
+            run: list[Arrival] = []  # messages in a row for one batched handler, handled when the row ends
             for arrival in batch:
                 envelope = arrival.envelope
-                with bound_contextvars(
-                    correlation_id=envelope.correlation_id,
-                    event_id=str(envelope.id),
-                    event_type=envelope.type,
-                    queue=self.spec.name,
-                ):
-                    if str(envelope.id) not in first_time:
+                if str(envelope.id) not in first_time:
+                    with self._message_context(envelope):
                         log.info("consumer.message.duplicate")
-                        outcomes.append("duplicate")
-                        continue
-                    first_time.discard(str(envelope.id))  # the same message twice in one batch: once only
-                    await self._handlers[envelope.type](arrival.payload, envelope=envelope, session=session)
-                    outcomes.append("handled")
+                    outcomes.append("duplicate")
+                    continue
+                first_time.discard(str(envelope.id))  # the same message twice in one batch: once only
+                outcomes.append("handled")
+                if run and run[0].envelope.type != envelope.type:
+                    await self._handle_run(run, session)
+                    run = []
+                handler = self._handlers[envelope.type]
+                if isinstance(handler, Batched):
+                    run.append(arrival)
+                    continue
+                with self._message_context(envelope):
+                    await handler(arrival.payload, envelope=envelope, session=session)
+            if run:
+                await self._handle_run(run, session)
         if self._after_commit is not None and "handled" in outcomes:
             self._after_commit()
         return outcomes
+
+    async def _handle_run(self, run: list[Arrival], session: AsyncSession) -> None:
+        """Messages of one type in a row, to their batched handler in one call."""
+        handler = self._handlers[run[0].envelope.type]
+        assert isinstance(handler, Batched)
+        with bound_contextvars(event_type=run[0].envelope.type, queue=self.spec.name):
+            await handler.handler(
+                [arrival.payload for arrival in run], envelopes=[arrival.envelope for arrival in run], session=session
+            )
+
+    def _message_context(self, envelope: Envelope) -> Any:
+        """What every log line written while handling one message says about it."""
+        return bound_contextvars(
+            correlation_id=envelope.correlation_id,
+            event_id=str(envelope.id),
+            event_type=envelope.type,
+            queue=self.spec.name,
+        )
 
     async def _retry_or_dead_letter(self, message: AbstractIncomingMessage, error: Exception) -> None:
         counted = (message.headers or {}).get(ATTEMPT_HEADER)

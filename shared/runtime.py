@@ -16,7 +16,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.consumer import Consumer, Handler
+from shared.consumer import Batched, Consumer, Handler
 from shared.db import make_engine, make_sessionmaker, ping, transaction, utcnow
 from shared.logs import get_logger
 from shared.messaging import Broker, BrokerUnavailable, QueueSpec
@@ -84,7 +84,7 @@ class Runtime:
         self._metrics_task: asyncio.Task[None] | None = None
         self._metrics_stop = asyncio.Event()
 
-    def consume(self, name: str, handlers: dict[str, Handler]) -> Consumer:
+    def consume(self, name: str, handlers: dict[str, Handler | Batched]) -> Consumer:
         """Register a consumer queue named ``<service>.<name>`` for the given event types."""
         assert self.handled is not None, "a consuming service needs a handled-messages table"
         spec = QueueSpec(

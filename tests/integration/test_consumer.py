@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import aio_pika
 import aiormq
@@ -13,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.diagnosis.models import handled
-from shared.consumer import ERROR_HEADER, QUEUE_HEADER, Consumer
+from shared.consumer import ERROR_HEADER, QUEUE_HEADER, Batched, Consumer
 from shared.db import make_engine, make_sessionmaker, utcnow
-from shared.events import AccountSignalsUpdated, Envelope
+from shared.events import AccountSignalsUpdated, CaseClosed, Envelope
 from shared.messaging import Broker, OutgoingMessage, QueueSpec
 from tests.conftest import eventually
 
@@ -54,15 +55,23 @@ async def dead_messages(broker: Broker, queue: str) -> list[aio_pika.abc.Abstrac
 
 
 def consumer_for(broker: Broker, sessions, handler, *, retry_delays=(0.1, 0.2), batch_size: int = 1) -> Consumer:
+    return consumer_with(
+        broker, sessions, {AccountSignalsUpdated.TYPE: handler}, retry_delays=retry_delays, batch_size=batch_size
+    )
+
+
+def consumer_with(
+    broker: Broker, sessions, handlers: dict, *, retry_delays=(0.1, 0.2), batch_size: int = 8
+) -> Consumer:
     spec = QueueSpec(
         name=f"test.{uuid.uuid4().hex[:8]}",
-        routing_keys=(AccountSignalsUpdated.TYPE,),
+        routing_keys=tuple(handlers),
         retry_delays=retry_delays,
         delivery_limit=5,
     )
     return Consumer(
         spec=spec,
-        handlers={AccountSignalsUpdated.TYPE: handler},
+        handlers=handlers,
         broker=broker,
         sessions=sessions,
         handled=handled,
@@ -184,8 +193,9 @@ async def test_messages_that_arrive_together_commit_in_one_transaction(broker: B
     assert len(set(transactions)) < 8
 
 
-async def test_one_failing_message_in_a_batch_costs_the_others_nothing(broker: Broker, sessions) -> None:
-    async def handler(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["per message", "batched"])
+async def test_one_failing_message_in_a_batch_costs_the_others_nothing(broker: Broker, sessions, batched: bool) -> None:
+    async def handle(payload: AccountSignalsUpdated, envelope: Envelope, session: AsyncSession) -> None:
         # An effect in the handler's transaction: a batch rolled back must not leave it behind.
         await session.execute(
             handled.insert().values(
@@ -195,7 +205,14 @@ async def test_one_failing_message_in_a_batch_costs_the_others_nothing(broker: B
         if payload.account_id == "acct-bad":
             raise ValueError("no playbook for acct-bad")
 
-    consumer = consumer_for(broker, sessions, handler, batch_size=8)
+    async def one(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
+        await handle(payload, envelope, session)
+
+    async def many(payloads: list[AccountSignalsUpdated], *, envelopes: list[Envelope], session: AsyncSession) -> None:
+        for payload, envelope in zip(payloads, envelopes, strict=True):
+            await handle(payload, envelope, session)
+
+    consumer = consumer_with(broker, sessions, {AccountSignalsUpdated.TYPE: Batched(many) if batched else one})
     good = [signals_event(f"acct-{n}") for n in range(4)]
     bad = signals_event("acct-bad")
     await queued_before_start(broker, consumer, [*good[:2], bad, *good[2:]])
@@ -205,3 +222,34 @@ async def test_one_failing_message_in_a_batch_costs_the_others_nothing(broker: B
     assert [message.message_id for message in dead] == [str(bad.id)]
     # Each good message's effect committed exactly once (a second insert would have failed on the key).
     assert await effects_of(sessions, consumer) == sorted(str(envelope.id) for envelope in good)
+
+
+def case_closed_event(case_id: str) -> Envelope:
+    closed = CaseClosed(
+        case_id=case_id, cancellation_id="c", account_id="a", outcome="lost", closed_at=datetime.now(UTC)
+    )
+    return Envelope.wrap(closed, correlation_id="c-1", source="test")
+
+
+async def test_a_batched_handler_takes_its_messages_together_in_arrival_order(broker: Broker, sessions) -> None:
+    calls: list[list[str]] = []
+
+    async def signals(
+        payloads: list[AccountSignalsUpdated], *, envelopes: list[Envelope], session: AsyncSession
+    ) -> None:
+        calls.append([payload.account_id for payload in payloads])
+
+    async def closed(payload: CaseClosed, *, envelope: Envelope, session: AsyncSession) -> None:
+        calls.append([payload.case_id])
+
+    consumer = consumer_with(broker, sessions, {AccountSignalsUpdated.TYPE: Batched(signals), CaseClosed.TYPE: closed})
+    first = signals_event("acct-1")
+    arriving = [first, signals_event("acct-2"), case_closed_event("case-1"), signals_event("acct-3"), first]
+    await queued_before_start(broker, consumer, arriving)
+    await consumer.start()
+    await eventually(lambda: asyncio.sleep(0, result=sum(map(len, calls)) == 4), timeout=10)
+    await asyncio.sleep(0.3)
+    await consumer.stop()
+    # Each message once (the redelivered one not again), in the order it arrived: the batched handler's messages in
+    # a row in one call, and never one call across the message of another type between them.
+    assert calls == [["acct-1", "acct-2"], ["case-1"], ["acct-3"]]
