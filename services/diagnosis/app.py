@@ -13,6 +13,7 @@ from services.diagnosis.models import handled, outbox
 from services.diagnosis.outcomes import SaveRates
 from services.diagnosis.rules import Rules, RulesError, load_rules
 from services.diagnosis.settings import DiagnosisSettings
+from shared.consumer import Batched
 from shared.events import (
     AccountSignalsUpdated,
     CancellationReceived,
@@ -45,8 +46,8 @@ def build_app(settings: DiagnosisSettings, *, rules: Rules | None = None) -> Fas
     runtime.consume(
         "cancellations",
         {
-            CancellationReceived.TYPE: partial(
-                consumers.on_cancellation_received, context=context, rules=rules, learning=learning
+            CancellationReceived.TYPE: Batched(
+                partial(consumers.on_cancellations_received, context=context, rules=rules, learning=learning)
             ),
             CancellationWithdrawn.TYPE: consumers.on_cancellation_withdrawn,
         },

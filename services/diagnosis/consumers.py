@@ -21,28 +21,18 @@ from shared.logs import get_logger
 log = get_logger("diagnosis.consumers")
 
 
-async def on_cancellation_received(
-    payload: CancellationReceived,
+async def on_cancellations_received(
+    payloads: list[CancellationReceived],
     *,
-    envelope: Envelope,
+    envelopes: list[Envelope],
     session: AsyncSession,
     rules: Rules,
     context: ContextSource | None = None,
     learning: SaveRates | None = None,
 ) -> None:
-    recorded = await service.record_cancellation(session, payload)
-    if recorded.newest is None:
-        log.info("diagnosis.cancellation.already_withdrawn", cancellation_id=payload.cancellation_id)
-        return
-    await service.diagnose(
-        session,
-        recorded.newest,
-        correlation_id=envelope.correlation_id,
-        context=context,
-        latest_version=0 if recorded.is_new else None,
-        history=recorded.history,
-        rules=rules,
-        learning=learning,
+    """Cancellation reports that arrived together (``shared.consumer.Batched``), each kept and diagnosed."""
+    await service.diagnose_cancellations(
+        session, list(zip(payloads, envelopes, strict=True)), rules=rules, context=context, learning=learning
     )
 
 

@@ -8,16 +8,20 @@ transaction. The statements are built once, with bound parameters: building one 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Integer,
     String,
     Text,
+    any_,
     bindparam,
     case,
     cast,
+    column,
     exists,
     func,
     insert,
@@ -34,7 +38,7 @@ from services.diagnosis.models import AccountSignal, Attempt, Cancellation, Conf
 from services.diagnosis.verdict import Attempt as PastAttempt
 from shared.db import JSONType, UTCDateTime, insert_ignoring_conflicts, is_postgres, utcnow
 from shared.events import Envelope
-from shared.outbox import add_to_outbox, outbox_row
+from shared.outbox import outbox_row
 
 CANCELLATIONS = Cancellation.__table__
 DIAGNOSES = Diagnosis.__table__
@@ -211,11 +215,13 @@ async def locked_signal_rows(session: AsyncSession, account_id: str, *, kind: st
     return {row.kind: row for row in rows.scalars()}
 
 
-def _history_selects() -> list[Any]:
-    """Signals and attempts, as selects of one shape: ``row_kind`` tells them apart."""
+def _history_selects(for_accounts: Any) -> list[Any]:
+    """Signals and attempts of the accounts ``for_accounts`` picks (a condition on an account id column), as
+    selects of one shape: ``row_kind`` tells them apart."""
     no_text = cast(null(), String)
     signals = select(
         literal("signal").label("row_kind"),
+        SIGNALS.c.account_id,
         SIGNALS.c.kind.label("name"),
         SIGNALS.c["values"].label("body"),
         SIGNALS.c.signal_version,
@@ -225,9 +231,10 @@ def _history_selects() -> list[Any]:
         cast(null(), UTCDateTime()).label("performed_at"),
         cast(null(), Text).label("note"),
         SIGNALS.c.id,
-    ).where(SIGNALS.c.account_id == bindparam("account_id"))
+    ).where(for_accounts(SIGNALS.c.account_id))
     attempts = select(
         literal("attempt"),
+        ATTEMPTS.c.account_id,
         ATTEMPTS.c.action,
         cast(null(), JSONType),
         cast(null(), Integer),
@@ -237,27 +244,62 @@ def _history_selects() -> list[Any]:
         ATTEMPTS.c.performed_at,
         ATTEMPTS.c.note,
         ATTEMPTS.c.id,
-    ).where(ATTEMPTS.c.account_id == bindparam("account_id"))
+    ).where(for_accounts(ATTEMPTS.c.account_id))
     return [signals, attempts]
 
 
-_CANCELLATION_VALUES = ("cancellation_id", "account_id", "status", "state_version", "details", "received_at")
+def _one_account(account_id: Any) -> Any:
+    return account_id == bindparam("account_id")
 
 
-def _add_cancellation_and_history_statement() -> Any:
-    """On PostgreSQL, the insert-or-ignore of a cancellation and its account's history in one statement: the
-    insert is a data-modifying CTE, and an ``added`` row says it inserted."""
+def _any_account(account_id: Any) -> Any:
+    return account_id == any_(bindparam("accounts", type_=postgresql.ARRAY(String)))
+
+
+def _rows_in(name: str, *columns: Any) -> Any:
+    """Rows a statement takes as one JSON document, bound as ``name``: one parameter and one statement whatever their
+    number (a statement with a parameter per value is prepared anew for each count). ``position`` orders them."""
+    return (
+        func.jsonb_to_recordset(bindparam(name, type_=postgresql.JSONB))
+        .table_valued(column("position", Integer), *columns)
+        .render_derived(name=name, with_types=True)
+    )
+
+
+_REPORTS = _rows_in(
+    "reports",
+    column("cancellation_id", String),
+    column("account_id", String),
+    column("state_version", BigInteger),
+    column("details", postgresql.JSONB),
+)
+
+
+def _add_cancellations_and_histories_statement() -> Any:
+    """On PostgreSQL, the insert-or-ignore of a batch of cancellations and their accounts' histories in one
+    statement: the insert is a data-modifying CTE, and an ``added`` row names each cancellation it inserted."""
     added = (
         postgresql.insert(CANCELLATIONS)
-        .values({name: bindparam(name, type_=CANCELLATIONS.c[name].type) for name in _CANCELLATION_VALUES})
+        .from_select(
+            _CANCELLATION_VALUES,
+            select(
+                _REPORTS.c.cancellation_id,
+                _REPORTS.c.account_id,
+                literal("open", String),
+                _REPORTS.c.state_version,
+                _REPORTS.c.details,
+                bindparam("received_at", type_=UTCDateTime()),
+            ).order_by(_REPORTS.c.position),  # ids in arrival order: an account's cancellations are listed by them
+        )
         .on_conflict_do_nothing()
-        .returning(CANCELLATIONS.c.id)
+        .returning(CANCELLATIONS.c.id, CANCELLATIONS.c.cancellation_id)
         .cte("added")
     )
     no_text = cast(null(), String)
     claimed = select(
         literal("added"),
         no_text,
+        added.c.cancellation_id,
         cast(null(), JSONType),
         cast(null(), Integer),
         no_text,
@@ -267,25 +309,26 @@ def _add_cancellation_and_history_statement() -> Any:
         cast(null(), Text),
         added.c.id,
     )
-    return union_all(*_history_selects(), claimed).order_by("row_kind", "performed_at", "id").add_cte(added)
+    return union_all(*_history_selects(_any_account), claimed).order_by("row_kind", "performed_at", "id").add_cte(added)
 
 
-_HISTORY = union_all(*_history_selects()).order_by("row_kind", "performed_at", "id")
-_ADD_CANCELLATION_AND_HISTORY = _add_cancellation_and_history_statement()
+_CANCELLATION_VALUES = ("cancellation_id", "account_id", "status", "state_version", "details", "received_at")
+_HISTORY = union_all(*_history_selects(_one_account)).order_by("row_kind", "performed_at", "id")
+_ADD_CANCELLATIONS_AND_HISTORIES = _add_cancellations_and_histories_statement()
 
 
-def _history_of(rows: Any) -> tuple[AccountHistory, bool]:
-    """The history in rows of the history statement, and whether an ``added`` row was among them."""
-    signals: dict[str, dict[str, Any]] = {}
-    signal_version = 0
-    attempts = []
-    added = False
+def _histories_of(rows: Any) -> tuple[dict[str, AccountHistory], set[str]]:
+    """The histories by account in rows of a history statement, and the cancellations its ``added`` rows name."""
+    signals: dict[str, dict[str, dict[str, Any]]] = {}
+    signal_versions: dict[str, int] = {}
+    attempts: dict[str, list[PastAttempt]] = {}
+    added = set()
     for row in rows:
         if row.row_kind == "signal":
-            signals[row.name] = row.body
-            signal_version = max(signal_version, row.signal_version)
+            signals.setdefault(row.account_id, {})[row.name] = row.body
+            signal_versions[row.account_id] = max(signal_versions.get(row.account_id, 0), row.signal_version)
         elif row.row_kind == "attempt":
-            attempts.append(
+            attempts.setdefault(row.account_id, []).append(
                 PastAttempt(
                     action=row.name,
                     result=row.result,
@@ -295,44 +338,85 @@ def _history_of(rows: Any) -> tuple[AccountHistory, bool]:
                 )
             )
         else:
-            added = True
-    return AccountHistory(signals=signals, signal_version=signal_version, attempts=attempts), added
+            added.add(row.name)
+    histories = {
+        account_id: AccountHistory(
+            signals=signals.get(account_id, {}),
+            signal_version=signal_versions.get(account_id, 0),
+            attempts=attempts.get(account_id, []),
+        )
+        for account_id in signals.keys() | attempts.keys()
+    }
+    return histories, added
+
+
+def _no_history() -> AccountHistory:
+    return AccountHistory(signals={}, signal_version=0, attempts=[])
 
 
 async def account_history(session: AsyncSession, account_id: str) -> AccountHistory:
     """The account's signal groups, its newest signal version (0 when nothing was sent) and its attempts."""
-    history, _ = _history_of(await session.execute(_HISTORY, {"account_id": account_id}))
-    return history
+    histories, _ = _histories_of(await session.execute(_HISTORY, {"account_id": account_id}))
+    return histories.get(account_id) or _no_history()
 
 
-async def add_cancellation_and_read_history(
-    session: AsyncSession, *, cancellation_id: str, account_id: str, state_version: int, details: dict[str, Any]
-) -> tuple[bool, AccountHistory]:
-    """Insert-or-ignore an open cancellation, and read its account's history: one round trip on PostgreSQL.
-    True when the cancellation is new."""
+@dataclass(frozen=True)
+class Report:
+    """A cancellation as a report of it says, to keep unless it is known already."""
+
+    cancellation_id: str
+    account_id: str
+    state_version: int
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What storing a batch of reports found: the cancellations that were new, and the accounts' histories."""
+
+    new: set[str]
+    histories: dict[str, AccountHistory]
+
+    def history(self, account_id: str) -> AccountHistory:
+        return self.histories.get(account_id) or _no_history()
+
+
+async def add_cancellations_and_read_histories(session: AsyncSession, reports: list[Report]) -> Claimed:
+    """Insert-or-ignore open cancellations (each one once in ``reports``), and read their accounts' histories: one
+    round trip on PostgreSQL whatever the number of reports."""
     if not is_postgres(session):  # SQLite has no data-modifying CTEs
-        added = await add_cancellation_if_new(
-            session,
-            cancellation_id=cancellation_id,
-            account_id=account_id,
-            status="open",
-            state_version=state_version,
-            details=details,
-        )
-        return added, await account_history(session, account_id)
+        new = set()
+        for report in reports:
+            if await add_cancellation_if_new(
+                session,
+                cancellation_id=report.cancellation_id,
+                account_id=report.account_id,
+                status="open",
+                state_version=report.state_version,
+                details=report.details,
+            ):
+                new.add(report.cancellation_id)
+        accounts = dict.fromkeys(report.account_id for report in reports)
+        return Claimed(new=new, histories={account: await account_history(session, account) for account in accounts})
     rows = await session.execute(
-        _ADD_CANCELLATION_AND_HISTORY,
+        _ADD_CANCELLATIONS_AND_HISTORIES,
         {
-            "cancellation_id": cancellation_id,
-            "account_id": account_id,
-            "status": "open",
-            "state_version": state_version,
-            "details": details,
+            "reports": [
+                {
+                    "position": position,
+                    "cancellation_id": report.cancellation_id,
+                    "account_id": report.account_id,
+                    "state_version": report.state_version,
+                    "details": report.details,
+                }
+                for position, report in enumerate(reports)
+            ],
+            "accounts": list({report.account_id for report in reports}),
             "received_at": utcnow(),
         },
     )
-    history, added = _history_of(rows)
-    return added, history
+    histories, new = _histories_of(rows)
+    return Claimed(new=new, histories=histories)
 
 
 async def add_attempt(session: AsyncSession, **values: Any) -> None:
@@ -346,37 +430,73 @@ async def latest_version(session: AsyncSession, cancellation_id: str) -> int:
     return (await session.execute(_LATEST_VERSION, {"which": cancellation_id})).scalar_one_or_none() or 0
 
 
-def _add_diagnosis_and_event_statement() -> Any:
-    """On PostgreSQL, the diagnosis row and its outbox row in one statement (a data-modifying CTE)."""
-    diagnosis = (
+@dataclass(frozen=True)
+class NewDiagnosis:
+    """A diagnosis version to write, with the event that announces it."""
+
+    envelope: Envelope
+    id: str
+    cancellation_id: str
+    account_id: str
+    version: int
+    symptom: str
+    root_cause: str
+    decision: str
+    explanation: dict[str, Any]
+    created_at: datetime
+
+    def row(self) -> dict[str, Any]:
+        return {column.name: getattr(self, column.name) for column in DIAGNOSES.c}
+
+
+_DIAGNOSED = _rows_in(
+    "diagnosed",
+    *(column(c.name, postgresql.JSONB if c.name == "explanation" else c.type) for c in DIAGNOSES.c),
+    column("event_id", String),
+    column("event_type", String),
+    column("correlation_id", String),
+    column("body", Text),
+)
+
+
+def _add_diagnoses_and_events_statement() -> Any:
+    """On PostgreSQL, the diagnosis rows and their outbox rows in one statement (a data-modifying CTE)."""
+    in_order = _DIAGNOSED.c.position
+    diagnoses = (
         insert(DIAGNOSES)
-        .values({column.name: bindparam(f"diagnosis_{column.name}", type_=column.type) for column in DIAGNOSES.c})
-        .cte("diagnosis")
+        .from_select(
+            [c.name for c in DIAGNOSES.c], select(*(_DIAGNOSED.c[c.name] for c in DIAGNOSES.c)).order_by(in_order)
+        )
+        .cte("diagnoses")
     )
+    events = ("event_id", "event_type", "correlation_id", "body", "created_at")
     return (
         insert(outbox)
-        .values(
-            {
-                name: bindparam(name, type_=outbox.c[name].type)
-                for name in ("event_id", "event_type", "correlation_id", "body", "created_at")
-            }
-        )
-        .add_cte(diagnosis)
+        .from_select(events, select(*(_DIAGNOSED.c[name] for name in events)).order_by(in_order))
+        .add_cte(diagnoses)
     )
 
 
-_ADD_DIAGNOSIS_AND_EVENT = _add_diagnosis_and_event_statement()
+_ADD_DIAGNOSES_AND_EVENTS = _add_diagnoses_and_events_statement()
 
 
-async def add_diagnosis_and_event(session: AsyncSession, envelope: Envelope, **diagnosis: Any) -> None:
-    """Write a diagnosis version and stage its event in the outbox: one round trip on PostgreSQL, where each
-    diagnosis cost four (its cancellation, the account's history, the diagnosis, the outbox row)."""
-    if is_postgres(session):
-        values = {f"diagnosis_{name}": value for name, value in diagnosis.items()}
-        await session.execute(_ADD_DIAGNOSIS_AND_EVENT, values | outbox_row(envelope))
-    else:  # SQLite has no data-modifying CTEs
-        await session.execute(DIAGNOSES.insert(), diagnosis)
-        await add_to_outbox(session, outbox, envelope)
+async def add_diagnoses_and_events(session: AsyncSession, diagnoses: list[NewDiagnosis]) -> None:
+    """Write diagnosis versions and stage their events in the outbox, in order: one round trip on PostgreSQL
+    whatever the number, where each diagnosis once cost four (its cancellation, the account's history, the
+    diagnosis, the outbox row)."""
+    if not diagnoses:
+        return
+    if not is_postgres(session):  # SQLite has no data-modifying CTEs
+        await session.execute(DIAGNOSES.insert(), [diagnosis.row() for diagnosis in diagnoses])
+        await session.execute(outbox.insert(), [outbox_row(diagnosis.envelope) for diagnosis in diagnoses])
+        return
+    diagnosed = [
+        diagnosis.row()
+        | outbox_row(diagnosis.envelope)
+        | {"position": position, "created_at": diagnosis.created_at.isoformat()}
+        for position, diagnosis in enumerate(diagnoses)
+    ]
+    await session.execute(_ADD_DIAGNOSES_AND_EVENTS, {"diagnosed": diagnosed})
 
 
 async def latest_diagnosis(session: AsyncSession, account_id: str) -> Diagnosis | None:

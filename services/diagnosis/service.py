@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,33 +27,79 @@ from shared.events import (
     Unknown,
     Verdict,
 )
-from shared.logs import get_logger
+from shared.logs import bound_contextvars, get_logger
 
 log = get_logger("diagnosis.service")
 latest_diagnosis = repository.latest_diagnosis
 
 
-@dataclass(frozen=True)
-class RecordedCancellation:
-    """What to diagnose after a cancellation report, kept or not."""
+async def diagnose_cancellations(
+    session: AsyncSession,
+    reports: list[tuple[CancellationReceived, Envelope]],
+    *,
+    rules: Rules,
+    context: ContextSource | None = None,
+    learning: SaveRates | None = None,
+) -> None:
+    """Keep the newest report of each cancellation (by the source's own ordering) and diagnose it while it is
+    open: as handling the reports one after another would, with one write and one read of the accounts'
+    histories for a batch. A cancellation reported twice in the batch starts a second one, which sees the first."""
+    part: list[tuple[CancellationReceived, Envelope]] = []
+    in_part: set[str] = set()
+    for report in reports:
+        if report[0].cancellation_id in in_part:
+            await _diagnose_reports(session, part, rules=rules, context=context, learning=learning)
+            part, in_part = [], set()
+        part.append(report)
+        in_part.add(report[0].cancellation_id)
+    await _diagnose_reports(session, part, rules=rules, context=context, learning=learning)
 
-    newest: CancellationReceived | None  # the newest report known, or None when no longer open
-    is_new: bool  # no row existed before, so no diagnosis either
-    history: repository.AccountHistory | None = None  # the account's history, read with a new cancellation
 
-
-async def record_cancellation(session: AsyncSession, event: CancellationReceived) -> RecordedCancellation:
-    """Keep the newest report of a cancellation (by the source's own ordering)."""
-    details = event.model_dump(mode="json")
-    is_new, history = await repository.add_cancellation_and_read_history(
+async def _diagnose_reports(
+    session: AsyncSession,
+    reports: list[tuple[CancellationReceived, Envelope]],
+    *,
+    rules: Rules,
+    context: ContextSource | None,
+    learning: SaveRates | None,
+) -> None:
+    """Reports of different cancellations: none changes what another one reads (the accounts' histories)."""
+    details = [event.model_dump(mode="json") for event, _ in reports]
+    claimed = await repository.add_cancellations_and_read_histories(
         session,
-        cancellation_id=event.cancellation_id,
-        account_id=event.account_id,
-        state_version=event.state_version,
-        details=details,
+        [
+            repository.Report(event.cancellation_id, event.account_id, event.state_version, reported)
+            for (event, _), reported in zip(reports, details, strict=True)
+        ],
     )
-    if is_new:
-        return RecordedCancellation(newest=event, is_new=True, history=history)
+    made = []
+    for (event, envelope), reported in zip(reports, details, strict=True):
+        with bound_contextvars(correlation_id=envelope.correlation_id, event_id=str(envelope.id)):
+            is_new = event.cancellation_id in claimed.new
+            newest = event if is_new else await _newest_report(session, event, reported)
+            if newest is None:
+                log.info("diagnosis.cancellation.already_withdrawn", cancellation_id=event.cancellation_id)
+                continue
+            diagnosis = await _diagnosis(
+                session,
+                newest,
+                correlation_id=envelope.correlation_id,
+                rules=rules,
+                context=context,
+                latest_version=0 if is_new else None,
+                history=claimed.history(event.account_id),
+                learning=learning,
+            )
+            made.append(diagnosis)
+            _log_completed(diagnosis)  # written with the others below, in this transaction
+    await repository.add_diagnoses_and_events(session, made)
+
+
+async def _newest_report(
+    session: AsyncSession, event: CancellationReceived, details: dict[str, Any]
+) -> CancellationReceived | None:
+    """The newest report of a cancellation stored before, once ``event`` is applied unless it is older; None when
+    the cancellation is no longer open."""
     if await repository.update_unless_newer_stored(
         session,
         cancellation_id=event.cancellation_id,
@@ -62,10 +107,9 @@ async def record_cancellation(session: AsyncSession, event: CancellationReceived
         status="open",
         details=details,
     ):
-        return RecordedCancellation(newest=event, is_new=False)
+        return event
     stored = await repository.locked_cancellation(session, event.cancellation_id)
-    newest = CancellationReceived.model_validate(stored.details) if stored.status == "open" else None
-    return RecordedCancellation(newest=newest, is_new=False)
+    return CancellationReceived.model_validate(stored.details) if stored.status == "open" else None
 
 
 async def withdraw_cancellation(session: AsyncSession, event: CancellationWithdrawn) -> None:
@@ -126,9 +170,8 @@ async def rediagnose_account(
     context: ContextSource | None = None,
     unless_seen: int | None = None,
     learning: SaveRates | None = None,
-) -> list[DiagnosisCompleted]:
+) -> None:
     """A new diagnosis version for each open cancellation of the account (skipping ones that saw ``unless_seen``)."""
-    done = []
     history = None
     for cancellation in await repository.open_cancellations(session, account_id):
         if unless_seen is not None and cancellation.seen_signal_version >= unless_seen:
@@ -137,19 +180,16 @@ async def rediagnose_account(
         # Diagnosing one cancellation changes nothing another one reads: the account's history is read once.
         if history is None:
             history = await repository.account_history(session, account_id)
-        done.append(
-            await diagnose(
-                session,
-                CancellationReceived.model_validate(cancellation.details),
-                correlation_id=correlation_id,
-                context=context,
-                latest_version=cancellation.latest_version,
-                history=history,
-                rules=rules,
-                learning=learning,
-            )
+        await diagnose(
+            session,
+            CancellationReceived.model_validate(cancellation.details),
+            correlation_id=correlation_id,
+            context=context,
+            latest_version=cancellation.latest_version,
+            history=history,
+            rules=rules,
+            learning=learning,
         )
-    return done
 
 
 async def _gather_signals(
@@ -175,11 +215,37 @@ async def diagnose(
     latest_version: int | None = None,
     history: repository.AccountHistory | None = None,
     learning: SaveRates | None = None,
-) -> DiagnosisCompleted:
+) -> None:
     """Write the next diagnosis version and stage ``diagnosis.completed`` in the outbox.
 
     ``latest_version`` and ``history`` are read here unless the caller already knows them.
     """
+    diagnosis = await _diagnosis(
+        session,
+        event,
+        correlation_id=correlation_id,
+        rules=rules,
+        context=context,
+        latest_version=latest_version,
+        history=history,
+        learning=learning,
+    )
+    await repository.add_diagnoses_and_events(session, [diagnosis])
+    _log_completed(diagnosis)
+
+
+async def _diagnosis(
+    session: AsyncSession,
+    event: CancellationReceived,
+    *,
+    correlation_id: str,
+    rules: Rules,
+    context: ContextSource | None,
+    latest_version: int | None,
+    history: repository.AccountHistory | None,
+    learning: SaveRates | None,
+) -> repository.NewDiagnosis:
+    """The next diagnosis version of a cancellation and its event, to write."""
     if history is None:
         history = await repository.account_history(session, event.account_id)
     signals, incomplete = await _gather_signals(event.account_id, history.signals, context)
@@ -220,9 +286,8 @@ async def diagnose(
         source="diagnosis",
         data=explanation,
     )
-    await repository.add_diagnosis_and_event(
-        session,
-        envelope,
+    return repository.NewDiagnosis(
+        envelope=envelope,
         id=completed.diagnosis_id,
         cancellation_id=completed.cancellation_id,
         account_id=completed.account_id,
@@ -233,15 +298,17 @@ async def diagnose(
         explanation=explanation,
         created_at=utcnow(),
     )
+
+
+def _log_completed(diagnosis: repository.NewDiagnosis) -> None:
     log.info(
         "diagnosis.completed",
-        cancellation_id=completed.cancellation_id,
-        version=version,
-        root_cause=completed.root_cause,
-        decision=completed.verdict.decision,
-        incomplete=incomplete,
+        cancellation_id=diagnosis.cancellation_id,
+        version=diagnosis.version,
+        root_cause=diagnosis.root_cause,
+        decision=diagnosis.decision,
+        incomplete=diagnosis.explanation["incomplete"],
     )
-    return completed
 
 
 def _owner_in_signals(signals: dict[str, dict[str, Any]]) -> str | None:
