@@ -7,6 +7,7 @@ through it) and by the consumer when it writes why a message failed into the mes
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 REDACTED = "[redacted]"
 
@@ -44,6 +45,9 @@ def error_text(error: BaseException) -> str:
     return f"{error.__class__.__name__}: {redact_text(message)}" if message else error.__class__.__name__
 
 
+# Every field of every log line is checked: a line's dozen keys against eight words cost a third of the line.
+# Log lines use a few dozen field names, so the answer is kept per name.
+@lru_cache(maxsize=1024)
 def is_secret_key(key: str) -> bool:
     lowered = key.lower()
     return any(word in lowered for word in SECRET_KEYS)
