@@ -21,6 +21,7 @@ from shared.db import insert_many_if_new, is_database_outage, transaction, utcno
 from shared.events import Envelope, Payload, UnknownEventType
 from shared.logs import bound_contextvars, get_logger
 from shared.messaging import DEAD_EXCHANGE, RETRY_EXCHANGE, Broker, OutgoingMessage, QueueSpec, build_message
+from shared.outbox import stages_events
 from shared.redaction import error_text
 
 log = get_logger("shared.consumer")
@@ -76,6 +77,10 @@ class Consumer:
     and one handled-rows insert instead of one per message, which is most of a message's cost when handlers
     are small. A batch whose handling fails is rolled back and each message is handled again alone, so one
     bad message is retried or dead-lettered without holding back the others.
+
+    At a steady rate messages rarely arrive together: each one found the worker idle and was a batch of its own
+    (a transaction, a commit, an ack and a relay wake-up per message). With ``linger_seconds``, a batch waits
+    for company until its first message has waited that long, or until it is full, whichever comes first.
     """
 
     def __init__(
@@ -88,8 +93,10 @@ class Consumer:
         handled: Table,
         prefetch: int = 32,
         batch_size: int = 1,
+        linger_seconds: float = 0.0,
         after_commit: Callable[[], None] | None = None,
     ) -> None:
+        """``after_commit`` is called after each commit of a transaction that staged events (the relay's wake-up)."""
         self.spec = spec
         self._handlers = handlers
         self._broker = broker
@@ -97,10 +104,14 @@ class Consumer:
         self._handled = handled
         self._prefetch = prefetch
         self._batch_size = max(1, min(batch_size, prefetch))
+        self._linger = max(0.0, linger_seconds) if self._batch_size > 1 else 0.0
         self._after_commit = after_commit
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._tag: str | None = None
         self._arrived: asyncio.Queue[Arrival] = asyncio.Queue()
+        # One worker gathers a batch at a time: a second one waiting on the queue would take the very arrivals a
+        # lingering worker waits for, and both would go with half a batch.
+        self._gathering = asyncio.Lock()
         self._acks = Acknowledgements()
         self._workers: list[asyncio.Task[None]] = []
 
@@ -145,9 +156,7 @@ class Consumer:
         """Handle batches until this worker is stopped: nothing else ends it. A worker that ended on an error
         left the deliveries it would have handled in the consumer's hands for good (its queue looked stuck)."""
         while True:
-            batch = [await self._arrived.get()]
-            while len(batch) < self._batch_size and not self._arrived.empty():
-                batch.append(self._arrived.get_nowait())
+            batch = await self._next_batch()
             try:
                 await self._handle_batch(batch)
             except asyncio.CancelledError:
@@ -159,6 +168,30 @@ class Consumer:
             except Exception:  # an ack on a channel lost meanwhile: the broker redelivers, the handled rows dedupe
                 log.warning("consumer.batch.unfinished", queue=self.spec.name, size=len(batch), exc_info=True)
                 await self._give_back(batch)
+
+    async def _next_batch(self) -> list[Arrival]:
+        """The messages waiting now, at least one; with a linger, also those that arrive before the first message
+        has waited ``linger_seconds`` (from its arrival, so a backlog is not held back), until the batch is full.
+        Only the gathering waits: a worker being stopped is cancelled here like anywhere else, and the messages
+        in its hands, unacknowledged, are delivered again."""
+        if not self._linger:
+            return self._take_waiting([await self._arrived.get()])
+        async with self._gathering:
+            batch = self._take_waiting([await self._arrived.get()])
+            deadline = batch[0].started + self._linger
+            while len(batch) < self._batch_size and (left := deadline - time.perf_counter()) > 0:
+                try:
+                    async with asyncio.timeout(left):
+                        batch.append(await self._arrived.get())
+                except TimeoutError:
+                    break  # a get cancelled by its timeout leaves any message it was woken for in the queue
+                self._take_waiting(batch)
+            return batch
+
+    def _take_waiting(self, batch: list[Arrival]) -> list[Arrival]:
+        while len(batch) < self._batch_size and not self._arrived.empty():
+            batch.append(self._arrived.get_nowait())
+        return batch
 
     @staticmethod
     def _being_stopped() -> bool:
@@ -276,7 +309,11 @@ class Consumer:
                     await handler(arrival.payload, envelope=envelope, session=session)
             if run:
                 await self._handle_run(run, session)
-        if self._after_commit is not None and "handled" in outcomes:
+            staged = stages_events(session)
+        metrics.MESSAGES_PER_COMMIT.labels(self.spec.name).observe(len(batch))
+        # Only a commit that staged events wakes the relay: outreach opens most cases without publishing anything,
+        # and woke its relay for an empty cycle (a transaction and four round trips) after every batch.
+        if self._after_commit is not None and staged:
             self._after_commit()
         return outcomes
 

@@ -63,6 +63,12 @@ HANDLER_SECONDS = Histogram(
     ["queue"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+MESSAGES_PER_COMMIT = Histogram(
+    "brink_consumer_messages_per_commit",
+    "Messages handled in one consumer transaction (a batch: one handled-rows insert, one commit)",
+    ["queue"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 REDELIVERIES = Counter("brink_message_redeliveries_total", "Messages the broker delivered again", ["queue"])
 DEAD_LETTERED = Counter("brink_messages_dead_lettered_total", "Messages sent to a dead-letter queue", ["queue"])
 

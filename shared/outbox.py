@@ -90,10 +90,26 @@ def outbox_row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
+# Set in a session's info by whatever stages an event in its transaction.
+STAGED_EVENTS = "brink.outbox.staged_events"
+
+
+def mark_staged(session: AsyncSession) -> None:
+    """Note that this session's transaction stages events, so that its commit wakes the relay. Every writer of
+    outbox rows calls it (``add_to_outbox`` does); an unmarked row still goes out, at the relay's next poll."""
+    session.info[STAGED_EVENTS] = True
+
+
+def stages_events(session: AsyncSession) -> bool:
+    """Whether anything was staged in this session's transaction: a commit of nothing new needs no relay cycle."""
+    return bool(session.info.get(STAGED_EVENTS))
+
+
 async def add_to_outbox(session: AsyncSession, table: Table, envelope: Envelope) -> None:
     """Stage an event in the caller's transaction; it is published only if that transaction commits."""
     # A plain insert with bound parameters: SQLAlchemy reuses its compiled form without rebuilding a statement.
     await session.execute(table.insert(), outbox_row(envelope))
+    mark_staged(session)
 
 
 async def outbox_backlog(session: AsyncSession, table: Table) -> tuple[int, datetime | None]:

@@ -101,6 +101,7 @@ class Runtime:
             handled=self.handled,
             prefetch=self.settings.prefetch,
             batch_size=self.settings.consumer_batch_size,
+            linger_seconds=self.settings.consumer_linger_ms / 1000,
             after_commit=self.wake_relay,
         )
         self.consumers.append(consumer)

@@ -72,6 +72,9 @@ class BrinkSettings(BaseSettings):
     prefetch: int = Field(default=64, ge=1, le=1000)
     # Messages that arrive together are handled in one transaction, up to this many; 1 handles each alone.
     consumer_batch_size: int = Field(default=32, ge=1, le=1000)
+    # A batch waits this long after its first message arrived for more to join it (a full batch goes at once):
+    # at a steady rate each message otherwise came alone and paid for a transaction of its own. 0: no waiting.
+    consumer_linger_ms: int = Field(default=20, ge=0, le=1000)
     delivery_limit: int = Field(default=10, ge=1)
     retry_delays_seconds: CommaList = Field(default_factory=lambda: ["1", "5", "30"])
     outbox_poll_seconds: float = Field(default=0.5, gt=0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aio_pika
@@ -15,25 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.diagnosis.models import handled
 from shared.consumer import ERROR_HEADER, QUEUE_HEADER, Batched, Consumer
-from shared.db import make_engine, make_sessionmaker, utcnow
+from shared.db import utcnow
 from shared.events import AccountSignalsUpdated, CaseClosed, Envelope
 from shared.messaging import Broker, OutgoingMessage, QueueSpec
 from tests.conftest import eventually
-
-
-@pytest.fixture
-async def broker(amqp_url: str) -> AsyncIterator[Broker]:
-    broker = Broker(amqp_url)
-    await broker.connect()
-    yield broker
-    await broker.close()
-
-
-@pytest.fixture
-async def sessions(database_url: str):
-    engine = make_engine(database_url)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
 
 
 def signals_event(account: str) -> Envelope:
@@ -54,14 +38,27 @@ async def dead_messages(broker: Broker, queue: str) -> list[aio_pika.abc.Abstrac
     return found
 
 
-def consumer_for(broker: Broker, sessions, handler, *, retry_delays=(0.1, 0.2), batch_size: int = 1) -> Consumer:
+def consumer_for(
+    broker: Broker, sessions, handler, *, retry_delays=(0.1, 0.2), batch_size: int = 1, linger_seconds: float = 0.0
+) -> Consumer:
     return consumer_with(
-        broker, sessions, {AccountSignalsUpdated.TYPE: handler}, retry_delays=retry_delays, batch_size=batch_size
+        broker,
+        sessions,
+        {AccountSignalsUpdated.TYPE: handler},
+        retry_delays=retry_delays,
+        batch_size=batch_size,
+        linger_seconds=linger_seconds,
     )
 
 
 def consumer_with(
-    broker: Broker, sessions, handlers: dict, *, retry_delays=(0.1, 0.2), batch_size: int = 8
+    broker: Broker,
+    sessions,
+    handlers: dict,
+    *,
+    retry_delays=(0.1, 0.2),
+    batch_size: int = 8,
+    linger_seconds: float = 0.0,
 ) -> Consumer:
     spec = QueueSpec(
         name=f"test.{uuid.uuid4().hex[:8]}",
@@ -77,6 +74,7 @@ def consumer_with(
         handled=handled,
         prefetch=8,
         batch_size=batch_size,
+        linger_seconds=linger_seconds,
     )
 
 

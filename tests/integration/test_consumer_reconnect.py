@@ -7,6 +7,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import aio_pika
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import make_engine, make_sessionmaker
@@ -25,12 +26,13 @@ async def ready_in(amqp_url: str, queue: str) -> int:
         return declared.declaration_result.message_count or 0
 
 
+@pytest.mark.parametrize("linger_seconds", [0.0, 0.02])
 async def test_a_batch_committed_after_its_connection_was_cut_does_not_stop_the_consumer(
-    postgres_url: str, amqp_url: str
+    postgres_url: str, amqp_url: str, linger_seconds: float
 ) -> None:
     """The batch commits once its connection is gone; its ack cannot be sent and its messages come again on the
     new connection (duplicates now). Seen in make chaos: the consumer's one worker ended there, and a prefetch
-    window of redelivered messages stayed in its hands for good."""
+    window of redelivered messages stayed in its hands for good. The same with batches that linger for company."""
     upstream = urlsplit(amqp_url)
     proxy = TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5672)
     await proxy.start()
@@ -51,7 +53,8 @@ async def test_a_batch_committed_after_its_connection_was_cut_does_not_stop_the_
     await publisher.connect()
     broker = Broker(amqp_through(proxy, amqp_url))
     await broker.connect()
-    consumer = consumer_for(broker, sessions, handle, batch_size=8)  # prefetch 8: one worker takes the batch
+    # prefetch 8: one worker takes the batch
+    consumer = consumer_for(broker, sessions, handle, batch_size=8, linger_seconds=linger_seconds)
     try:
         await consumer.start()
         for account in first:
