@@ -64,19 +64,12 @@ async def _diagnose_reports(
     learning: SaveRates | None,
 ) -> None:
     """Reports of different cancellations: none changes what another one reads (the accounts' histories)."""
-    details = [event.model_dump(mode="json") for event, _ in reports]
-    claimed = await repository.add_cancellations_and_read_histories(
-        session,
-        [
-            repository.Report(event.cancellation_id, event.account_id, event.state_version, reported)
-            for (event, _), reported in zip(reports, details, strict=True)
-        ],
-    )
+    claimed = await repository.add_cancellations_and_read_histories(session, [event for event, _ in reports])
     made = []
-    for (event, envelope), reported in zip(reports, details, strict=True):
+    for event, envelope in reports:
         with bound_contextvars(correlation_id=envelope.correlation_id, event_id=str(envelope.id)):
             is_new = event.cancellation_id in claimed.new
-            newest = event if is_new else await _newest_report(session, event, reported)
+            newest = event if is_new else await _newest_report(session, event)
             if newest is None:
                 log.info("diagnosis.cancellation.already_withdrawn", cancellation_id=event.cancellation_id)
                 continue
@@ -95,9 +88,7 @@ async def _diagnose_reports(
     await repository.add_diagnoses_and_events(session, made)
 
 
-async def _newest_report(
-    session: AsyncSession, event: CancellationReceived, details: dict[str, Any]
-) -> CancellationReceived | None:
+async def _newest_report(session: AsyncSession, event: CancellationReceived) -> CancellationReceived | None:
     """The newest report of a cancellation stored before, once ``event`` is applied unless it is older; None when
     the cancellation is no longer open."""
     if await repository.update_unless_newer_stored(
@@ -105,7 +96,7 @@ async def _newest_report(
         cancellation_id=event.cancellation_id,
         state_version=event.state_version,
         status="open",
-        details=details,
+        details=event.model_dump(mode="json"),
     ):
         return event
     stored = await repository.locked_cancellation(session, event.cancellation_id)

@@ -13,6 +13,7 @@ from services.outreach.models import Case, Person, Task
 from services.outreach.notifications import PERSONAL_CHANNELS, Recipient, enqueue_personal
 from services.outreach.people import managers_above
 from services.outreach.policy import Policy
+from services.outreach.steps import NewTask
 from services.outreach.timing import Timing
 from services.outreach.working_hours import zone_named
 
@@ -84,14 +85,14 @@ async def manager_of_owner(session: AsyncSession, owner: str | None) -> Person |
 async def tell_assigned(
     session: AsyncSession,
     case: Case,
-    tasks: list[Task],
+    tasks: Sequence[Task | NewTask],
     *,
     people: dict[str, Person],
     policy: Policy,
     clock: Clock,
 ) -> None:
     """Tell each owner, once per case and batch of tasks, what became theirs."""
-    by_owner: dict[str, list[Task]] = {}
+    by_owner: dict[str, list[Task | NewTask]] = {}
     for task in tasks:
         by_owner.setdefault(task.owner or "", []).append(task)
     for owner, theirs in by_owner.items():

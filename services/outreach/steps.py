@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import repository
 from services.outreach.history import record
 from services.outreach.ladder import REPEATABLE_ACTIONS, intervention_key, was_tried
-from services.outreach.models import Case, Task, Timer
+from services.outreach.models import Case, Task
 from services.outreach.playbooks import Playbook, Step
 from services.outreach.timing import Timing
+
+
+class NewTask(NamedTuple):
+    """A task just added, as its owner is told of it."""
+
+    id: str
+    owner: str
+    title: str
+    due_at: datetime
 
 
 def may_skip(playbook: Playbook) -> bool:
@@ -30,27 +40,28 @@ def add_timer(
     session: AsyncSession,
     *,
     case: Case,
-    task: Task | None,
+    task: Task | NewTask | None,
     kind: str,
     due_at: datetime,
     now: datetime,
     step: int | None = None,
-) -> Timer:
+) -> None:
     """A timer of ``kind`` (expire, climb, nudge at inaction ``step``, due_soon) firing at ``due_at``."""
-    timer = Timer(
-        step=step,
-        id=str(uuid.uuid4()),
-        case_id=case.id,
-        task_id=task.id if task else None,
-        kind=kind,
-        due_at=due_at,
-        created_at=now,
-        fired_at=None,
-        cancelled_at=None,
-        outcome=None,
+    repository.add_timer_row(
+        session,
+        {
+            "id": str(uuid.uuid4()),
+            "case_id": case.id,
+            "task_id": task.id if task else None,
+            "kind": kind,
+            "step": step,
+            "due_at": due_at,
+            "created_at": now,
+            "fired_at": None,
+            "cancelled_at": None,
+            "outcome": None,
+        },
     )
-    session.add(timer)
-    return timer
 
 
 def add_task(
@@ -69,34 +80,35 @@ def add_task(
     offer: str | None = None,
     playbook: str | None = None,
     rung: str | None = None,
-) -> Task:
+) -> NewTask:
     """A task for ``owner``, with its timers: the owner is told before it is due, and our inaction ladder starts
-    at its due time if it is still open then.
-
-    Nothing is flushed: the timers' relationship to their task makes the unit of work insert the task first.
+    at its due time if it is still open then. Written with the session's next flush, its timers after it.
     """
-    task = Task(
-        id=str(uuid.uuid4()),
-        case_id=case.id,
-        position=position,
-        kind=kind,
-        action=action,
-        offer=offer,
-        title=title,
-        playbook=playbook,
-        rung=rung,
-        owner_role=owner_role,
-        owner=owner,
-        status="open",
-        due_at=due_at,
-        escalate_after_seconds=None,
-        result=None,
-        note=None,
-        completed_by=None,
-        created_at=now,
-        completed_at=None,
+    task = NewTask(id=str(uuid.uuid4()), owner=owner, title=title, due_at=due_at)
+    repository.add_task_row(
+        session,
+        {
+            "id": task.id,
+            "case_id": case.id,
+            "position": position,
+            "kind": kind,
+            "action": action,
+            "offer": offer,
+            "title": title,
+            "playbook": playbook,
+            "rung": rung,
+            "owner_role": owner_role,
+            "owner": owner,
+            "status": "open",
+            "due_at": due_at,
+            "escalate_after_seconds": None,
+            "result": None,
+            "note": None,
+            "completed_by": None,
+            "created_at": now,
+            "completed_at": None,
+        },
     )
-    session.add(task)
     nudge_at = timing.first_nudge(due_at, owner)
     if nudge_at is not None:
         add_timer(session, case=case, task=task, kind="nudge", due_at=nudge_at, now=now, step=0)
@@ -134,7 +146,7 @@ def add_playbook_steps(
     position: int,
     now: datetime,
     timing: Timing,
-) -> list[Task]:
+) -> list[NewTask]:
     """Tasks for ``steps`` (with their ``owners``), numbered from ``position`` on, due in each owner's hours."""
     return [
         add_task(

@@ -3,8 +3,9 @@ notifications, offers, paid invoices and the report's rows. The only place outre
 
 Use cases call these by intent (``repository.due_timers``) and hold no SQL. Statements on hot paths are built once
 and run with bound parameters, as plain Core: building an ORM query (and adapting aliases) each time cost more than
-running it. New rows are added to the session as ORM objects by the use cases: the commit then writes all of a
-batch's cases, tasks and timers in one INSERT per table.
+running it. New tasks and timers are staged as plain rows (new_rows) and written as one INSERT per table with the
+session's flush; other new rows are added to the session as ORM objects by the use cases. Either way the commit
+writes all of a batch's new rows in one INSERT per table.
 """
 
 from services.outreach.repository.case import (
@@ -30,6 +31,7 @@ from services.outreach.repository.desk_session import (
     sign_in_failures,
 )
 from services.outreach.repository.invoice import NewestPaidInvoice, newest_paid_invoice, remember_paid_invoice
+from services.outreach.repository.new_rows import add_task_row, add_timer_row
 from services.outreach.repository.notification import (
     add_notifications_once,
     finish_notification,
@@ -95,6 +97,8 @@ __all__ = [
     "SubscriptionFacts",
     "account_offers",
     "add_notifications_once",
+    "add_task_row",
+    "add_timer_row",
     "advance_rotations",
     "anyone_set_up",
     "applied_offer_rows",
