@@ -11,6 +11,9 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aiormq.abc import ChannelFrame
+from pamqp.body import ContentBody
+from pamqp.header import ContentHeader
 
 from shared.amqp_cluster import ClusterConnection, any_node_answers, connect_cluster, describe_broker
 from shared.events import Envelope
@@ -24,8 +27,6 @@ RETRY_EXCHANGE = "brink.retry"
 UNROUTED_EXCHANGE = "brink.unrouted"
 UNROUTED_QUEUE = "brink.unrouted"
 PUBLISH_TIMEOUT_SECONDS = 10.0
-# Publishes that fit aiormq's connection write buffer: more in one event-loop turn wait on the channel in turn.
-PUBLISHES_PER_TURN = aiormq.Connection.FRAME_BUFFER_SIZE
 # Three replicas of every quorum queue (all the nodes of a three-node cluster; fewer nodes, fewer replicas), each
 # queue's leader on the node with the fewest leaders when it is declared.
 REPLICAS = 3
@@ -195,6 +196,19 @@ class OutgoingMessage:
     properties: aiormq.spec.Basic.Properties
 
 
+def publish_frames(exchange: str, messages: list[tuple[str, OutgoingMessage]], max_content_size: int) -> list[Any]:
+    """The frames of persistent, mandatory publishes: method, content header and the body in frames that fit."""
+    frames: list[Any] = []
+    for routing_key, message in messages:
+        body = message.body
+        frames.append(aiormq.spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True))
+        frames.append(ContentHeader(properties=message.properties, body_size=len(body)))
+        frames.extend(
+            ContentBody(body[start : start + max_content_size]) for start in range(0, len(body), max_content_size)
+        )
+    return frames
+
+
 def build_message(
     envelope_body: bytes,
     *,
@@ -326,27 +340,59 @@ class Broker:
     async def publish_many(
         self, exchange_name: str, messages: list[tuple[str, OutgoingMessage]]
     ) -> list[BaseException | None]:
-        """Publish (routing key, message) pairs at once and await every confirm; each outcome is None or the error.
+        """Publish (routing key, message) pairs and await every confirm; each outcome is None or the error.
 
-        The publishes start a connection write buffer's worth per event-loop turn: started all together,
-        all but the first few wait on the channel in turn, one loop turn each, and a turn is long while
-        the process also serves HTTP (a batch of 200 took seconds under load).
+        The batch goes to the connection's writer as one write, and its confirms are awaited together. Sent one
+        by one through aiormq's ``basic_publish`` (a task, the channel lock, a timeout and a socket write per
+        message) a batch of 20 cost the relay twice the CPU. Delivery tags, confirms, nacks and returns are
+        aiormq's own bookkeeping, filled in as ``basic_publish`` fills it: a nack or a return fails that message.
         """
-        channel, exchange = await self._publish_channel_for(exchange_name)
-        tasks: list[asyncio.Future[None]] = []
+        if not messages:
+            return []
         try:
-            for start in range(0, len(messages), PUBLISHES_PER_TURN):
-                tasks += [
-                    asyncio.ensure_future(self._publish_on(channel, exchange, routing_key, message))
-                    for routing_key, message in messages[start : start + PUBLISHES_PER_TURN]
-                ]
-                await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
-            raise
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        return [result if isinstance(result, BaseException) else None for result in results]
+            channel, exchange = await self._publish_channel_for(exchange_name)
+            # Built before any delivery tag is taken: a frame the broker would refuse raises here, with nothing sent.
+            payload = ChannelFrame.marshall(
+                channel_number=channel.number, frames=publish_frames(exchange, messages, channel.max_content_size)
+            )
+        except Exception as error:
+            return [error] * len(messages)
+        confirmations: list[asyncio.Future[Any]] = []
+        tags: list[tuple[str, int]] = []
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                async with channel.lock:
+                    first = channel.delivery_tag + 1
+                    for tag, (_, message) in enumerate(messages, start=first):
+                        confirmation = channel.create_future()
+                        channel.confirmations[tag] = confirmation
+                        message_id = str(message.properties.message_id)
+                        channel.message_id_delivery_tag[message_id] = tag
+                        confirmations.append(confirmation)
+                        tags.append((message_id, tag))
+                    channel.delivery_tag = first + len(messages) - 1
+                    try:
+                        await channel.write_queue.put(payload)
+                    except BaseException:
+                        # Never sent, so never numbered by the broker: the tags are taken back for the next publish.
+                        channel.delivery_tag = first - 1
+                        for _, tag in tags:
+                            channel.confirmations.pop(tag, None)
+                        raise
+                await asyncio.wait(confirmations)
+        except Exception as error:  # a timeout, or the channel closed before the batch was written
+            failure: BaseException = error
+        else:
+            failure = TimeoutError("no confirm")
+        finally:
+            for message_id, tag in tags:
+                if channel.message_id_delivery_tag.get(message_id) == tag:
+                    del channel.message_id_delivery_tag[message_id]
+            for confirmation in confirmations:
+                confirmation.cancel()  # one still waiting when time ran out: a late confirm is ignored
+        if not confirmations:
+            return [failure] * len(messages)
+        return [failure if confirmation.cancelled() else confirmation.exception() for confirmation in confirmations]
 
     async def queue_depths(self, names: list[str]) -> dict[str, tuple[int, int]]:
         """Messages ready and consumers for each queue, read by passive declaration."""

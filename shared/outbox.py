@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
     Column,
     Index,
@@ -16,17 +16,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    any_,
     bindparam,
     func,
     select,
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.db import UTCDateTime, is_postgres, metadata, transaction, utcnow
+from shared.db import UTCDateTime, metadata, transaction, utcnow
 from shared.events import Envelope
 from shared.logs import get_logger
 from shared.messaging import EVENTS_EXCHANGE, Broker, build_message
@@ -125,6 +124,18 @@ async def outbox_backlog(session: AsyncSession, table: Table) -> tuple[int, date
     return int(row[0]), oldest
 
 
+def postgres_statements(table: str) -> dict[str, str]:
+    """The relay's statements on PostgreSQL. Marking sent takes ``id = ANY(array)``: one prepared statement
+    whatever the batch size, where ``IN`` with a parameter per id is a new statement for each size. ``table`` is
+    a service's own outbox table name, never input."""
+    return {
+        "scan": f"SELECT id, event_id, event_type, correlation_id, body FROM {table}"  # noqa: S608
+        " WHERE published_at IS NULL AND id >= $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        "mark": f"UPDATE {table} SET published_at = $2 WHERE id = ANY($1::bigint[])",  # noqa: S608
+        "failed": f"UPDATE {table} SET attempts = attempts + 1, last_error = $2 WHERE id = $1",  # noqa: S608
+    }
+
+
 class OutboxRelay:
     """Publishes pending outbox rows in order, marking each sent only after the broker confirms it.
 
@@ -149,7 +160,11 @@ class OutboxRelay:
         full_scan_seconds: float = 2.0,
     ) -> None:
         self._sessions = sessions
+        engine = sessions.kw.get("bind")
+        assert isinstance(engine, AsyncEngine), "the relay's sessions are bound to one engine"
+        self._engine = engine
         self._table = table
+        self._sql = postgres_statements(table.name)
         self._broker = broker
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
@@ -198,18 +213,73 @@ class OutboxRelay:
                 pass
             self._wakeup.clear()
 
-    def _mark_published(self, postgres: bool) -> Any:
-        """One statement whatever the batch size: on PostgreSQL ``id = ANY(array)``, so the driver prepares it
-        once, where ``IN`` with a parameter per id is a new statement for each batch size."""
+    def _mark_published(self) -> Any:
         ids = self._table.c.id
-        if postgres:
-            matches = ids == any_(bindparam("ids", type_=ARRAY(BigInteger)))
-        else:
-            matches = ids.in_(bindparam("ids", expanding=True))
-        return update(self._table).where(matches).values(published_at=bindparam("now"))
+        return (
+            update(self._table).where(ids.in_(bindparam("ids", expanding=True))).values(published_at=bindparam("now"))
+        )
+
+    def _scan_floor(self) -> int:
+        """Where this scan starts: the floor, or 0 (below every id) for the periodic scan from the bottom."""
+        now = time.monotonic()
+        if now - self._last_full_scan >= self._full_scan_seconds:
+            self._last_full_scan = now
+            return 0
+        return self._floor
+
+    async def _publish(self, rows: Sequence[Any]) -> tuple[list[int], list[tuple[int, BaseException]]]:
+        """Publish scanned rows (id, event_id, event_type, correlation_id, body): the ids confirmed, and the failures."""
+        self._floor, self._last_lowest = self._last_lowest, rows[0][0]
+        started = time.perf_counter()
+        results = await self._broker.publish_many(
+            EVENTS_EXCHANGE,
+            [
+                (
+                    event_type,
+                    build_message(
+                        body.encode(), message_id=event_id, event_type=event_type, correlation_id=correlation_id
+                    ),
+                )
+                for _, event_id, event_type, correlation_id, body in rows
+            ],
+        )
+        metrics.PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
+        confirmed = [row[0] for row, result in zip(rows, results, strict=True) if result is None]
+        failed = [(row[0], result) for row, result in zip(rows, results, strict=True) if result is not None]
+        return confirmed, failed
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were confirmed and marked sent."""
+        if self._engine.dialect.name == "postgresql":
+            confirmed, failed, scanned = await self._publish_pending_postgres()
+        else:
+            confirmed, failed, scanned = await self._publish_pending_portable()
+        metrics.OUTBOX_PUBLISHED.labels(table=self._table.name).inc(len(confirmed))
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {scanned} outbox rows were not confirmed: {failed[0][1]!r}")
+        return len(confirmed)
+
+    async def _publish_pending_postgres(self) -> tuple[list[int], list[tuple[int, BaseException]], int]:
+        """The batch on the driver's own connection, in one transaction of four round trips. Through the ORM
+        session (its Row objects, statement caching and transaction bookkeeping) a batch cost the relay 1.5 to 2
+        ms of CPU, a tenth of a millisecond per webhook at a steady 200 a second."""
+        async with self._engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            async with driver.transaction():
+                await driver.execute(PLAN_EACH_STATEMENT.text)
+                # FOR UPDATE SKIP LOCKED: several relays (several instances of a service) never publish one row.
+                rows = await driver.fetch(self._sql["scan"], self._scan_floor(), self._batch_size)
+                if not rows:
+                    return [], [], 0
+                confirmed, failed = await self._publish(rows)
+                if confirmed:
+                    await driver.execute(self._sql["mark"], confirmed, utcnow())
+                for row_id, error in failed:
+                    await driver.execute(self._sql["failed"], row_id, str(error)[:500] or repr(error))
+        return confirmed, failed, len(rows)
+
+    async def _publish_pending_portable(self) -> tuple[list[int], list[tuple[int, BaseException]], int]:
         async with transaction(self._sessions) as session:
             query = (
                 select(
@@ -219,52 +289,20 @@ class OutboxRelay:
                     self._table.c.correlation_id,
                     self._table.c.body,
                 )
-                .where(self._table.c.published_at.is_(None))
+                .where(self._table.c.published_at.is_(None), self._table.c.id >= self._scan_floor())
                 .order_by(self._table.c.id)
                 .limit(self._batch_size)
             )
-            if is_postgres(session):
-                # Several relays (several instances of a service) never publish the same row at once.
-                query = query.with_for_update(skip_locked=True)
-                await session.execute(PLAN_EACH_STATEMENT)
-            now = time.monotonic()
-            full_scan = now - self._last_full_scan >= self._full_scan_seconds
-            if full_scan:
-                self._last_full_scan = now
-            else:
-                query = query.where(self._table.c.id >= self._floor)
             rows = (await session.execute(query)).all()
             if not rows:
-                return 0
-            self._floor, self._last_lowest = self._last_lowest, rows[0].id
-            started = time.perf_counter()
-            results = await self._broker.publish_many(
-                EVENTS_EXCHANGE,
-                [
-                    (
-                        row.event_type,
-                        build_message(
-                            row.body.encode(),
-                            message_id=row.event_id,
-                            event_type=row.event_type,
-                            correlation_id=row.correlation_id,
-                        ),
-                    )
-                    for row in rows
-                ],
-            )
-            metrics.PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
-            confirmed = [row.id for row, result in zip(rows, results, strict=True) if result is None]
-            failed = [(row.id, result) for row, result in zip(rows, results, strict=True) if result is not None]
+                return [], [], 0
+            confirmed, failed = await self._publish(rows)
             if confirmed:
-                await session.execute(self._mark_published(is_postgres(session)), {"ids": confirmed, "now": utcnow()})
+                await session.execute(self._mark_published(), {"ids": confirmed, "now": utcnow()})
             for row_id, error in failed:
                 await session.execute(
                     update(self._table)
                     .where(self._table.c.id == row_id)
                     .values(attempts=self._table.c.attempts + 1, last_error=str(error)[:500] or repr(error))
                 )
-        metrics.OUTBOX_PUBLISHED.labels(table=self._table.name).inc(len(confirmed))
-        if failed:
-            raise RuntimeError(f"{len(failed)} of {len(rows)} outbox rows were not confirmed: {failed[0][1]!r}")
-        return len(confirmed)
+        return confirmed, failed, len(rows)

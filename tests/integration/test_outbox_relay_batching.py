@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aio_pika
 import pytest
 from sqlalchemy import func, select
 
 from services.intake.models import outbox
 from shared.db import make_engine, make_sessionmaker, transaction, utcnow
-from shared.messaging import Broker
+from shared.messaging import EVENTS_EXCHANGE, Broker
 from shared.migrate import upgrade
 from shared.outbox import OutboxRelay
+from tests.conftest import new_postgres_database
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -77,3 +81,67 @@ async def test_a_full_batch_is_confirmed_and_marked_while_the_process_serves_oth
     assert pending == 0
     # How many loop turns a batch takes is a speed, measured by `make bench`, not asserted here.
     assert published == 200 and turns > 0
+
+
+@asynccontextmanager
+async def empty_outbox(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of its own, so the relay publishes only this test's rows."""
+    if backend == "postgres":
+        async with new_postgres_database("brink_relay") as url:
+            yield url
+        return
+    url = f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}"
+    await asyncio.to_thread(upgrade, url)
+    yield url
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_message_the_broker_refuses_stays_pending_and_the_rest_of_its_batch_is_marked_sent(
+    backend: str, tmp_path: Path, own_amqp_url: str
+) -> None:
+    refused_type = f"test.refused.{uuid.uuid4().hex[:8]}"
+    async with empty_outbox(backend, tmp_path) as database_url:
+        engine = make_engine(database_url)
+        sessions = make_sessionmaker(engine)
+        broker = Broker(own_amqp_url)
+        await broker.connect()
+        # A full queue that refuses what is routed to it: RabbitMQ nacks those publishes.
+        refusing = await aio_pika.connect(own_amqp_url)
+        channel = await refusing.channel()
+        full = await channel.declare_queue(
+            f"test-full-{uuid.uuid4().hex[:8]}", arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+        )
+        await full.bind(EVENTS_EXCHANGE, routing_key=refused_type)
+        types = ["test.relayed"] * 3 + [refused_type] + ["test.relayed"] * 3
+        async with transaction(sessions) as session:
+            await session.execute(
+                outbox.insert(),
+                [
+                    {
+                        "event_id": str(uuid.uuid4()),
+                        "event_type": event_type,
+                        "correlation_id": "refused",
+                        "body": "{}",
+                        "created_at": utcnow(),
+                    }
+                    for event_type in types
+                ],
+            )
+        relay = OutboxRelay(sessions=sessions, table=outbox, broker=broker)
+        try:
+            with pytest.raises(RuntimeError, match="1 of 7 outbox rows were not confirmed"):
+                await relay.publish_pending()
+            async with transaction(sessions) as session:
+                rows = (
+                    await session.execute(
+                        select(outbox.c.event_type, outbox.c.published_at, outbox.c.attempts, outbox.c.last_error)
+                    )
+                ).all()
+        finally:
+            await refusing.close()
+            await broker.close()
+            await engine.dispose()
+    sent = [row for row in rows if row.published_at is not None]
+    [pending] = [row for row in rows if row.published_at is None]
+    assert len(sent) == 6 and all(row.event_type == "test.relayed" and row.attempts == 0 for row in sent)
+    assert pending.event_type == refused_type and pending.attempts == 1 and pending.last_error
