@@ -148,10 +148,18 @@ def prepare(
 
 
 def _envelope_json(event: Payload, delivery: Delivery, envelope_id: uuid.UUID, received_at: datetime) -> str:
-    envelope = Envelope.wrap(
-        event, correlation_id=delivery.correlation_id, source=f"intake.{delivery.source}", occurred_at=received_at
+    # Built from values that are valid already (a validated payload, its own dump, an aware time), so not validated
+    # again: Envelope.wrap checks the dumped payload field by field and a copy with the id costs a third model.
+    envelope = Envelope.model_construct(
+        id=envelope_id,
+        type=event.TYPE,
+        version=event.VERSION,
+        occurred_at=received_at,
+        correlation_id=delivery.correlation_id,
+        source=f"intake.{delivery.source}",
+        data=event.model_dump(mode="json"),
     )
-    return envelope.model_copy(update={"id": envelope_id}).model_dump_json()
+    return envelope.model_dump_json()
 
 
 class Deliveries(Protocol):
