@@ -427,13 +427,6 @@ class NewDiagnosis:
         return {column.name: getattr(self, column.name) for column in DIAGNOSES.c}
 
 
-_DIAGNOSED_COLUMNS = (
-    *(c.name for c in DIAGNOSES.c if c.name != "explanation"),
-    "event_id",
-    "event_type",
-    "correlation_id",
-    "body",
-)
 _DIAGNOSED = _rows_in(
     "diagnosed",
     **{c.name: c.type for c in DIAGNOSES.c if c.name not in ("explanation", "created_at")},
@@ -443,6 +436,7 @@ _DIAGNOSED = _rows_in(
     correlation_id=String,
     body=Text,
 )
+_DIAGNOSED_COLUMNS = [column.name for column in _DIAGNOSED.c if column.name != "position"]
 
 
 def _add_diagnoses_and_events_statement() -> Any:
