@@ -196,17 +196,39 @@ class OutgoingMessage:
     properties: aiormq.spec.Basic.Properties
 
 
-def publish_frames(exchange: str, messages: list[tuple[str, OutgoingMessage]], max_content_size: int) -> list[Any]:
-    """The frames of persistent, mandatory publishes: method, content header and the body in frames that fit."""
-    frames: list[Any] = []
-    for routing_key, message in messages:
-        body = message.body
-        frames.append(aiormq.spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True))
-        frames.append(ContentHeader(properties=message.properties, body_size=len(body)))
-        frames.extend(
-            ContentBody(body[start : start + max_content_size]) for start in range(0, len(body), max_content_size)
-        )
-    return frames
+def publish_frames(exchange: str, routing_key: str, message: OutgoingMessage, max_content_size: int) -> list[Any]:
+    """The frames of a persistent, mandatory publish: method, content header and the body in frames that fit."""
+    body = message.body
+    return [
+        aiormq.spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True),
+        ContentHeader(properties=message.properties, body_size=len(body)),
+        *(ContentBody(body[start : start + max_content_size]) for start in range(0, len(body), max_content_size)),
+    ]
+
+
+def marshal_each(
+    channel: aiormq.Channel, exchange: str, messages: list[tuple[str, OutgoingMessage]]
+) -> tuple[ChannelFrame, list[int], list[BaseException | None]]:
+    """The publishes of ``messages`` as one write; the positions of those in it; each one's error, if it could not be
+    written (a property AMQP cannot hold, such as a correlation id over 255 bytes of UTF-8). Such a message fails
+    alone: failing the batch for it failed every later batch too, as it stays the oldest pending row."""
+    number, size = channel.number, channel.max_content_size
+    errors: list[BaseException | None] = [None] * len(messages)
+    try:  # the usual case, in one buffer
+        frames = [frame for key, message in messages for frame in publish_frames(exchange, key, message, size)]
+        return ChannelFrame.marshall(channel_number=number, frames=frames), list(range(len(messages))), errors
+    except Exception:
+        written: list[bytes] = []
+        positions: list[int] = []
+        for position, (key, message) in enumerate(messages):
+            try:
+                frames = publish_frames(exchange, key, message, size)
+                written.append(ChannelFrame.marshall(channel_number=number, frames=frames).payload)
+            except Exception as error:
+                errors[position] = error
+            else:
+                positions.append(position)
+        return ChannelFrame(payload=b"".join(written), should_close=False), positions, errors
 
 
 def build_message(
@@ -351,26 +373,27 @@ class Broker:
             return []
         try:
             channel, exchange = await self._publish_channel_for(exchange_name)
-            # Built before any delivery tag is taken: a frame the broker would refuse raises here, with nothing sent.
-            payload = ChannelFrame.marshall(
-                channel_number=channel.number, frames=publish_frames(exchange, messages, channel.max_content_size)
-            )
         except Exception as error:
             return [error] * len(messages)
+        # Built before any delivery tag is taken: a message the broker would refuse fails here, with nothing sent.
+        payload, positions, outcomes = marshal_each(channel, exchange, messages)
+        if not positions:
+            return outcomes
+        sent = [messages[position][1] for position in positions]
         confirmations: list[asyncio.Future[Any]] = []
         tags: list[tuple[str, int]] = []
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
                 async with channel.lock:
                     first = channel.delivery_tag + 1
-                    for tag, (_, message) in enumerate(messages, start=first):
+                    for tag, message in enumerate(sent, start=first):
                         confirmation = channel.create_future()
                         channel.confirmations[tag] = confirmation
                         message_id = str(message.properties.message_id)
                         channel.message_id_delivery_tag[message_id] = tag
                         confirmations.append(confirmation)
                         tags.append((message_id, tag))
-                    channel.delivery_tag = first + len(messages) - 1
+                    channel.delivery_tag = first + len(sent) - 1
                     try:
                         await channel.write_queue.put(payload)
                     except BaseException:
@@ -390,9 +413,11 @@ class Broker:
                     del channel.message_id_delivery_tag[message_id]
             for confirmation in confirmations:
                 confirmation.cancel()  # one still waiting when time ran out: a late confirm is ignored
-        if not confirmations:
-            return [failure] * len(messages)
-        return [failure if confirmation.cancelled() else confirmation.exception() for confirmation in confirmations]
+        # None: time ran out waiting for the channel, before the batch was numbered or sent.
+        waited: list[asyncio.Future[Any] | None] = [*confirmations] or [None] * len(positions)
+        for position, confirmed in zip(positions, waited, strict=True):
+            outcomes[position] = failure if confirmed is None or confirmed.cancelled() else confirmed.exception()
+        return outcomes
 
     async def queue_depths(self, names: list[str]) -> dict[str, tuple[int, int]]:
         """Messages ready and consumers for each queue, read by passive declaration."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import outbox
 from shared.db import make_engine, make_sessionmaker, transaction, utcnow
@@ -95,6 +96,24 @@ async def empty_outbox(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     yield url
 
 
+async def stage(sessions: async_sessionmaker[AsyncSession], events: list[tuple[str, str]]) -> None:
+    """Outbox rows of these (event type, correlation id), oldest first."""
+    async with transaction(sessions) as session:
+        await session.execute(
+            outbox.insert(),
+            [
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "event_type": event_type,
+                    "correlation_id": correlation_id,
+                    "body": "{}",
+                    "created_at": utcnow(),
+                }
+                for event_type, correlation_id in events
+            ],
+        )
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_a_message_the_broker_refuses_stays_pending_and_the_rest_of_its_batch_is_marked_sent(
     backend: str, tmp_path: Path, own_amqp_url: str
@@ -113,20 +132,7 @@ async def test_a_message_the_broker_refuses_stays_pending_and_the_rest_of_its_ba
         )
         await full.bind(EVENTS_EXCHANGE, routing_key=refused_type)
         types = ["test.relayed"] * 3 + [refused_type] + ["test.relayed"] * 3
-        async with transaction(sessions) as session:
-            await session.execute(
-                outbox.insert(),
-                [
-                    {
-                        "event_id": str(uuid.uuid4()),
-                        "event_type": event_type,
-                        "correlation_id": "refused",
-                        "body": "{}",
-                        "created_at": utcnow(),
-                    }
-                    for event_type in types
-                ],
-            )
+        await stage(sessions, [(event_type, "refused") for event_type in types])
         relay = OutboxRelay(sessions=sessions, table=outbox, broker=broker)
         try:
             with pytest.raises(RuntimeError, match="1 of 7 outbox rows were not confirmed"):
@@ -145,3 +151,37 @@ async def test_a_message_the_broker_refuses_stays_pending_and_the_rest_of_its_ba
     [pending] = [row for row in rows if row.published_at is None]
     assert len(sent) == 6 and all(row.event_type == "test.relayed" and row.attempts == 0 for row in sent)
     assert pending.event_type == refused_type and pending.attempts == 1 and pending.last_error
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_message_that_cannot_be_framed_fails_alone_and_the_rest_of_its_batch_is_sent(
+    backend: str, tmp_path: Path, amqp_url: str
+) -> None:
+    # Intake keeps 128 characters of a client's X-Correlation-Id read as latin-1: 128 bytes above 0x7f are
+    # 256 bytes of UTF-8, more than an AMQP property holds. That one event cannot go out; the others must.
+    unframable = "\u00e9" * 128
+    async with empty_outbox(backend, tmp_path) as database_url:
+        engine = make_engine(database_url)
+        sessions = make_sessionmaker(engine)
+        broker = Broker(amqp_url)
+        await broker.connect()
+        correlation_ids = ["before", unframable, "after"]
+        await stage(sessions, [("test.relayed", correlation_id) for correlation_id in correlation_ids])
+        relay = OutboxRelay(sessions=sessions, table=outbox, broker=broker)
+        try:
+            with pytest.raises(RuntimeError, match="1 of 3 outbox rows were not confirmed"):
+                await relay.publish_pending()
+            async with transaction(sessions) as session:
+                rows = (
+                    await session.execute(
+                        select(outbox.c.correlation_id, outbox.c.published_at, outbox.c.attempts).order_by(outbox.c.id)
+                    )
+                ).all()
+        finally:
+            await broker.close()
+            await engine.dispose()
+    assert [(row.correlation_id, row.published_at is not None, row.attempts) for row in rows] == [
+        ("before", True, 0),
+        (unframable, False, 1),
+        ("after", True, 0),
+    ]
