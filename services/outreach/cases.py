@@ -45,7 +45,12 @@ async def open_or_update_case(
 
     Late copies of an earlier attempt open nothing and reopen nothing; returns the case concerned, if any.
     """
-    facts = await repository.subscription_facts(session, diagnosis.cancellation_id)
+    facts = await repository.subscription_facts(
+        session,
+        diagnosis.cancellation_id,
+        account_id=diagnosis.account_id,
+        worked_since=clock.now() - policy.tried_window,
+    )
     place = place_cancellation(
         diagnosis.state_version,
         Known(
@@ -85,6 +90,7 @@ async def open_or_update_case(
         correlation_id=correlation_id,
         place=place,
         previous=previous,
+        account_worked_lately=facts.account_worked_since,
     )
 
 
@@ -117,6 +123,7 @@ async def _open(
     correlation_id: str | None,
     place: CancellationPlace,
     previous: Case | None,
+    account_worked_lately: bool,
 ) -> Case:
     now = clock.now()
     playbook = choose(
@@ -178,7 +185,7 @@ async def _open(
             version=diagnosis.state_version,
             note=TIE_NOTE,
         )
-    tried = await _tried(session, case, playbook, diagnosis, policy=policy, now=now)
+    tried = await _tried(session, case, playbook, diagnosis, policy=policy, now=now, worked=account_worked_lately)
     steps = steps_to_work(session, case, playbook, now=now, tried=tried, done_here=set())
     team = await team_of_this_transaction(session)
     case.owner, owners = await owners_for_new_case(
@@ -217,10 +224,14 @@ async def _tried(
     *,
     policy: Policy,
     now: datetime,
+    worked: bool,
 ) -> set[str]:
-    """What was tried recently for the account; not asked for when no step of the playbook could be skipped."""
+    """What was tried recently for the account; not asked for when no step of the playbook could be skipped, nor
+    when nothing was done for the account within the window (``worked``, known with the case's placing)."""
     if not may_skip(playbook):
         return set()
+    if not worked:
+        return set(diagnosis.avoid)
     return await recently_tried(
         session, account_id=case.account_id, since=now - policy.tried_window, extra=list(diagnosis.avoid)
     )

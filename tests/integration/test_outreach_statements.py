@@ -9,9 +9,10 @@ from __future__ import annotations
 from tests.helpers import counting_statements
 from tests.outreach_helpers import diagnosis, open_desk
 
-# case lookup with early withdrawal, tried recently, the people (who may own it, their time zones and channels: read
-# once per transaction), the rotations of more than one person, one insert per table (5)
-NEW_CASE_STATEMENTS = 9
+# case lookup with early withdrawal and whether anything was done for the account lately (a new account: nothing, so
+# what was tried is not asked), the people (who may own it, their time zones and channels: read once per
+# transaction), the rotations of more than one person, one insert per table (5)
+NEW_CASE_STATEMENTS = 8
 # due timer with case and task, claim, open rung tasks, the people (the owner's managers), the new owner as a person,
 # position, rotation, case update,
 # inserts (4), outcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import BindParameter, Select, bindparam, func, or_, select
+from sqlalchemy import BindParameter, Select, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload, with_expression
 
@@ -30,8 +30,21 @@ def _of_subscription(column: Any) -> Any:
     return select(column).where(_SUBSCRIPTION.c.cancellation_id == _CANCELLATION).scalar_subquery()
 
 
+TASKS = Task.__table__
+# What was done for an account, on any of its cases, since a moment: asked of each new case (tried recently).
+DONE_FOR_ACCOUNT = (
+    select(TASKS.c.action, TASKS.c.offer)
+    .join(CASES, CASES.c.id == TASKS.c.case_id)
+    .where(
+        CASES.c.account_id == bindparam("account_id"),
+        TASKS.c.status == "done",
+        TASKS.c.completed_at >= bindparam("since", type_=TASKS.c.completed_at.type),
+    )
+)
+
 # One statement tells where a diagnosis belongs: the open case (locked), the newest case and the withdrawals
-# received. Most diagnoses open a case, and each round trip saved is one per new case.
+# received, and whether anything was done for the account lately (most new accounts: nothing, so nothing more is
+# asked). Most diagnoses open a case, and each round trip saved is one per new case.
 _PLACING_A_CANCELLATION = select(
     select(CASES.c.id)
     .where(CASES.c.cancellation_id == _CANCELLATION, CASES.c.status == "open")
@@ -42,6 +55,7 @@ _PLACING_A_CANCELLATION = select(
     _LATEST_CASE.with_only_columns(CASES.c.after_version).scalar_subquery().label("latest_case_after"),
     _of_subscription(_SUBSCRIPTION.c.staying_version).label("staying_version"),
     _of_subscription(_SUBSCRIPTION.c.previous_staying_version).label("previous_staying_version"),
+    exists(DONE_FOR_ACCOUNT).label("account_worked_since"),
 )
 
 
@@ -53,11 +67,20 @@ class SubscriptionFacts(NamedTuple):
     latest_case_after: int | None
     staying_version: int | None
     previous_staying_version: int | None
+    account_worked_since: bool  # a task was done for the account since the moment asked about
 
 
-async def subscription_facts(session: AsyncSession, cancellation_id: str) -> SubscriptionFacts:
-    """The open case (locked), the newest case and its attempt, and the withdrawals received, in one statement."""
-    row = (await session.execute(_PLACING_A_CANCELLATION, {"cancellation_id": cancellation_id})).one()
+async def subscription_facts(
+    session: AsyncSession, cancellation_id: str, *, account_id: str, worked_since: datetime
+) -> SubscriptionFacts:
+    """The open case (locked), the newest case and its attempt, the withdrawals received, and whether a task was
+    done for the account since ``worked_since``, in one statement."""
+    row = (
+        await session.execute(
+            _PLACING_A_CANCELLATION,
+            {"cancellation_id": cancellation_id, "account_id": account_id, "since": worked_since},
+        )
+    ).one()
     return SubscriptionFacts(*row)
 
 

@@ -4,31 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.models import Case, Task, Timer
-from services.outreach.repository.case import matching_search
+from services.outreach.repository.case import DONE_FOR_ACCOUNT, matching_search
 from shared.db import rows_matched
 
 CASES = Case.__table__
 TASKS = Task.__table__
 
 
-_DONE_FOR_ACCOUNT = (
-    select(TASKS.c.action, TASKS.c.offer)
-    .join(CASES, CASES.c.id == TASKS.c.case_id)
-    .where(
-        CASES.c.account_id == bindparam("account_id"),
-        TASKS.c.status == "done",
-        TASKS.c.completed_at >= bindparam("since", type_=TASKS.c.completed_at.type),
-    )
-)
-
-
 async def done_for_account(session: AsyncSession, *, account_id: str, since: datetime) -> list[tuple[str, str | None]]:
     """(action, offer) of every task done for the account since ``since``, on any of its cases."""
-    rows = await session.execute(_DONE_FOR_ACCOUNT, {"account_id": account_id, "since": since})
+    rows = await session.execute(DONE_FOR_ACCOUNT, {"account_id": account_id, "since": since})
     return [(action, offer) for action, offer in rows]
 
 
