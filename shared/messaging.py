@@ -197,12 +197,14 @@ class OutgoingMessage:
 
 
 def publish_frames(exchange: str, routing_key: str, message: OutgoingMessage, max_content_size: int) -> list[Any]:
-    """The frames of a persistent, mandatory publish: method, content header and the body in frames that fit."""
+    """The frames of a persistent, mandatory publish: method, content header and the body in frames that fit
+    (``max_content_size`` below 1: a broker that set no frame size limit, so the body goes in one frame)."""
     body = message.body
+    step = max_content_size if max_content_size > 0 else max(len(body), 1)
     return [
         aiormq.spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True),
         ContentHeader(properties=message.properties, body_size=len(body)),
-        *(ContentBody(body[start : start + max_content_size]) for start in range(0, len(body), max_content_size)),
+        *(ContentBody(body[start : start + step]) for start in range(0, len(body), step)),
     ]
 
 

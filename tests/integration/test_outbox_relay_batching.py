@@ -96,8 +96,10 @@ async def empty_outbox(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     yield url
 
 
-async def stage(sessions: async_sessionmaker[AsyncSession], events: list[tuple[str, str]]) -> None:
-    """Outbox rows of these (event type, correlation id), oldest first."""
+async def stage(
+    sessions: async_sessionmaker[AsyncSession], events: list[tuple[str, str]], bodies: list[str] | None = None
+) -> None:
+    """Outbox rows of these (event type, correlation id), oldest first, with these bodies (``{}`` by default)."""
     async with transaction(sessions) as session:
         await session.execute(
             outbox.insert(),
@@ -106,10 +108,10 @@ async def stage(sessions: async_sessionmaker[AsyncSession], events: list[tuple[s
                     "event_id": str(uuid.uuid4()),
                     "event_type": event_type,
                     "correlation_id": correlation_id,
-                    "body": "{}",
+                    "body": "{}" if bodies is None else bodies[position],
                     "created_at": utcnow(),
                 }
-                for event_type, correlation_id in events
+                for position, (event_type, correlation_id) in enumerate(events)
             ],
         )
 
@@ -185,3 +187,34 @@ async def test_a_message_that_cannot_be_framed_fails_alone_and_the_rest_of_its_b
         (unframable, False, 1),
         ("after", True, 0),
     ]
+
+
+async def test_events_larger_than_a_frame_arrive_whole_and_in_order_from_one_batch(
+    tmp_path: Path, own_amqp_url: str
+) -> None:
+    # RabbitMQ's frames hold 128 KiB: a 300 KB body goes out in several, between the small events of its batch.
+    routing_key = f"test.sizes.{uuid.uuid4().hex[:8]}"
+    bodies = ['{"n": 0}', '{"text": "' + "\u017e" * 150_000 + '"}', '{"n": 2}', "", '{"n": 4}']
+    async with empty_outbox("sqlite", tmp_path) as database_url:
+        engine = make_engine(database_url)
+        sessions = make_sessionmaker(engine)
+        broker = Broker(own_amqp_url)
+        await broker.connect()
+        reading = await aio_pika.connect(own_amqp_url)
+        try:
+            queue = await (await reading.channel()).declare_queue(f"test-sizes-{uuid.uuid4().hex[:8]}")
+            await queue.bind(EVENTS_EXCHANGE, routing_key=routing_key)
+            await stage(sessions, [(routing_key, "sizes")] * len(bodies), bodies)
+            relay = OutboxRelay(sessions=sessions, table=outbox, broker=broker)
+            assert await relay.publish_pending() == len(bodies)
+            received = []
+            for _ in bodies:
+                message = await queue.get(timeout=5, fail=True)
+                assert message is not None
+                received.append(message.body.decode())
+                await message.ack()
+        finally:
+            await reading.close()
+            await broker.close()
+            await engine.dispose()
+    assert received == bodies
