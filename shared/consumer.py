@@ -21,7 +21,6 @@ from shared.db import insert_many_if_new, is_database_outage, transaction, utcno
 from shared.events import Envelope, Payload, UnknownEventType
 from shared.logs import bound_contextvars, get_logger
 from shared.messaging import DEAD_EXCHANGE, RETRY_EXCHANGE, Broker, OutgoingMessage, QueueSpec, build_message
-from shared.outbox import stages_events
 from shared.redaction import error_text
 
 log = get_logger("shared.consumer")
@@ -94,9 +93,7 @@ class Consumer:
         prefetch: int = 32,
         batch_size: int = 1,
         linger_seconds: float = 0.0,
-        after_commit: Callable[[], None] | None = None,
     ) -> None:
-        """``after_commit`` is called after each commit of a transaction that staged events (the relay's wake-up)."""
         self.spec = spec
         self._handlers = handlers
         self._broker = broker
@@ -105,7 +102,6 @@ class Consumer:
         self._prefetch = prefetch
         self._batch_size = max(1, min(batch_size, prefetch))
         self._linger = max(0.0, linger_seconds) if self._batch_size > 1 else 0.0
-        self._after_commit = after_commit
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._tag: str | None = None
         self._arrived: asyncio.Queue[Arrival] = asyncio.Queue()
@@ -309,12 +305,7 @@ class Consumer:
                     await handler(arrival.payload, envelope=envelope, session=session)
             if run:
                 await self._handle_run(run, session)
-            staged = stages_events(session)
         metrics.MESSAGES_PER_COMMIT.labels(self.spec.name).observe(len(batch))
-        # Only a commit that staged events wakes the relay: outreach opens most cases without publishing anything,
-        # and woke its relay for an empty cycle (a transaction and four round trips) after every batch.
-        if self._after_commit is not None and staged:
-            self._after_commit()
         return outcomes
 
     async def _handle_run(self, run: list[Arrival], session: AsyncSession) -> None:

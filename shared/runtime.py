@@ -20,7 +20,7 @@ from shared.consumer import Batched, Consumer, Handler
 from shared.db import make_engine, make_sessionmaker, ping, transaction, utcnow
 from shared.logs import get_logger
 from shared.messaging import Broker, BrokerUnavailable, QueueSpec
-from shared.outbox import OutboxRelay, outbox_backlog
+from shared.outbox import OutboxRelay, outbox_backlog, wake_after_commits_that_stage
 from shared.retention import Expiry, RetentionWorker, handled_message_ids, sent_outbox_rows
 from shared.settings import BrinkSettings, database_location
 
@@ -67,6 +67,8 @@ class Runtime:
             if outbox is not None
             else None
         )
+        if self.relay is not None:
+            wake_after_commits_that_stage(self.sessions, self.relay.wake)
         self.retention = RetentionWorker(
             service=service,
             engine=self.engine,
@@ -102,7 +104,6 @@ class Runtime:
             prefetch=self.settings.prefetch,
             batch_size=self.settings.consumer_batch_size,
             linger_seconds=self.settings.consumer_linger_ms / 1000,
-            after_commit=self.wake_relay,
         )
         self.consumers.append(consumer)
         return consumer
