@@ -120,7 +120,9 @@ class CorrelationMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(b"x-correlation-id", b"").decode("latin-1")[:128]
-        correlation_id = incoming or str(uuid.uuid4())
+        # It travels as an AMQP property (at most 255 bytes of UTF-8) and in log lines: a client's id is kept only in
+        # printable ASCII. 128 bytes above 0x7f became 256 of UTF-8, and that event could never be published.
+        correlation_id = incoming if incoming.isascii() and incoming.isprintable() and incoming else str(uuid.uuid4())
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         clear_contextvars()
         bind_contextvars(correlation_id=correlation_id)

@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from services.intake.models import SubscriptionState
+from services.intake.models import SubscriptionState, outbox
 from shared.signing import stripe_signature_header
-from tests.conftest import STRIPE_SECRET
+from tests.conftest import STRIPE_SECRET, eventually
 from tests.helpers import signed, stripe_event, stripe_subscription
 from tests.intake_helpers import (
     basic_auth,
@@ -79,6 +79,29 @@ async def test_stripe_deleted_is_accepted_staged_and_counted(intake: Intake) -> 
     assert staged["type"] == "cancellation.received" and staged["data"]["feedback"] == "too_expensive"
     assert staged["correlation_id"] == response.headers["x-correlation-id"]
     assert webhooks_counted("stripe", "customer.subscription.deleted", "accepted") == before + 1
+
+
+async def test_a_correlation_id_that_could_not_travel_is_replaced_and_the_event_is_published(intake: Intake) -> None:
+    # 128 bytes above 0x7f were kept as 128 latin-1 characters: 256 bytes of UTF-8, more than an AMQP property
+    # holds, so the event could never leave the outbox (and failed the relay's every cycle).
+    app, client = intake
+    subscription = stripe_subscription(feedback="too_expensive")
+    body, headers = signed(stripe_event("customer.subscription.deleted", subscription), STRIPE_SECRET)
+
+    response = await client.post(
+        "/webhooks/stripe", content=body, headers={**headers, "x-correlation-id": b"\xe9" * 128}
+    )
+
+    assert response.status_code == 200
+    [staged] = await staged_events(app, f"stripe:{subscription['id']}")
+    assert staged["correlation_id"] == response.headers["x-correlation-id"]
+
+    async def published() -> bool:
+        async with app.state.runtime.sessions() as session:
+            sent = await session.scalar(select(outbox.c.published_at).where(outbox.c.event_id == staged["id"]))
+        return sent is not None
+
+    await eventually(published)
 
 
 async def test_stripe_scheduled_then_removed_stages_received_then_withdrawn(intake: Intake) -> None:
