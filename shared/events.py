@@ -336,6 +336,18 @@ class UnknownEventType(ValueError):
     pass
 
 
+# Every outbox holds a correlation id in String(128), and AMQP carries it in at most 255 bytes.
+MAX_CORRELATION_ID_LENGTH = 128
+
+
+def correlation_id_from(text: str) -> str:
+    """``text`` as a correlation id where it fits (printable ASCII, 128 characters at most), else an id made from it,
+    the same each time: events correlated by a cancellation id of up to 255 characters stay correlated."""
+    if len(text) <= MAX_CORRELATION_ID_LENGTH and text.isascii() and text.isprintable():
+        return text
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, text))
+
+
 class Envelope(BaseModel):
     """What travels on the wire. ``id`` is the de-duplication key for every consumer."""
 

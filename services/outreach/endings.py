@@ -14,7 +14,7 @@ from services.outreach.policy import Policy
 from services.outreach.recipients import staff, tell
 from services.outreach.saves import start_verification
 from services.outreach.steps import cancel_open_work
-from shared.events import CaseClosed, ConfirmedRootCause, Money, Outcome
+from shared.events import CaseClosed, ConfirmedRootCause, Money, Outcome, correlation_id_from
 
 
 class CaseAlreadyClosed(Exception):
@@ -135,7 +135,7 @@ async def close_case(
             closed_at=now,
             reason=reason,
         ),
-        correlation_id=correlation_id or case.cancellation_id,
+        correlation_id=correlation_id or correlation_id_from(case.cancellation_id),
     )
     notifications.enqueue(
         session,

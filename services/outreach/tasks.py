@@ -15,7 +15,7 @@ from services.outreach.escalation import schedule_climb
 from services.outreach.history import publish, record
 from services.outreach.models import Case, Task
 from services.outreach.policy import Policy
-from shared.events import InterventionLogged
+from shared.events import InterventionLogged, correlation_id_from
 
 
 class TaskNotFound(LookupError):
@@ -89,7 +89,7 @@ async def complete_task(
             playbook=task.playbook or case.playbook,
             move=_move_of(task, policy),
         ),
-        correlation_id=correlation_id or case.cancellation_id,
+        correlation_id=correlation_id or correlation_id_from(case.cancellation_id),
     )
     if task.kind == "closing" and case.status == "open":
         await close_case(

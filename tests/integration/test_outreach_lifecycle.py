@@ -231,3 +231,18 @@ async def test_a_recovered_payment_ends_a_worked_payment_failure_case_as_a_verif
     case = await desk.case(case_id)
     assert (case.status, case.save_status) == ("saved", "verified")
     assert "payment_recovered" in case.closed_reason
+
+
+async def test_a_case_of_a_long_cancellation_id_is_worked_and_closed(desk: Desk) -> None:
+    # Ids of up to 255 characters are accepted at the edge. Events published without a request's correlation id
+    # (a task done on the desk, a timer) were correlated by the cancellation id, which an outbox row holds only
+    # up to 128 characters: on PostgreSQL each such write failed, and a timer's failed the scheduler's every pass.
+    cancellation = diagnosis(cancellation_id="stripe:sub_" + "x" * 240)
+    case_id = await desk.receive(cancellation)
+
+    await desk.complete((await desk.open_task(case_id)).id, "reached")
+    await desk.close(case_id, "lost")
+
+    [logged] = await desk.published("intervention.logged")
+    [closed] = await desk.published("case.closed")
+    assert logged["cancellation_id"] == closed["cancellation_id"] == cancellation.cancellation_id
