@@ -101,11 +101,6 @@ def mark_staged(session: AsyncSession) -> None:
     session.info[STAGED_EVENTS] = True
 
 
-def stages_events(session: AsyncSession) -> bool:
-    """Whether anything was staged in this session's transaction: a commit of nothing new needs no relay cycle."""
-    return bool(session.info.get(STAGED_EVENTS))
-
-
 def wake_after_commits_that_stage(sessions: async_sessionmaker[AsyncSession], wake: Callable[[], None]) -> None:
     """Call ``wake`` after each commit, through these sessions, of a transaction that staged events: a consumer's,
     an API request's, a desk form's or a timer's alike, so the relay's polls are only for what no commit here
