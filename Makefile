@@ -82,6 +82,7 @@ chaos: $(STAMP)
 
 # The same against a private three-node RabbitMQ cluster: leader-node SIGKILL, rolling restart, a 20 s partition
 # (nftables rules on loopback; installs Debian's nftables when missing), service instances killed. Needs root.
+# CHAOS_SCALE=ci is the form .ci/run runs: every fault, on a lighter stream (at least 1,500 events at 12/s).
 cluster-chaos: $(STAMP)
 	@command -v nft >/dev/null || { apt-get install -y -qq nftables || { apt-get update -qq && apt-get install -y -qq nftables; }; } >/dev/null
 	$(BIN)/python -m tests.chaos.cluster_run --scale $(CHAOS_SCALE)

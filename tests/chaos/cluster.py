@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -24,30 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.chaos.infra import CLI_PORT_RANGE, RABBITMQ_BIN, _as_user, _owned_tmpdir, free_port, wait_for_port
+from tests.chaos.reaper import Will, start_watcher
 from tests.commands import run_bounded
 
 NFT = shutil.which("nft") or "/usr/sbin/nft"
-# Watches the process that started the cluster; if it dies without cleaning up (SIGKILL, a CI timeout, pytest
-# stopped by SIGTERM, which skips fixture teardown), it kills the nodes and removes their directory.
-REAPER = """
-import os, shutil, signal, sys, time
-parent, base = int(sys.argv[1]), sys.argv[2]
-while os.path.isdir(base):
-    try:
-        os.kill(parent, 0)
-    except ProcessLookupError:
-        break
-    time.sleep(2)
-else:
-    sys.exit(0)
-for entry in os.listdir(base):
-    try:
-        with open(os.path.join(base, entry, "pid")) as pid_file:
-            os.kill(int(pid_file.read().strip()), signal.SIGKILL)
-    except (OSError, ValueError):
-        pass
-shutil.rmtree(base, ignore_errors=True)
-"""
 
 
 @dataclass
@@ -170,6 +149,7 @@ class RabbitCluster:
 
     def start_node(self, node: Node) -> None:
         """Start one node (detached) and wait until it has booted and listens for clients."""
+        node.running = True  # from here on the cleanup ends it, whatever happens next
         subprocess.run(
             # runuser resets HOME to the user's own, where the machine's cookie is: set it again, to ours.
             [*self.prefix, "env", f"HOME={self.home}", str(RABBITMQ_BIN / "rabbitmq-server"), "-detached"],
@@ -179,18 +159,22 @@ class RabbitCluster:
             timeout=60,
             cwd=node.base,
         )
-        node.running = True
         self.ctl(node, "wait", str(node.base / "pid"), "--timeout", "120", timeout=150)
         self._checked(self.ctl(node, "await_startup", "--timeout", "120", timeout=150), f"{node.name} start")
         wait_for_port(node.port, timeout=60)
 
     def start(self) -> None:
         """Boot the nodes, then join the second and third to the first."""
-        subprocess.Popen(
-            [sys.executable, "-c", REAPER, str(os.getpid()), str(self.base)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        # The nodes run detached: if this process dies without cleaning up, the watcher ends them (a clean exit
+        # removes the whole directory, marker included, and the watcher with it).
+        start_watcher(
+            Will(
+                marker=str(self.base / "watched"),
+                processes=[str(self.base / "node*" / "pid")],
+                nft_table=self.firewall_table,
+                nft=NFT,
+                remove=[str(self.base)],
+            )
         )
         with ThreadPoolExecutor(self.size) as pool:
             list(pool.map(self.start_node, self.nodes))
@@ -206,6 +190,7 @@ class RabbitCluster:
         self._checked(self.ctl(node, "stop", timeout=120), f"{node.name} stop")
         node.running = False
         wait_for_port(node.port, timeout=60, up=False)
+        (node.base / "pid").unlink(missing_ok=True)  # a pid of the past, which the watcher must not kill
 
     def kill_node(self, node: Node) -> int:
         """SIGKILL the node's Erlang VM: no shutdown at all."""
@@ -214,65 +199,66 @@ class RabbitCluster:
         os.kill(pid, signal.SIGKILL)
         node.running = False
         wait_for_port(node.port, timeout=30, up=False)
+        (node.base / "pid").unlink(missing_ok=True)  # a pid of the past, which the watcher must not kill
         return pid
 
-    def live_node(self) -> Node:
-        """A node that answers the command-line tools now."""
+    def first_answer(self, tool: str, *args: str, what: str, timeout: float = 60) -> str:
+        """The output of ``tool`` from the first running node that answers. Each call starts an Erlang VM (about
+        1.5 s of a core on a busy two-core machine), so no separate call first asks which node is up."""
+        errors = []
         for node in self.nodes:
-            if node.running and self.ctl(node, "status", timeout=30).returncode == 0:
-                return node
-        raise RuntimeError("no node of the private cluster answers")
+            if node.running:
+                result = self.tool(tool, node, *args, timeout=timeout)
+                if result.returncode == 0:
+                    return result.stdout
+                errors.append(f"{node.name}: {(result.stderr or result.stdout).strip()[-200:]}")
+        raise RuntimeError(f"{what}: no node of the private cluster answers ({'; '.join(errors) or 'none running'})")
 
-    def running_nodes(self, via: Node | None = None) -> list[str]:
-        """The nodes the cluster sees running, as one of them reports it."""
-        node = via or self.live_node()
+    def cluster_view(self, node: Node) -> tuple[list[str], dict[str, list[str]]]:
+        """The nodes ``node`` sees running, and the partitions it reports, from one ``cluster_status``."""
         status = json.loads(self._checked(self.ctl(node, "cluster_status", "--formatter", "json"), "cluster_status"))
-        return sorted(status.get("running_nodes", []))
-
-    def partitions(self, via: Node | None = None) -> dict[str, list[str]]:
-        node = via or self.live_node()
-        status = json.loads(self._checked(self.ctl(node, "cluster_status", "--formatter", "json"), "cluster_status"))
-        return status.get("partitions") or {}
+        return sorted(status.get("running_nodes", [])), status.get("partitions") or {}
 
     def wait_until_whole(self, *, timeout: float) -> float:
-        """Wait until every node runs, every one sees all the others and no partition is reported; seconds taken."""
+        """Wait until every node runs, every one sees all the others and none reports a partition; seconds taken.
+        The nodes are asked at once, one ``cluster_status`` each, rather than one after the other."""
         started = time.monotonic()
         expected = sorted(node.name for node in self.nodes)
-        while True:
-            try:
-                seen = [self.running_nodes(node) for node in self.nodes]
-                if all(view == expected for view in seen) and not self.partitions():
-                    return time.monotonic() - started
-            except (RuntimeError, subprocess.SubprocessError, ValueError):
-                pass
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(f"the private cluster is not whole after {timeout:.0f}s")
-            time.sleep(1)
+        with ThreadPoolExecutor(self.size) as pool:
+            while True:
+                try:
+                    views = list(pool.map(self.cluster_view, self.nodes))
+                    if all(running == expected and not partitions for running, partitions in views):
+                        return time.monotonic() - started
+                except (RuntimeError, subprocess.SubprocessError, ValueError):
+                    pass
+                if time.monotonic() - started > timeout:
+                    raise TimeoutError(f"the private cluster is not whole after {timeout:.0f}s")
+                time.sleep(0.5)
 
     # --- queues ---------------------------------------------------------------------------------------------
 
-    def queues(self, via: Node | None = None) -> list[dict[str, object]]:
-        """Every queue with its messages, leader and members, as ``via`` (or a live node) reports them."""
-        node = via or self.live_node()
-        listed = self._checked(
-            self.ctl(node, "list_queues", "name", "messages", "leader", "members", "--formatter", "json", timeout=90),
-            "list_queues",
+    def queues(self) -> list[dict[str, object]]:
+        """Every queue with its messages, leader and members, as the first node that answers reports them."""
+        columns = ("name", "messages", "leader", "members")
+        listed = self.first_answer(
+            "rabbitmqctl", "list_queues", *columns, "--formatter", "json", what="list_queues", timeout=90
         )
         return json.loads(listed)
 
     def queue_depths(self) -> dict[str, int]:
         return {str(queue["name"]): int(queue.get("messages") or 0) for queue in self.queues()}
 
-    def leaders(self, via: Node | None = None) -> Counter[str]:
+    def leaders(self) -> Counter[str]:
         """How many queue leaders each node holds."""
-        return Counter(str(queue.get("leader") or "none") for queue in self.queues(via))
+        return Counter(str(queue.get("leader") or "none") for queue in self.queues())
 
     def node_named(self, name: str) -> Node:
         return next(node for node in self.nodes if node.name == name)
 
     def rebalance(self) -> None:
         """Spread the quorum queue leaders over the nodes again (after restarts they gather on the survivors)."""
-        self._checked(self.tool("rabbitmq-queues", self.live_node(), "rebalance", "quorum", timeout=120), "rebalance")
+        self.first_answer("rabbitmq-queues", "rebalance", "quorum", what="rebalance", timeout=120)
 
     def quorum_critical(self, node: Node) -> bool:
         """Whether stopping ``node`` now would leave some quorum queue without a majority."""
@@ -302,13 +288,21 @@ class RabbitCluster:
     # --- the end --------------------------------------------------------------------------------------------
 
     def cleanup(self) -> None:
+        """SIGKILL every node: their data goes with the directory, so a clean stop (seconds a node, longer for the
+        last one, which waits for its peers) would buy nothing."""
         self.heal()
         for node in self.nodes:
-            with contextlib.suppress(Exception):
-                if node.running:
-                    self.ctl(node, "stop", timeout=30)
+            if not node.running:
+                continue
             pid = node.pid()
             if pid is not None:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+            else:  # booting, before its pid file: stop it through the tools
+                with contextlib.suppress(Exception):
+                    self.ctl(node, "stop", timeout=30)
+            node.running = False
+        for node in self.nodes:  # gone before their directories go
+            with contextlib.suppress(TimeoutError):
+                wait_for_port(node.port, timeout=10, up=False)
         shutil.rmtree(self.base, ignore_errors=True)

@@ -2,8 +2,10 @@
 of signed Stripe cancellations, and the faults a cluster brings: the node holding the most queue leaders
 SIGKILLed, a rolling restart, one node cut off from the others for 20 s, service instances SIGKILLed.
 
-Usage: ``python -m tests.chaos.cluster_run [--scale short|full]``. Prints the Jepsen outcome table and how long
-each fault took to recover; exits 1 unless lost, duplicated and stuck are all 0.
+Usage: ``python -m tests.chaos.cluster_run [--scale ci|short|full]``. Prints the Jepsen outcome table, how long
+each fault took to recover and where the run's time went; exits 1 unless lost, duplicated and stuck are all 0.
+The scales differ in how many events are sent and how fast, never in the faults: ``ci`` (in ``.ci/run``) sends a
+lighter stream (the same two cores boot the nodes and carry the traffic) and starts the faults sooner.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
-import contextlib
 import os
 import shutil
 import signal
@@ -19,7 +20,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,28 +28,30 @@ from pathlib import Path
 
 import asyncpg
 
-from shared.migrate import upgrade
 from tests.chaos.checker import Verdict, classify, plain_dsn, wait_for_quiescence
 from tests.chaos.cluster import Node, RabbitCluster
-from tests.chaos.infra import PrivatePostgres, free_port
-from tests.chaos.processes import ServiceProcess
+from tests.chaos.cluster_deployment import Deployment
+from tests.chaos.processes import start_all
 from tests.chaos.run import build_event, count_in_logs, unexpected_errors
 from tests.chaos.stripe_sender import Delivery, Stream
 
-SERVICES = ("intake", "diagnosis", "outreach")
 # Events first sent in this window after a fault began are the ones whose cases say how long it took to recover.
 RECOVERY_WINDOW_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
 class Scale:
-    events: int
+    events: int  # at least; the stream goes on at its rate until the last fault is over
     rate: float
     partition_seconds: float
     quiescence_timeout: float
+    # The faults begin over this share of the planned stream, each once its share of events is answered; a fault
+    # outlasts its share on two cores, so from the second on they follow one another.
+    fault_spread: float = 0.8
 
 
 SCALES = {
+    "ci": Scale(events=1500, rate=12, partition_seconds=20, quiescence_timeout=180, fault_spread=0.3),
     "short": Scale(events=1200, rate=25, partition_seconds=20, quiescence_timeout=240),
     "full": Scale(events=6000, rate=30, partition_seconds=20, quiescence_timeout=420),
 }
@@ -71,81 +73,38 @@ def say(message: str, started: float | None = None) -> None:
     print(f"cluster-chaos: {stamp}{message}", flush=True)
 
 
-class Deployment:
-    """The private cluster and database, and two instances of every service; cleaned up however the run ends."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.rabbit = RabbitCluster()
-        self.postgres = PrivatePostgres()
-        self.secret = "whsec_chaos_" + uuid.uuid4().hex
-        self.token = "chaos-token-" + uuid.uuid4().hex
-        self.services: dict[str, ServiceProcess] = {}
-        self._cleaned = False
-
-    def start(self) -> None:
-        self.rabbit.start()
-        self.postgres.start()
-        upgrade(self.postgres.url)
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("BRINK_")},
-            "BRINK_DATABASE_URL": self.postgres.url,
-            "BRINK_AMQP_URL": self.rabbit.url,
-            "BRINK_API_TOKENS": self.token,
-            "BRINK_STRIPE_WEBHOOK_SECRETS": self.secret,
-            "BRINK_RETRY_DELAYS_SECONDS": "0.5,1,2",
-            "BRINK_OUTBOX_POLL_SECONDS": "0.2",
-            "BRINK_HOST": "127.0.0.1",
-            "BRINK_LOG_LEVEL": "INFO",
-            "BRINK_LOG_FORMAT": "json",
-        }
-        for service in SERVICES:
-            for instance in (1, 2):
-                process = ServiceProcess(
-                    service=service, instance=instance, port=free_port(), env=env, workdir=self.workdir
-                )
-                self.services[process.label] = process
-        for process in self.services.values():
-            process.start()
-
-    def webhook_urls(self) -> list[str]:
-        return [f"{p.base_url}/webhooks/stripe" for p in self.services.values() if p.service == "intake"]
-
-    def cleanup(self) -> None:
-        if self._cleaned:
-            return
-        self._cleaned = True
-        for process in self.services.values():
-            with contextlib.suppress(Exception):  # keep cleaning up the rest
-                process.stop()
-        self.rabbit.cleanup()
-        self.postgres.cleanup()
-
-
 def leaders_line(rabbit: RabbitCluster) -> str:
     counts = rabbit.leaders()
     return ", ".join(f"{node.name.split('@')[0][-1]}: {counts.get(node.name, 0)}" for node in rabbit.nodes)
 
 
-def busiest_node(rabbit: RabbitCluster) -> Node:
-    """The node holding the most queue leaders."""
-    counts = rabbit.leaders()
-    return max(rabbit.nodes, key=lambda node: counts.get(node.name, 0))
+async def busiest_node(rabbit: RabbitCluster) -> tuple[Node, int]:
+    """The node holding the most queue leaders, and how many it holds."""
+    counts = await asyncio.to_thread(rabbit.leaders)
+    node = max(rabbit.nodes, key=lambda node: counts.get(node.name, 0))
+    return node, counts.get(node.name, 0)
+
+
+async def boot(rabbit: RabbitCluster, node: Node) -> str:
+    """Start ``node`` again and wait until the cluster is whole; says how long each took."""
+    clock = time.monotonic()
+    await asyncio.to_thread(rabbit.start_node, node)
+    booted = time.monotonic() - clock
+    whole = await asyncio.to_thread(rabbit.wait_until_whole, timeout=180)
+    return f"boot {booted:.1f}s, whole {whole:.1f}s later"
 
 
 async def kill_leader_node(deployment: Deployment, started: float) -> Fault:
     rabbit = deployment.rabbit
-    node = await asyncio.to_thread(busiest_node, rabbit)
-    leaders = (await asyncio.to_thread(rabbit.leaders)).get(node.name, 0)
+    node, leaders = await busiest_node(rabbit)
     began, clock = time.time(), time.monotonic()
     pid = await asyncio.to_thread(rabbit.kill_node, node)
     say(f"SIGKILL {node.name} (pid {pid}), leader of {leaders} queues", started)
     await asyncio.sleep(5)
-    await asyncio.to_thread(rabbit.start_node, node)
-    await asyncio.to_thread(rabbit.wait_until_whole, timeout=180)
+    steps = await boot(rabbit, node)
     fault = Fault("SIGKILL of the node holding the most leaders", began, time.monotonic() - clock)
     fault.detail = f"{leaders} leaders there; restarted after 5 s"
-    say(f"{node.name} back; cluster whole {fault.broker_whole_after:.1f}s after the kill", started)
+    say(f"{node.name} back ({steps}); cluster whole {fault.broker_whole_after:.1f}s after the kill", started)
     return fault
 
 
@@ -158,11 +117,11 @@ async def rolling_restart(deployment: Deployment, started: float) -> Fault:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{node.name} stayed quorum-critical for 120 s")
             await asyncio.sleep(1)
+        stopping = time.monotonic()
         await asyncio.to_thread(rabbit.stop_node, node)
-        say(f"rolling restart: {node.name} stopped", started)
-        await asyncio.to_thread(rabbit.start_node, node)
-        await asyncio.to_thread(rabbit.wait_until_whole, timeout=180)
-        say(f"rolling restart: {node.name} back", started)
+        say(f"rolling restart: {node.name} stopped ({time.monotonic() - stopping:.1f}s)", started)
+        steps = await boot(rabbit, node)
+        say(f"rolling restart: {node.name} back ({steps})", started)
     before = await asyncio.to_thread(leaders_line, rabbit)
     await asyncio.to_thread(rabbit.rebalance)
     after = await asyncio.to_thread(leaders_line, rabbit)
@@ -174,8 +133,7 @@ async def rolling_restart(deployment: Deployment, started: float) -> Fault:
 
 async def partition_node(deployment: Deployment, seconds: float, started: float) -> Fault:
     rabbit = deployment.rabbit
-    node = await asyncio.to_thread(busiest_node, rabbit)
-    leaders = (await asyncio.to_thread(rabbit.leaders)).get(node.name, 0)
+    node, leaders = await busiest_node(rabbit)
     began, clock = time.time(), time.monotonic()
     await asyncio.to_thread(rabbit.cut_off, node)
     say(f"{node.name} (leader of {leaders} queues) cut off from the other nodes for {seconds:.0f}s", started)
@@ -197,9 +155,8 @@ async def kill_instances(deployment: Deployment, labels: tuple[str, ...], starte
         pid = await asyncio.to_thread(deployment.services[label].kill)
         say(f"SIGKILL {label} (pid {pid})", started)
     await asyncio.sleep(2)
-    for label in labels:
-        await asyncio.to_thread(deployment.services[label].start)
-    say(f"{', '.join(labels)} restarted", started)
+    await asyncio.to_thread(start_all, [deployment.services[label] for label in labels])
+    say(f"{', '.join(labels)} restarted, answering /healthz", started)
     return Fault(f"SIGKILL of {', '.join(labels)}", began, time.monotonic() - clock, "restarted after 2 s")
 
 
@@ -213,7 +170,7 @@ async def inject_faults(deployment: Deployment, stream: Stream, scale: Scale, st
     ]
     faults = []
     for index, fault in enumerate(plan):
-        threshold = int(scale.events * 0.8 * (index + 1) / (len(plan) + 1))
+        threshold = int(scale.events * scale.fault_spread * (index + 1) / (len(plan) + 1))
         while stream.finished < threshold:
             await asyncio.sleep(0.2)
         faults.append(await fault())
@@ -272,7 +229,7 @@ def report(verdict: Verdict, faults: list[Fault], median_latency: float) -> None
 
 
 async def run(scale: Scale, deployment: Deployment) -> int:
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     urls = deployment.webhook_urls()
     say(
         f"at least {scale.events} signed Stripe webhooks at {scale.rate:.0f}/s over {len(urls)} intake instances; "
@@ -280,9 +237,18 @@ async def run(scale: Scale, deployment: Deployment) -> int:
         started,
     )
     stream = Stream(url=urls, secret=deployment.secret, rate_per_second=scale.rate)
-    faults_task = asyncio.create_task(inject_faults(deployment, stream, scale, started))
+    faults_over = 0.0
+
+    async def faults_then_mark() -> list[Fault]:
+        nonlocal faults_over
+        faults = await inject_faults(deployment, stream, scale, started)
+        faults_over = time.monotonic() - started
+        return faults
+
+    faults_task = asyncio.create_task(faults_then_mark())
     deliveries = await stream.run(build_event, at_least=scale.events, until=faults_task)
     faults = await faults_task
+    stream_over = time.monotonic() - started
     say(
         f"stream finished: {len(deliveries)} events, {sum(d.attempts for d in deliveries)} attempts, "
         f"{sum(d.extra_copies for d in deliveries)} deliberate duplicate deliveries",
@@ -292,6 +258,7 @@ async def run(scale: Scale, deployment: Deployment) -> int:
         deployment.postgres.url, deployment.rabbit.queue_depths, timeout=scale.quiescence_timeout
     )
     say("quiescent" if state.in_flight == 0 else f"not quiescent after {scale.quiescence_timeout:.0f}s", started)
+    quiet = time.monotonic() - started
     verdict = classify(deliveries, state)
     median_latency = measure_recovery(faults, deliveries, await case_opening_times(deployment.postgres.url))
     statuses = Counter(str(status) for d in deliveries for status in d.statuses)
@@ -312,6 +279,12 @@ async def run(scale: Scale, deployment: Deployment) -> int:
         if ids:
             print(f"cluster-chaos: {name} e.g. {ids[:5]}")
     report(verdict, faults, median_latency)
+    first_fault = (faults[0].began_at - started_at) if faults else 0.0
+    print(
+        f"cluster-chaos: where the run's time went: stream before the first fault {first_fault:.0f}s, faults "
+        f"{faults_over - first_fault:.0f}s, the stream's tail and last answers {stream_over - faults_over:.0f}s, "
+        f"quiescence {quiet - stream_over:.0f}s, counting and this report {time.monotonic() - started - quiet:.0f}s"
+    )
     print(f"cluster-chaos: {verdict.summary()}")
     print(f"cluster-chaos: {'PASS' if verdict.ok else 'FAIL'} in {time.monotonic() - started:.0f}s")
     return 0 if verdict.ok else 1
@@ -322,10 +295,14 @@ def main() -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default=os.environ.get("CHAOS_SCALE") or "full")
     parser.add_argument("--keep", action="store_true", help="keep the service logs directory")
     args = parser.parse_args()
+    begun = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="brink-cluster-chaos-"))
     deployment = Deployment(workdir)
     atexit.register(deployment.cleanup)
+    # A hang-up or a stop ends the run through its cleanup (sys.exit unwinds to the finally below); a SIGKILL
+    # leaves it to the watchers (tests/chaos/reaper.py).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     code = 1
     try:
         say(
@@ -333,9 +310,13 @@ def main() -> None:
             f"PostgreSQL on {deployment.postgres.port}"
         )
         deployment.start()
+        parts = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in deployment.seconds.items())
+        say(f"started in {time.monotonic() - begun:.0f}s ({parts}; the database beside the cluster)")
         code = asyncio.run(run(SCALES[args.scale], deployment))
     finally:
+        cleaning = time.monotonic()
         deployment.cleanup()
+        say(f"cleaned up in {time.monotonic() - cleaning:.0f}s; wall time {time.monotonic() - begun:.0f}s")
         if args.keep or code != 0:
             say(f"service logs kept in {workdir}")
         else:

@@ -24,7 +24,7 @@ from pathlib import Path
 from shared.migrate import upgrade
 from tests.chaos.checker import classify, wait_for_quiescence
 from tests.chaos.infra import PrivatePostgres, PrivateRabbit, free_port
-from tests.chaos.processes import ServiceProcess
+from tests.chaos.processes import ServiceProcess, fault_run_env
 from tests.chaos.stripe_sender import Stream
 from tests.helpers import stripe_event, stripe_subscription
 
@@ -76,18 +76,12 @@ class Cluster:
         self.rabbit.start()
         self.postgres.start()
         upgrade(self.postgres.url)
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("BRINK_")},
-            "BRINK_DATABASE_URL": self.postgres.url,
-            "BRINK_AMQP_URL": self.rabbit.url,
-            "BRINK_API_TOKENS": self.token,
-            "BRINK_STRIPE_WEBHOOK_SECRETS": self.secret,
-            "BRINK_RETRY_DELAYS_SECONDS": "0.5,1,2",
-            "BRINK_OUTBOX_POLL_SECONDS": "0.2",
-            "BRINK_HOST": "127.0.0.1",
-            "BRINK_LOG_LEVEL": "INFO",
-            "BRINK_LOG_FORMAT": "json",
-        }
+        env = fault_run_env(
+            database_url=self.postgres.url,
+            amqp_url=self.rabbit.url,
+            api_token=self.token,
+            webhook_secret=self.secret,
+        )
         # Two instances of each consumer: two consumers per queue, two relays per outbox.
         for service, instances in (("intake", 1), ("diagnosis", 2), ("outreach", 2)):
             for instance in range(1, instances + 1):
