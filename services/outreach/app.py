@@ -140,12 +140,14 @@ def build_app(
         clock=clock,
         notifiers=notifiers,
         poll_seconds=settings.scheduler_poll_seconds,
+        gauge_seconds=settings.gauge_refresh_seconds,
         notify_rounds=settings.notify_rounds,
         notify_backoff=timedelta(seconds=settings.notify_backoff_seconds),
         after_commit=runtime.wake_relay,
     )
     runtime.run_in_background(scheduler.run_timers)
     runtime.run_in_background(scheduler.run_notifications)
+    runtime.run_in_background(scheduler.run_gauges)
 
     async def close_http_client_on_exit() -> None:
         try:

@@ -37,6 +37,7 @@ class Scheduler:
         clock: Clock,
         notifiers: dict[str, Notifier],
         poll_seconds: float,
+        gauge_seconds: float = 60.0,
         notify_rounds: int,
         notify_backoff: timedelta,
         after_commit: Callable[[], None] | None = None,
@@ -46,6 +47,7 @@ class Scheduler:
         self.clock = clock
         self.notifiers = notifiers
         self.poll_seconds = poll_seconds
+        self.gauge_seconds = gauge_seconds
         self.notify_rounds = notify_rounds
         self.notify_backoff = notify_backoff
         self.after_commit = after_commit
@@ -102,20 +104,27 @@ class Scheduler:
             raise StuckWork(f"an escalation timer is {timedelta(seconds=int(late))} late: is the scheduler running?")
 
     async def run_timers(self) -> None:
-        """Forever: fire due timers, queue digests, refresh the gauges; a failing pass is logged and retried later."""
-        await self._forever(self.fire_timers, self.send_digests, self.refresh_gauges, name="timers")
+        """Forever: fire due timers and queue digests; a failing pass is logged and retried later."""
+        await self._forever(self.fire_timers, self.send_digests, name="timers")
+
+    async def run_gauges(self) -> None:
+        """Forever: recount cases and overdue tasks. Apart from the timers because each count reads every case
+        and open task, a cost that grows with the table: every few seconds it would make each cancellation
+        dearer the longer Brink runs."""
+        await self._forever(self.refresh_gauges, name="gauges", every=self.gauge_seconds)
 
     async def run_notifications(self) -> None:
         """Forever: deliver due notifications."""
         await self._forever(self.deliver_notifications, name="notifications")
 
-    async def _forever(self, *passes: Callable[[], Awaitable[object]], name: str) -> None:
-        delay = self.poll_seconds
+    async def _forever(self, *passes: Callable[[], Awaitable[object]], name: str, every: float | None = None) -> None:
+        interval = every or self.poll_seconds
+        delay = interval
         while True:
             try:
                 for one_pass in passes:
                     await one_pass()
-                delay = self.poll_seconds
+                delay = interval
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the database may be down: keep the loop alive and back off
@@ -125,5 +134,5 @@ class Scheduler:
                     error=str(error) or repr(error),
                     retry_in=round(delay, 2),
                 )
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                delay = min(delay * 2, max(MAX_BACKOFF_SECONDS, interval))
             await asyncio.sleep(delay)

@@ -39,6 +39,9 @@ class OutreachSettings(BillingSettings):
         default=30, ge=1, le=366, description="a save still standing this long after it is verified"
     )
     scheduler_poll_seconds: float = Field(default=5, gt=0)
+    gauge_refresh_seconds: float = Field(
+        default=60, gt=0, description="how often the case and overdue-task gauges are recounted"
+    )
     high_priority: int = Field(default=70, ge=0, le=100, description="cases from this priority up go to Slack")
     slack_webhook_url: SecretStr | None = None
     outbound_webhook_url: AnyHttpUrl | None = None

@@ -133,7 +133,12 @@ async def brink_with_fresh_gauges(postgres_url: str, own_amqp_url: str) -> Async
     amqp_url = own_amqp_url
     async with AsyncExitStack() as stack:
         running = await start_brink(
-            stack, database_url=postgres_url, amqp_url=amqp_url, metrics_refresh_seconds=0.1, scheduler_poll_seconds=0.1
+            stack,
+            database_url=postgres_url,
+            amqp_url=amqp_url,
+            metrics_refresh_seconds=0.1,
+            scheduler_poll_seconds=0.1,
+            gauge_refresh_seconds=0.1,
         )
         # Earlier tests in this run may have left dead letters; this test counts from an empty dead queue.
         for queue in ("diagnosis.cancellations", "outreach.diagnoses"):
