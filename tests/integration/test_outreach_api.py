@@ -25,7 +25,12 @@ async def brink(database_url: str, amqp_url: str) -> AsyncIterator[Brink]:
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(outreach_from_scratch(database_url))
         yield await start_brink(
-            stack, database_url=database_url, amqp_url=amqp_url, scheduler_poll_seconds=0.2, rotation_csm=["ana", "ben"]
+            stack,
+            database_url=database_url,
+            amqp_url=amqp_url,
+            scheduler_poll_seconds=0.2,
+            gauge_refresh_seconds=0.2,
+            rotation_csm=["ana", "ben"],
         )
 
 
