@@ -9,16 +9,20 @@ the last ``--compare`` webhooks are then compared: intake p99 and CPU per cancel
 tables retention keeps small no bigger at the end than once retention had started biting.
 
 Results: ``bench/results/soak.{json,md}`` for a run of a million or more, ``soak-<events>.{json,md}``
-otherwise.
+otherwise. A run that cannot go on (the consumers fall ever further behind: the machine does not hold the rate)
+or is stopped (Ctrl-C, SIGTERM) stops its services, drops its database and vhost, and leaves the windows it
+measured in ``soak-<events>-stopped.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -48,6 +52,14 @@ QUEUES = ("diagnosis.cancellations", "outreach.diagnoses")
 PIPELINE = ("intake", "diagnosis", "outreach", "postgres", "rabbitmq")
 WITHIN = 0.10  # the last webhooks' p99 and CPU per cancellation within 10% of the first's
 FULL = 1_000_000
+# Not holding the rate: at the end of this many windows in a row the queues held more, each time, than the last,
+# and by then more than ``--max-backlog-seconds`` of arrivals. A run past that point measures a backlog, not the
+# steady state it is for, and would take hours to say so.
+GROWING_WINDOWS = 3
+
+
+class RateNotHeld(RuntimeError):
+    """The consumers fall ever further behind the offered rate."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,7 @@ class Plan:
     retention_seconds: float
     retention_interval_seconds: float
     consumer_niceness: int = CONSUMER_NICENESS
+    max_backlog_seconds: float = 60.0
 
 
 class Soak:
@@ -99,7 +112,13 @@ class Soak:
         child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.loadgen", str(spec_file), str(out_file), cwd=Path(__file__).parent.parent
         )
-        if await child.wait() != 0:
+        try:
+            code = await child.wait()
+        except asyncio.CancelledError:
+            child.kill()
+            await child.wait()
+            raise
+        if code != 0:
             raise RuntimeError("the load generator failed")
         return json.loads(out_file.read_text())
 
@@ -193,11 +212,29 @@ class Soak:
             while index < self.plan.events:
                 count = min(self.plan.window, self.plan.events - index)
                 await self.window(number, index, count)
+                self.check_rate_held()
                 number, index = number + 1, index + count
             await self.drain()
         finally:
             for process in self.services.values():
                 process.stop()
+
+    def check_rate_held(self) -> None:
+        """Raise RateNotHeld once the queues have grown at the end of GROWING_WINDOWS windows in a row, past
+        ``max_backlog_seconds`` of arrivals."""
+        backlogs = [sum(w["queues"].values()) for w in self.windows[-(GROWING_WINDOWS + 1) :]]
+        if len(backlogs) <= GROWING_WINDOWS:
+            return
+        growing = all(later > earlier for earlier, later in itertools.pairwise(backlogs))
+        limit = self.plan.rate * self.plan.max_backlog_seconds
+        if growing and backlogs[-1] > limit:
+            sent = self.windows[-1]["first_index"] + self.windows[-1]["sent"]
+            raise RateNotHeld(
+                f"the machine does not hold {self.plan.rate:g}/s: the queues grew at the end of each of the last "
+                f"{GROWING_WINDOWS} windows, {' -> '.join(f'{b:,}' for b in backlogs)} messages, past "
+                f"{limit:,.0f} ({self.plan.max_backlog_seconds:g} s of arrivals), after {sent:,} sent; "
+                f"try a lower --rate"
+            )
 
     async def drain(self, timeout: float = 900) -> None:
         """Until the consumers' queues are empty, then count the cases once."""
@@ -316,12 +353,22 @@ def markdown(figures: dict[str, Any]) -> str:
 async def main_async(plan: Plan) -> dict[str, Any]:
     logs = Path(tempfile.mkdtemp(prefix="brink-soak-"))
     started, load_before = time.time(), os.getloadavg()
+    name = "soak" if plan.events >= FULL else f"soak-{plan.events}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stop_on_signals(asyncio.current_task())
     async with private_stage() as stage:
         soak = Soak(stage, plan, logs)
         try:
             await soak.run()
-        except Exception:
-            print(f"soak: failed; process logs are in {logs}", file=sys.stderr)
+        except (Exception, asyncio.CancelledError) as error:
+            stopped = RESULTS / f"{name}-stopped.json"
+            why = str(error) if isinstance(error, RateNotHeld) else f"stopped: {error!r}"
+            stopped.write_text(json.dumps({"plan": asdict(plan), "why": why, "windows": soak.windows}, default=str))
+            print(f"soak: {why}\nsoak: the windows measured are in {stopped}; process logs in {logs}", file=sys.stderr)
+            if isinstance(error, RateNotHeld):
+                raise SystemExit(1) from None
+            if isinstance(error, asyncio.CancelledError):
+                raise SystemExit(130) from None  # the stage is dropped on the way out, as for any other end
             raise
     figures = {
         "plan": asdict(plan),
@@ -334,13 +381,20 @@ async def main_async(plan: Plan) -> dict[str, Any]:
         "comparison": compare(plan, soak.windows, soak.latencies),
         "windows": soak.windows,
     }
-    name = "soak" if plan.events >= FULL else f"soak-{plan.events}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=1, default=str))
     (RESULTS / f"{name}.md").write_text(markdown(figures))
     shutil.rmtree(logs, ignore_errors=True)
     print(f"soak: done in {figures['wall_seconds']} s; see {RESULTS / (name + '.md')}")
     return figures
+
+
+def stop_on_signals(task: asyncio.Task[Any] | None) -> None:
+    """SIGINT and SIGTERM cancel the run, so its services are stopped and its database and vhost dropped: killed
+    outright it left three services and the database behind."""
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, task.cancel)
 
 
 def main() -> None:
@@ -358,6 +412,12 @@ def main() -> None:
         default=CONSUMER_NICENESS,
         help="as brink run starts them; 0 where other people's work shares the machine and would starve them",
     )
+    parser.add_argument(
+        "--max-backlog-seconds",
+        type=float,
+        default=60.0,
+        help=f"stop once the queues grew {GROWING_WINDOWS} windows in a row past this many seconds of arrivals",
+    )
     args = parser.parse_args()
     compare_count = args.compare or max(args.events // 10, args.window)
     if 2 * compare_count > args.events:
@@ -370,6 +430,7 @@ def main() -> None:
         retention_seconds=args.retention_seconds,
         retention_interval_seconds=args.retention_interval_seconds,
         consumer_niceness=args.consumer_niceness,
+        max_backlog_seconds=args.max_backlog_seconds,
     )
     try:
         import uvloop
