@@ -8,7 +8,7 @@ LOCK     := requirements.lock
 DEV_LOCK := requirements-dev.lock
 UV       := $(BIN)/uv
 
-.PHONY: install lock audit system-tools run test unit lint migrate clean eval deploy-check bench soak browser chaos cluster-chaos
+.PHONY: install lock audit system-tools run test unit lint migrate clean eval deploy-check bench bench-against soak browser chaos cluster-chaos
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -115,6 +115,12 @@ bench: $(STAMP) $(BENCH_STAMP)
 		{ apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; } >/dev/null 2>&1; } || \
 		echo "bench: wrk not installed; skipping the wrk ceiling"
 	$(BIN)/python -m bench --scale $(BENCH_SCALE)
+
+# CPU per cancellation of HEAD against another commit (the issue's own code by default), alternated on this machine.
+BENCH_BASE ?= 5f986b9
+BENCH_RUNS ?= 2
+bench-against: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m bench.against $(BENCH_BASE) --runs $(BENCH_RUNS) --scale short
 
 # A million cancellations at a steady rate with retention biting (bench/soak.py); SOAK_EVENTS for fewer.
 SOAK_EVENTS ?= 1000000
