@@ -11,7 +11,7 @@ from services.outreach import notifications, repository
 from services.outreach.attempts import TIE_NOTE, CancellationPlace, Known, Placement, place_cancellation
 from services.outreach.clock import Clock
 from services.outreach.endings import close_case
-from services.outreach.history import record
+from services.outreach.history import record, record_on_new_case
 from services.outreach.ladder import intervention_key
 from services.outreach.models import Case
 from services.outreach.owners import owners_for, owners_for_new_case, team_of_this_transaction
@@ -149,7 +149,7 @@ async def _open(
     )
     _apply(case, diagnosis)
     session.add(case)
-    record(
+    record_on_new_case(
         session,
         case,
         "opened",
@@ -177,7 +177,7 @@ async def _open(
         )
         return case
     if place.placement is Placement.OPEN_TIED:
-        record(
+        record_on_new_case(
             session,
             case,
             "same_version_tie",
@@ -208,7 +208,7 @@ async def _open(
         else:
             # Already past (a subscription deleted rather than scheduled to end): the timer would fire at once
             # and only note it; running out of rungs then closes the case as lost (see escalation.escalate).
-            record(session, case, "effective_date_passed", at=now, open_tasks=len(steps))
+            record_on_new_case(session, case, "effective_date_passed", at=now, open_tasks=len(steps))
     notifications.enqueue(session, case=case, kind="case.opened", policy=policy, clock=clock, playbook=playbook.name)
     # No flush here: the commit writes the rows, and when several diagnoses are handled in one transaction it
     # writes all their cases, tasks and timers in one batched INSERT per table instead of several per case.

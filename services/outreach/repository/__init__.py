@@ -31,7 +31,7 @@ from services.outreach.repository.desk_session import (
     sign_in_failures,
 )
 from services.outreach.repository.invoice import NewestPaidInvoice, newest_paid_invoice, remember_paid_invoice
-from services.outreach.repository.new_rows import add_task_row, add_timer_row
+from services.outreach.repository.new_rows import add_event_row, add_task_row, add_timer_row
 from services.outreach.repository.notification import (
     add_notifications_once,
     finish_notification,
@@ -96,6 +96,7 @@ __all__ = [
     "NewestPaidInvoice",
     "SubscriptionFacts",
     "account_offers",
+    "add_event_row",
     "add_notifications_once",
     "add_task_row",
     "add_timer_row",

@@ -1,9 +1,11 @@
-"""New tasks and timers: staged in the session as plain rows, written as one INSERT per table when it flushes.
+"""New tasks, timers and timeline entries: staged in the session as plain rows, written as one INSERT per table when
+it flushes.
 
-A new case writes two tasks and four timers. As ORM objects, building each instrumented object and flushing it
-through the unit of work cost more than the statements did. Staged rows are written with one executemany per table
-right after the ORM's own flush (they refer to cases that flush may insert), or at the commit when the ORM had nothing
-to flush. Like an object added to the session, a staged row is seen by no query before then.
+A new case writes two tasks, four timers and its "opened" entry. As ORM objects, building each instrumented object,
+cascading it into the session and flushing it through the unit of work cost more than the statements did. Staged
+rows are written with one executemany per table right after the ORM's own flush (they refer to cases that flush may
+insert), or at the commit when the ORM had nothing to flush. Like an object added to the session, a staged row is
+seen by no query before then.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from sqlalchemy import Insert, Table, event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
-from services.outreach.models import Task, Timer
+from services.outreach.models import CaseEvent, Task, Timer
 
 TASKS = Task.__table__
 TIMERS = Timer.__table__
-# Written in this order: a timer refers to its task.
-_INSERTS: dict[Table, Insert] = {TASKS: insert(TASKS), TIMERS: insert(TIMERS)}
+EVENTS = CaseEvent.__table__
+# Written in this order: a timer refers to its task. Timeline entries are numbered in the order they are written.
+_INSERTS: dict[Table, Insert] = {TASKS: insert(TASKS), TIMERS: insert(TIMERS), EVENTS: insert(EVENTS)}
 _STAGED = "outreach.staged_rows"
 
 
@@ -31,6 +34,11 @@ def add_task_row(session: AsyncSession, row: dict[str, Any]) -> None:
 def add_timer_row(session: AsyncSession, row: dict[str, Any]) -> None:
     """A new timer, written with the session's next flush or its commit. Every row names the same columns."""
     _staged(session)[TIMERS].append(row)
+
+
+def add_event_row(session: AsyncSession, row: dict[str, Any]) -> None:
+    """A new timeline entry, written with the session's next flush or its commit. Every row names the same columns."""
+    _staged(session)[EVENTS].append(row)
 
 
 def _staged(session: AsyncSession) -> dict[Table, list[dict[str, Any]]]:
