@@ -117,7 +117,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench --scale $(BENCH_SCALE)
 
 # CPU per cancellation of HEAD against another commit (the issue's own code by default), alternated on this machine.
-BENCH_BASE ?= 5f986b9
+BENCH_BASE ?=
 BENCH_RUNS ?= 2
 bench-against: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.against $(BENCH_BASE) --runs $(BENCH_RUNS) --scale short
