@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -70,17 +71,46 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+SQLITE_BUSY_SECONDS = 30
+
+
+class _ReleasingSqliteConnection(sqlite3.Connection):
+    """A SQLite connection that gives up its transaction when closed.
+
+    A task cancelled while reading rows (a service stopping, a dropped broker connection cancelling a handler)
+    leaves a statement unfinished; closing the connection then leaves it alive as a zombie until that statement is
+    collected, still holding the transaction's write lock, and every other writer of the file waits and fails
+    with "database is locked" meanwhile.
+    """
+
+    def close(self) -> None:
+        try:
+            if self.in_transaction:
+                self.rollback()
+        finally:
+            super().close()
+
+
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
     """Engine for either backend; SQLite gets WAL and a busy timeout so three processes can share it."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        # One connection per process, handed out in turn: SQLite has one writer, and several connections of one
+        # process each waiting for it in SQLite's busy handler (sleep and retry) starve the one waiting longest.
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_SECONDS, "factory": _ReleasingSqliteConnection},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=SQLITE_BUSY_SECONDS,
+            hide_parameters=True,
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
             # Let SQLAlchemy, not the driver, decide when a transaction begins (see the begin hook).

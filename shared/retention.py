@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
-from contextlib import suppress
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +36,8 @@ from shared import metrics
 from shared.db import rows_matched, utcnow
 from shared.logs import get_logger
 from shared.outbox import PLAN_EACH_STATEMENT
+
+Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 log = get_logger("shared.retention")
 
@@ -143,25 +145,31 @@ class RetentionWorker:
 
     async def purge_once(self) -> PurgeReport:
         """Delete every expired row, unless another instance of the service is purging right now."""
-        purged: dict[str, int] = {}
-        async with self._engine.connect() as connection:
-            if self._postgres and not await self._lock(connection):
-                log.info("retention.purge.skipped", service=self._service, reason="another instance is purging")
-                return PurgeReport(purged={}, skipped=True)
-            try:
-                cutoff = self._clock() - self._max_age
-                for expiry in self._expiries:
-                    purged[expiry.name] = await self._purge_table(connection, expiry, cutoff)
-                if self._postgres:
+        if self._postgres:
+            # The advisory lock belongs to the session that took it: every batch goes through that connection.
+            async with self._engine.connect() as connection:
+                if not await self._lock(connection):
+                    log.info("retention.purge.skipped", service=self._service, reason="another instance is purging")
+                    return PurgeReport(purged={}, skipped=True)
+                try:
+                    purged = await self._purge_all(lambda: nullcontext(connection))
                     await self._vacuum([name for name, count in purged.items() if count])
-                await self._measure(connection)
-            finally:
-                if self._postgres:
+                    await self._measure(lambda: nullcontext(connection))
+                finally:
                     await self._unlock(connection)
+        else:
+            # A SQLite engine has one connection per process (shared.db): taken per batch, and given back in the
+            # pauses, so the service's own work goes in between.
+            purged = await self._purge_all(self._engine.connect)
+            await self._measure(self._engine.connect)
         metrics.RETENTION_LAST_RUN.labels(self._service).set(self._clock().timestamp())
         if any(purged.values()):
             log.info("retention.purged", service=self._service, **purged)
         return PurgeReport(purged=purged)
+
+    async def _purge_all(self, connect: Connect) -> dict[str, int]:
+        cutoff = self._clock() - self._max_age
+        return {expiry.name: await self._purge_table(connect, expiry, cutoff) for expiry in self._expiries}
 
     async def _vacuum(self, tables: list[str]) -> None:
         """VACUUM the tables just purged, so new rows reuse the space of the deleted ones.
@@ -214,7 +222,7 @@ class RetentionWorker:
             matches = tuple_(*keys).in_(bindparam("keys", expanding=True))
         return read, delete(table).where(matches, expiry.expires < bindparam("cutoff", type_=expiry.expires.type))
 
-    async def _purge_table(self, connection: AsyncConnection, expiry: Expiry, cutoff: datetime) -> int:
+    async def _purge_table(self, connect: Connect, expiry: Expiry, cutoff: datetime) -> int:
         """Walk the table from its oldest rows, deleting the expired ones a batch per transaction.
 
         The walk resumes at the last position read (inclusive): rows kept in a batch are either young, which
@@ -225,7 +233,7 @@ class RetentionWorker:
         after = expiry.start
         total = 0
         while not self._stop.is_set():
-            async with connection.begin():
+            async with connect() as connection, connection.begin():
                 if self._postgres:
                     # Planned with the table as it is now: a plan kept from when it was small could read all
                     # of it for every batch (as the relay's did).
@@ -248,10 +256,10 @@ class RetentionWorker:
             await asyncio.sleep(self._pause)  # the service's own work goes in between batches
         return total
 
-    async def _measure(self, connection: AsyncConnection) -> None:
+    async def _measure(self, connect: Connect) -> None:
         """Each table's rows (an estimate on PostgreSQL) and, on PostgreSQL, its size on disk with indexes."""
         for expiry in self._expiries:
-            async with connection.begin():
+            async with connect() as connection, connection.begin():
                 if self._postgres:
                     size, rows = (await connection.execute(TABLE_SIZE, {"name": expiry.name})).one()
                     metrics.TABLE_BYTES.labels(expiry.name).set(size)
