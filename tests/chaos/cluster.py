@@ -137,6 +137,10 @@ class RabbitCluster:
             [*self.prefix, "env", f"HOME={self.home}", str(RABBITMQ_BIN / tool), "-n", node.name, *args],
             env=self._env(node),
             timeout=timeout,
+            # Run as rabbitmq, in a directory it owns: from a checkout it may not read (a clone in a private
+            # temporary directory) Erlang wrote "eacces" error reports into the output, and no cluster_status
+            # parsed, so the cluster was never seen whole.
+            cwd=self.base,
         )
 
     def ctl(self, node: Node, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -109,7 +109,10 @@ class PrivateRabbit:
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return run_bounded(
-            [*self.prefix, str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.name, *args], env=self._env(), timeout=timeout
+            [*self.prefix, str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.name, *args],
+            env=self._env(),
+            timeout=timeout,
+            cwd=self.base,  # the tools run as rabbitmq, who may not read the checkout (see RabbitCluster.tool)
         )
 
     def start(self) -> None:
