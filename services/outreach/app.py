@@ -32,6 +32,7 @@ from services.outreach.scheduler import Scheduler
 from services.outreach.settings import OutreachSettings
 from shared.billing.base import BillingConnection
 from shared.billing.connect import billing_connections
+from shared.consumer import Batched
 from shared.events import CancellationWithdrawn, DiagnosisCompleted, InvoicePaid
 from shared.logs import configure_logging
 from shared.runtime import Runtime, serve
@@ -122,7 +123,7 @@ def build_app(
     runtime.consume(
         "diagnoses",
         {
-            DiagnosisCompleted.TYPE: partial(consumers.on_diagnosis_completed, policy=policy, clock=clock),
+            DiagnosisCompleted.TYPE: Batched(partial(consumers.on_diagnoses_completed, policy=policy, clock=clock)),
         },
     )
     # A queue of its own: a withdrawal may overtake its diagnosis, which the case opening handles. The invoice paid

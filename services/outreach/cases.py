@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,7 @@ from services.outreach.owners import owners_for, owners_for_new_case, team_of_th
 from services.outreach.playbooks import Playbook, choose
 from services.outreach.policy import Policy
 from services.outreach.recipients import staff, tell_assigned, timing
+from services.outreach.repository import SubscriptionFacts
 from services.outreach.saves import cancelled_again
 from services.outreach.steps import (
     add_playbook_steps,
@@ -40,17 +42,20 @@ async def open_or_update_case(
     policy: Policy,
     clock: Clock,
     correlation_id: str | None = None,
+    facts: SubscriptionFacts | None = None,
 ) -> Case | None:
     """A case per attempt to leave: a new attempt opens one, a newer diagnosis of the open one updates it.
 
     Late copies of an earlier attempt open nothing and reopen nothing; returns the case concerned, if any.
+    ``facts`` are the subscription's, when already read for a batch.
     """
-    facts = await repository.subscription_facts(
-        session,
-        diagnosis.cancellation_id,
-        account_id=diagnosis.account_id,
-        worked_since=clock.now() - policy.tried_window,
-    )
+    if facts is None:
+        facts = await repository.subscription_facts(
+            session,
+            diagnosis.cancellation_id,
+            account_id=diagnosis.account_id,
+            worked_since=clock.now() - policy.tried_window,
+        )
     place = place_cancellation(
         diagnosis.state_version,
         Known(
@@ -92,6 +97,24 @@ async def open_or_update_case(
         previous=previous,
         account_worked_lately=facts.account_worked_since,
     )
+
+
+async def facts_read_together(
+    session: AsyncSession, diagnoses: list[DiagnosisCompleted], *, policy: Policy, clock: Clock
+) -> dict[str, SubscriptionFacts]:
+    """The facts of a batch's diagnoses read in one go, by cancellation id: only for those whose subscription and
+    account no other diagnosis of the batch concerns. The facts of one that shares them depend on what the diagnoses
+    before it in the batch do, so it reads its own when its turn comes."""
+    cancellations = Counter(diagnosis.cancellation_id for diagnosis in diagnoses)
+    accounts = Counter(diagnosis.account_id for diagnosis in diagnoses)
+    alone = [
+        (diagnosis.cancellation_id, diagnosis.account_id)
+        for diagnosis in diagnoses
+        if cancellations[diagnosis.cancellation_id] == 1 and accounts[diagnosis.account_id] == 1
+    ]
+    if not alone:
+        return {}
+    return await repository.subscription_facts_of_many(session, alone, worked_since=clock.now() - policy.tried_window)
 
 
 async def _after(session: AsyncSession, case_id: str) -> int:

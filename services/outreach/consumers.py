@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from structlog.contextvars import bound_contextvars
 
-from services.outreach.cases import open_or_update_case
+from services.outreach.cases import facts_read_together, open_or_update_case
 from services.outreach.clock import Clock
 from services.outreach.policy import Policy
 from services.outreach.saves import verify_by_invoice
@@ -12,11 +13,27 @@ from services.outreach.withdrawals import withdraw
 from shared.events import CancellationWithdrawn, DiagnosisCompleted, Envelope, InvoicePaid
 
 
-async def on_diagnosis_completed(
-    payload: DiagnosisCompleted, *, envelope: Envelope, session: AsyncSession, policy: Policy, clock: Clock
+async def on_diagnoses_completed(
+    payloads: list[DiagnosisCompleted],
+    *,
+    envelopes: list[Envelope],
+    session: AsyncSession,
+    policy: Policy,
+    clock: Clock,
 ) -> None:
-    """Open the case, or update it with a newer diagnosis version."""
-    await open_or_update_case(session, payload, policy=policy, clock=clock, correlation_id=envelope.correlation_id)
+    """Diagnoses that arrived together (``shared.consumer.Batched``): where each belongs is read in one statement,
+    then each opens or updates its case in arrival order."""
+    known = await facts_read_together(session, payloads, policy=policy, clock=clock)
+    for payload, envelope in zip(payloads, envelopes, strict=True):
+        with bound_contextvars(correlation_id=envelope.correlation_id, event_id=str(envelope.id)):
+            await open_or_update_case(
+                session,
+                payload,
+                policy=policy,
+                clock=clock,
+                correlation_id=envelope.correlation_id,
+                facts=known.get(payload.cancellation_id),
+            )
 
 
 async def on_cancellation_withdrawn(

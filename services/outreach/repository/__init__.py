@@ -22,6 +22,7 @@ from services.outreach.repository.case import (
     owners_and_root_causes,
     reached_the_customer_before,
     subscription_facts,
+    subscription_facts_of_many,
 )
 from services.outreach.repository.desk_session import (
     end_desk_sessions,
@@ -162,6 +163,7 @@ __all__ = [
     "set_notification_choice",
     "sign_in_failures",
     "subscription_facts",
+    "subscription_facts_of_many",
     "tasks",
     "times_rung_worked",
     "work_tasks",

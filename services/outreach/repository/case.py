@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import BindParameter, Select, bindparam, exists, func, or_, select
+from sqlalchemy import BindParameter, Select, bindparam, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload, with_expression
 
 from services.outreach.attempts import CONTACT_RESULTS, INTERNAL_ACTIONS
 from services.outreach.models import Case, CaseEvent, Subscription, Task
+from shared.db import is_postgres
 
 CASES = Case.__table__
 SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
@@ -82,6 +83,60 @@ async def subscription_facts(
         )
     ).one()
     return SubscriptionFacts(*row)
+
+
+# The same facts for many subscriptions at once (PostgreSQL): a batch of diagnoses asks one statement, not one
+# each. Open cases are locked in the order of the cancellation ids given, which the caller sorts, so two batches
+# never lock each other's in opposite orders.
+_PLACING_MANY_CANCELLATIONS = text(
+    """
+    SELECT
+      wanted.position,
+      (SELECT c.id FROM outreach_cases c
+        WHERE c.cancellation_id = wanted.cancellation_id AND c.status = 'open' FOR UPDATE) AS open_case_id,
+      latest.id AS latest_case_id,
+      latest.after_version AS latest_case_after,
+      s.staying_version,
+      s.previous_staying_version,
+      EXISTS (
+        SELECT 1 FROM outreach_tasks t JOIN outreach_cases c ON c.id = t.case_id
+        WHERE c.account_id = wanted.account_id AND t.status = 'done' AND t.completed_at >= :since
+      ) AS account_worked_since
+    FROM unnest(CAST(:cancellation_ids AS text[]), CAST(:account_ids AS text[]))
+      WITH ORDINALITY AS wanted (cancellation_id, account_id, position)
+    LEFT JOIN LATERAL (
+      SELECT c.id, c.after_version FROM outreach_cases c
+      WHERE c.cancellation_id = wanted.cancellation_id
+      ORDER BY c.opened_at DESC, c.id DESC LIMIT 1
+    ) AS latest ON true
+    LEFT JOIN outreach_subscriptions s ON s.cancellation_id = wanted.cancellation_id
+    ORDER BY wanted.position
+    """
+).bindparams(bindparam("since", type_=TASKS.c.completed_at.type))
+
+
+async def subscription_facts_of_many(
+    session: AsyncSession, subscriptions: list[tuple[str, str]], *, worked_since: datetime
+) -> dict[str, SubscriptionFacts]:
+    """``subscription_facts`` of each (cancellation id, account id), by cancellation id: one statement on
+    PostgreSQL, one per subscription on SQLite."""
+    wanted = sorted(set(subscriptions))
+    if not is_postgres(session):
+        return {
+            cancellation_id: await subscription_facts(
+                session, cancellation_id, account_id=account_id, worked_since=worked_since
+            )
+            for cancellation_id, account_id in wanted
+        }
+    rows = await session.execute(
+        _PLACING_MANY_CANCELLATIONS,
+        {
+            "cancellation_ids": [cancellation_id for cancellation_id, _ in wanted],
+            "account_ids": [account_id for _, account_id in wanted],
+            "since": worked_since,
+        },
+    )
+    return {wanted[row[0] - 1][0]: SubscriptionFacts(*row[1:]) for row in rows}
 
 
 async def locked_subscription(session: AsyncSession, cancellation_id: str) -> Subscription | None:
