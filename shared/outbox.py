@@ -40,6 +40,7 @@ PrimaryKey = BigInteger().with_variant(Integer, "sqlite")
 # intake_outbox for every batch, growing with the table, which nothing empties). Planned afresh in each relay
 # transaction they use the outbox's indexes; that costs one round trip and a plan per batch, not per event.
 PLAN_EACH_STATEMENT = text("SET LOCAL plan_cache_mode = force_custom_plan")
+PLAN_AS_CONFIGURED = text("RESET plan_cache_mode")
 
 
 def outbox_table(service: str) -> Table:

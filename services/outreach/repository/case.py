@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload, with_expression
 from services.outreach.attempts import CONTACT_RESULTS, INTERNAL_ACTIONS
 from services.outreach.models import Case, CaseEvent, Subscription, Task
 from shared.db import is_postgres
+from shared.outbox import PLAN_AS_CONFIGURED, PLAN_EACH_STATEMENT
 
 CASES = Case.__table__
 SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
@@ -98,10 +99,7 @@ _PLACING_MANY_CANCELLATIONS = text(
       latest.after_version AS latest_case_after,
       s.staying_version,
       s.previous_staying_version,
-      EXISTS (
-        SELECT 1 FROM outreach_tasks t JOIN outreach_cases c ON c.id = t.case_id
-        WHERE c.account_id = wanted.account_id AND t.status = 'done' AND t.completed_at >= :since
-      ) AS account_worked_since
+      worked.done IS NOT NULL AS account_worked_since
     FROM unnest(CAST(:cancellation_ids AS text[]), CAST(:account_ids AS text[]))
       WITH ORDINALITY AS wanted (cancellation_id, account_id, position)
     LEFT JOIN LATERAL (
@@ -110,6 +108,13 @@ _PLACING_MANY_CANCELLATIONS = text(
       ORDER BY c.opened_at DESC, c.id DESC LIMIT 1
     ) AS latest ON true
     LEFT JOIN outreach_subscriptions s ON s.cancellation_id = wanted.cancellation_id
+    -- A lateral join, not EXISTS: PostgreSQL ran that EXISTS as one hashed subplan over every task done since the
+    -- moment, for each batch (PostgreSQL CPU per cancellation 2.2 -> 9.7 ms in the benchmark's burst).
+    LEFT JOIN LATERAL (
+      SELECT true AS done FROM outreach_cases c JOIN outreach_tasks t ON t.case_id = c.id
+      WHERE c.account_id = wanted.account_id AND t.status = 'done' AND t.completed_at >= :since
+      LIMIT 1
+    ) AS worked ON true
     ORDER BY wanted.position
     """
 ).bindparams(bindparam("since", type_=TASKS.c.completed_at.type))
@@ -128,14 +133,21 @@ async def subscription_facts_of_many(
             )
             for cancellation_id, account_id in wanted
         }
-    rows = await session.execute(
-        _PLACING_MANY_CANCELLATIONS,
-        {
-            "cancellation_ids": [cancellation_id for cancellation_id, _ in wanted],
-            "account_ids": [account_id for _, account_id in wanted],
-            "since": worked_since,
-        },
-    )
+    # Planned for the tables as they are now, each time. The prepared statement's kept (generic) plan, made while
+    # the tables were nearly empty, read all of outreach_cases for each subscription: a median 86 ms a batch and 9.8
+    # ms of PostgreSQL CPU per cancellation in the benchmark's burst, against 2.1 before.
+    await session.execute(PLAN_EACH_STATEMENT)
+    rows = (
+        await session.execute(
+            _PLACING_MANY_CANCELLATIONS,
+            {
+                "cancellation_ids": [cancellation_id for cancellation_id, _ in wanted],
+                "account_ids": [account_id for _, account_id in wanted],
+                "since": worked_since,
+            },
+        )
+    ).all()
+    await session.execute(PLAN_AS_CONFIGURED)  # the rest of the transaction keeps its statements' plans
     return {wanted[row[0] - 1][0]: SubscriptionFacts(*row[1:]) for row in rows}
 
 
