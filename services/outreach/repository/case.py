@@ -87,8 +87,8 @@ async def subscription_facts(
 
 
 # The same facts for many subscriptions at once (PostgreSQL): a batch of diagnoses asks one statement, not one
-# each. Open cases are locked in the order of the cancellation ids given, which the caller sorts, so two batches
-# never lock each other's in opposite orders.
+# each. Open cases are locked in whatever order the plan reaches them: a deadlock with another transaction fails the
+# batch, whose diagnoses are then handled one at a time (shared.consumer), so it costs time, never a case.
 _PLACING_MANY_CANCELLATIONS = text(
     """
     SELECT
