@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -84,11 +84,10 @@ class _ReleasingSqliteConnection(sqlite3.Connection):
     """
 
     def close(self) -> None:
-        try:
+        with suppress(sqlite3.Error):  # closed already, or the rollback failed: closing releases what it can
             if self.in_transaction:
                 self.rollback()
-        finally:
-            super().close()
+        super().close()
 
 
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
