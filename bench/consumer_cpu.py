@@ -1,7 +1,7 @@
 """CPU per message of one consumer, in process: no broker, no HTTP, no relay.
 
     python -m bench.consumer_cpu --consumer outreach|diagnosis --messages 640 --batch 32 [--runs 5]
-        [--database postgres|sqlite] [--profile out.prof]
+        [--database postgres|sqlite] [--history 1000000] [--profile out.prof]
 
 Each run builds the service as it starts (its app, settings, playbooks or rules) on a fresh database, then hands
 its consumer batches of messages made from the event contracts (diagnoses for outreach, cancellations for
@@ -9,7 +9,10 @@ diagnosis), through the batch handler the consumer calls for messages that arriv
 (``Consumer._handle_together``: the handled rows, every handler, one commit). Printed per message: the Python
 process's CPU time, and the CPU of the PostgreSQL backends its connections use (read from /proc by their
 ``pg_backend_pid()``, so PostgreSQL must run on this machine). A warm-up batch first is not counted: a running
-consumer has compiled its statements long before. ``--profile`` writes a cProfile (in CPU time) of the counted
+consumer has compiled its statements long before. ``--history N`` first gives the service's domain tables (cases,
+tasks, diagnoses and the like; not the handled-message and outbox tables retention keeps small) the rows of about
+N earlier messages, copies of the warm-up's under new keys, so the figures show what a consumer costs once Brink
+has run for a while rather than on empty tables (PostgreSQL only). ``--profile`` writes a cProfile (in CPU time) of the counted
 batches and prints its top functions; profiling inflates the figures of that run.
 """
 
@@ -220,6 +223,46 @@ async def fresh_database(kind: str) -> AsyncIterator[str]:
         yield url
 
 
+# Tables that do not grow with the customers: retention keeps them small, or they hold people and settings.
+NOT_HISTORY = ("_handled_messages", "_outbox", "_people", "_desk_sessions", "_sign_in_failures", "_cursors", "_leases")
+
+
+async def add_history(engine: AsyncEngine, service: str, messages: int, batch: int) -> None:
+    """The service's domain tables as after about ``messages`` earlier messages: every row the warm-up wrote, copied
+    under keys made from its own and the copy's number, so a case's tasks still name that copy of the case and
+    every key lands where a new one would (the keys are random, as the services' are)."""
+    copies = max(1, messages // batch)
+    async with engine.begin() as connection:
+        # Copies of children and parents go in together, in whatever order: the foreign keys hold by construction.
+        await connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        tables = (
+            await connection.exec_driver_sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE $1",
+                (f"{service}_%",),
+            )
+        ).scalars()
+        for table in [name for name in tables if not name.endswith(NOT_HISTORY)]:
+            columns = (
+                await connection.exec_driver_sql(
+                    "SELECT column_name, data_type, column_default FROM information_schema.columns "
+                    "WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+                    (table,),
+                )
+            ).all()
+            names, values = [], []
+            for name, data_type, default in columns:
+                if (default or "").startswith("nextval("):
+                    continue  # a serial key: the sequence numbers the copies
+                names.append(f'"{name}"')
+                is_key = (name == "id" or name.endswith("_id")) and data_type == "character varying"
+                values.append(f"left(md5(\"{name}\" || ':' || copy), 36)" if is_key else f'"{name}"')
+            await connection.exec_driver_sql(
+                f'INSERT INTO "{table}" ({", ".join(names)}) SELECT {", ".join(values)} '
+                f'FROM "{table}", generate_series(1, {copies}) AS copy'
+            )
+        await connection.exec_driver_sql("ANALYZE")
+
+
 @dataclass(frozen=True)
 class Figures:
     python_ms: float
@@ -238,6 +281,9 @@ async def run_once(args: argparse.Namespace, seed: int) -> Figures:
             batches = [counted[start : start + args.batch] for start in range(0, len(counted), args.batch)]
             freeze_startup_objects()  # as a serving process does once it is built
             await consumer._handle_together(warm_up)
+            if args.history:
+                await add_history(engine, args.consumer, args.history, args.batch)
+                await consumer._handle_together(arrivals(kind, args.batch + args.messages, args.batch, rng))
             # CPU time, as measured here: time spent waiting for PostgreSQL is not where this process spends its CPU.
             profile = cProfile.Profile(time.process_time) if args.profile else None
             backends_before, started = backend_seconds(backends), time.process_time()
@@ -276,6 +322,7 @@ async def main_async(args: argparse.Namespace) -> None:
         runs.append(figures)
         print(
             f"run {number + 1}: {args.consumer}, {args.messages} messages in batches of {args.batch} on "
+            f"{f'{args.history:,} messages of history in ' if args.history else ''}"
             f"{args.database}: {per_message(figures.python_ms, figures.postgres_ms)}",
             flush=True,
         )
@@ -292,6 +339,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="messages handled in one transaction")
     parser.add_argument("--runs", type=int, default=1, help="runs, each on a fresh database; the median is printed")
     parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument("--history", type=int, default=0, help="earlier messages' rows in the tables first")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the counted batches here")
     asyncio.run(main_async(parser.parse_args()))
 

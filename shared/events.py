@@ -8,6 +8,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from shared.ids import new_key
+
 # --- Bounds -------------------------------------------------------------------------------------------------
 # What the tables downstream hold, declared once. Every edge (webhook mappings, /v1/ bodies and queries, account
 # signals) builds these contracts or uses these types, so a value no table can hold is refused where it
@@ -352,7 +354,7 @@ class Envelope(BaseModel):
     """What travels on the wire. ``id`` is the de-duplication key for every consumer."""
 
     model_config = ConfigDict(frozen=True)
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    id: uuid.UUID = Field(default_factory=new_key)
     type: str
     version: int = 1
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))

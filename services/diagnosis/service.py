@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +26,7 @@ from shared.events import (
     Unknown,
     Verdict,
 )
+from shared.ids import new_id
 from shared.logs import bound_contextvars, get_logger
 
 log = get_logger("diagnosis.service")
@@ -318,7 +318,7 @@ def _completed(
     account_owner: str | None,
 ) -> DiagnosisCompleted:
     return DiagnosisCompleted(
-        diagnosis_id=str(uuid.uuid4()),
+        diagnosis_id=new_id(),
         diagnosis_version=version,
         cancellation_id=event.cancellation_id,
         account_id=event.account_id,

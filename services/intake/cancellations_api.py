@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -23,6 +22,7 @@ from services.intake.schemas import CancellationAck, CancellationReport
 from services.intake.service import Delivery, record_event
 from shared.auth import CLIENT_STATE_KEY, UNAUTHORIZED
 from shared.events import CancellationReceived
+from shared.ids import new_id
 
 SOURCE = "api"
 # The delivery key is "<client id (12)>:<key>", in a 255-character column.
@@ -76,7 +76,7 @@ async def report_cancellation(
     response: Response,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_LENGTH)] = None,
 ) -> CancellationAck:
-    event_id = idempotency_key or str(uuid.uuid4())
+    event_id = idempotency_key or new_id()
     # Keys are each client's own: two tools (two API tokens) choosing the same key never see each other's
     # answers, nor are refused for each other's bodies.
     delivery_key = f"{request.scope['state'].get(CLIENT_STATE_KEY, 'anonymous')}:{event_id}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from datetime import datetime
 
@@ -30,6 +29,7 @@ from services.outreach.steps import (
     steps_to_work,
 )
 from shared.events import DiagnosisCompleted
+from shared.ids import new_id
 from shared.logs import get_logger
 
 log = get_logger("outreach.cases")
@@ -156,7 +156,7 @@ async def _open(
         root_cause=diagnosis.root_cause,
     )
     case = Case(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         cancellation_id=diagnosis.cancellation_id,
         account_id=diagnosis.account_id,
         status="open",

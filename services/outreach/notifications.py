@@ -18,6 +18,7 @@ from services.outreach.notify.base import DeliveryFailed, Message, Notifier
 from services.outreach.policy import Policy
 from shared import metrics
 from shared.db import transaction
+from shared.ids import new_id
 from shared.logs import get_logger
 
 log = get_logger("outreach.notifications")
@@ -81,7 +82,7 @@ def enqueue(session: AsyncSession, *, case: Case, kind: str, policy: Policy, clo
         if wants(channel, kind=kind, case=case, policy=policy):
             session.add(
                 Notification(
-                    id=str(uuid.uuid4()),
+                    id=new_id(),
                     channel=channel,
                     kind=kind,
                     case_id=case.id,

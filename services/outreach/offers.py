@@ -3,7 +3,6 @@ approval, approve, reject. Never commits: the HTTP request owns the transaction.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from services.outreach.offer_rules import (
 )
 from services.outreach.people import find_by_email, managers_above
 from shared.billing.base import BillingError, BillingUnavailable
+from shared.ids import new_id
 
 
 class OfferError(Exception):
@@ -141,7 +141,7 @@ async def propose(session: AsyncSession, case_id: str, *, offer: str, by: str, c
             terms, await _history(session, case.account_id, context, None), now=context.clock.now()
         )
     actions, subscription_id = _subscription_of(case, context)
-    offer_id = str(uuid.uuid4())
+    offer_id = new_id()
     try:
         preview = await actions.preview(
             subscription_id, terms, reference=idempotency_key(offer_id), now=context.clock.now()

@@ -8,7 +8,6 @@ no person's email is a name from a ``BRINK_ROTATION_*`` setting (nobody set up y
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.outreach import repository
 from services.outreach.models import PERSON_ROLES, Person
 from services.outreach.passwords import WeakPassword, hash_password
+from shared.ids import new_id
 
 # Deep enough for any real organisation, and a guard against a cycle written straight into the table.
 MAX_CHAIN = 12
@@ -178,7 +178,7 @@ async def add_person(
     if await find_by_email(session, email) is not None:
         raise EmailTaken(f"{email} is already a person")
     person = Person(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         email=email,
         name=_required_text(name, field="name", limit=255),
         role=_check_role(role),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import NamedTuple
 
@@ -14,6 +13,7 @@ from services.outreach.ladder import REPEATABLE_ACTIONS, intervention_key, was_t
 from services.outreach.models import Case, Task
 from services.outreach.playbooks import Playbook, Step
 from services.outreach.timing import Timing
+from shared.ids import new_id
 
 
 class NewTask(NamedTuple):
@@ -50,7 +50,7 @@ def add_timer(
     repository.add_timer_row(
         session,
         {
-            "id": str(uuid.uuid4()),
+            "id": new_id(),
             "case_id": case.id,
             "task_id": task.id if task else None,
             "kind": kind,
@@ -84,7 +84,7 @@ def add_task(
     """A task for ``owner``, with its timers: the owner is told before it is due, and our inaction ladder starts
     at its due time if it is still open then. Written with the session's next flush, its timers after it.
     """
-    task = NewTask(id=str(uuid.uuid4()), owner=owner, title=title, due_at=due_at)
+    task = NewTask(id=new_id(), owner=owner, title=title, due_at=due_at)
     repository.add_task_row(
         session,
         {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import repository
@@ -16,6 +14,7 @@ from services.outreach.history import publish, record
 from services.outreach.models import Case, Task
 from services.outreach.policy import Policy
 from shared.events import InterventionLogged, correlation_id_from
+from shared.ids import new_id
 
 
 class TaskNotFound(LookupError):
@@ -77,7 +76,7 @@ async def complete_task(
     await publish(
         session,
         InterventionLogged(
-            intervention_id=str(uuid.uuid4()),
+            intervention_id=new_id(),
             case_id=case.id,
             cancellation_id=case.cancellation_id,
             account_id=case.account_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -12,6 +11,7 @@ from sqlalchemy.orm import aliased
 
 from services.outreach.models import Case, Task, Timer
 from shared.db import is_postgres, rows_matched
+from shared.ids import new_id
 
 TIMERS = Timer.__table__
 
@@ -81,7 +81,7 @@ async def reschedule_timer(session: AsyncSession, timer: Timer, *, due_at: datet
     """The same timer again at a later time: fired now only to find it must wait (a snooze, the previous rung)."""
     session.add(
         Timer(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             case_id=timer.case_id,
             task_id=timer.task_id,
             kind=timer.kind,
