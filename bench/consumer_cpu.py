@@ -341,7 +341,12 @@ def main() -> None:
     parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--history", type=int, default=0, help="earlier messages' rows in the tables first")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the counted batches here")
-    asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    if args.history and args.database != "postgres":
+        parser.error("--history fills PostgreSQL tables only")
+    if args.history < 0:
+        parser.error("--history must be 0 or more")
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

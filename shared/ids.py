@@ -3,8 +3,8 @@
 A random key (version 4) lands on a random page of every index it is in, so once a table outgrows PostgreSQL's
 buffers each insert reads an index page from outside them and writes another out, and after each checkpoint
 logs a whole page: the cost of an insert grew with the table. Measured with ``python -m bench.consumer_cpu
---consumer outreach --history 1000000``: outreach's PostgreSQL CPU per diagnosis went from 0.44 ms on empty
-tables to 0.83 ms after a million cases with random keys, and stayed at 0.47 ms with these. A key made later
+--consumer outreach --history 1000000``: outreach's PostgreSQL CPU per diagnosis went from 0.38 ms on empty
+tables to 0.89 ms after a million cases with random keys, and was 0.30 to 0.37 ms with these. A key made later
 sorts after one made earlier, so new keys share the few index pages at the end; retention, which deletes the
 oldest rows, empties whole pages at the other end.
 
