@@ -1,7 +1,7 @@
 """CPU per message of one consumer, in process: no broker, no HTTP, no relay.
 
     python -m bench.consumer_cpu --consumer outreach|diagnosis --messages 640 --batch 32 [--runs 5]
-        [--database postgres|sqlite] [--history 1000000] [--profile out.prof]
+        [--database postgres|sqlite] [--history 1000000 [--no-analyze]] [--profile out.prof]
 
 Each run builds the service as it starts (its app, settings, playbooks or rules) on a fresh database, then hands
 its consumer batches of messages made from the event contracts (diagnoses for outreach, cancellations for
@@ -12,7 +12,8 @@ process's CPU time, and the CPU of the PostgreSQL backends its connections use (
 consumer has compiled its statements long before. ``--history N`` first gives the service's domain tables (cases,
 tasks, diagnoses and the like; not the handled-message and outbox tables retention keeps small) the rows of about
 N earlier messages, copies of the warm-up's under new keys, so the figures show what a consumer costs once Brink
-has run for a while rather than on empty tables (PostgreSQL only). ``--profile`` writes a cProfile (in CPU time) of the counted
+has run for a while rather than on empty tables (PostgreSQL only); they are ANALYZEd as autovacuum would, unless
+``--no-analyze`` leaves them as a server without autovacuum has them. ``--profile`` writes a cProfile (in CPU time) of the counted
 batches and prints its top functions; profiling inflates the figures of that run.
 """
 
@@ -227,7 +228,7 @@ async def fresh_database(kind: str) -> AsyncIterator[str]:
 NOT_HISTORY = ("_handled_messages", "_outbox", "_people", "_desk_sessions", "_sign_in_failures", "_cursors", "_leases")
 
 
-async def add_history(engine: AsyncEngine, service: str, messages: int, batch: int) -> None:
+async def add_history(engine: AsyncEngine, service: str, messages: int, batch: int, *, analyze: bool = True) -> None:
     """The service's domain tables as after about ``messages`` earlier messages: every row the warm-up wrote, copied
     under keys made from its own and the copy's number, so a case's tasks still name that copy of the case and
     every key lands where a new one would (the keys are random, as the services' are)."""
@@ -260,7 +261,8 @@ async def add_history(engine: AsyncEngine, service: str, messages: int, batch: i
                 f'INSERT INTO "{table}" ({", ".join(names)}) SELECT {", ".join(values)} '
                 f'FROM "{table}", generate_series(1, {copies}) AS copy'
             )
-        await connection.exec_driver_sql("ANALYZE")
+        if analyze:
+            await connection.exec_driver_sql("ANALYZE")
 
 
 @dataclass(frozen=True)
@@ -282,7 +284,7 @@ async def run_once(args: argparse.Namespace, seed: int) -> Figures:
             freeze_startup_objects()  # as a serving process does once it is built
             await consumer._handle_together(warm_up)
             if args.history:
-                await add_history(engine, args.consumer, args.history, args.batch)
+                await add_history(engine, args.consumer, args.history, args.batch, analyze=not args.no_analyze)
                 await consumer._handle_together(arrivals(kind, args.batch + args.messages, args.batch, rng))
             # CPU time, as measured here: time spent waiting for PostgreSQL is not where this process spends its CPU.
             profile = cProfile.Profile(time.process_time) if args.profile else None
@@ -340,6 +342,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="runs, each on a fresh database; the median is printed")
     parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--history", type=int, default=0, help="earlier messages' rows in the tables first")
+    parser.add_argument("--no-analyze", action="store_true", help="leave the history's statistics unmade")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the counted batches here")
     args = parser.parse_args()
     if args.history and args.database != "postgres":

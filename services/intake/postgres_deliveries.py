@@ -23,7 +23,7 @@ from services.intake.service import (
     PreparedDelivery,
 )
 from shared import metrics
-from shared.db import is_database_outage
+from shared.db import POSTGRES_SESSION_SETTINGS, is_database_outage
 from shared.logs import get_logger
 
 # Each array holds one column of the batch, a row per delivery (see ``service.prepare``); $17 is the superseded
@@ -155,7 +155,7 @@ class PostgresDeliveries:
             max_size=self._max_connections,
             reset=keep_session_state,
             init=self._choose_plan_mode,
-            server_settings={"application_name": APPLICATION_NAME},
+            server_settings={**POSTGRES_SESSION_SETTINGS, "application_name": APPLICATION_NAME},
         )
 
     @property

@@ -1,4 +1,5 @@
-"""The PostgreSQL pool: connections are kept under load, and one the server closed is never handed out."""
+"""The PostgreSQL pool: connections are kept under load, one the server closed is never handed out, and no statement
+is compiled just in time however large the tables make its estimate."""
 
 from __future__ import annotations
 
@@ -54,3 +55,22 @@ async def test_a_load_past_the_base_pool_size_reuses_connections_instead_of_open
         await engine.dispose()
     # Overflow connections closed on return would show up as a new backend in nearly every round.
     assert len(seen) <= 8
+
+
+# Estimated at a billion rows (a series whose end the planner cannot see is guessed at 1,000 rows), it returns 1,000: the shape of a
+# statement whose estimate outgrew what it reads, as Brink's placing statement did once outreach held 250,000 cases.
+OVERESTIMATED = (
+    "EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM generate_series(1, (SELECT 10)) a, "
+    "generate_series(1, (SELECT 10)) b, generate_series(1, (SELECT 10)) c WHERE a + b + c > 0"
+)
+
+
+async def test_a_statement_estimated_far_above_what_it_reads_is_not_compiled_just_in_time(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        async with engine.connect() as connection:
+            [plan] = (await connection.exec_driver_sql(OVERESTIMATED)).scalar_one()
+    finally:
+        await engine.dispose()
+    assert plan["Plan"]["Total Cost"] > 100_000  # past PostgreSQL's default jit_above_cost
+    assert "JIT" not in plan  # compiling took 15 ms a batch, more than the statement
