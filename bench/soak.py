@@ -6,7 +6,9 @@ are purged during the run. The load is sent in windows of ``--window`` webhooks 
 (open model: latency from each request's scheduled time). Each window records intake's latency, the CPU each
 part of the pipeline spent per accepted webhook, the queue depths and the size of every table; the first and
 the last ``--compare`` webhooks are then compared: intake p99 and CPU per cancellation within 10%, and the
-tables retention keeps small no bigger at the end than once retention had started biting.
+tables retention keeps small no bigger at the end than once retention had started biting. Each window also times
+a fixed piece of work (the machine probe), so a machine that slowed down during the run is told apart from a
+pipeline that did: CPU per cancellation is compared in units of the probe as well.
 
 Results: ``bench/results/soak.{json,md}`` for a run of a million or more, ``soak-<events>.{json,md}``
 otherwise. A run that cannot go on (the consumers fall ever further behind: the machine does not hold the rate)
@@ -23,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -72,6 +75,27 @@ class Plan:
     retention_interval_seconds: float
     consumer_niceness: int = CONSUMER_NICENESS
     max_backlog_seconds: float = 60.0
+
+
+# A fixed piece of work small enough to stay in a core's own caches: the CPU it takes moves only with the machine
+# (its clock, a busy sibling thread, the host's other guests), never with Brink's tables. Printed in seconds.
+MACHINE_PROBE = (
+    "import time\nt = time.process_time()\nsum(i * i % 7 for i in range(600_000))\nprint(time.process_time() - t)"
+)
+
+
+async def machine_probe_ms(delay: float, tries: int = 5) -> float:
+    """After ``delay`` seconds, the least CPU of ``tries`` runs of ``MACHINE_PROBE`` (milliseconds), each in a new
+    process at the lowest priority so the pipeline barely notices it."""
+    await asyncio.sleep(delay)
+    spent = []
+    for _ in range(tries):
+        child = await asyncio.create_subprocess_exec(
+            "nice", "-n", "19", sys.executable, "-c", MACHINE_PROBE, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await child.communicate()
+        spent.append(float(out))
+    return round(1000 * min(spent), 2)
 
 
 class Soak:
@@ -131,7 +155,13 @@ class Soak:
     async def window(self, number: int, first_index: int, count: int) -> None:
         meter = observe.CpuMeter(list(self.services.values()), await self.groups())
         meter.start()
-        result = await self.load(first_index, count)
+        probe = asyncio.create_task(machine_probe_ms(delay=count / self.plan.rate / 2))
+        try:
+            result = await self.load(first_index, count)
+        except BaseException:
+            probe.cancel()
+            raise
+        machine_ms = await probe
         cores = meter.stop(extra={"loadgen": result["cpu_seconds"]}, joined=await self.groups())
         ok = [
             latency for latency, status in zip(result["latency"], result["status"], strict=True) if 200 <= status < 300
@@ -151,6 +181,7 @@ class Soak:
             "cpu_ms_per_event": round(1000 * sum(cpu_seconds.values()) / accepted, 3) if accepted else None,
             "machine_cores": cores["machine"],
             "other_work_cores": cores["others"],
+            "machine_probe_ms": machine_ms,
             "load_average": os.getloadavg(),
             **await self.state(),
         }
@@ -162,7 +193,7 @@ class Soak:
             self.latencies["last"] += ok
         print(
             f"soak: {end:,} sent; p99 {record['latency_ms']['p99']} ms; CPU {record['cpu_ms_per_event']} ms/event; "
-            f"queues {record['queues']}; retained {sum(record['table_bytes'][t] for t in RETAINED) // 1024} KiB; "
+            f"machine probe {machine_ms} ms; queues {record['queues']}; retained {sum(record['table_bytes'][t] for t in RETAINED) // 1024} KiB; "
             f"load {record['load_average'][0]:.1f}",
             flush=True,
         )
@@ -261,6 +292,9 @@ def compare(plan: Plan, windows: list[dict[str, Any]], latencies: dict[str, list
             "cpu_ms_per_event": {name: round(1000 * cpu[name] / accepted, 3) for name in PIPELINE} if accepted else {},
             "cpu_ms_per_event_total": round(1000 * sum(cpu.values()) / accepted, 3) if accepted else None,
             "retained_bytes": sum(selected[-1]["table_bytes"].get(t, 0) for t in RETAINED),
+            "machine_probe_ms": statistics.median(probes)
+            if (probes := [w["machine_probe_ms"] for w in selected])
+            else None,
         }
 
     first = part([w for w in windows if w["first_index"] < plan.compare], latencies["first"])
@@ -269,11 +303,18 @@ def compare(plan: Plan, windows: list[dict[str, Any]], latencies: dict[str, list
     def within(a: float | None, b: float | None) -> bool | None:
         return None if not a or b is None else b <= a * (1 + WITHIN)
 
+    def per_probe(side: dict[str, Any]) -> float | None:
+        total, probe = side["cpu_ms_per_event_total"], side["machine_probe_ms"]
+        return total / probe if total and probe else None
+
     return {
         "first": first,
         "last": last,
         "p99_within_10pct": within(first["p99_ms"], last["p99_ms"]),
         "cpu_within_10pct": within(first["cpu_ms_per_event_total"], last["cpu_ms_per_event_total"]),
+        # The same, with each part's CPU counted in units of the machine probe: a machine that slowed down between
+        # the two parts shows here as the probe's change, not as Brink's.
+        "cpu_per_probe_within_10pct": within(per_probe(first), per_probe(last)),
         # Retention bites once rows are older than its age: the retained tables at the end of the first part
         # (when it had been biting for a while) against the end of the run.
         "retained_bounded": last["retained_bytes"] <= 1.25 * first["retained_bytes"]
@@ -289,6 +330,10 @@ def markdown(figures: dict[str, Any]) -> str:
 
     def change(a: float | None, b: float | None) -> str:
         return f"{(b / a - 1):+.1%}" if a and b is not None else "–"
+
+    def ratio(part: dict[str, Any]) -> float | None:
+        total, probe = part["cpu_ms_per_event_total"], part["machine_probe_ms"]
+        return round(total / probe, 4) if total and probe else None
 
     lines = [
         f"# Brink soak — {plan['events']:,} cancellations at {plan['rate']:.0f}/s, {figures['started_at']}, "
@@ -314,6 +359,10 @@ def markdown(figures: dict[str, Any]) -> str:
             f"| {change(first['cpu_ms_per_event'].get(name), last['cpu_ms_per_event'].get(name))} | |"
             for name in PIPELINE
         ),
+        f"| machine probe: fixed work's CPU, median of the windows (ms) | {first['machine_probe_ms']} "
+        f"| {last['machine_probe_ms']} | {change(first['machine_probe_ms'], last['machine_probe_ms'])} | |",
+        f"| CPU per cancellation in machine probes | {ratio(first)} | {ratio(last)} "
+        f"| {change(ratio(first), ratio(last))} | {yes[result['cpu_per_probe_within_10pct']]} |",
         f"| tables retention keeps small (KiB) | {first['retained_bytes'] // 1024:,} | {last['retained_bytes'] // 1024:,} "
         f"| {change(first['retained_bytes'], last['retained_bytes'])} | bounded: {yes[result['retained_bounded']]} |",
         "",
@@ -337,13 +386,14 @@ def markdown(figures: dict[str, Any]) -> str:
         "",
         "## Windows",
         "",
-        "| sent up to | p50 ms | p99 ms | CPU ms/event | queues | retained KiB | other work (cores) | load |",
-        "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        "| sent up to | p50 ms | p99 ms | CPU ms/event | machine probe ms | queues | retained KiB | other work (cores) "
+        "| load |",
+        "| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
     for w in windows:
         lines.append(
             f"| {w['first_index'] + w['sent']:,} | {w['latency_ms']['p50']} | {w['latency_ms']['p99']} "
-            f"| {w['cpu_ms_per_event']} | {', '.join(str(v) for v in w['queues'].values())} "
+            f"| {w['cpu_ms_per_event']} | {w['machine_probe_ms']} | {', '.join(str(v) for v in w['queues'].values())} "
             f"| {sum(w['table_bytes'].get(t, 0) for t in RETAINED) // 1024:,} | {w['other_work_cores']} "
             f"| {w['load_average'][0]:.1f} |"
         )

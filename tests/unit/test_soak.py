@@ -16,8 +16,11 @@ PLAN = Plan(
 STAGE = Stage(name="x", dsn="", database_url="", amqp_url="", vhost="", secret="", token="", ports={})
 
 
-def window(number: int, backlog: int, *, cpu: float = 1.0, retained: int = 1_000) -> dict[str, Any]:
+def window(
+    number: int, backlog: int, *, cpu: float = 1.0, retained: int = 1_000, probe: float = 30.0
+) -> dict[str, Any]:
     return {
+        "machine_probe_ms": probe,
         "first_index": number * PLAN.window,
         "sent": PLAN.window,
         "accepted_2xx": PLAN.window,
@@ -64,3 +67,19 @@ def test_the_first_and_last_parts_are_compared_on_cpu_per_cancellation_and_retai
     assert result["cpu_within_10pct"] is False
     assert result["p99_within_10pct"] is True
     assert result["retained_bounded"] is False  # 1,300 against 1,000 at the end of the first part: over 25%
+
+
+@pytest.mark.parametrize(("last_probe", "within_per_probe"), [(36.0, True), (30.0, False)])
+def test_cpu_per_cancellation_is_also_judged_in_units_of_the_machine_probe(
+    last_probe: float, within_per_probe: bool
+) -> None:
+    windows = [window(n, 0, cpu=1.0) for n in range(8)] + [
+        window(n, 0, cpu=1.2, probe=last_probe) for n in range(8, 10)
+    ]
+    result = compare(PLAN, windows, {"first": [0.010] * 100, "last": [0.010] * 100})
+    assert result["first"]["machine_probe_ms"] == 30.0
+    assert result["last"]["machine_probe_ms"] == last_probe
+    # 20% more CPU per cancellation: over 10% as measured, but where the fixed work took 20% more as well, the
+    # machine slowed and Brink did not.
+    assert result["cpu_within_10pct"] is False
+    assert result["cpu_per_probe_within_10pct"] is within_per_probe
