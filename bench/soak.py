@@ -285,27 +285,25 @@ def compare(plan: Plan, windows: list[dict[str, Any]], latencies: dict[str, list
     def part(selected: list[dict[str, Any]], values: list[float]) -> dict[str, Any]:
         accepted = sum(w["accepted_2xx"] for w in selected)
         cpu = {name: sum(w["cpu_seconds"][name] for w in selected) for name in PIPELINE}
-        return {
+        side = {
             "webhooks": accepted,
             "p50_ms": round(1000 * (percentile(values, 50) or 0), 2),
             "p99_ms": round(1000 * (percentile(values, 99) or 0), 2),
             "cpu_ms_per_event": {name: round(1000 * cpu[name] / accepted, 3) for name in PIPELINE} if accepted else {},
             "cpu_ms_per_event_total": round(1000 * sum(cpu.values()) / accepted, 3) if accepted else None,
             "retained_bytes": sum(selected[-1]["table_bytes"].get(t, 0) for t in RETAINED),
-            "machine_probe_ms": statistics.median(probes)
-            if (probes := [w["machine_probe_ms"] for w in selected])
-            else None,
         }
+        probes = [w["machine_probe_ms"] for w in selected]
+        side["machine_probe_ms"] = statistics.median(probes) if probes else None
+        total, probe = side["cpu_ms_per_event_total"], side["machine_probe_ms"]
+        side["cpu_per_probe"] = round(total / probe, 4) if total and probe else None
+        return side
 
     first = part([w for w in windows if w["first_index"] < plan.compare], latencies["first"])
     last = part([w for w in windows if w["first_index"] + w["sent"] > plan.events - plan.compare], latencies["last"])
 
     def within(a: float | None, b: float | None) -> bool | None:
         return None if not a or b is None else b <= a * (1 + WITHIN)
-
-    def per_probe(side: dict[str, Any]) -> float | None:
-        total, probe = side["cpu_ms_per_event_total"], side["machine_probe_ms"]
-        return total / probe if total and probe else None
 
     return {
         "first": first,
@@ -314,7 +312,7 @@ def compare(plan: Plan, windows: list[dict[str, Any]], latencies: dict[str, list
         "cpu_within_10pct": within(first["cpu_ms_per_event_total"], last["cpu_ms_per_event_total"]),
         # The same, with each part's CPU counted in units of the machine probe: a machine that slowed down between
         # the two parts shows here as the probe's change, not as Brink's.
-        "cpu_per_probe_within_10pct": within(per_probe(first), per_probe(last)),
+        "cpu_per_probe_within_10pct": within(first["cpu_per_probe"], last["cpu_per_probe"]),
         # Retention bites once rows are older than its age: the retained tables at the end of the first part
         # (when it had been biting for a while) against the end of the run.
         "retained_bounded": last["retained_bytes"] <= 1.25 * first["retained_bytes"]
@@ -330,10 +328,6 @@ def markdown(figures: dict[str, Any]) -> str:
 
     def change(a: float | None, b: float | None) -> str:
         return f"{(b / a - 1):+.1%}" if a and b is not None else "–"
-
-    def ratio(part: dict[str, Any]) -> float | None:
-        total, probe = part["cpu_ms_per_event_total"], part["machine_probe_ms"]
-        return round(total / probe, 4) if total and probe else None
 
     lines = [
         f"# Brink soak — {plan['events']:,} cancellations at {plan['rate']:.0f}/s, {figures['started_at']}, "
@@ -361,8 +355,8 @@ def markdown(figures: dict[str, Any]) -> str:
         ),
         f"| machine probe: fixed work's CPU, median of the windows (ms) | {first['machine_probe_ms']} "
         f"| {last['machine_probe_ms']} | {change(first['machine_probe_ms'], last['machine_probe_ms'])} | |",
-        f"| CPU per cancellation in machine probes | {ratio(first)} | {ratio(last)} "
-        f"| {change(ratio(first), ratio(last))} | {yes[result['cpu_per_probe_within_10pct']]} |",
+        f"| CPU per cancellation in machine probes | {first['cpu_per_probe']} | {last['cpu_per_probe']} "
+        f"| {change(first['cpu_per_probe'], last['cpu_per_probe'])} | {yes[result['cpu_per_probe_within_10pct']]} |",
         f"| tables retention keeps small (KiB) | {first['retained_bytes'] // 1024:,} | {last['retained_bytes'] // 1024:,} "
         f"| {change(first['retained_bytes'], last['retained_bytes'])} | bounded: {yes[result['retained_bounded']]} |",
         "",
