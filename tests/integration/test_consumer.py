@@ -162,6 +162,11 @@ async def test_an_undecodable_message_goes_straight_to_the_dead_queue(broker: Br
     assert dead[0].headers[ERROR_HEADER].startswith("undecodable message")
 
 
+# Messages queued before a consumer starts reach it one delivery frame at a time: without a linger, the first can
+# find the worker idle and go alone, so a test about messages taken together lets the batch wait for its companions.
+ARRIVING_TOGETHER_LINGER = 1.0
+
+
 async def queued_before_start(broker: Broker, consumer: Consumer, envelopes: list[Envelope]) -> None:
     """Publish while nobody consumes, so the messages arrive together when the consumer starts."""
     await broker.declare_queue(consumer.spec)
@@ -183,7 +188,7 @@ async def test_messages_that_arrive_together_commit_in_one_transaction(broker: B
     async def handler(payload: AccountSignalsUpdated, *, envelope: Envelope, session: AsyncSession) -> None:
         transactions.append(session.info.setdefault("transaction", uuid.uuid4().hex))
 
-    consumer = consumer_for(broker, sessions, handler, batch_size=8)
+    consumer = consumer_for(broker, sessions, handler, batch_size=8, linger_seconds=ARRIVING_TOGETHER_LINGER)
     await queued_before_start(broker, consumer, [signals_event(f"acct-{n}") for n in range(8)])
     await consumer.start()
     await eventually(lambda: asyncio.sleep(0, result=len(transactions) == 8), timeout=10)
@@ -240,7 +245,12 @@ async def test_a_batched_handler_takes_its_messages_together_in_arrival_order(br
     async def closed(payload: CaseClosed, *, envelope: Envelope, session: AsyncSession) -> None:
         calls.append([payload.case_id])
 
-    consumer = consumer_with(broker, sessions, {AccountSignalsUpdated.TYPE: Batched(signals), CaseClosed.TYPE: closed})
+    consumer = consumer_with(
+        broker,
+        sessions,
+        {AccountSignalsUpdated.TYPE: Batched(signals), CaseClosed.TYPE: closed},
+        linger_seconds=ARRIVING_TOGETHER_LINGER,
+    )
     first = signals_event("acct-1")
     arriving = [first, signals_event("acct-2"), case_closed_event("case-1"), signals_event("acct-3"), first]
     await queued_before_start(broker, consumer, arriving)
