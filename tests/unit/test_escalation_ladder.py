@@ -79,6 +79,29 @@ def test_a_holiday_is_not_counted() -> None:
     assert WorkingHours().add(thursday, timedelta(hours=3), zone=UTC_ZONE) == at("2026-12-25T11:00")
 
 
+def test_weeks_of_working_hours_cross_a_clock_change_and_a_holiday_in_wall_time() -> None:
+    """Paris moves its clocks on Sunday 29 March 2026; Good Friday, 3 April, is a holiday there. Ten working days
+    from Monday 23 March at 09:00 end at 17:00 on the tenth, as the people in Paris count them, both ways."""
+    paris_team = WorkingHours(start=time(9), end=time(17), holidays=frozenset({date(2026, 4, 3)}))
+    monday_nine = at("2026-03-23T09:00", PARIS)
+    tenth_day_end = at("2026-04-06T17:00", PARIS)
+    assert paris_team.add(monday_nine, timedelta(hours=80), zone=PARIS) == tenth_day_end
+    assert paris_team.add(monday_nine, timedelta(hours=81), zone=PARIS) == at("2026-04-07T10:00", PARIS)
+    assert paris_team.before(tenth_day_end, timedelta(hours=80), zone=PARIS) == monday_nine
+    assert paris_team.before(tenth_day_end, timedelta(hours=81), zone=PARIS) == at("2026-03-20T16:00", PARIS)
+    # Asked again (the calendar remembers the working days it found), the answers are the same.
+    assert paris_team.add(monday_nine, timedelta(hours=80), zone=PARIS) == tenth_day_end
+
+
+def test_a_calendar_without_a_working_day_for_ten_years_is_an_error_not_an_endless_count() -> None:
+    mondays_all_holidays = frozenset(date(2026, 12, 7) + timedelta(weeks=week) for week in range(-600, 600))
+    never = WorkingHours(weekdays=frozenset({0}), holidays=mondays_all_holidays)
+    with pytest.raises(ValueError, match="no working day within 3660 days of 2026-12-02"):
+        never.add(at("2026-12-02T10:00"), timedelta(hours=9), zone=UTC_ZONE)
+    with pytest.raises(ValueError, match="no working day within 3660 days before 2026-12-02"):
+        never.before(at("2026-12-02T10:00"), timedelta(hours=1), zone=UTC_ZONE)
+
+
 def test_hours_count_in_the_owners_time_zone() -> None:
     moment = at("2026-12-07T15:00")  # Monday 15:00 UTC: 16:00 in Paris, 10:00 in New York, midnight in Tokyo
     assert TEAM.add(moment, timedelta(hours=2), zone=PARIS) == at("2026-12-08T10:00", PARIS)
