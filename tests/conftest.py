@@ -15,8 +15,9 @@ from typing import Any, ClassVar, TypeVar
 
 import httpx
 import pytest
+from alembic import command
 
-from shared.migrate import upgrade
+from shared.migrate import alembic_config, upgrade
 from tests.commands import delete_vhost, rabbitmqctl
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -53,8 +54,8 @@ async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10
 
 
 @asynccontextmanager
-async def new_postgres_database(prefix: str) -> AsyncIterator[str]:
-    """A new, migrated PostgreSQL database (its SQLAlchemy URL), dropped afterwards."""
+async def new_postgres_database(prefix: str, *, migrated_to: str = "heads") -> AsyncIterator[str]:
+    """A new PostgreSQL database migrated to ``migrated_to`` (its SQLAlchemy URL), dropped afterwards."""
     import asyncpg
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
@@ -65,7 +66,7 @@ async def new_postgres_database(prefix: str) -> AsyncIterator[str]:
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
     try:
-        await asyncio.to_thread(upgrade, url)
+        await asyncio.to_thread(command.upgrade, alembic_config(url), migrated_to)
         yield url
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

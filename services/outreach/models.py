@@ -86,6 +86,18 @@ class Case(Base):
     events: Mapped[list[CaseEvent]] = relationship(back_populates="case", lazy="raise", order_by="CaseEvent.id")
 
 
+class CaseCountChange(Base):
+    """How the number of cases in a status changed: rows the database's own triggers on ``outreach_cases`` add
+    (migration ``outreach_0014``), folded into one per status as the gauge counts them. Counting every case once a
+    minute read the whole table, whose size only grows; these rows are a few per minute, whatever it holds."""
+
+    __tablename__ = "outreach_case_count_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(24))
+    change: Mapped[int] = mapped_column(BigInteger)
+
+
 class Task(Base):
     """One step of a playbook or rung of the ladder, owned by a person, due at a time."""
 

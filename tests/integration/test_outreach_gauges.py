@@ -1,16 +1,96 @@
-"""The overdue-task gauge counts what is overdue by reading only that: a count that read every open task grew with
-every case that stayed open, and once a minute pushed the rest of the database out of PostgreSQL's buffers."""
+"""Outreach's gauges read what they count, not the whole history: the overdue-task count reads the overdue tasks
+from an index of open ones, and cases by status are summed from the changes the database records as cases are
+written. Counting every case, or every open task, once a minute read a table that only grows, and pushed the rest
+of the database out of PostgreSQL's buffers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from services.outreach import repository
-from shared.db import transaction
+from services.outreach.cases import open_or_update_case
+from services.outreach.models import CaseCountChange
+from shared.db import make_engine, make_sessionmaker, transaction
+from shared.migrate import upgrade
+from tests.conftest import new_postgres_database
 from tests.helpers import counting_statements
-from tests.outreach_helpers import diagnosis, open_desk
+from tests.outreach_helpers import Desk, diagnosis, open_desk
+
+
+async def counts(desk: Desk) -> dict[str, int]:
+    async with transaction(desk.sessions) as session:
+        return await repository.count_cases_by_status(session)
+
+
+async def change_rows(desk: Desk) -> int:
+    async with transaction(desk.sessions) as session:
+        return (await session.execute(select(func.count()).select_from(CaseCountChange))).scalar_one()
+
+
+async def test_cases_are_counted_by_status_as_they_open_and_close_without_reading_the_cases(
+    database_url: str,
+) -> None:
+    desk, engine = await open_desk(database_url)
+    try:
+        before = await counts(desk)  # other tests' cases were deleted, and the deletions counted
+        cases = [await desk.receive(diagnosis()) for _ in range(4)]
+        await desk.close(cases[0], "saved")
+        await desk.close(cases[1], "lost")
+        with counting_statements(engine) as statements:
+            first = await counts(desk)
+        again = await counts(desk)
+        rows_after_folding = await change_rows(desk)
+    finally:
+        await engine.dispose()
+    assert before == {}
+    assert first == again == {"open": 2, "saved": 1, "lost": 1}
+    assert rows_after_folding == 3, "the changes are folded into one row per status that has cases"
+    assert not [statement for statement in statements if "outreach_cases" in statement]
+
+
+async def test_a_case_written_while_the_gauge_counts_is_counted_next_time_and_two_counts_at_once_agree(
+    postgres_url: str,
+) -> None:
+    desk, engine = await open_desk(postgres_url)
+    try:
+        await desk.receive(diagnosis())
+        async with transaction(desk.sessions) as writing:
+            await open_or_update_case(writing, diagnosis(), policy=desk.policy, clock=desk.clock)
+            await writing.flush()  # its change is recorded, not yet committed
+            while_writing = await counts(desk)
+        after_commit = await counts(desk)
+        async with transaction(desk.sessions) as folding:
+            first = await repository.count_cases_by_status(folding)
+            # A second count waits for the first fold's rows; once they are gone it must still see every case.
+            second = asyncio.create_task(counts(desk))
+            await asyncio.sleep(0.5)
+            assert not second.done()
+        concurrent = await second
+    finally:
+        await engine.dispose()
+    assert while_writing == {"open": 1}
+    assert after_commit == first == concurrent == {"open": 2}
+
+
+async def test_the_migration_counts_the_cases_already_there() -> None:
+    async with new_postgres_database("brink_counts", migrated_to="outreach_0013") as url:
+        desk, engine = await open_desk(url)
+        try:
+            cases = [await desk.receive(diagnosis()) for _ in range(3)]
+            await desk.close(cases[0], "moved_on")
+        finally:
+            await engine.dispose()
+        await asyncio.to_thread(upgrade, url)
+        engine = make_engine(url)
+        try:
+            async with transaction(make_sessionmaker(engine)) as session:
+                counted = await repository.count_cases_by_status(session)
+        finally:
+            await engine.dispose()
+    assert counted == {"open": 2, "moved_on": 1}
 
 
 async def test_the_overdue_count_counts_open_tasks_past_due_from_the_index_of_open_tasks(postgres_url: str) -> None:
