@@ -1,4 +1,4 @@
-"""outreach: the database records how each status's number of cases changes, so the gauge reads a few rows
+"""outreach: the database records how each status's number of cases changes, so the gauge reads no case
 
 Counting cases by status read every case once a minute: a sequential scan of a table that only grows (0.4 s
 with three processes at 260,000 cases). Triggers on ``outreach_cases`` now add a row per status that changes:

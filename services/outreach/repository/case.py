@@ -325,8 +325,8 @@ COUNT_CHANGES = CaseCountChange.__table__
 
 
 async def count_cases_by_status(session: AsyncSession) -> dict[str, int]:
-    """Cases per status, summed from the changes the database records as cases are written (a few rows however
-    many cases there are), after folding those changes into one row per status."""
+    """Cases per status, summed from the changes the database records as cases are written (those since the last
+    count, and one row per status before them, however many cases there are), after folding them."""
     await _fold_count_changes(session)
     totals = await session.execute(
         select(COUNT_CHANGES.c.status, func.sum(COUNT_CHANGES.c.change)).group_by(COUNT_CHANGES.c.status)
