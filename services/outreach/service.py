@@ -30,5 +30,6 @@ async def get_case(session: AsyncSession, case_id: str, *, lock: bool = False) -
 
 
 count_by_status = repository.count_cases_by_status
+reclaim_counted_changes = repository.reclaim_count_changes
 count_overdue = repository.count_overdue_tasks
 oldest_late_timer = repository.oldest_late_timer

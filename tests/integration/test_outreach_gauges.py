@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 
 from services.outreach import repository
 from services.outreach.cases import open_or_update_case
 from services.outreach.models import CaseCountChange
+from services.outreach.scheduler import Scheduler
+from shared import metrics
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.migrate import upgrade
 from tests.conftest import new_postgres_database
@@ -116,3 +119,39 @@ async def test_the_overdue_count_counts_open_tasks_past_due_from_the_index_of_op
     assert none_yet == 0
     assert overdue_later == len([moment for moment in due if moment < due[-1]])
     assert "ix_outreach_tasks_open_due" in json.dumps(json.loads(plan) if isinstance(plan, str) else plan)
+
+
+async def test_the_gauges_reclaim_the_changes_they_fold_where_autovacuum_does_not(postgres_url: str) -> None:
+    """Each fold deletes the changes since the last; without a VACUUM their dead rows piled up for ever on a server
+    without autovacuum, and every fold read them all again."""
+    desk, engine = await open_desk(postgres_url)
+    scheduler = Scheduler(
+        sessions=desk.sessions,
+        policy=desk.policy,
+        clock=desk.clock,
+        notifiers={},
+        poll_seconds=1.0,
+        notify_rounds=1,
+        notify_backoff=timedelta(0),
+    )
+    table = CaseCountChange.__tablename__
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
+        await desk.receive(diagnosis())
+        sizes = []
+        for _ in range(6):
+            # A busy minute's changes, as a consumer's insert statements and its cases' closing leave them.
+            async with transaction(desk.sessions) as session:
+                await session.execute(insert(CaseCountChange), [{"status": "open", "change": 1}] * 1000)
+                await session.execute(insert(CaseCountChange), [{"status": "open", "change": -1}] * 1000)
+            await scheduler.refresh_gauges()
+            async with engine.connect() as connection:
+                sizes.append(await connection.scalar(text(f"SELECT pg_relation_size('{table}')")))
+        opened = metrics.CASES.labels("open")._value.get()
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"ALTER TABLE {table} RESET (autovacuum_enabled)"))
+        await engine.dispose()
+    assert opened == 1
+    assert sizes[-1] <= sizes[0], f"the table kept growing as the gauge folded it: {sizes} bytes"

@@ -21,6 +21,7 @@ from services.outreach.repository.case import (
     locked_subscription,
     owners_and_root_causes,
     reached_the_customer_before,
+    reclaim_count_changes,
     subscription_facts,
     subscription_facts_of_many,
 )
@@ -155,6 +156,7 @@ __all__ = [
     "person_by_email",
     "person_by_id",
     "reached_the_customer_before",
+    "reclaim_count_changes",
     "record_timer_outcome",
     "remember_paid_invoice",
     "renew_notification_leases",

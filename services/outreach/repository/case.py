@@ -334,6 +334,21 @@ async def count_cases_by_status(session: AsyncSession) -> dict[str, int]:
     return {status: int(total) for status, total in totals if total}
 
 
+async def reclaim_count_changes(session: AsyncSession) -> None:
+    """VACUUM the count changes, in a session of its own (VACUUM cannot run in a transaction), on PostgreSQL.
+
+    Every fold deletes the rows recorded since the last, thousands a minute under load (one per insert
+    statement), and scans the dead ones it left before. Where autovacuum is off or behind nothing reclaims them:
+    the table grew by about a dead row per consumer batch for as long as Brink ran (117,000 dead against 12,000
+    live after 130,000 cancellations in a soak), and each minute's fold read them all. A plain VACUUM of a table
+    this small takes no lock that stops reads or writes. SQLite reuses a deleted row's space by itself.
+    """
+    if not is_postgres(session):
+        return
+    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    await connection.execute(text(f"VACUUM {COUNT_CHANGES.name}"))
+
+
 async def _fold_count_changes(session: AsyncSession) -> None:
     """Replace the changes this transaction can take with their sum per status. It takes exactly the rows it
     deletes: one another transaction adds meanwhile waits for the next fold, and a fold running beside this one
