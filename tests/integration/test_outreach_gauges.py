@@ -162,7 +162,7 @@ async def test_the_gauges_reclaim_the_changes_they_fold_where_autovacuum_does_no
             await connection.execute(text(f"ALTER TABLE {table} RESET (autovacuum_enabled)"))
         await engine.dispose()
     assert opened == 1
-    # Each minute's rows take the space of the last minute's, folded and reclaimed (VACUUM may also cut the
-    # table's empty end, so it can be smaller in between); without that, each minute adds as much again.
+    # Each minute's rows take the space of the last minute's, folded and reclaimed; without that, each minute adds
+    # as much again.
     first, *_, last = with_a_minute_of_changes
     assert last <= 1.5 * first, f"the table kept growing as the gauge folded it: {with_a_minute_of_changes} bytes"
