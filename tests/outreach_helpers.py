@@ -199,9 +199,9 @@ class Desk:
             case = await session.get(Case, case_id)
             await close_case(session, case, outcome=outcome, reason="by hand", clock=self.clock, policy=self.policy)
 
-    async def tick(self) -> list[Fired]:
-        """One pass of the real scheduler: fire every due timer, one transaction each."""
-        scheduler = Scheduler(
+    def scheduler(self) -> Scheduler:
+        """The real scheduler on this desk's database, policy and clock, without notifiers."""
+        return Scheduler(
             sessions=self.sessions,
             policy=self.policy,
             clock=self.clock,
@@ -210,7 +210,10 @@ class Desk:
             notify_rounds=1,
             notify_backoff=timedelta(0),
         )
-        fired = await scheduler.fire_timers(limit=100_000)
+
+    async def tick(self) -> list[Fired]:
+        """One pass of the real scheduler: fire every due timer, one transaction each."""
+        fired = await self.scheduler().fire_timers(limit=100_000)
         self.fired.extend(fired)
         return fired
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
 
 from sqlalchemy import func, insert, select, text
 
 from services.outreach import repository
 from services.outreach.cases import open_or_update_case
 from services.outreach.models import CaseCountChange
-from services.outreach.scheduler import Scheduler
 from shared import metrics
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.migrate import upgrade
@@ -125,15 +123,7 @@ async def test_the_gauges_reclaim_the_changes_they_fold_where_autovacuum_does_no
     """Each fold deletes the changes since the last; without a VACUUM their dead rows piled up for ever on a server
     without autovacuum, and every fold read them all again."""
     desk, engine = await open_desk(postgres_url)
-    scheduler = Scheduler(
-        sessions=desk.sessions,
-        policy=desk.policy,
-        clock=desk.clock,
-        notifiers={},
-        poll_seconds=1.0,
-        notify_rounds=1,
-        notify_backoff=timedelta(0),
-    )
+    scheduler = desk.scheduler()
     table = CaseCountChange.__tablename__
 
     async def size() -> int:

@@ -325,21 +325,10 @@ async def test_tasks_filter_by_owner_due_time_and_overdue(desk: Desk) -> None:
 
 
 async def test_readiness_reports_timers_nobody_fires(database_url: str) -> None:
-    from datetime import timedelta
-
-    from services.outreach.scheduler import Scheduler
     from shared.runtime import StuckWork
 
     desk, engine = await open_desk(database_url)
-    scheduler = Scheduler(
-        sessions=desk.sessions,
-        policy=desk.policy,
-        clock=desk.clock,
-        notifiers={},
-        poll_seconds=1,
-        notify_rounds=1,
-        notify_backoff=timedelta(seconds=1),
-    )
+    scheduler = desk.scheduler()
     try:
         await desk.receive(diagnosis(root_cause="known_issue"))
         await scheduler.check_timers()
